@@ -1,0 +1,38 @@
+"""Generate the Python code (messages, .pyi stubs, gRPC stubs) for protos/.
+
+Run by `make protos`; the test suite calls `generate` into a scratch folder
+to prove that the committed code is not stale.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from grpc_tools import protoc
+
+PROTO_ROOT = Path(__file__).resolve().parent.parent / "protos"
+
+
+def proto_files() -> list[Path]:
+    return sorted((PROTO_ROOT / "agentmesh" / "v1").glob("*.proto"))
+
+
+def generate(out_dir: Path) -> None:
+    """Write the generated code for every .proto under out_dir/agentmesh/v1."""
+    include = Path(protoc.__file__).parent / "_proto"  # the well-known types
+    args = [
+        "protoc",
+        f"-I{PROTO_ROOT}",
+        f"-I{include}",
+        f"--python_out={out_dir}",
+        f"--pyi_out={out_dir}",
+        f"--grpc_python_out={out_dir}",
+        *(str(p.relative_to(PROTO_ROOT)) for p in proto_files()),
+    ]
+    if protoc.main(args) != 0:
+        raise RuntimeError("protoc failed")
+
+
+if __name__ == "__main__":
+    generate(Path(sys.argv[1]) if len(sys.argv) > 1 else PROTO_ROOT)

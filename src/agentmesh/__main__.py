@@ -1,0 +1,3 @@
+from agentmesh.cli import main
+
+raise SystemExit(main())

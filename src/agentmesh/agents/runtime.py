@@ -1,0 +1,345 @@
+"""The worker runtime: serves WorkerService, registers, streams health, drains.
+
+A worker runs each subtask once: the result of a (request id, subtask id)
+it has finished is kept (a bounded window) and returned again on a repeat,
+and a repeat of a subtask still running waits for that run. Concurrency is
+bounded by the configured capacity; subtasks beyond it wait inside the
+worker and are reported as its queue.
+
+On SIGTERM (or `shutdown()`) the worker drains: health goes NOT_SERVING,
+the scheduler is told it is draining and sends no more work, in-flight
+subtasks finish, the Heartbeat stream closes, and the server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+
+import grpc
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
+
+from agentmesh.agents.backend import Backend
+from agentmesh.agents.skills import SKILLS, input_violations, output_violations
+from agentmesh.config import WorkerConfig
+from agentmesh.errors import (
+    AgentmeshError,
+    FieldViolation,
+    InvalidArgument,
+    Unavailable,
+    Unimplemented,
+)
+from agentmesh.handlers import unary
+from agentmesh.metrics import WorkerMetrics, serve_metrics
+from agentmesh.scheduler.convert import (
+    dict_to_struct,
+    duration,
+    struct_to_dict,
+    usage_to_proto,
+)
+from agentmesh.scheduler.load import ErrorRate, PeakEwma
+from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc, worker_pb2, worker_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
+Context = aio.ServicerContext[Any, Any]
+
+
+class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    @unary
+    async def Execute(
+        self, request: worker_pb2.ExecuteRequest, context: Context
+    ) -> worker_pb2.ExecuteResponse:
+        return await self.worker.execute(request)
+
+
+class Worker:
+    """One worker agent process: `await start()`, `await shutdown()`, or `run()`."""
+
+    def __init__(self, config: WorkerConfig, backend: Backend) -> None:
+        self.config = config
+        self.backend = backend
+        offered = set(config.skills) if config.skills else set(backend.capabilities())
+        unknown = offered - set(SKILLS)
+        if unknown:
+            raise ValueError(f"unknown skills {sorted(unknown)}; known: {sorted(SKILLS)}")
+        unable = offered - set(backend.capabilities())
+        if unable:
+            raise ValueError(f"the {backend.name} backend cannot run {sorted(unable)}")
+        self.skills = frozenset(offered)
+        self.worker_id = config.worker_id or f"{backend.name}-{uuid.uuid4().hex[:8]}"
+        self.metrics = WorkerMetrics(CollectorRegistry())
+        self.health = health.aio.HealthServicer()
+        self.server = aio.server()
+        worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(self), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME),
+            self.server,
+        )
+        self.address = ""
+        self.draining = False
+        self.heartbeat_interval = 1.0
+        self._slots = asyncio.Semaphore(config.capacity)
+        self._in_flight = 0
+        self._waiting = 0
+        self._results: OrderedDict[tuple[str, str], worker_pb2.ExecuteResponse] = OrderedDict()
+        self._running: dict[tuple[str, str], asyncio.Task[worker_pb2.ExecuteResponse]] = {}
+        self._latency = PeakEwma(0.05, 10.0, time.monotonic())
+        self._errors = ErrorRate(30.0, time.monotonic())
+        self._channel: aio.Channel | None = None
+        self._heartbeats: asyncio.Task[None] | None = None
+        self._registered = asyncio.Event()
+        self._stop_beating = asyncio.Event()
+        self._wake = asyncio.Event()  # send a beat now, without waiting for the interval
+        self._stopped = asyncio.Event()
+        self._shutdown_started = False
+
+    # -- Execute ------------------------------------------------------------------
+
+    async def execute(self, request: worker_pb2.ExecuteRequest) -> worker_pb2.ExecuteResponse:
+        key = (request.request_id, request.subtask_id)
+        stored = self._results.get(key)
+        if stored is not None:
+            return _replayed(stored)
+        running = self._running.get(key)
+        if running is not None:
+            return _replayed(await asyncio.shield(running))
+        if self.draining:
+            raise Unavailable(f"worker {self.worker_id} is draining", reason="DRAINING")
+        if request.capability not in self.skills:
+            raise Unimplemented(
+                f"worker {self.worker_id} does not offer {request.capability!r}; "
+                f"it offers {', '.join(sorted(self.skills))}",
+                reason="CAPABILITY_NOT_OFFERED",
+            )
+        skill = SKILLS[request.capability]
+        data = struct_to_dict(request.input)
+        violations = input_violations(skill, data)
+        if violations:
+            raise InvalidArgument(
+                f"input for {skill.name} is invalid: "
+                + "; ".join(f"{f}: {d}" for f, d in violations[:5]),
+                [FieldViolation(f, d) for f, d in violations],
+                reason="INVALID_INPUT",
+            )
+        task = asyncio.create_task(self._run(skill.name, data))
+        self._running[key] = task
+        try:
+            response = await task
+        finally:
+            self._running.pop(key, None)
+        self._results[key] = response
+        while len(self._results) > self.config.results_kept:
+            self._results.popitem(last=False)
+        return response
+
+    async def _run(self, capability: str, data: dict[str, Any]) -> worker_pb2.ExecuteResponse:
+        skill = SKILLS[capability]
+        self._waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+        self._in_flight += 1
+        self.metrics.in_flight.set(self._in_flight)
+        started = time.monotonic()
+        code = "OK"
+        try:
+            result = await self.backend.run(skill, data)
+            violations = output_violations(skill, result.output)
+            if violations:
+                raise AgentmeshError(
+                    f"{self.backend.name} produced output for {capability} that fails its schema: "
+                    + "; ".join(f"{f}: {d}" for f, d in violations[:5]),
+                    reason="OUTPUT_INVALID",
+                )
+        except AgentmeshError as error:
+            code = error.code_name
+            raise
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
+        except Exception:
+            code = "INTERNAL"
+            raise
+        finally:
+            self._slots.release()
+            self._in_flight -= 1
+            now = time.monotonic()
+            elapsed = now - started
+            self.metrics.in_flight.set(self._in_flight)
+            self.metrics.subtasks.labels(capability, code).inc()
+            self.metrics.subtask_seconds.labels(capability).observe(elapsed)
+            if code != "CANCELLED":
+                self._errors.observe(code != "OK", now)
+            if code == "OK":
+                self._latency.observe(elapsed, now)
+        return worker_pb2.ExecuteResponse(
+            output=dict_to_struct(result.output),
+            usage=usage_to_proto(result.usage),
+            model=result.model,
+            duration=duration(elapsed),
+        )
+
+    # -- membership ------------------------------------------------------------------
+
+    def info(self) -> worker_pb2.WorkerInfo:
+        return worker_pb2.WorkerInfo(
+            worker_id=self.worker_id,
+            address=self.address,
+            capabilities=sorted(self.skills),
+            backend=self.backend.name,
+            model=self.backend.model,
+            tier=worker_pb2.TIER_BUILTIN if self.backend.name == "builtin" else worker_pb2.TIER_SMALL,
+            capacity=self.config.capacity,
+        )
+
+    def health_report(self) -> worker_pb2.WorkerHealth:
+        return worker_pb2.WorkerHealth(
+            in_flight=self._in_flight,
+            capacity=self.config.capacity,
+            queue_length=self._waiting,
+            latency_estimate=duration(self._latency.estimate()),
+            error_rate=self._errors.rate(time.monotonic()),
+            draining=self.draining,
+        )
+
+    async def _register(self, stub: scheduler_pb2_grpc.SchedulerServiceStub) -> None:
+        """Register, retrying with backoff until the scheduler answers."""
+        delay = 0.1
+        while True:
+            try:
+                response = await stub.Register(
+                    scheduler_pb2.RegisterRequest(worker=self.info()), timeout=5.0
+                )
+            except grpc.RpcError as error:
+                log.warning(
+                    "cannot register with the scheduler; retrying",
+                    extra={"scheduler": self.config.scheduler, "error": str(error.code())},  # type: ignore[attr-defined]
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            self.heartbeat_interval = response.heartbeat_interval.ToTimedelta().total_seconds()
+            self._registered.set()
+            log.info("registered", extra={"worker_id": self.worker_id, "address": self.address})
+            return
+
+    async def _beats(self) -> AsyncIterator[scheduler_pb2.HeartbeatRequest]:
+        while True:
+            yield scheduler_pb2.HeartbeatRequest(
+                worker_id=self.worker_id, health=self.health_report()
+            )
+            if self._stop_beating.is_set():
+                return
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.heartbeat_interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def _heartbeat_forever(self) -> None:
+        """Keep one Heartbeat stream open, registering again whenever it is lost."""
+        assert self._channel is not None
+        stub = scheduler_pb2_grpc.SchedulerServiceStub(self._channel)
+        while not self._stop_beating.is_set():
+            await self._register(stub)
+            try:
+                async for reply in stub.Heartbeat(self._beats()):
+                    if reply.directive == scheduler_pb2.HEARTBEAT_DIRECTIVE_REGISTER:
+                        break
+                    self.heartbeat_interval = reply.heartbeat_interval.ToTimedelta().total_seconds()
+            except grpc.RpcError as error:
+                log.warning(
+                    "heartbeat stream lost; registering again",
+                    extra={"error": str(error.code())},  # type: ignore[attr-defined]
+                )
+                await asyncio.sleep(0.2)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Serve, then register and start the health stream (without waiting for it)."""
+        port = self.server.add_insecure_port(self.config.listen)
+        if port == 0:
+            raise OSError(f"cannot listen on {self.config.listen}")
+        self.address = self.config.advertise or f"{self.config.listen.rpartition(':')[0]}:{port}"
+        await self.server.start()
+        if self.config.metrics_listen:
+            serve_metrics(self.config.metrics_listen, self.metrics.registry)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        self._channel = aio.insecure_channel(self.config.scheduler)
+        self._heartbeats = asyncio.create_task(self._heartbeat_forever(), name="heartbeats")
+
+    async def wait_registered(self, timeout: float) -> None:
+        await asyncio.wait_for(self._registered.wait(), timeout)
+
+    async def shutdown(self, grace: float | None = None) -> None:
+        """Drain and stop: safe to call more than once."""
+        if self._shutdown_started:
+            await self._stopped.wait()
+            return
+        self._shutdown_started = True
+        grace = self.config.drain_timeout if grace is None else grace
+        self.draining = True
+        self._wake.set()
+        await self.health.enter_graceful_shutdown()
+        deadline = time.monotonic() + grace
+        while (self._in_flight or self._waiting) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        # The last beat says "draining"; closing the stream removes the worker.
+        self._stop_beating.set()
+        self._wake.set()
+        if self._heartbeats is not None:
+            try:
+                await asyncio.wait_for(self._heartbeats, 2.0)
+            except (TimeoutError, asyncio.CancelledError):
+                self._heartbeats.cancel()
+        await self.server.stop(max(deadline - time.monotonic(), 0.5))
+        if self._channel is not None:
+            await self._channel.close()
+        self._stopped.set()
+
+    async def run(self) -> None:
+        """Serve until SIGTERM or SIGINT, then drain."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.shutdown()))
+        await self._stopped.wait()
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown(grace=1.0)
+
+
+def _replayed(response: worker_pb2.ExecuteResponse) -> worker_pb2.ExecuteResponse:
+    copy = worker_pb2.ExecuteResponse()
+    copy.CopyFrom(response)
+    copy.replayed = True
+    return copy

@@ -1,0 +1,265 @@
+"""The `agentmesh` command line: run the mesh, or talk to one."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+
+from agentmesh import logs
+from agentmesh.client import Client
+from agentmesh.config import SchedulerConfig, WorkerConfig
+from agentmesh.errors import AgentmeshError
+
+#: What `agentmesh run` starts: workers offering every builtin skill.
+DEFAULT_WORKERS = 3
+
+
+def make_backend(name: str) -> Any:
+    """The model backend named on the command line or in AGENTMESH_BACKEND."""
+    if name == "builtin":
+        from agentmesh.agents.builtin import BuiltinBackend
+
+        return BuiltinBackend()
+    raise SystemExit(f"agentmesh: unknown backend {name!r}; available: builtin")
+
+
+def _target(args: argparse.Namespace) -> str:
+    return args.target or os.environ.get("AGENTMESH_SCHEDULER", "127.0.0.1:50051")
+
+
+def _read_input(source: str) -> dict[str, Any]:
+    """A request input from a JSON file, or stdin ('-'); plain text becomes {"text": ...}."""
+    raw = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError:
+        return {"text": raw}
+    return data if isinstance(data, dict) else {"text": raw}
+
+
+def _print_json(message: Any) -> None:
+    print(json.dumps(json_format.MessageToDict(message), indent=2, ensure_ascii=False))
+
+
+# -- commands ---------------------------------------------------------------------
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    from agentmesh.scheduler.server import SchedulerServer
+
+    overrides = {"listen": args.listen} if args.listen else {}
+    if args.policy:
+        overrides["policy"] = args.policy
+    config = SchedulerConfig.from_env(**overrides)
+    asyncio.run(SchedulerServer(config).run())
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from agentmesh.agents.runtime import Worker
+
+    overrides: dict[str, Any] = {}
+    if args.skills:
+        overrides["skills"] = tuple(s.strip() for s in args.skills.split(",") if s.strip())
+    if args.backend:
+        overrides["backend"] = args.backend
+    if args.capacity:
+        overrides["capacity"] = args.capacity
+    if args.target:
+        overrides["scheduler"] = args.target
+    config = WorkerConfig.from_env(**overrides)
+
+    async def serve() -> None:
+        await Worker(config, make_backend(config.backend)).run()
+
+    asyncio.run(serve())
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agentmesh.supervisor import Child, Supervisor
+
+    config = SchedulerConfig.from_env()
+    host = config.listen.rpartition(":")[0]
+    children = [Child("scheduler", ("scheduler",))]
+    children += [
+        Child(
+            f"worker-{i}",
+            ("worker",),
+            (("AGENTMESH_SCHEDULER", config.listen), ("AGENTMESH_WORKER_ID", f"builtin-{i}"),
+             ("AGENTMESH_WORKER_LISTEN", f"{host}:0")),
+        )
+        for i in range(1, args.workers + 1)
+    ]
+
+    async def supervise() -> None:
+        supervisor = Supervisor(children)
+        supervisor.stop_on_signals()
+        tasks = [await supervisor.start(children[0])]
+        with Client(config.listen, timeout=2.0) as client:
+            await _until(lambda: _ready(client), 30.0)
+            tasks += [await supervisor.start(c) for c in children[1:]]
+            await _until(lambda: len(_workers(client)) >= args.workers, 60.0)
+        _banner(config)
+        await supervisor.wait_stopped()
+        for task in tasks:
+            task.cancel()
+
+    asyncio.run(supervise())
+    return 0
+
+
+async def _until(condition: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit("agentmesh: the mesh did not come up in time")
+        await asyncio.sleep(0.2)
+
+
+def _ready(client: Client) -> bool:
+    try:
+        client.list_workers()
+    except AgentmeshError:
+        return False
+    return True
+
+
+def _workers(client: Client) -> list[Any]:
+    try:
+        return client.list_workers()
+    except AgentmeshError:
+        return []
+
+
+def _banner(config: SchedulerConfig) -> None:
+    metrics = f"http://{config.metrics_listen}/metrics" if config.metrics_listen else "(off)"
+    print(
+        f"""
+agentmesh is running: scheduler on {config.listen}, metrics on {metrics}
+
+Try it (from the repository root, in another terminal):
+
+  .venv/bin/agentmesh submit examples/tickets/01_refund_broken_laptop_en.json
+
+  .venv/bin/grpcurl -plaintext -d @ {config.listen} agentmesh.v1.SchedulerService/Submit \\
+    < examples/grpcurl/submit_ticket.json
+
+  .venv/bin/agentmesh workers
+
+Stop with Ctrl-C.
+""",
+        flush=True,
+    )
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    data = _read_input(args.input)
+    with Client(_target(args), timeout=args.timeout) as client:
+        if args.no_stream:
+            _print_json(client.submit(args.workflow, data, request_id=args.request_id))
+            return 0
+        for message in client.stream_submit(args.workflow, data, request_id=args.request_id):
+            event = message.WhichOneof("event")
+            if event == "plan":
+                steps = ", ".join(s.id for s in message.plan.steps)
+                print(f"[{message.request_id}] plan: {steps}", file=sys.stderr)
+            elif event == "subtask":
+                e = message.subtask
+                kind = e.kind and type(e).DESCRIPTOR.fields_by_name["kind"].enum_type.values_by_number[e.kind].name
+                detail = f" ({e.message})" if e.message else ""
+                where = f" on {e.worker_id}" if e.worker_id else ""
+                print(f"  {e.subtask_id}: {kind.removeprefix('SUBTASK_EVENT_KIND_').lower()}{where}{detail}",
+                      file=sys.stderr)
+            else:
+                _print_json(message.result)
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    data = _read_input(args.input)
+    with Client(_target(args), timeout=args.timeout) as client:
+        _print_json(client.decompose(args.workflow, data))
+    return 0
+
+
+def cmd_workers(args: argparse.Namespace) -> int:
+    with Client(_target(args), timeout=args.timeout) as client:
+        workers = client.list_workers(args.capability)
+    if args.json:
+        print(json.dumps([json_format.MessageToDict(w) for w in workers], indent=2))
+        return 0
+    print(f"{'WORKER':<18} {'STATE':<9} {'IN-FLIGHT':>9} {'LATENCY':>9} {'ERRORS':>7}  CAPABILITIES")
+    for w in workers:
+        state = "draining" if w.state == 2 else "active"
+        latency = w.latency_estimate.ToTimedelta().total_seconds() * 1000
+        print(
+            f"{w.info.worker_id:<18} {state:<9} {w.in_flight:>4}/{w.info.capacity:<4} "
+            f"{latency:>7.1f}ms {w.error_rate:>6.1%}  {','.join(w.info.capabilities)}"
+        )
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="agentmesh", description=__doc__)
+    top.add_argument("--log-level", default=os.environ.get("AGENTMESH_LOG_LEVEL", "INFO"))
+    commands = top.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="the scheduler plus built-in workers, supervised")
+    run.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
+    run.set_defaults(handler=cmd_run)
+
+    scheduler = commands.add_parser("scheduler", help="serve the scheduler")
+    scheduler.add_argument("--listen", help="host:port (default AGENTMESH_LISTEN or 127.0.0.1:50051)")
+    scheduler.add_argument("--policy", choices=["latency_weighted", "p2c", "round_robin"])
+    scheduler.set_defaults(handler=cmd_scheduler)
+
+    worker = commands.add_parser("worker", help="serve a worker agent")
+    worker.add_argument("--skills", help="comma-separated skills (default: all the backend can run)")
+    worker.add_argument("--backend", help="model backend (default builtin)")
+    worker.add_argument("--capacity", type=int)
+    worker.add_argument("--target", help="scheduler host:port")
+    worker.set_defaults(handler=cmd_worker)
+
+    for name, handler, help_text in (
+        ("submit", cmd_submit, "submit a request and print the JSON result"),
+        ("plan", cmd_plan, "print the plan a workflow makes for an input"),
+    ):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("input", nargs="?", default="-", help="JSON or text file; - for stdin")
+        sub.add_argument("--workflow", default="support_ticket")
+        sub.add_argument("--target", help="scheduler host:port")
+        sub.add_argument("--timeout", type=float, default=60.0)
+        if name == "submit":
+            sub.add_argument("--request-id", default="")
+            sub.add_argument("--no-stream", action="store_true", help="no progress events")
+        sub.set_defaults(handler=handler)
+
+    workers = commands.add_parser("workers", help="list the workers and their health")
+    workers.add_argument("--capability", default="")
+    workers.add_argument("--target", help="scheduler host:port")
+    workers.add_argument("--timeout", type=float, default=10.0)
+    workers.add_argument("--json", action="store_true")
+    workers.set_defaults(handler=cmd_workers)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logs.configure(args.log_level)
+    try:
+        return int(args.handler(args))
+    except AgentmeshError as error:
+        print(f"agentmesh: {error.code_name}: {error.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

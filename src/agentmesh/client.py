@@ -1,0 +1,228 @@
+"""Typed Python clients for SchedulerService, synchronous and asyncio.
+
+Every call takes a timeout (the gRPC deadline, which the scheduler passes
+on to its subtasks) and raises `agentmesh.errors` exceptions, typed
+details included, instead of raw `grpc.RpcError`s.
+
+    with Client("127.0.0.1:50051") as client:
+        request = client.submit("support_ticket", {"text": "My order ..."})
+        print(request.answer["reply"])
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from agentmesh.scheduler.convert import dict_to_struct
+from agentmesh.status import from_rpc_error
+from agentmesh.v1 import plan_pb2, scheduler_pb2, scheduler_pb2_grpc
+
+#: Deadline of a call that names none, in seconds.
+DEFAULT_TIMEOUT = 60.0
+
+
+def _submit_fields(
+    workflow: str | plan_pb2.Plan, data: Mapping[str, Any], request_id: str, priority: int
+) -> dict[str, Any]:
+    source = {"plan": workflow} if isinstance(workflow, plan_pb2.Plan) else {"workflow": workflow}
+    return {
+        "request_id": request_id,
+        "input": dict_to_struct(dict(data)),
+        "priority": priority,
+        **source,
+    }
+
+
+class Client:
+    """A blocking client; `with Client(target) as c:` closes the channel."""
+
+    def __init__(self, target: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(target)
+        self._stub = scheduler_pb2_grpc.SchedulerServiceStub(self._channel)
+
+    def submit(
+        self,
+        workflow: str | plan_pb2.Plan,
+        data: Mapping[str, Any],
+        *,
+        request_id: str = "",
+        priority: int = 0,
+        timeout: float | None = None,
+    ) -> scheduler_pb2.Request:
+        """Run a workflow (by name) or a plan on an input; the finished request."""
+        request = scheduler_pb2.SubmitRequest(**_submit_fields(workflow, data, request_id, priority))
+        try:
+            return self._stub.Submit(request, timeout=timeout or self.timeout).request
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+    def stream_submit(
+        self,
+        workflow: str | plan_pb2.Plan,
+        data: Mapping[str, Any],
+        *,
+        request_id: str = "",
+        priority: int = 0,
+        timeout: float | None = None,
+    ) -> Iterator[scheduler_pb2.StreamSubmitResponse]:
+        """Progress events, then the finished request as the last message."""
+        request = scheduler_pb2.StreamSubmitRequest(
+            **_submit_fields(workflow, data, request_id, priority)
+        )
+        try:
+            yield from self._stub.StreamSubmit(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+    def get_request(self, request_id: str, *, timeout: float | None = None) -> scheduler_pb2.Request:
+        try:
+            return self._stub.GetRequest(
+                scheduler_pb2.GetRequestRequest(request_id=request_id),
+                timeout=timeout or self.timeout,
+            ).request
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+    def decompose(
+        self,
+        workflow: str | plan_pb2.Plan,
+        data: Mapping[str, Any],
+        *,
+        timeout: float | None = None,
+    ) -> plan_pb2.Plan:
+        source = {"plan": workflow} if isinstance(workflow, plan_pb2.Plan) else {"workflow": workflow}
+        request = scheduler_pb2.DecomposeRequest(input=dict_to_struct(dict(data)), **source)
+        try:
+            return self._stub.Decompose(request, timeout=timeout or self.timeout).plan
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+    def dispatch(
+        self,
+        capability: str,
+        data: Mapping[str, Any],
+        *,
+        request_id: str = "",
+        timeout: float | None = None,
+    ) -> scheduler_pb2.DispatchResponse:
+        request = scheduler_pb2.DispatchRequest(
+            request_id=request_id, capability=capability, input=dict_to_struct(dict(data))
+        )
+        try:
+            return self._stub.Dispatch(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+    def list_workers(
+        self, capability: str = "", *, timeout: float | None = None
+    ) -> list[scheduler_pb2.WorkerStatus]:
+        try:
+            return list(
+                self._stub.ListWorkers(
+                    scheduler_pb2.ListWorkersRequest(capability=capability),
+                    timeout=timeout or self.timeout,
+                ).workers
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """The asyncio client; `async with AsyncClient(target) as c:` closes the channel."""
+
+    def __init__(self, target: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.timeout = timeout
+        self._channel = aio.insecure_channel(target)
+        self._stub = scheduler_pb2_grpc.SchedulerServiceStub(self._channel)
+
+    async def submit(
+        self,
+        workflow: str | plan_pb2.Plan,
+        data: Mapping[str, Any],
+        *,
+        request_id: str = "",
+        priority: int = 0,
+        timeout: float | None = None,
+    ) -> scheduler_pb2.Request:
+        request = scheduler_pb2.SubmitRequest(**_submit_fields(workflow, data, request_id, priority))
+        try:
+            response = await self._stub.Submit(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return response.request
+
+    async def stream_submit(
+        self,
+        workflow: str | plan_pb2.Plan,
+        data: Mapping[str, Any],
+        *,
+        request_id: str = "",
+        priority: int = 0,
+        timeout: float | None = None,
+    ) -> AsyncIterator[scheduler_pb2.StreamSubmitResponse]:
+        request = scheduler_pb2.StreamSubmitRequest(
+            **_submit_fields(workflow, data, request_id, priority)
+        )
+        try:
+            async for message in self._stub.StreamSubmit(request, timeout=timeout or self.timeout):
+                yield message
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+    async def get_request(
+        self, request_id: str, *, timeout: float | None = None
+    ) -> scheduler_pb2.Request:
+        try:
+            response = await self._stub.GetRequest(
+                scheduler_pb2.GetRequestRequest(request_id=request_id),
+                timeout=timeout or self.timeout,
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return response.request
+
+    async def list_workers(
+        self, capability: str = "", *, timeout: float | None = None
+    ) -> list[scheduler_pb2.WorkerStatus]:
+        try:
+            response = await self._stub.ListWorkers(
+                scheduler_pb2.ListWorkersRequest(capability=capability),
+                timeout=timeout or self.timeout,
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return list(response.workers)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

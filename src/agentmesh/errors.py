@@ -1,0 +1,147 @@
+"""The agentmesh exception tree.
+
+Each error knows the gRPC status code it stands for; `agentmesh.status`
+maps it to a status with typed details in one place, and back again on the
+client side.
+
+    AgentmeshError                      INTERNAL
+    ├── InvalidArgument                 INVALID_ARGUMENT (field violations)
+    ├── NotFound                        NOT_FOUND
+    ├── Unavailable                     UNAVAILABLE (the capability, if any)
+    ├── ResourceExhausted               RESOURCE_EXHAUSTED (retry delay)
+    ├── DeadlineExceeded                DEADLINE_EXCEEDED
+    ├── Cancelled                       CANCELLED
+    ├── Unimplemented                   UNIMPLEMENTED
+    ├── PermissionDenied                PERMISSION_DENIED
+    ├── Unauthenticated                 UNAUTHENTICATED
+    └── FailedPrecondition              FAILED_PRECONDITION
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad field of a request: where it is and what is wrong with it."""
+
+    field: str
+    description: str
+
+
+class AgentmeshError(Exception):
+    """Root of every error agentmesh raises on purpose."""
+
+    code_name = "INTERNAL"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = "",
+        metadata: dict[str, str] | None = None,
+        cause: BaseException | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        #: A short UPPER_SNAKE_CASE cause, sent as google.rpc.ErrorInfo.reason.
+        self.reason = reason
+        #: Extra facts sent as ErrorInfo.metadata (such as the capability).
+        self.metadata = dict(metadata or {})
+        #: The lower-level exception behind this one, if any.
+        self.cause = cause
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the same call may succeed when made again."""
+        return self.code_name in RETRYABLE_CODES
+
+
+class InvalidArgument(AgentmeshError):
+    code_name = "INVALID_ARGUMENT"
+
+    def __init__(
+        self, message: str, violations: Sequence[FieldViolation] = (), **kwargs: object
+    ) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.violations = tuple(violations)
+
+
+class NotFound(AgentmeshError):
+    code_name = "NOT_FOUND"
+
+
+class Unavailable(AgentmeshError):
+    code_name = "UNAVAILABLE"
+
+
+class ResourceExhausted(AgentmeshError):
+    code_name = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, retry_after: float = 1.0, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        #: Seconds the caller should wait before trying again.
+        self.retry_after = retry_after
+
+
+class DeadlineExceeded(AgentmeshError):
+    code_name = "DEADLINE_EXCEEDED"
+
+
+class Cancelled(AgentmeshError):
+    code_name = "CANCELLED"
+
+
+class Unimplemented(AgentmeshError):
+    code_name = "UNIMPLEMENTED"
+
+
+class PermissionDenied(AgentmeshError):
+    code_name = "PERMISSION_DENIED"
+
+
+class Unauthenticated(AgentmeshError):
+    code_name = "UNAUTHENTICATED"
+
+
+class FailedPrecondition(AgentmeshError):
+    code_name = "FAILED_PRECONDITION"
+
+
+#: Codes after which the same call may succeed on another try (or worker).
+RETRYABLE_CODES = frozenset(
+    {"UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL"}
+)
+
+ERRORS_BY_CODE: dict[str, type[AgentmeshError]] = {
+    cls.code_name: cls
+    for cls in (
+        AgentmeshError,
+        InvalidArgument,
+        NotFound,
+        Unavailable,
+        ResourceExhausted,
+        DeadlineExceeded,
+        Cancelled,
+        Unimplemented,
+        PermissionDenied,
+        Unauthenticated,
+        FailedPrecondition,
+    )
+}
+
+
+def error_for_code(code_name: str, message: str, **kwargs: object) -> AgentmeshError:
+    """An error of the class for a status code name.
+
+    A code without a class of its own (ABORTED, DATA_LOSS, ...) gives an
+    AgentmeshError that still carries that code.
+    """
+    cls = ERRORS_BY_CODE.get(code_name)
+    if cls is not None:
+        return cls(message, **kwargs)  # type: ignore[arg-type]
+    error = AgentmeshError(message, **kwargs)  # type: ignore[arg-type]
+    error.code_name = code_name
+    return error

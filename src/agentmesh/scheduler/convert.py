@@ -1,0 +1,271 @@
+"""Translation between agentmesh.v1 protobuf messages and the core's data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
+
+from agentmesh.agents.backend import Usage
+from agentmesh.scheduler.dispatcher import SubtaskEvent
+from agentmesh.scheduler.executor import RequestRecord, SubtaskRecord
+from agentmesh.scheduler.plans import EQUALS, NOT_EQUALS, Binding, Condition, Plan, Step
+from agentmesh.scheduler.registry import HealthReport, WorkerRecord, WorkerSpec
+from agentmesh.v1 import plan_pb2, scheduler_pb2, worker_pb2
+
+_OPERATORS = {
+    plan_pb2.CONDITION_OPERATOR_EQUALS: EQUALS,
+    plan_pb2.CONDITION_OPERATOR_NOT_EQUALS: NOT_EQUALS,
+}
+
+
+def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
+    """A Struct as plain Python; whole numbers come back as int (Struct keeps only doubles)."""
+    return _whole_numbers(json_format.MessageToDict(message))
+
+
+def _whole_numbers(data: Any) -> Any:
+    if isinstance(data, float) and data.is_integer() and abs(data) < 2**53:
+        return int(data)
+    if isinstance(data, dict):
+        return {k: _whole_numbers(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_whole_numbers(v) for v in data]
+    return data
+
+
+def dict_to_struct(data: dict[str, Any] | None) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    if data:
+        struct.update(data)
+    return struct
+
+
+def _value_to_python(value: struct_pb2.Value) -> Any:
+    if value.WhichOneof("kind") is None:
+        return None
+    return json_format.MessageToDict(value)
+
+
+def _python_to_value(data: Any) -> struct_pb2.Value | None:
+    if data is None:
+        return None
+    value = struct_pb2.Value()
+    json_format.ParseDict(data, value)
+    return value
+
+
+def duration(seconds: float) -> duration_pb2.Duration:
+    message = duration_pb2.Duration()
+    message.FromNanoseconds(int(seconds * 1e9))
+    return message
+
+
+def timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
+    if seconds is None:
+        return None
+    message = timestamp_pb2.Timestamp()
+    message.FromNanoseconds(int(seconds * 1e9))
+    return message
+
+
+# -- plans ------------------------------------------------------------------------
+
+
+def binding_from_proto(message: plan_pb2.Binding) -> Binding:
+    value = _value_to_python(message.value) if message.HasField("value") else None
+    return Binding(refs=tuple(message.refs), collect=message.collect, value=value)
+
+
+def binding_to_proto(binding: Binding) -> plan_pb2.Binding:
+    return plan_pb2.Binding(
+        refs=binding.refs, collect=binding.collect, value=_python_to_value(binding.value)
+    )
+
+
+def plan_from_proto(message: plan_pb2.Plan) -> Plan:
+    steps = []
+    for s in message.steps:
+        when = None
+        if s.HasField("when"):
+            when = Condition(
+                ref=s.when.ref,
+                operator=_OPERATORS.get(s.when.operator, "unspecified"),
+                value=_value_to_python(s.when.value),
+            )
+        steps.append(
+            Step(
+                id=s.id,
+                capability=s.capability,
+                inputs={k: binding_from_proto(b) for k, b in s.inputs.items()},
+                depends_on=tuple(s.depends_on),
+                priority=s.priority,
+                difficulty=s.difficulty,
+                optional=s.optional,
+                when=when,
+            )
+        )
+    return Plan(
+        steps=tuple(steps),
+        answer={k: binding_from_proto(b) for k, b in message.answer.items()},
+        workflow=message.workflow,
+    )
+
+
+def plan_to_proto(plan: Plan) -> plan_pb2.Plan:
+    operators = {v: k for k, v in _OPERATORS.items()}
+    message = plan_pb2.Plan(workflow=plan.workflow)
+    for step in plan.steps:
+        s = message.steps.add(
+            id=step.id,
+            capability=step.capability,
+            depends_on=step.depends_on,
+            priority=step.priority,  # type: ignore[arg-type]
+            difficulty=step.difficulty,  # type: ignore[arg-type]
+            optional=step.optional,
+        )
+        for name, binding in step.inputs.items():
+            s.inputs[name].CopyFrom(binding_to_proto(binding))
+        if step.when is not None:
+            s.when.CopyFrom(
+                plan_pb2.Condition(
+                    ref=step.when.ref,
+                    operator=operators[step.when.operator],  # type: ignore[arg-type]
+                    value=_python_to_value(step.when.value),
+                )
+            )
+    for name, binding in plan.answer.items():
+        message.answer[name].CopyFrom(binding_to_proto(binding))
+    return message
+
+
+# -- requests -----------------------------------------------------------------------
+
+
+def usage_to_proto(usage: Usage) -> worker_pb2.Usage:
+    return worker_pb2.Usage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cost_usd=usage.cost_usd,
+    )
+
+
+def _error(code: str, message: str) -> scheduler_pb2.Error:
+    return scheduler_pb2.Error(code=code, message=message)
+
+
+def subtask_to_proto(subtask: SubtaskRecord) -> scheduler_pb2.Subtask:
+    message = scheduler_pb2.Subtask(
+        id=subtask.id,
+        capability=subtask.capability,
+        state=scheduler_pb2.SubtaskState.Value(f"SUBTASK_STATE_{subtask.state}"),
+        worker_id=subtask.worker_id,
+        model=subtask.model,
+        attempts=subtask.attempts,
+        duration=duration(subtask.duration),
+        usage=usage_to_proto(subtask.usage),
+        reason=subtask.reason,
+    )
+    if subtask.output is not None:
+        message.output.CopyFrom(dict_to_struct(subtask.output))
+    if subtask.error is not None:
+        message.error.CopyFrom(_error(subtask.error.code, subtask.error.message))
+    return message
+
+
+def request_to_proto(record: RequestRecord) -> scheduler_pb2.Request:
+    message = scheduler_pb2.Request(
+        request_id=record.request_id,
+        workflow=record.plan.workflow,
+        state=scheduler_pb2.RequestState.Value(f"REQUEST_STATE_{record.state}"),
+        plan=plan_to_proto(record.plan),
+        subtasks=[subtask_to_proto(s) for s in record.subtasks.values()],
+        usage=usage_to_proto(record.usage),
+        created_at=timestamp(record.created_at),
+        finished_at=timestamp(record.finished_at),
+    )
+    if record.answer is not None:
+        message.answer.CopyFrom(dict_to_struct(record.answer))
+    if record.error is not None:
+        message.error.CopyFrom(_error(record.error.code, record.error.message))
+    return message
+
+
+def event_to_proto(event: SubtaskEvent) -> scheduler_pb2.SubtaskEvent:
+    return scheduler_pb2.SubtaskEvent(
+        subtask_id=event.subtask_id,
+        capability=event.capability,
+        kind=scheduler_pb2.SubtaskEventKind.Value(f"SUBTASK_EVENT_KIND_{event.kind}"),
+        worker_id=event.worker_id,
+        attempt=event.attempt,
+        message=event.message,
+    )
+
+
+# -- workers ------------------------------------------------------------------------
+
+
+def worker_spec_from_proto(info: worker_pb2.WorkerInfo) -> WorkerSpec:
+    return WorkerSpec(
+        worker_id=info.worker_id,
+        address=info.address,
+        capabilities=frozenset(info.capabilities),
+        capacity=info.capacity,
+        backend=info.backend,
+        model=info.model,
+        tier=info.tier,
+        input_price_per_mtok=info.input_price_per_mtok,
+        output_price_per_mtok=info.output_price_per_mtok,
+    )
+
+
+def worker_info_to_proto(spec: WorkerSpec) -> worker_pb2.WorkerInfo:
+    return worker_pb2.WorkerInfo(
+        worker_id=spec.worker_id,
+        address=spec.address,
+        capabilities=sorted(spec.capabilities),
+        backend=spec.backend,
+        model=spec.model,
+        tier=spec.tier,  # type: ignore[arg-type]
+        capacity=spec.capacity,
+        input_price_per_mtok=spec.input_price_per_mtok,
+        output_price_per_mtok=spec.output_price_per_mtok,
+    )
+
+
+def health_from_proto(health: worker_pb2.WorkerHealth) -> HealthReport:
+    return HealthReport(
+        in_flight=health.in_flight,
+        capacity=health.capacity,
+        queue_length=health.queue_length,
+        latency=health.latency_estimate.ToTimedelta().total_seconds(),
+        error_rate=health.error_rate,
+        draining=health.draining,
+    )
+
+
+def health_to_proto(report: HealthReport) -> worker_pb2.WorkerHealth:
+    return worker_pb2.WorkerHealth(
+        in_flight=report.in_flight,
+        capacity=report.capacity,
+        queue_length=report.queue_length,
+        latency_estimate=duration(report.latency),
+        error_rate=report.error_rate,
+        draining=report.draining,
+    )
+
+
+def worker_status_to_proto(
+    record: WorkerRecord, now: float, wall_now: float
+) -> scheduler_pb2.WorkerStatus:
+    return scheduler_pb2.WorkerStatus(
+        info=worker_info_to_proto(record.spec),
+        state=scheduler_pb2.WORKER_STATE_DRAINING
+        if record.draining
+        else scheduler_pb2.WORKER_STATE_ACTIVE,
+        health=health_to_proto(record.health),
+        in_flight=record.in_flight,
+        latency_estimate=duration(record.latency.estimate()),
+        error_rate=record.errors.rate(now),
+        last_heartbeat=timestamp(wall_now - (now - record.last_heartbeat)),
+    )

@@ -1,0 +1,328 @@
+"""The scheduler's core: admission, requests, membership. No gRPC here.
+
+`SchedulerCore` ties the registry, the dispatcher, the executor, the
+workflow library and the request store together; the servicer translates
+protobuf to the calls below and errors to status codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from agentmesh.agents.skills import SKILLS
+from agentmesh.clock import Clock
+from agentmesh.config import SchedulerConfig
+from agentmesh.errors import (
+    DeadlineExceeded,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
+from agentmesh.scheduler.dispatcher import (
+    Dispatcher,
+    DispatchObserver,
+    EventSink,
+    Outcome,
+    SubtaskCall,
+    WorkerTransport,
+    ignore_events,
+)
+from agentmesh.scheduler.executor import Executor, RequestRecord, new_record
+from agentmesh.scheduler.plans import Plan, validate_plan
+from agentmesh.scheduler.policies import make_policy
+from agentmesh.scheduler.registry import HealthReport, Registry, WorkerRecord, WorkerSpec
+from agentmesh.scheduler.workflows import WorkflowLibrary
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestStore:
+    """Requests by id: the running ones, and a bounded window of finished ones."""
+
+    def __init__(self, retained: int) -> None:
+        self.retained = retained
+        self._running: dict[str, asyncio.Task[RequestRecord]] = {}
+        self._records: OrderedDict[str, RequestRecord] = OrderedDict()
+
+    def get(self, request_id: str) -> RequestRecord | None:
+        return self._records.get(request_id)
+
+    def running(self, request_id: str) -> asyncio.Task[RequestRecord] | None:
+        return self._running.get(request_id)
+
+    def active(self) -> int:
+        return len(self._running)
+
+    def start(self, record: RequestRecord, task: asyncio.Task[RequestRecord]) -> None:
+        self._records[record.request_id] = record
+        self._running[record.request_id] = task
+        task.add_done_callback(lambda _: self._finish(record.request_id))
+
+    def _finish(self, request_id: str) -> None:
+        self._running.pop(request_id, None)
+        while len(self._records) > self.retained:
+            oldest = next(iter(self._records))
+            if oldest in self._running:
+                break
+            self._records.popitem(last=False)
+
+
+class SchedulerCore:
+    """Everything the scheduler does, as plain async Python."""
+
+    def __init__(
+        self,
+        config: SchedulerConfig,
+        transport: WorkerTransport,
+        *,
+        clock: Clock,
+        rng: random.Random | None = None,
+        observer: DispatchObserver | None = None,
+        workflows: WorkflowLibrary | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        rng = rng or random.Random()
+        self.registry = Registry(
+            initial_latency=0.05,
+            latency_decay=10.0,
+            error_decay=30.0,
+        )
+        self.dispatcher = Dispatcher(
+            self.registry,
+            transport,
+            make_policy(config.policy, rng),
+            retry=config.retry,
+            clock=clock,
+            rng=rng,
+            queue_bound=config.queue_bound,
+            aging=config.aging,
+            attempt_timeout=config.attempt_timeout,
+            observer=observer,
+        )
+        self.executor = Executor(self.dispatcher)
+        self.workflows = workflows or WorkflowLibrary.load(config.workflows_dir)
+        self.requests = RequestStore(config.retained_requests)
+
+    # -- requests ---------------------------------------------------------------
+
+    def capabilities(self) -> frozenset[str]:
+        """Capabilities a plan may name: the skill catalogue and whatever workers offer."""
+        return frozenset(SKILLS) | self.registry.capabilities()
+
+    def make_plan(self, workflow: str, plan: Plan | None, data: Mapping[str, Any]) -> Plan:
+        """The checked plan for a request: from its workflow, or the one it supplied."""
+        if plan is None:
+            if not workflow:
+                raise InvalidArgument(
+                    "a request names a workflow or supplies a plan",
+                    [FieldViolation("workflow", "set workflow or plan")],
+                    reason="NO_PLAN",
+                )
+            plan = self.workflows.decompose(workflow, data, self.config.max_steps)
+        validate_plan(plan, self.capabilities(), self.config.max_steps)
+        return plan
+
+    def check_input(self, data: Mapping[str, Any], size: int) -> None:
+        """Refuse an empty or oversized input, naming the problem."""
+        if not data:
+            raise InvalidArgument(
+                "the request input is empty",
+                [FieldViolation("input", "must be a non-empty object, such as {\"text\": \"...\"}")],
+                reason="EMPTY_INPUT",
+            )
+        if size > self.config.max_input_bytes:
+            raise InvalidArgument(
+                f"the request input is {size} bytes, over the limit of "
+                f"{self.config.max_input_bytes} bytes",
+                [FieldViolation("input", f"at most {self.config.max_input_bytes} bytes")],
+                reason="INPUT_TOO_LARGE",
+            )
+        if all(isinstance(v, str) and not v.strip() for v in data.values()):
+            raise InvalidArgument(
+                "the request input has only empty text",
+                [FieldViolation("input", "at least one field must have content")],
+                reason="EMPTY_INPUT",
+            )
+
+    def deadline_from(self, timeout: float | None) -> float:
+        """The absolute deadline for a call with this much time left (None: no deadline)."""
+        if timeout is None:
+            timeout = self.config.default_deadline
+        if timeout < self.config.min_deadline:
+            raise DeadlineExceeded(
+                f"the call's deadline leaves {timeout * 1000:.0f} ms, less than the "
+                f"{self.config.min_deadline * 1000:.0f} ms the scheduler needs to start a request",
+                reason="DEADLINE_TOO_SHORT",
+            )
+        return self.clock.now() + timeout
+
+    async def submit(
+        self,
+        request_id: str,
+        workflow: str,
+        plan: Plan | None,
+        data: dict[str, Any],
+        *,
+        priority: int = 0,
+        input_size: int | None = None,
+        timeout: float | None = None,
+        on_plan: Any = None,
+        on_event: EventSink = ignore_events,
+    ) -> RequestRecord:
+        """Run a request to its outcome, or attach to it when its id is known.
+
+        Returns the record, finished; a failed request is a record in state
+        FAILED, not an exception. Raises for what is refused before the
+        request is accepted.
+        """
+        if request_id:
+            check_request_id(request_id)
+            running = self.requests.running(request_id)
+            if running is not None:
+                return await asyncio.shield(running)
+            known = self.requests.get(request_id)
+            if known is not None:
+                return known
+        else:
+            request_id = uuid.uuid4().hex
+        deadline = self.deadline_from(timeout)
+        self.check_input(data, input_size if input_size is not None else _json_size(data))
+        plan = self.make_plan(workflow, plan, data)
+        self._admit(plan)
+        record = new_record(request_id, plan, data, priority, time.time())
+        if on_plan is not None:
+            on_plan(record)
+        task = asyncio.create_task(self._run(record, deadline, on_event), name=request_id)
+        self.requests.start(record, task)
+        # Cancelling the caller (the client went away) cancels the request.
+        return await task
+
+    async def _run(self, record: RequestRecord, deadline: float, on_event: EventSink) -> RequestRecord:
+        try:
+            await self.executor.execute(record, deadline, on_event)
+        finally:
+            record.finished_at = time.time()
+        return record
+
+    def _admit(self, plan: Plan) -> None:
+        if self.requests.active() >= self.config.max_active_requests:
+            raise ResourceExhausted(
+                f"the scheduler is running {self.requests.active()} requests, its limit",
+                retry_after=1.0,
+                reason="TOO_MANY_REQUESTS",
+            )
+        per_capability: dict[str, int] = {}
+        for step in plan.steps:
+            per_capability[step.capability] = per_capability.get(step.capability, 0) + 1
+        for capability, count in per_capability.items():
+            if not self.dispatcher.has_room(capability, count):
+                raise ResourceExhausted(
+                    f"the queue for capability {capability!r} is full",
+                    retry_after=1.0,
+                    reason="QUEUE_FULL",
+                    metadata={"capability": capability},
+                )
+
+    def get(self, request_id: str) -> RequestRecord:
+        if not request_id:
+            raise InvalidArgument(
+                "request_id is empty", [FieldViolation("request_id", "required")]
+            )
+        record = self.requests.get(request_id)
+        if record is None:
+            raise NotFound(f"no request {request_id!r}", reason="UNKNOWN_REQUEST")
+        return record
+
+    async def dispatch(
+        self,
+        request_id: str,
+        capability: str,
+        data: dict[str, Any],
+        *,
+        priority: int = 0,
+        difficulty: int = 0,
+        timeout: float | None = None,
+    ) -> Outcome:
+        """One subtask, routed and retried like a plan step."""
+        if request_id:
+            check_request_id(request_id)
+        deadline = self.deadline_from(timeout)
+        self.check_input(data, _json_size(data))
+        if capability not in self.capabilities():
+            raise InvalidArgument(
+                f"unknown capability {capability!r}",
+                [FieldViolation("capability", f"known: {', '.join(sorted(self.capabilities()))}")],
+                reason="UNKNOWN_CAPABILITY",
+            )
+        call = SubtaskCall(
+            request_id=request_id or uuid.uuid4().hex,
+            subtask_id="dispatch",
+            capability=capability,
+            input=data,
+            priority=priority,
+            difficulty=difficulty,
+            deadline=deadline,
+        )
+        return await self.dispatcher.run(call)
+
+    # -- membership ---------------------------------------------------------------
+
+    def register(self, spec: WorkerSpec) -> WorkerRecord:
+        violations = []
+        if not spec.worker_id:
+            violations.append(FieldViolation("worker.worker_id", "required"))
+        if not spec.address:
+            violations.append(FieldViolation("worker.address", "required (host:port)"))
+        if not spec.capabilities:
+            violations.append(FieldViolation("worker.capabilities", "at least one"))
+        if spec.capacity < 1:
+            violations.append(FieldViolation("worker.capacity", "at least 1"))
+        if violations:
+            raise InvalidArgument(
+                "invalid worker registration: " + ", ".join(v.field for v in violations),
+                violations,
+            )
+        record = self.registry.register(spec, self.clock.now())
+        self.dispatcher.workers_changed(record)
+        return record
+
+    def heartbeat(self, worker_id: str, report: HealthReport) -> WorkerRecord:
+        record = self.registry.heartbeat(worker_id, report, self.clock.now())
+        if record is None:
+            raise NotFound(f"worker {worker_id!r} is not registered", reason="UNKNOWN_WORKER")
+        self.dispatcher.workers_changed(record)
+        return record
+
+    async def evict(self, worker_id: str) -> WorkerRecord | None:
+        return await self.dispatcher.evict(worker_id)
+
+    async def evict_silent(self) -> list[str]:
+        """Evict every worker silent for longer than the liveness timeout."""
+        cutoff = self.clock.now() - self.config.liveness_timeout
+        evicted = [r.worker_id for r in self.registry.silent_since(cutoff)]
+        for worker_id in evicted:
+            await self.evict(worker_id)
+        return evicted
+
+
+def check_request_id(request_id: str) -> None:
+    if not REQUEST_ID.match(request_id):
+        raise InvalidArgument(
+            f"request_id {request_id[:40]!r} is not valid",
+            [FieldViolation("request_id", "1 to 128 characters of [A-Za-z0-9._:-]")],
+            reason="INVALID_REQUEST_ID",
+        )
+
+
+def _json_size(data: Mapping[str, Any]) -> int:
+    return len(json.dumps(data, ensure_ascii=False).encode())

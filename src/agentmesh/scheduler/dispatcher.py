@@ -1,0 +1,376 @@
+"""Run one subtask on the best worker, with queueing and retries.
+
+A subtask waits in its capability's queue for a worker slot (a worker takes
+at most `capacity` subtasks from the scheduler at once). Whenever a slot
+frees, a worker joins, or a subtask arrives, `_pump` hands queue heads to
+workers chosen by the balancing policy. A failed attempt is retried on
+another worker after a jittered backoff when its error is retryable and the
+deadline leaves room. An evicted worker's attempts are cancelled and go
+back to the queue at once.
+
+Nothing here knows gRPC: workers are reached through a `WorkerTransport`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agentmesh.agents.backend import Usage
+from agentmesh.clock import Clock
+from agentmesh.errors import AgentmeshError, DeadlineExceeded, Unavailable
+from agentmesh.scheduler.policies import Policy
+from agentmesh.scheduler.queues import CapabilityQueue
+from agentmesh.scheduler.registry import Registry, WorkerRecord
+from agentmesh.scheduler.retry import RetryPolicy
+
+
+@dataclass(frozen=True)
+class SubtaskCall:
+    """One subtask as a worker receives it."""
+
+    request_id: str
+    subtask_id: str
+    capability: str
+    input: dict[str, Any]
+    priority: int = 0
+    difficulty: int = 0
+    #: Absolute deadline on the dispatcher's clock.
+    deadline: float = float("inf")
+
+
+@dataclass(frozen=True)
+class ExecuteResult:
+    """What a worker returned for one attempt."""
+
+    output: dict[str, Any]
+    usage: Usage = Usage()
+    model: str = ""
+    #: Seconds the worker spent on it.
+    duration: float = 0.0
+    #: The worker answered from its store of finished subtasks.
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished subtask: the result and how it was obtained."""
+
+    result: ExecuteResult
+    worker_id: str
+    attempts: int
+
+
+class WorkerTransport(Protocol):
+    """How the dispatcher reaches a worker."""
+
+    async def execute(
+        self, worker: WorkerRecord, call: SubtaskCall, attempt: int, timeout: float
+    ) -> ExecuteResult:
+        """Run one attempt; raise an AgentmeshError on failure."""
+        ...
+
+    async def forget(self, worker_id: str) -> None:
+        """Drop what the transport keeps for a worker that left (its channel)."""
+        ...
+
+
+# Kinds of progress events, the names of agentmesh.v1.SubtaskEventKind.
+STARTED, SUCCEEDED, RETRIED, FAILED, SKIPPED = (
+    "STARTED",
+    "SUCCEEDED",
+    "RETRIED",
+    "FAILED",
+    "SKIPPED",
+)
+
+
+@dataclass(frozen=True)
+class SubtaskEvent:
+    kind: str
+    subtask_id: str
+    capability: str
+    worker_id: str = ""
+    attempt: int = 0
+    message: str = ""
+
+
+EventSink = Callable[[SubtaskEvent], None]
+
+
+def ignore_events(event: SubtaskEvent) -> None:
+    """An EventSink for callers that do not follow progress."""
+
+
+class DispatchObserver(Protocol):
+    """Hooks for metrics; every method is called synchronously and must be cheap."""
+
+    def attempt_finished(
+        self, capability: str, worker_id: str, seconds: float, code: str
+    ) -> None: ...
+
+    def retried(self, capability: str, code: str) -> None: ...
+
+    def queue_changed(self, capability: str, depth: int) -> None: ...
+
+
+class _NullObserver:
+    def attempt_finished(self, capability: str, worker_id: str, seconds: float, code: str) -> None:
+        pass
+
+    def retried(self, capability: str, code: str) -> None:
+        pass
+
+    def queue_changed(self, capability: str, depth: int) -> None:
+        pass
+
+
+@dataclass(eq=False)
+class _Ticket:
+    """A subtask waiting in a queue for a worker."""
+
+    call: SubtaskCall
+    avoid: frozenset[str]
+    granted: asyncio.Future[WorkerRecord]
+
+
+@dataclass(eq=False)
+class _Attempt:
+    task: asyncio.Task[ExecuteResult]
+    evicted: bool = False
+
+
+@dataclass
+class _Running:
+    """Attempts in flight, by worker, so that eviction can cancel them."""
+
+    by_worker: dict[str, set[_Attempt]] = field(default_factory=dict)
+
+
+class Dispatcher:
+    """Queues subtasks per capability and runs each on a chosen worker."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        transport: WorkerTransport,
+        policy: Policy,
+        *,
+        retry: RetryPolicy,
+        clock: Clock,
+        rng: random.Random,
+        queue_bound: int,
+        aging: float,
+        attempt_timeout: float,
+        observer: DispatchObserver | None = None,
+    ) -> None:
+        self.registry = registry
+        self.transport = transport
+        self.policy = policy
+        self.retry = retry
+        self.clock = clock
+        self.rng = rng
+        self.queue_bound = queue_bound
+        self.aging = aging
+        #: Longest a single attempt may take, within the subtask's deadline.
+        self.attempt_timeout = attempt_timeout
+        self.observer = observer or _NullObserver()
+        self._queues: dict[str, CapabilityQueue[_Ticket]] = {}
+        self._running = _Running()
+
+    # -- queues ---------------------------------------------------------------
+
+    def queue(self, capability: str) -> CapabilityQueue[_Ticket]:
+        queue = self._queues.get(capability)
+        if queue is None:
+            queue = self._queues[capability] = CapabilityQueue(
+                capability, self.queue_bound, self.aging
+            )
+        return queue
+
+    def queue_depths(self) -> dict[str, int]:
+        return {c: len(q) for c, q in self._queues.items()}
+
+    def oldest_ages(self) -> dict[str, float]:
+        now = self.clock.now()
+        return {c: q.oldest_age(now) for c, q in self._queues.items()}
+
+    def has_room(self, capability: str, subtasks: int) -> bool:
+        """Whether a capability's queue can take this many more subtasks."""
+        return len(self.queue(capability)) + subtasks <= self.queue_bound
+
+    # -- membership -----------------------------------------------------------
+
+    def workers_changed(self, worker: WorkerRecord) -> None:
+        """A worker joined, freed a slot, or changed its capacity: serve its queues."""
+        for capability in worker.spec.capabilities:
+            self._pump(capability)
+
+    async def evict(self, worker_id: str) -> WorkerRecord | None:
+        """Remove a worker and send its in-flight subtasks back to the queue."""
+        record = self.registry.remove(worker_id)
+        for attempt in self._running.by_worker.pop(worker_id, set()):
+            attempt.evicted = True
+            attempt.task.cancel()
+        await self.transport.forget(worker_id)
+        if record is not None:
+            # Subtasks queued only for this worker's capabilities may now have none.
+            for capability in record.spec.capabilities:
+                self._fail_orphans(capability)
+        return record
+
+    # -- running subtasks -----------------------------------------------------
+
+    async def run(self, call: SubtaskCall, on_event: EventSink = ignore_events) -> Outcome:
+        """Run a subtask to a result, or raise the error that ended it."""
+        avoid: set[str] = set()
+        attempt = 0
+        while True:
+            attempt += 1
+            worker = await self._acquire(call, frozenset(avoid))
+            on_event(SubtaskEvent(STARTED, call.subtask_id, call.capability, worker.worker_id, attempt))
+            try:
+                result = await self._attempt(worker, call, attempt)
+                return Outcome(result, worker.worker_id, attempt)
+            except _Evicted:
+                error: AgentmeshError = Unavailable(
+                    f"worker {worker.worker_id} left the mesh during the subtask",
+                    reason="WORKER_EVICTED",
+                )
+                backoff = 0.0
+            except AgentmeshError as failure:
+                error = failure
+                backoff = self.retry.backoff(attempt, self.rng)
+            avoid.add(worker.worker_id)
+            remaining = call.deadline - self.clock.now()
+            if not error.retryable or attempt >= self.retry.max_attempts or remaining <= backoff:
+                raise error
+            self.observer.retried(call.capability, error.code_name)
+            on_event(
+                SubtaskEvent(
+                    RETRIED,
+                    call.subtask_id,
+                    call.capability,
+                    worker.worker_id,
+                    attempt,
+                    f"{error.code_name}: {error.message}",
+                )
+            )
+            if backoff > 0:
+                await self.clock.sleep(backoff)
+
+    async def _attempt(self, worker: WorkerRecord, call: SubtaskCall, attempt: int) -> ExecuteResult:
+        started = self.clock.now()
+        timeout = min(self.attempt_timeout, call.deadline - started)
+        task = asyncio.ensure_future(self.transport.execute(worker, call, attempt, timeout))
+        running = _Attempt(task)
+        self._running.by_worker.setdefault(worker.worker_id, set()).add(running)
+        code = "OK"
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if not running.evicted:
+                code = "CANCELLED"
+                raise
+            code = "UNAVAILABLE"
+            raise _Evicted() from None
+        except AgentmeshError as error:
+            code = error.code_name
+            raise
+        finally:
+            now = self.clock.now()
+            self._running.by_worker.get(worker.worker_id, set()).discard(running)
+            self.observer.attempt_finished(call.capability, worker.worker_id, now - started, code)
+            self._release(worker, now - started, code, now)
+
+    def _release(self, worker: WorkerRecord, seconds: float, code: str, now: float) -> None:
+        worker.in_flight = max(worker.in_flight - 1, 0)
+        if code == "OK":
+            worker.latency.observe(seconds, now)
+        if code != "CANCELLED":
+            # A worker's own failures count against it; a deadline that was
+            # simply too short for anyone would also land here, which the
+            # decay forgives.
+            worker.errors.observe(code not in ("OK", "INVALID_ARGUMENT"), now)
+        if self.registry.get(worker.worker_id) is worker:
+            self.workers_changed(worker)
+
+    async def _acquire(self, call: SubtaskCall, avoid: frozenset[str]) -> WorkerRecord:
+        """Wait in the queue until a worker slot is granted; bounded by the deadline."""
+        if not self.has_live_worker(call.capability):
+            raise _no_worker(call.capability)
+        now = self.clock.now()
+        if call.deadline <= now:
+            raise DeadlineExceeded(f"the deadline passed before subtask {call.subtask_id!r} started")
+        queue = self.queue(call.capability)
+        ticket = _Ticket(call, avoid, asyncio.get_running_loop().create_future())
+        entry = queue.push(ticket, priority=call.priority, deadline=call.deadline, now=now)
+        self._pump(call.capability)
+        granted = ticket.granted
+        worker: WorkerRecord | None = None
+        try:
+            worker = await asyncio.wait_for(asyncio.shield(granted), call.deadline - now)
+            return worker
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"subtask {call.subtask_id!r} waited for a {call.capability!r} worker "
+                "until its deadline"
+            ) from None
+        finally:
+            queue.remove(entry)
+            self.observer.queue_changed(call.capability, len(queue))
+            if not granted.done():
+                granted.cancel()
+            elif worker is None and not granted.cancelled() and granted.exception() is None:
+                # A slot was granted to a waiter that is leaving: hand it back.
+                self._release(granted.result(), 0.0, "CANCELLED", self.clock.now())
+
+    def _pump(self, capability: str) -> None:
+        """Hand queue heads to free workers, as long as both remain."""
+        queue = self._queues.get(capability)
+        if not queue:
+            return
+        now = self.clock.now()
+        while len(queue):
+            free = [w for w in self.registry.offering(capability) if w.available]
+            if not free:
+                break
+            ticket = queue.pop(now)
+            if ticket is None:
+                break
+            if ticket.granted.done():
+                continue
+            preferred = [w for w in free if w.worker_id not in ticket.avoid] or free
+            worker = self.policy.pick(preferred, now)
+            worker.in_flight += 1
+            ticket.granted.set_result(worker)
+        self.observer.queue_changed(capability, len(queue))
+
+    def has_live_worker(self, capability: str) -> bool:
+        """Whether some worker that is not draining offers the capability."""
+        return any(not w.draining for w in self.registry.offering(capability))
+
+    def _fail_orphans(self, capability: str) -> None:
+        """Fail the waiters of a capability that no live worker offers any more."""
+        queue = self._queues.get(capability)
+        if not queue or self.has_live_worker(capability):
+            return
+        while (ticket := queue.pop(self.clock.now())) is not None:
+            if not ticket.granted.done():
+                ticket.granted.set_exception(_no_worker(capability))
+        self.observer.queue_changed(capability, 0)
+
+
+class _Evicted(Exception):
+    """The worker running an attempt was evicted; the attempt goes back to the queue."""
+
+
+def _no_worker(capability: str) -> Unavailable:
+    return Unavailable(
+        f"no healthy worker offers capability {capability!r}",
+        reason="NO_WORKER",
+        metadata={"capability": capability},
+    )

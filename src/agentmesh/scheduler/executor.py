@@ -1,0 +1,268 @@
+"""Run a plan's DAG: independent steps in parallel, dependents fed with results.
+
+Every step is a task that waits for the steps it depends on, checks its
+condition, binds its input, and hands the subtask to the dispatcher. A
+required step that fails fails the request and cancels the rest; an
+optional one is recorded as skipped or failed and the request goes on.
+When every step has finished, the answer is bound from their outputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentmesh.agents.backend import Usage
+from agentmesh.errors import AgentmeshError, Cancelled
+from agentmesh.scheduler.dispatcher import (
+    FAILED,
+    SKIPPED,
+    SUCCEEDED,
+    Dispatcher,
+    EventSink,
+    SubtaskCall,
+    SubtaskEvent,
+)
+from agentmesh.scheduler.plans import Plan, Step, condition_holds, resolve_bindings
+
+# Subtask states, the names of agentmesh.v1.SubtaskState.
+PENDING, QUEUED, RUNNING_STATE, DONE, FAILED_STATE, SKIPPED_STATE, CANCELLED_STATE = (
+    "PENDING",
+    "QUEUED",
+    "RUNNING",
+    "SUCCEEDED",
+    "FAILED",
+    "SKIPPED",
+    "CANCELLED",
+)
+# Request states, the names of agentmesh.v1.RequestState.
+REQUEST_RUNNING, REQUEST_SUCCEEDED, REQUEST_FAILED, REQUEST_CANCELLED = (
+    "RUNNING",
+    "SUCCEEDED",
+    "FAILED",
+    "CANCELLED",
+)
+
+
+@dataclass(frozen=True)
+class ErrorRecord:
+    code: str
+    message: str
+    reason: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, error: AgentmeshError) -> ErrorRecord:
+        return cls(error.code_name, error.message, error.reason, dict(error.metadata))
+
+
+@dataclass
+class SubtaskRecord:
+    id: str
+    capability: str
+    state: str = PENDING
+    output: dict[str, Any] | None = None
+    worker_id: str = ""
+    model: str = ""
+    attempts: int = 0
+    started_at: float | None = None
+    duration: float = 0.0
+    usage: Usage = Usage()
+    reason: str = ""
+    error: ErrorRecord | None = None
+
+
+@dataclass
+class RequestRecord:
+    """A request as the scheduler keeps it, from acceptance to its outcome."""
+
+    request_id: str
+    plan: Plan
+    input: dict[str, Any]
+    priority: int = 0
+    state: str = REQUEST_RUNNING
+    subtasks: dict[str, SubtaskRecord] = field(default_factory=dict)
+    answer: dict[str, Any] | None = None
+    error: ErrorRecord | None = None
+    #: Wall-clock times (time.time()), for users.
+    created_at: float = 0.0
+    finished_at: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state != REQUEST_RUNNING
+
+    @property
+    def usage(self) -> Usage:
+        subtasks = self.subtasks.values()
+        return Usage(
+            input_tokens=sum(s.usage.input_tokens for s in subtasks),
+            output_tokens=sum(s.usage.output_tokens for s in subtasks),
+            cost_usd=sum(s.usage.cost_usd for s in subtasks),
+        )
+
+
+def new_record(
+    request_id: str, plan: Plan, data: dict[str, Any], priority: int, created_at: float
+) -> RequestRecord:
+    return RequestRecord(
+        request_id=request_id,
+        plan=plan,
+        input=data,
+        priority=priority,
+        subtasks={s.id: SubtaskRecord(s.id, s.capability) for s in plan.steps},
+        created_at=created_at,
+    )
+
+
+class Executor:
+    """Runs plans through a dispatcher."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+
+    async def execute(
+        self, record: RequestRecord, deadline: float, on_event: EventSink
+    ) -> None:
+        """Run every step of the record's plan and fill in the outcome.
+
+        Never raises for a failed request: the failure is recorded in the
+        record. Raises CancelledError when the caller cancels, after
+        recording the cancellation.
+        """
+        outputs: dict[str, Any] = {}
+        done = {s.id: asyncio.Event() for s in record.plan.steps}
+        tasks = [
+            asyncio.create_task(
+                self._run_step(record, step, outputs, done, deadline, on_event),
+                name=f"{record.request_id}/{step.id}",
+            )
+            for step in record.plan.steps
+        ]
+        try:
+            await _first_failure(tasks)
+            record.answer = resolve_bindings(record.plan.answer, record.input, outputs)
+            record.state = REQUEST_SUCCEEDED
+        except AgentmeshError as error:
+            record.state = REQUEST_FAILED
+            record.error = ErrorRecord.of(error)
+        except asyncio.CancelledError:
+            record.state = REQUEST_CANCELLED
+            record.error = ErrorRecord("CANCELLED", "the request was cancelled")
+            raise
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for subtask in record.subtasks.values():
+                if subtask.state in (PENDING, QUEUED, RUNNING_STATE):
+                    subtask.state = CANCELLED_STATE
+
+    async def _run_step(
+        self,
+        record: RequestRecord,
+        step: Step,
+        outputs: dict[str, Any],
+        done: Mapping[str, asyncio.Event],
+        deadline: float,
+        on_event: EventSink,
+    ) -> None:
+        subtask = record.subtasks[step.id]
+        try:
+            for dep in step.depends_on:
+                await done[dep].wait()
+            if step.when is not None and not condition_holds(step.when, record.input, outputs):
+                self._skip(subtask, f"its condition on {step.when.ref} does not hold", on_event)
+                return
+            if step.optional and not self.dispatcher.has_live_worker(step.capability):
+                self._skip(subtask, f"no worker offers capability {step.capability!r}", on_event)
+                return
+            await self._dispatch(record, step, subtask, outputs, deadline, on_event)
+        finally:
+            done[step.id].set()
+
+    async def _dispatch(
+        self,
+        record: RequestRecord,
+        step: Step,
+        subtask: SubtaskRecord,
+        outputs: dict[str, Any],
+        deadline: float,
+        on_event: EventSink,
+    ) -> None:
+        clock = self.dispatcher.clock
+        call = SubtaskCall(
+            request_id=record.request_id,
+            subtask_id=step.id,
+            capability=step.capability,
+            input=resolve_bindings(step.inputs, record.input, outputs),
+            priority=step.priority or record.priority,
+            difficulty=step.difficulty,
+            deadline=deadline,
+        )
+
+        def follow(event: SubtaskEvent) -> None:
+            subtask.state = RUNNING_STATE
+            subtask.worker_id = event.worker_id
+            subtask.attempts = event.attempt
+            on_event(event)
+
+        subtask.state = QUEUED
+        subtask.started_at = clock.now()
+        try:
+            outcome = await self.dispatcher.run(call, follow)
+        except AgentmeshError as error:
+            subtask.state = FAILED_STATE
+            subtask.error = ErrorRecord.of(error)
+            subtask.reason = error.message
+            subtask.duration = clock.now() - subtask.started_at
+            on_event(SubtaskEvent(FAILED, step.id, step.capability, subtask.worker_id,
+                                  subtask.attempts, f"{error.code_name}: {error.message}"))
+            if not step.optional:
+                raise _step_failure(step, error, subtask.attempts) from error
+            return
+        result = outcome.result
+        subtask.state = DONE
+        subtask.output = result.output
+        subtask.worker_id = outcome.worker_id
+        subtask.attempts = outcome.attempts
+        subtask.model = result.model
+        subtask.usage = result.usage
+        subtask.duration = clock.now() - subtask.started_at
+        outputs[step.id] = result.output
+        on_event(SubtaskEvent(SUCCEEDED, step.id, step.capability, outcome.worker_id,
+                              outcome.attempts))
+
+    @staticmethod
+    def _skip(subtask: SubtaskRecord, reason: str, on_event: EventSink) -> None:
+        subtask.state = SKIPPED_STATE
+        subtask.reason = reason
+        on_event(SubtaskEvent(SKIPPED, subtask.id, subtask.capability, message=reason))
+
+
+def _step_failure(step: Step, error: AgentmeshError, attempts: int) -> AgentmeshError:
+    """The request's error for a required step that failed: its code, and which step."""
+    failure = type(error)(
+        f"step {step.id!r} ({step.capability}) failed after {attempts} attempt(s): "
+        f"{error.message}",
+        reason=error.reason or "SUBTASK_FAILED",
+        metadata={**error.metadata, "step": step.id, "capability": step.capability},
+    )
+    failure.code_name = error.code_name
+    return failure
+
+
+async def _first_failure(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for every task; raise the first exception as soon as one fails."""
+    pending = set(tasks)
+    while pending:
+        finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+        for task in finished:
+            if task.cancelled():
+                raise Cancelled("a step was cancelled")
+            error = task.exception()
+            if error is not None:
+                raise error
+

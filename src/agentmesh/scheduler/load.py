@@ -1,0 +1,55 @@
+"""Load measurement, kept apart from choosing (see `policies`).
+
+`PeakEwma` follows Finagle's and tower's peak-EWMA: the estimate jumps up to
+any observation above it at once and decays towards lower ones over a time
+constant, so a worker that slows down is noticed on its first slow answer
+and forgiven gradually. `ErrorRate` is a time-decayed failure ratio.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+class PeakEwma:
+    """A peak-sensitive, time-decayed latency estimate in seconds."""
+
+    def __init__(self, initial: float, decay: float, now: float) -> None:
+        #: Time constant of the decay in seconds.
+        self.decay = decay
+        self._estimate = initial
+        self._stamp = now
+
+    def observe(self, latency: float, now: float) -> None:
+        """Fold one observed latency into the estimate."""
+        if latency > self._estimate:
+            self._estimate = latency
+        else:
+            weight = math.exp(-max(now - self._stamp, 0.0) / self.decay)
+            self._estimate = self._estimate * weight + latency * (1.0 - weight)
+        self._stamp = now
+
+    def estimate(self) -> float:
+        return self._estimate
+
+
+class ErrorRate:
+    """Share of recent attempts that failed, decayed over a time constant."""
+
+    def __init__(self, decay: float, now: float) -> None:
+        self.decay = decay
+        self._rate = 0.0
+        self._stamp = now
+
+    def observe(self, failed: bool, now: float) -> None:
+        # Each observation moves the rate towards 0 or 1 by a step that
+        # grows with the time since the last one, capped so a burst of
+        # observations within microseconds still counts.
+        weight = math.exp(-max(now - self._stamp, 0.0) / self.decay)
+        weight = min(weight, 0.9)
+        self._rate = self._rate * weight + (1.0 if failed else 0.0) * (1.0 - weight)
+        self._stamp = now
+
+    def rate(self, now: float) -> float:
+        """The rate, decayed towards zero for the quiet time since the last attempt."""
+        return self._rate * math.exp(-max(now - self._stamp, 0.0) / self.decay)

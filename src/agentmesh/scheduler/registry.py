@@ -1,0 +1,126 @@
+"""Worker membership and live health, driven by heartbeats.
+
+A worker is known from its Register call until it leaves, its Heartbeat
+stream ends, or its heartbeats stop for longer than the liveness timeout;
+`sweep` finds the silent ones. The registry only keeps state: the
+dispatcher decides what eviction means for in-flight work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from agentmesh.scheduler.load import ErrorRate, PeakEwma
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a worker declares about itself when it registers."""
+
+    worker_id: str
+    address: str
+    capabilities: frozenset[str]
+    capacity: int = 1
+    backend: str = ""
+    model: str = ""
+    tier: int = 0
+    input_price_per_mtok: float = 0.0
+    output_price_per_mtok: float = 0.0
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """One heartbeat's worth of what the worker says about itself."""
+
+    in_flight: int = 0
+    capacity: int = 0
+    queue_length: int = 0
+    latency: float = 0.0
+    error_rate: float = 0.0
+    draining: bool = False
+
+
+@dataclass
+class WorkerRecord:
+    """A registered worker: its declaration, load, and liveness."""
+
+    spec: WorkerSpec
+    latency: PeakEwma
+    errors: ErrorRate
+    last_heartbeat: float
+    #: Subtasks the scheduler has sent and not yet seen answered.
+    in_flight: int = 0
+    health: HealthReport = field(default_factory=HealthReport)
+    draining: bool = False
+
+    @property
+    def worker_id(self) -> str:
+        return self.spec.worker_id
+
+    @property
+    def available(self) -> bool:
+        """Whether the worker takes another subtask now."""
+        return not self.draining and self.in_flight < self.spec.capacity
+
+
+class Registry:
+    """The workers of the mesh, indexed by id and by capability."""
+
+    def __init__(self, *, initial_latency: float, latency_decay: float, error_decay: float) -> None:
+        self.initial_latency = initial_latency
+        self.latency_decay = latency_decay
+        self.error_decay = error_decay
+        self._workers: dict[str, WorkerRecord] = {}
+
+    def __len__(self) -> int:
+        return len(self._workers)
+
+    def workers(self) -> list[WorkerRecord]:
+        return list(self._workers.values())
+
+    def get(self, worker_id: str) -> WorkerRecord | None:
+        return self._workers.get(worker_id)
+
+    def register(self, spec: WorkerSpec, now: float) -> WorkerRecord:
+        """Add a worker, or update the declaration of a known one (keeping its load)."""
+        record = self._workers.get(spec.worker_id)
+        if record is None:
+            record = WorkerRecord(
+                spec=spec,
+                latency=PeakEwma(self.initial_latency, self.latency_decay, now),
+                errors=ErrorRate(self.error_decay, now),
+                last_heartbeat=now,
+            )
+            self._workers[spec.worker_id] = record
+        else:
+            record.spec = spec
+            record.last_heartbeat = now
+            record.draining = False
+        return record
+
+    def heartbeat(self, worker_id: str, report: HealthReport, now: float) -> WorkerRecord | None:
+        """Record a health report; None when the worker is not registered."""
+        record = self._workers.get(worker_id)
+        if record is None:
+            return None
+        record.last_heartbeat = now
+        record.health = report
+        record.draining = report.draining
+        if report.capacity > 0 and report.capacity != record.spec.capacity:
+            record.spec = replace(record.spec, capacity=report.capacity)
+        return record
+
+    def remove(self, worker_id: str) -> WorkerRecord | None:
+        return self._workers.pop(worker_id, None)
+
+    def silent_since(self, cutoff: float) -> list[WorkerRecord]:
+        """Workers whose last heartbeat is older than cutoff."""
+        return [r for r in self._workers.values() if r.last_heartbeat < cutoff]
+
+    def offering(self, capability: str) -> list[WorkerRecord]:
+        """Every worker that offers a capability, draining ones included."""
+        return [r for r in self._workers.values() if capability in r.spec.capabilities]
+
+    def capabilities(self) -> frozenset[str]:
+        """Every capability some live worker offers."""
+        return frozenset(c for r in self._workers.values() for c in r.spec.capabilities)

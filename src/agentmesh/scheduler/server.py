@@ -1,0 +1,123 @@
+"""The scheduler process: gRPC server, health, reflection, metrics, liveness sweeps."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from types import TracebackType
+
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
+
+from agentmesh.clock import SystemClock
+from agentmesh.config import SchedulerConfig
+from agentmesh.metrics import SchedulerMetrics, serve_metrics
+from agentmesh.scheduler.core import SchedulerCore
+from agentmesh.scheduler.servicer import SchedulerServicer
+from agentmesh.scheduler.transport import GrpcTransport
+from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
+
+
+class SchedulerServer:
+    """A running scheduler: `await start()`, then `await shutdown()` (idempotent).
+
+    `run()` does both, draining on SIGTERM or SIGINT; `async with` works too.
+    """
+
+    def __init__(self, config: SchedulerConfig) -> None:
+        self.config = config
+        self.metrics = SchedulerMetrics(CollectorRegistry())
+        self.transport = GrpcTransport()
+        self.core = SchedulerCore(
+            config, self.transport, clock=SystemClock(), observer=self.metrics
+        )
+        self.health = health.aio.HealthServicer()
+        self.server = aio.server(
+            options=[("grpc.max_receive_message_length", 2 * config.max_input_bytes + (1 << 16))]
+        )
+        scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(
+            SchedulerServicer(self.core), self.server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME),
+            self.server,
+        )
+        self.port = 0
+        self.metrics_port = 0
+        self._sweeper: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+        self._shutdown_started = False
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.listen.rpartition(':')[0]}:{self.port}"
+
+    async def start(self) -> None:
+        self.port = self.server.add_insecure_port(self.config.listen)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.config.listen}")
+        await self.server.start()
+        if self.config.metrics_listen:
+            self.metrics_port = serve_metrics(self.config.metrics_listen, self.metrics.registry)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="liveness-sweeper")
+        log.info(
+            "scheduler serving",
+            extra={"address": self.address, "metrics_port": self.metrics_port},
+        )
+
+    async def _sweep_forever(self) -> None:
+        """Evict silent workers; check four times per heartbeat interval."""
+        period = self.config.heartbeat_interval / 4
+        while True:
+            await asyncio.sleep(period)
+            for worker_id in await self.core.evict_silent():
+                self.metrics.evictions.inc()
+                log.warning("worker evicted: heartbeats stopped", extra={"worker_id": worker_id})
+            workers = self.core.registry.workers()
+            draining = sum(1 for w in workers if w.draining)
+            self.metrics.workers.labels("active").set(len(workers) - draining)
+            self.metrics.workers.labels("draining").set(draining)
+
+    async def shutdown(self, grace: float = 5.0) -> None:
+        """Stop serving: health NOT_SERVING first, then let calls finish for `grace` seconds."""
+        if self._shutdown_started:
+            await self._stopped.wait()
+            return
+        self._shutdown_started = True
+        await self.health.enter_graceful_shutdown()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        await self.server.stop(grace)
+        await self.transport.close()
+        self._stopped.set()
+
+    async def run(self) -> None:
+        """Serve until SIGTERM or SIGINT, then drain."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.shutdown()))
+        await self._stopped.wait()
+
+    async def __aenter__(self) -> SchedulerServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown(grace=1.0)

@@ -1,0 +1,212 @@
+"""SchedulerService: protobuf in, core calls, protobuf out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from grpc import aio
+
+from agentmesh.errors import InvalidArgument, NotFound, error_for_code
+from agentmesh.handlers import streaming, unary
+from agentmesh.scheduler import convert
+from agentmesh.scheduler.core import SchedulerCore
+from agentmesh.scheduler.dispatcher import SubtaskEvent
+from agentmesh.scheduler.executor import RequestRecord
+from agentmesh.scheduler.plans import Plan
+from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+Context = aio.ServicerContext[Any, Any]
+_DONE = object()
+
+
+def _source(request: scheduler_pb2.SubmitRequest | scheduler_pb2.StreamSubmitRequest) -> tuple[str, Plan | None]:
+    if request.WhichOneof("source") == "plan":
+        return "", convert.plan_from_proto(request.plan)
+    return request.workflow, None
+
+
+class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
+    def __init__(self, core: SchedulerCore) -> None:
+        self.core = core
+        # The Heartbeat stream that currently speaks for each worker, so that
+        # the end of a stale stream does not evict a worker that re-registered.
+        self._streams: dict[str, object] = {}
+
+    @unary
+    async def Submit(
+        self, request: scheduler_pb2.SubmitRequest, context: Context
+    ) -> scheduler_pb2.SubmitResponse:
+        workflow, plan = _source(request)
+        record = await self.core.submit(
+            request.request_id,
+            workflow,
+            plan,
+            convert.struct_to_dict(request.input),
+            priority=request.priority,
+            input_size=request.input.ByteSize(),
+            timeout=context.time_remaining(),
+        )
+        return scheduler_pb2.SubmitResponse(request=_finished(record))
+
+    @streaming
+    async def StreamSubmit(
+        self, request: scheduler_pb2.StreamSubmitRequest, context: Context
+    ) -> AsyncIterator[scheduler_pb2.StreamSubmitResponse]:
+        workflow, plan = _source(request)
+        events: asyncio.Queue[Any] = asyncio.Queue()
+        request_id = ""
+
+        def on_plan(record: RequestRecord) -> None:
+            nonlocal request_id
+            request_id = record.request_id
+            events.put_nowait(convert.plan_to_proto(record.plan))
+
+        def on_event(event: SubtaskEvent) -> None:
+            events.put_nowait(event)
+
+        run = asyncio.create_task(
+            self.core.submit(
+                request.request_id,
+                workflow,
+                plan,
+                convert.struct_to_dict(request.input),
+                priority=request.priority,
+                input_size=request.input.ByteSize(),
+                timeout=context.time_remaining(),
+                on_plan=on_plan,
+                on_event=on_event,
+            )
+        )
+        run.add_done_callback(lambda _: events.put_nowait(_DONE))
+        try:
+            while (item := await events.get()) is not _DONE:
+                if isinstance(item, SubtaskEvent):
+                    yield scheduler_pb2.StreamSubmitResponse(
+                        request_id=request_id, subtask=convert.event_to_proto(item)
+                    )
+                else:
+                    yield scheduler_pb2.StreamSubmitResponse(request_id=request_id, plan=item)
+            record = run.result()
+            yield scheduler_pb2.StreamSubmitResponse(
+                request_id=record.request_id, result=_finished(record)
+            )
+        finally:
+            run.cancel()
+
+    @unary
+    async def GetRequest(
+        self, request: scheduler_pb2.GetRequestRequest, context: Context
+    ) -> scheduler_pb2.GetRequestResponse:
+        record = self.core.get(request.request_id)
+        return scheduler_pb2.GetRequestResponse(request=convert.request_to_proto(record))
+
+    @unary
+    async def Decompose(
+        self, request: scheduler_pb2.DecomposeRequest, context: Context
+    ) -> scheduler_pb2.DecomposeResponse:
+        data = convert.struct_to_dict(request.input)
+        if request.WhichOneof("source") == "plan":
+            plan = self.core.make_plan("", convert.plan_from_proto(request.plan), data)
+        else:
+            self.core.check_input(data, request.input.ByteSize())
+            plan = self.core.make_plan(request.workflow, None, data)
+        return scheduler_pb2.DecomposeResponse(plan=convert.plan_to_proto(plan))
+
+    @unary
+    async def Dispatch(
+        self, request: scheduler_pb2.DispatchRequest, context: Context
+    ) -> scheduler_pb2.DispatchResponse:
+        outcome = await self.core.dispatch(
+            request.request_id,
+            request.capability,
+            convert.struct_to_dict(request.input),
+            priority=request.priority,
+            difficulty=request.difficulty,
+            timeout=context.time_remaining(),
+        )
+        result = outcome.result
+        return scheduler_pb2.DispatchResponse(
+            request_id=request.request_id,
+            output=convert.dict_to_struct(result.output),
+            worker_id=outcome.worker_id,
+            model=result.model,
+            attempts=outcome.attempts,
+            usage=convert.usage_to_proto(result.usage),
+            duration=convert.duration(result.duration),
+        )
+
+    @unary
+    async def Register(
+        self, request: scheduler_pb2.RegisterRequest, context: Context
+    ) -> scheduler_pb2.RegisterResponse:
+        record = self.core.register(convert.worker_spec_from_proto(request.worker))
+        log.info(
+            "worker registered",
+            extra={"worker_id": record.worker_id, "address": record.spec.address},
+        )
+        return scheduler_pb2.RegisterResponse(
+            worker_id=record.worker_id,
+            heartbeat_interval=convert.duration(self.core.config.heartbeat_interval),
+        )
+
+    @streaming
+    async def Heartbeat(
+        self, request_iterator: AsyncIterator[scheduler_pb2.HeartbeatRequest], context: Context
+    ) -> AsyncIterator[scheduler_pb2.HeartbeatResponse]:
+        token = object()
+        worker_id = ""
+        interval = convert.duration(self.core.config.heartbeat_interval)
+        try:
+            async for beat in request_iterator:
+                if not beat.worker_id:
+                    raise InvalidArgument("a heartbeat names its worker_id")
+                worker_id = beat.worker_id
+                try:
+                    self.core.heartbeat(worker_id, convert.health_from_proto(beat.health))
+                except NotFound:
+                    yield scheduler_pb2.HeartbeatResponse(
+                        directive=scheduler_pb2.HEARTBEAT_DIRECTIVE_REGISTER,
+                        heartbeat_interval=interval,
+                    )
+                    continue
+                self._streams[worker_id] = token
+                yield scheduler_pb2.HeartbeatResponse(heartbeat_interval=interval)
+        finally:
+            if worker_id and self._streams.get(worker_id) is token:
+                del self._streams[worker_id]
+                log.info("heartbeat stream ended; evicting", extra={"worker_id": worker_id})
+                await self.core.evict(worker_id)
+
+    @unary
+    async def ListWorkers(
+        self, request: scheduler_pb2.ListWorkersRequest, context: Context
+    ) -> scheduler_pb2.ListWorkersResponse:
+        registry = self.core.registry
+        records = (
+            registry.offering(request.capability) if request.capability else registry.workers()
+        )
+        now, wall = self.core.clock.now(), time.time()
+        return scheduler_pb2.ListWorkersResponse(
+            workers=[
+                convert.worker_status_to_proto(r, now, wall)
+                for r in sorted(records, key=lambda r: r.worker_id)
+            ]
+        )
+
+
+def _finished(record: RequestRecord) -> scheduler_pb2.Request:
+    """The response for a finished request; a failed one becomes its status."""
+    if record.error is not None:
+        raise error_for_code(
+            record.error.code,
+            record.error.message,
+            reason=record.error.reason or f"REQUEST_{record.state}",
+            metadata={**record.error.metadata, "request_id": record.request_id},
+        )
+    return convert.request_to_proto(record)

@@ -1,0 +1,64 @@
+"""The dispatcher's way to workers: WorkerService.Execute over gRPC."""
+
+from __future__ import annotations
+
+import grpc
+from grpc import aio
+
+from agentmesh.agents.backend import Usage
+from agentmesh.scheduler.convert import dict_to_struct, struct_to_dict
+from agentmesh.scheduler.dispatcher import ExecuteResult, SubtaskCall
+from agentmesh.scheduler.registry import WorkerRecord
+from agentmesh.status import from_rpc_error
+from agentmesh.v1 import worker_pb2, worker_pb2_grpc
+
+
+class GrpcTransport:
+    """One channel per worker, opened on first use and closed when it leaves."""
+
+    def __init__(self) -> None:
+        self._stubs: dict[str, tuple[aio.Channel, worker_pb2_grpc.WorkerServiceStub]] = {}
+
+    def _stub(self, worker: WorkerRecord) -> worker_pb2_grpc.WorkerServiceStub:
+        entry = self._stubs.get(worker.worker_id)
+        if entry is None:
+            channel = aio.insecure_channel(worker.spec.address)
+            entry = (channel, worker_pb2_grpc.WorkerServiceStub(channel))
+            self._stubs[worker.worker_id] = entry
+        return entry[1]
+
+    async def execute(
+        self, worker: WorkerRecord, call: SubtaskCall, attempt: int, timeout: float
+    ) -> ExecuteResult:
+        request = worker_pb2.ExecuteRequest(
+            request_id=call.request_id,
+            subtask_id=call.subtask_id,
+            capability=call.capability,
+            input=dict_to_struct(call.input),
+            difficulty=call.difficulty,  # type: ignore[arg-type]
+            attempt=attempt,
+        )
+        try:
+            response = await self._stub(worker).Execute(request, timeout=max(timeout, 0.001))
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return ExecuteResult(
+            output=struct_to_dict(response.output),
+            usage=Usage(
+                input_tokens=response.usage.input_tokens,
+                output_tokens=response.usage.output_tokens,
+                cost_usd=response.usage.cost_usd,
+            ),
+            model=response.model,
+            duration=response.duration.ToTimedelta().total_seconds(),
+            replayed=response.replayed,
+        )
+
+    async def forget(self, worker_id: str) -> None:
+        entry = self._stubs.pop(worker_id, None)
+        if entry is not None:
+            await entry[0].close()
+
+    async def close(self) -> None:
+        for worker_id in list(self._stubs):
+            await self.forget(worker_id)

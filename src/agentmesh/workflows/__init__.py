@@ -1,0 +1,1 @@
+"""Built-in workflow templates (TOML), loaded by agentmesh.scheduler.workflows."""
