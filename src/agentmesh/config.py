@@ -104,12 +104,16 @@ class WorkerConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerConfig:
         env = os.environ if env is None else env
-        values = _from_env(cls, env, prefix_overrides={
-            "listen": "AGENTMESH_WORKER_LISTEN",
-            "advertise": "AGENTMESH_WORKER_ADVERTISE",
-            "metrics_listen": "AGENTMESH_WORKER_METRICS_LISTEN",
-            "worker_id": "AGENTMESH_WORKER_ID",
-        })
+        values = _from_env(
+            cls,
+            env,
+            prefix_overrides={
+                "listen": "AGENTMESH_WORKER_LISTEN",
+                "advertise": "AGENTMESH_WORKER_ADVERTISE",
+                "metrics_listen": "AGENTMESH_WORKER_METRICS_LISTEN",
+                "worker_id": "AGENTMESH_WORKER_ID",
+            },
+        )
         return cls(**{**values, **overrides})
 
 
@@ -123,7 +127,7 @@ def _from_env(
             continue
         name = (prefix_overrides or {}).get(f.name, f"AGENTMESH_{f.name.upper()}")
         raw = env.get(name)
-        if raw is None or raw == "" and f.name not in ("metrics_listen",):
+        if raw is None or (raw == "" and f.name not in ("metrics_listen",)):
             continue
         values[f.name] = _convert(f.type, raw, name)
     return values

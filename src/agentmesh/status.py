@@ -51,9 +51,7 @@ def to_status_proto(error: AgentmeshError) -> status_pb2.Status:
         )
     if isinstance(error, ResourceExhausted):
         seconds = max(error.retry_after, 0.0)
-        delay = duration_pb2.Duration(
-            seconds=math.floor(seconds), nanos=int((seconds % 1) * 1e9)
-        )
+        delay = duration_pb2.Duration(seconds=math.floor(seconds), nanos=int((seconds % 1) * 1e9))
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     if error.reason:
         details.append(

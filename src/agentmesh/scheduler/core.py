@@ -137,7 +137,7 @@ class SchedulerCore:
         if not data:
             raise InvalidArgument(
                 "the request input is empty",
-                [FieldViolation("input", "must be a non-empty object, such as {\"text\": \"...\"}")],
+                [FieldViolation("input", 'must be a non-empty object, such as {"text": "..."}')],
                 reason="EMPTY_INPUT",
             )
         if size > self.config.max_input_bytes:
@@ -207,11 +207,17 @@ class SchedulerCore:
         # Cancelling the caller (the client went away) cancels the request.
         return await task
 
-    async def _run(self, record: RequestRecord, deadline: float, on_event: EventSink) -> RequestRecord:
+    async def _run(
+        self, record: RequestRecord, deadline: float, on_event: EventSink
+    ) -> RequestRecord:
+        started = self.clock.now()
         try:
             await self.executor.execute(record, deadline, on_event)
         finally:
             record.finished_at = time.time()
+            self.dispatcher.observer.request_finished(
+                record.plan.workflow, record.state, self.clock.now() - started
+            )
         return record
 
     def _admit(self, plan: Plan) -> None:
@@ -235,9 +241,7 @@ class SchedulerCore:
 
     def get(self, request_id: str) -> RequestRecord:
         if not request_id:
-            raise InvalidArgument(
-                "request_id is empty", [FieldViolation("request_id", "required")]
-            )
+            raise InvalidArgument("request_id is empty", [FieldViolation("request_id", "required")])
         record = self.requests.get(request_id)
         if record is None:
             raise NotFound(f"no request {request_id!r}", reason="UNKNOWN_REQUEST")

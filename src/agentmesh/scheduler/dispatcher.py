@@ -47,7 +47,7 @@ class ExecuteResult:
     """What a worker returned for one attempt."""
 
     output: dict[str, Any]
-    usage: Usage = Usage()
+    usage: Usage = field(default_factory=Usage)
     model: str = ""
     #: Seconds the worker spent on it.
     duration: float = 0.0
@@ -116,6 +116,8 @@ class DispatchObserver(Protocol):
 
     def queue_changed(self, capability: str, depth: int) -> None: ...
 
+    def request_finished(self, workflow: str, outcome: str, seconds: float) -> None: ...
+
 
 class _NullObserver:
     def attempt_finished(self, capability: str, worker_id: str, seconds: float, code: str) -> None:
@@ -125,6 +127,9 @@ class _NullObserver:
         pass
 
     def queue_changed(self, capability: str, depth: int) -> None:
+        pass
+
+    def request_finished(self, workflow: str, outcome: str, seconds: float) -> None:
         pass
 
 
@@ -231,7 +236,9 @@ class Dispatcher:
         while True:
             attempt += 1
             worker = await self._acquire(call, frozenset(avoid))
-            on_event(SubtaskEvent(STARTED, call.subtask_id, call.capability, worker.worker_id, attempt))
+            on_event(
+                SubtaskEvent(STARTED, call.subtask_id, call.capability, worker.worker_id, attempt)
+            )
             try:
                 result = await self._attempt(worker, call, attempt)
                 return Outcome(result, worker.worker_id, attempt)
@@ -262,7 +269,9 @@ class Dispatcher:
             if backoff > 0:
                 await self.clock.sleep(backoff)
 
-    async def _attempt(self, worker: WorkerRecord, call: SubtaskCall, attempt: int) -> ExecuteResult:
+    async def _attempt(
+        self, worker: WorkerRecord, call: SubtaskCall, attempt: int
+    ) -> ExecuteResult:
         started = self.clock.now()
         timeout = min(self.attempt_timeout, call.deadline - started)
         task = asyncio.ensure_future(self.transport.execute(worker, call, attempt, timeout))
@@ -304,7 +313,9 @@ class Dispatcher:
             raise _no_worker(call.capability)
         now = self.clock.now()
         if call.deadline <= now:
-            raise DeadlineExceeded(f"the deadline passed before subtask {call.subtask_id!r} started")
+            raise DeadlineExceeded(
+                f"the deadline passed before subtask {call.subtask_id!r} started"
+            )
         queue = self.queue(call.capability)
         ticket = _Ticket(call, avoid, asyncio.get_running_loop().create_future())
         entry = queue.push(ticket, priority=call.priority, deadline=call.deadline, now=now)

@@ -69,7 +69,7 @@ class SubtaskRecord:
     attempts: int = 0
     started_at: float | None = None
     duration: float = 0.0
-    usage: Usage = Usage()
+    usage: Usage = field(default_factory=Usage)
     reason: str = ""
     error: ErrorRecord | None = None
 
@@ -123,9 +123,7 @@ class Executor:
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
 
-    async def execute(
-        self, record: RequestRecord, deadline: float, on_event: EventSink
-    ) -> None:
+    async def execute(self, record: RequestRecord, deadline: float, on_event: EventSink) -> None:
         """Run every step of the record's plan and fill in the outcome.
 
         Never raises for a failed request: the failure is recorded in the
@@ -218,8 +216,16 @@ class Executor:
             subtask.error = ErrorRecord.of(error)
             subtask.reason = error.message
             subtask.duration = clock.now() - subtask.started_at
-            on_event(SubtaskEvent(FAILED, step.id, step.capability, subtask.worker_id,
-                                  subtask.attempts, f"{error.code_name}: {error.message}"))
+            on_event(
+                SubtaskEvent(
+                    FAILED,
+                    step.id,
+                    step.capability,
+                    subtask.worker_id,
+                    subtask.attempts,
+                    f"{error.code_name}: {error.message}",
+                )
+            )
             if not step.optional:
                 raise _step_failure(step, error, subtask.attempts) from error
             return
@@ -232,8 +238,9 @@ class Executor:
         subtask.usage = result.usage
         subtask.duration = clock.now() - subtask.started_at
         outputs[step.id] = result.output
-        on_event(SubtaskEvent(SUCCEEDED, step.id, step.capability, outcome.worker_id,
-                              outcome.attempts))
+        on_event(
+            SubtaskEvent(SUCCEEDED, step.id, step.capability, outcome.worker_id, outcome.attempts)
+        )
 
     @staticmethod
     def _skip(subtask: SubtaskRecord, reason: str, on_event: EventSink) -> None:
@@ -245,8 +252,7 @@ class Executor:
 def _step_failure(step: Step, error: AgentmeshError, attempts: int) -> AgentmeshError:
     """The request's error for a required step that failed: its code, and which step."""
     failure = type(error)(
-        f"step {step.id!r} ({step.capability}) failed after {attempts} attempt(s): "
-        f"{error.message}",
+        f"step {step.id!r} ({step.capability}) failed after {attempts} attempt(s): {error.message}",
         reason=error.reason or "SUBTASK_FAILED",
         metadata={**error.metadata, "step": step.id, "capability": step.capability},
     )
@@ -265,4 +271,3 @@ async def _first_failure(tasks: list[asyncio.Task[None]]) -> None:
             error = task.exception()
             if error is not None:
                 raise error
-

@@ -182,7 +182,9 @@ def resolve_bindings(
     """An input object from bindings; a field that resolves to nothing is left out."""
     resolved: dict[str, Any] = {}
     for name, binding in bindings.items():
-        found = [v for ref in binding.refs if (v := resolve_ref(ref, request, outputs)) is not _MISSING]
+        found = [
+            v for ref in binding.refs if (v := resolve_ref(ref, request, outputs)) is not _MISSING
+        ]
         if binding.collect:
             resolved[name] = found
         elif found:

@@ -25,7 +25,9 @@ Context = aio.ServicerContext[Any, Any]
 _DONE = object()
 
 
-def _source(request: scheduler_pb2.SubmitRequest | scheduler_pb2.StreamSubmitRequest) -> tuple[str, Plan | None]:
+def _source(
+    request: scheduler_pb2.SubmitRequest | scheduler_pb2.StreamSubmitRequest,
+) -> tuple[str, Plan | None]:
     if request.WhichOneof("source") == "plan":
         return "", convert.plan_from_proto(request.plan)
     return request.workflow, None
@@ -170,6 +172,9 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 try:
                     self.core.heartbeat(worker_id, convert.health_from_proto(beat.health))
                 except NotFound:
+                    # Evicted or never known: this stream no longer speaks for the worker.
+                    if self._streams.get(worker_id) is token:
+                        del self._streams[worker_id]
                     yield scheduler_pb2.HeartbeatResponse(
                         directive=scheduler_pb2.HEARTBEAT_DIRECTIVE_REGISTER,
                         heartbeat_interval=interval,

@@ -105,7 +105,9 @@ class WorkflowLibrary:
     def load(cls, extra_dir: Path | None = None) -> WorkflowLibrary:
         """The built-in templates, plus (overriding them) those in extra_dir."""
         found: dict[str, Workflow] = {}
-        files = [f for f in resources.files("agentmesh.workflows").iterdir() if f.name.endswith(".toml")]
+        files = [
+            f for f in resources.files("agentmesh.workflows").iterdir() if f.name.endswith(".toml")
+        ]
         if extra_dir is not None:
             files += sorted(extra_dir.glob("*.toml"))
         for file in files:
@@ -136,8 +138,7 @@ class WorkflowLibrary:
         ]
         if missing:
             raise InvalidArgument(
-                f"input for workflow {name!r} lacks: "
-                + ", ".join(v.field for v in missing),
+                f"input for workflow {name!r} lacks: " + ", ".join(v.field for v in missing),
                 missing,
                 reason="INVALID_INPUT",
             )
@@ -165,8 +166,13 @@ class WorkflowLibrary:
             if step.id in instances:
                 field = workflow.fan_outs[step.id].field
                 steps += [
-                    Step(**{**expanded.__dict__, "id": iid,
-                            "inputs": {**expanded.inputs, field: Binding(value=chunk)}})
+                    Step(
+                        **{
+                            **expanded.__dict__,
+                            "id": iid,
+                            "inputs": {**expanded.inputs, field: Binding(value=chunk)},
+                        }
+                    )
                     for iid, chunk in instances[step.id]
                 ]
             else:
@@ -186,7 +192,9 @@ def _expand_binding(binding: Binding, instances: Mapping[str, list[tuple[str, st
     for ref in binding.refs:
         parts = ref.split(".")
         if parts[0] == "steps" and len(parts) > 1 and parts[1] in instances:
-            refs += [".".join(["steps", iid, *parts[2:]]) for iid in _instance_ids(parts[1], instances)]
+            refs += [
+                ".".join(["steps", iid, *parts[2:]]) for iid in _instance_ids(parts[1], instances)
+            ]
         else:
             refs.append(ref)
     return Binding(refs=tuple(refs), collect=binding.collect, value=binding.value)

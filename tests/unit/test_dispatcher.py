@@ -1,0 +1,173 @@
+"""The dispatcher with a fake transport and a fake clock: queueing, retries, eviction."""
+
+import asyncio
+import random
+
+import pytest
+from fakes import FakeClock, FakeTransport, fail_with
+
+from agentmesh.clock import SystemClock
+from agentmesh.errors import DeadlineExceeded, InvalidArgument, Unavailable
+from agentmesh.scheduler.dispatcher import RETRIED, Dispatcher, ExecuteResult, SubtaskCall
+from agentmesh.scheduler.policies import LatencyWeighted
+from agentmesh.scheduler.registry import Registry, WorkerSpec
+from agentmesh.scheduler.retry import RetryPolicy
+
+
+def make(transport: FakeTransport, workers: int = 2, capacity: int = 1, clock=None):
+    clock = clock or FakeClock()
+    registry = Registry(initial_latency=0.05, latency_decay=10.0, error_decay=30.0)
+    dispatcher = Dispatcher(
+        registry,
+        transport,
+        LatencyWeighted(random.Random(1)),
+        retry=RetryPolicy(),
+        clock=clock,
+        rng=random.Random(2),
+        queue_bound=100,
+        aging=5.0,
+        attempt_timeout=10.0,
+    )
+    for i in range(workers):
+        spec = WorkerSpec(f"w{i}", f"127.0.0.1:{i}", frozenset({"echo"}), capacity)
+        dispatcher.workers_changed(registry.register(spec, clock.now()))
+    return dispatcher, clock
+
+
+def call(subtask_id: str = "s", deadline: float = 2000.0, capability: str = "echo") -> SubtaskCall:
+    return SubtaskCall("r", subtask_id, capability, {"x": 1}, deadline=deadline)
+
+
+async def test_runs_on_a_worker_and_returns_the_output() -> None:
+    dispatcher, _ = make(FakeTransport())
+    outcome = await dispatcher.run(call())
+    assert outcome.result.output == {"echo": {"x": 1}}
+    assert outcome.attempts == 1
+    assert all(w.in_flight == 0 for w in dispatcher.registry.workers())
+
+
+async def test_retries_a_retryable_failure_on_another_worker_after_backoff() -> None:
+    def behaviour(worker, c, attempt):
+        if attempt == 1:
+            return fail_with(Unavailable("model down"))
+        return ExecuteResult({"ok": True})
+
+    transport = FakeTransport(behaviour)
+    dispatcher, clock = make(transport)
+    events = []
+    outcome = await dispatcher.run(call(), events.append)
+    assert outcome.attempts == 2
+    first, second = transport.calls[0][0], transport.calls[1][0]
+    assert first != second  # retried on the other worker
+    assert [e.kind for e in events].count(RETRIED) == 1
+    assert len(clock.sleeps) == 1 and 0 <= clock.sleeps[0] <= 0.5
+
+
+async def test_gives_up_after_max_attempts_with_the_last_error() -> None:
+    transport = FakeTransport(lambda w, c, a: fail_with(Unavailable(f"down on attempt {a}")))
+    dispatcher, clock = make(transport, workers=3)
+    with pytest.raises(Unavailable, match="attempt 3"):
+        await dispatcher.run(call())
+    assert len(transport.calls) == 3
+    assert len(clock.sleeps) == 2
+    assert clock.sleeps[1] <= 2.0
+
+
+async def test_does_not_retry_invalid_argument() -> None:
+    transport = FakeTransport(lambda w, c, a: fail_with(InvalidArgument("bad input")))
+    dispatcher, _ = make(transport)
+    with pytest.raises(InvalidArgument):
+        await dispatcher.run(call())
+    assert len(transport.calls) == 1
+
+
+async def test_does_not_retry_past_the_deadline() -> None:
+    transport = FakeTransport(lambda w, c, a: fail_with(Unavailable("down")))
+    clock = FakeClock(start=1000.0)
+    dispatcher, _ = make(transport, clock=clock)
+    # 10 ms left: no backoff fits (the backoff draw for the first retry is ~0.3 s with this seed).
+    with pytest.raises(Unavailable):
+        await dispatcher.run(call(deadline=1000.01))
+    assert len(transport.calls) == 1
+
+
+async def test_no_worker_for_capability_is_unavailable_naming_it() -> None:
+    dispatcher, _ = make(FakeTransport())
+    with pytest.raises(Unavailable, match="translate") as error:
+        await dispatcher.run(call(capability="translate"))
+    assert error.value.metadata == {"capability": "translate"}
+
+
+async def test_capacity_bounds_in_flight_and_the_queue_drains() -> None:
+    transport = FakeTransport(delay=0.01)
+    dispatcher, _ = make(transport, workers=2, capacity=1)
+    peak = 0
+
+    def track(event) -> None:
+        nonlocal peak
+        peak = max(peak, sum(w.in_flight for w in dispatcher.registry.workers()))
+
+    outcomes = await asyncio.gather(*(dispatcher.run(call(f"s{i}"), track) for i in range(10)))
+    assert len(outcomes) == 10
+    assert peak <= 2
+    assert dispatcher.queue_depths() == {"echo": 0}
+
+
+async def test_waiting_past_the_deadline_is_deadline_exceeded() -> None:
+    transport = FakeTransport(delay=0.2)
+    dispatcher, _ = make(transport, workers=1, capacity=1, clock=SystemClock())
+    busy = asyncio.create_task(dispatcher.run(call("busy", deadline=dispatcher.clock.now() + 5)))
+    await asyncio.sleep(0.01)
+    with pytest.raises(DeadlineExceeded, match="waited"):
+        await dispatcher.run(call("late", deadline=dispatcher.clock.now() + 0.05))
+    await busy
+    assert dispatcher.queue_depths() == {"echo": 0}
+
+
+async def test_eviction_requeues_in_flight_work_on_another_worker() -> None:
+    started = asyncio.Event()
+
+    class Hanging(FakeTransport):
+        async def execute(self, worker, c, attempt, timeout):
+            self.calls.append((worker.worker_id, c.subtask_id, attempt))
+            if worker.worker_id == "w0":
+                started.set()
+                await asyncio.sleep(3600)
+            return ExecuteResult({"by": worker.worker_id})
+
+    transport = Hanging()
+    dispatcher, clock = make(transport, workers=1)
+    run = asyncio.create_task(dispatcher.run(call()))
+    await started.wait()
+    spec = WorkerSpec("w1", "127.0.0.1:1", frozenset({"echo"}), 1)
+    dispatcher.workers_changed(dispatcher.registry.register(spec, clock.now()))
+    await dispatcher.evict("w0")
+    outcome = await run
+    assert outcome.result.output == {"by": "w1"}
+    assert outcome.attempts == 2
+    assert clock.sleeps == []  # re-queued at once, no backoff
+    assert transport.forgotten == ["w0"]
+
+
+async def test_evicting_the_last_worker_fails_waiters_as_unavailable() -> None:
+    transport = FakeTransport(delay=3600)
+    dispatcher, _ = make(transport, workers=1, capacity=1)
+    first = asyncio.create_task(dispatcher.run(call("a")))
+    second = asyncio.create_task(dispatcher.run(call("b")))
+    await asyncio.sleep(0.01)
+    await dispatcher.evict("w0")
+    for task in (first, second):
+        with pytest.raises(Unavailable):
+            await task
+
+
+async def test_cancelling_a_subtask_frees_its_slot() -> None:
+    transport = FakeTransport(delay=3600)
+    dispatcher, _ = make(transport, workers=1, capacity=1)
+    task = asyncio.create_task(dispatcher.run(call()))
+    await asyncio.sleep(0.01)
+    assert dispatcher.registry.get("w0").in_flight == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert dispatcher.registry.get("w0").in_flight == 0

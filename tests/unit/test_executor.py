@@ -1,0 +1,177 @@
+"""DAG execution with a fake transport: parallelism, data flow, skips, failures."""
+
+import asyncio
+import random
+
+from fakes import FakeClock, FakeTransport, fail_with
+
+from agentmesh.errors import InvalidArgument
+from agentmesh.scheduler.dispatcher import Dispatcher, ExecuteResult
+from agentmesh.scheduler.executor import Executor, new_record
+from agentmesh.scheduler.plans import NOT_EQUALS, Binding, Condition, Plan, Step
+from agentmesh.scheduler.policies import RoundRobin
+from agentmesh.scheduler.registry import Registry, WorkerSpec
+from agentmesh.scheduler.retry import RetryPolicy
+
+
+def executor(transport: FakeTransport, capabilities=("a", "b", "c")) -> Executor:
+    clock = FakeClock()
+    registry = Registry(initial_latency=0.05, latency_decay=10.0, error_decay=30.0)
+    dispatcher = Dispatcher(
+        registry,
+        transport,
+        RoundRobin(random.Random(1)),
+        retry=RetryPolicy(),
+        clock=clock,
+        rng=random.Random(1),
+        queue_bound=100,
+        aging=5.0,
+        attempt_timeout=10.0,
+    )
+    for i in range(2):
+        spec = WorkerSpec(f"w{i}", "127.0.0.1:1", frozenset(capabilities), capacity=8)
+        dispatcher.workers_changed(registry.register(spec, clock.now()))
+    return Executor(dispatcher)
+
+
+def by_capability(worker, call, attempt) -> ExecuteResult:
+    return ExecuteResult({"cap": call.capability, "got": call.input})
+
+
+async def run(plan: Plan, transport: FakeTransport, data=None, **kw):
+    record = new_record("req-1", plan, data or {"text": "hi"}, 0, 0.0)
+    events = []
+    await executor(transport, **kw).execute(record, 10_000.0, events.append)
+    return record, events
+
+
+async def test_independent_steps_run_in_parallel_and_results_flow_to_dependents() -> None:
+    in_flight = 0
+    peak = 0
+
+    class Tracking(FakeTransport):
+        async def execute(self, worker, call, attempt, timeout):
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(0.01)
+            in_flight -= 1
+            return by_capability(worker, call, attempt)
+
+    plan = Plan(
+        steps=(
+            Step("x", "a", {"text": Binding(("request.text",))}),
+            Step("y", "b", {"text": Binding(("request.text",))}),
+            Step(
+                "z",
+                "c",
+                {"from_x": Binding(("steps.x.cap",)), "from_y": Binding(("steps.y",))},
+                depends_on=("x", "y"),
+            ),
+        ),
+        answer={"final": Binding(("steps.z.got",))},
+    )
+    record, _ = await run(plan, Tracking())
+    assert record.state == "SUCCEEDED"
+    assert peak == 2  # x and y together, z after both
+    assert record.answer == {
+        "final": {"from_x": "a", "from_y": {"cap": "b", "got": {"text": "hi"}}}
+    }
+    assert [record.subtasks[s].state for s in "xyz"] == ["SUCCEEDED"] * 3
+
+
+async def test_optional_step_without_worker_is_skipped_with_reason() -> None:
+    plan = Plan(
+        steps=(
+            Step("draft", "a", {"text": Binding(("request.text",))}),
+            Step(
+                "translate",
+                "translate",
+                {"text": Binding(("steps.draft.cap",))},
+                depends_on=("draft",),
+                optional=True,
+            ),
+        ),
+        answer={"reply": Binding(("steps.translate.text", "steps.draft.cap"))},
+    )
+    record, events = await run(plan, FakeTransport(by_capability))
+    assert record.state == "SUCCEEDED"
+    skipped = record.subtasks["translate"]
+    assert skipped.state == "SKIPPED"
+    assert "no worker offers capability 'translate'" in skipped.reason
+    assert record.answer == {"reply": "a"}  # fell back to the untranslated draft
+    assert any(e.kind == "SKIPPED" and e.subtask_id == "translate" for e in events)
+
+
+async def test_required_step_without_worker_fails_unavailable_naming_capability() -> None:
+    plan = Plan(steps=(Step("translate", "translate"),))
+    record, _ = await run(plan, FakeTransport(by_capability))
+    assert record.state == "FAILED"
+    assert record.error.code == "UNAVAILABLE"
+    assert "translate" in record.error.message
+    assert record.error.metadata["capability"] == "translate"
+
+
+async def test_condition_false_skips_the_step() -> None:
+    plan = Plan(
+        steps=(
+            Step("lang", "a"),
+            Step(
+                "translate",
+                "b",
+                depends_on=("lang",),
+                when=Condition("steps.lang.cap", NOT_EQUALS, "a"),
+            ),
+        )
+    )
+    record, _ = await run(plan, FakeTransport(by_capability))
+    assert record.subtasks["translate"].state == "SKIPPED"
+    assert "condition" in record.subtasks["translate"].reason
+
+
+async def test_a_failing_required_step_fails_the_request_and_cancels_the_rest() -> None:
+    class Mixed(FakeTransport):
+        async def execute(self, worker, call, attempt, timeout):
+            if call.capability == "a":
+                raise InvalidArgument("input rejected")
+            await asyncio.sleep(3600)
+
+    plan = Plan(
+        steps=(Step("bad", "a"), Step("slow", "b"), Step("after", "c", depends_on=("slow",)))
+    )
+    record, _ = await run(plan, Mixed())
+    assert record.state == "FAILED"
+    assert record.error.code == "INVALID_ARGUMENT"
+    assert "step 'bad'" in record.error.message
+    assert record.subtasks["bad"].state == "FAILED"
+    assert record.subtasks["slow"].state == "CANCELLED"
+    assert record.subtasks["after"].state == "CANCELLED"
+
+
+async def test_a_failing_optional_step_does_not_fail_the_request() -> None:
+    def behaviour(worker, call, attempt):
+        if call.capability == "b":
+            return fail_with(InvalidArgument("no"))
+        return by_capability(worker, call, attempt)
+
+    plan = Plan(steps=(Step("x", "a"), Step("y", "b", optional=True)))
+    record, _ = await run(plan, FakeTransport(behaviour))
+    assert record.state == "SUCCEEDED"
+    assert record.subtasks["y"].state == "FAILED"
+    assert record.subtasks["y"].error.code == "INVALID_ARGUMENT"
+
+
+async def test_cancelling_the_request_cancels_its_subtasks() -> None:
+    transport = FakeTransport(delay=3600)
+    ex = executor(transport)
+    record = new_record("req-2", Plan(steps=(Step("x", "a"), Step("y", "b"))), {"t": 1}, 0, 0.0)
+    task = asyncio.create_task(ex.execute(record, 10_000.0, lambda e: None))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    assert record.state == "CANCELLED"
+    assert {s.state for s in record.subtasks.values()} == {"CANCELLED"}
+    assert all(w.in_flight == 0 for w in ex.dispatcher.registry.workers())
