@@ -23,13 +23,20 @@ from agentmesh.errors import AgentmeshError
 DEFAULT_WORKERS = 3
 
 
+BACKENDS = ("builtin", "sim")
+
+
 def make_backend(name: str) -> Any:
     """The model backend named on the command line or in AGENTMESH_BACKEND."""
-    if name == "builtin":
-        from agentmesh.agents.builtin import BuiltinBackend
+    if name not in BACKENDS:
+        raise SystemExit(f"agentmesh: unknown backend {name!r}; available: {', '.join(BACKENDS)}")
+    from agentmesh.agents.builtin import BuiltinBackend
 
-        return BuiltinBackend()
-    raise SystemExit(f"agentmesh: unknown backend {name!r}; available: builtin")
+    if name == "sim":
+        from agentmesh.agents.simulated import SimulatedBackend, SimulatedProfile
+
+        return SimulatedBackend(BuiltinBackend(), SimulatedProfile.from_env(os.environ))
+    return BuiltinBackend()
 
 
 def _target(args: argparse.Namespace) -> str:
@@ -60,7 +67,12 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     if args.policy:
         overrides["policy"] = args.policy
     config = SchedulerConfig.from_env(**overrides)
-    asyncio.run(SchedulerServer(config).run())
+
+    async def serve() -> None:
+        # gRPC's aio server binds to the loop it is made in: make it inside this one.
+        await SchedulerServer(config).run()
+
+    asyncio.run(serve())
     return 0
 
 
@@ -95,8 +107,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         Child(
             f"worker-{i}",
             ("worker",),
-            (("AGENTMESH_SCHEDULER", config.listen), ("AGENTMESH_WORKER_ID", f"builtin-{i}"),
-             ("AGENTMESH_WORKER_LISTEN", f"{host}:0")),
+            (
+                ("AGENTMESH_SCHEDULER", config.listen),
+                ("AGENTMESH_WORKER_ID", f"builtin-{i}"),
+                ("AGENTMESH_WORKER_LISTEN", f"{host}:0"),
+            ),
         )
         for i in range(1, args.workers + 1)
     ]
@@ -143,18 +158,19 @@ def _workers(client: Client) -> list[Any]:
 
 def _banner(config: SchedulerConfig) -> None:
     metrics = f"http://{config.metrics_listen}/metrics" if config.metrics_listen else "(off)"
+    target = "" if config.listen == SchedulerConfig.listen else f" --target {config.listen}"
     print(
         f"""
 agentmesh is running: scheduler on {config.listen}, metrics on {metrics}
 
 Try it (from the repository root, in another terminal):
 
-  .venv/bin/agentmesh submit examples/tickets/01_refund_broken_laptop_en.json
+  .venv/bin/agentmesh submit examples/tickets/01_refund_broken_laptop_en.json{target}
 
   .venv/bin/grpcurl -plaintext -d @ {config.listen} agentmesh.v1.SchedulerService/Submit \\
     < examples/grpcurl/submit_ticket.json
 
-  .venv/bin/agentmesh workers
+  .venv/bin/agentmesh workers{target}
 
 Stop with Ctrl-C.
 """,
@@ -175,11 +191,19 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 print(f"[{message.request_id}] plan: {steps}", file=sys.stderr)
             elif event == "subtask":
                 e = message.subtask
-                kind = e.kind and type(e).DESCRIPTOR.fields_by_name["kind"].enum_type.values_by_number[e.kind].name
+                kind = (
+                    e.kind
+                    and type(e)
+                    .DESCRIPTOR.fields_by_name["kind"]
+                    .enum_type.values_by_number[e.kind]
+                    .name
+                )
                 detail = f" ({e.message})" if e.message else ""
                 where = f" on {e.worker_id}" if e.worker_id else ""
-                print(f"  {e.subtask_id}: {kind.removeprefix('SUBTASK_EVENT_KIND_').lower()}{where}{detail}",
-                      file=sys.stderr)
+                print(
+                    f"  {e.subtask_id}: {kind.removeprefix('SUBTASK_EVENT_KIND_').lower()}{where}{detail}",
+                    file=sys.stderr,
+                )
             else:
                 _print_json(message.result)
     return 0
@@ -198,7 +222,9 @@ def cmd_workers(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([json_format.MessageToDict(w) for w in workers], indent=2))
         return 0
-    print(f"{'WORKER':<18} {'STATE':<9} {'IN-FLIGHT':>9} {'LATENCY':>9} {'ERRORS':>7}  CAPABILITIES")
+    print(
+        f"{'WORKER':<18} {'STATE':<9} {'IN-FLIGHT':>9} {'LATENCY':>9} {'ERRORS':>7}  CAPABILITIES"
+    )
     for w in workers:
         state = "draining" if w.state == 2 else "active"
         latency = w.latency_estimate.ToTimedelta().total_seconds() * 1000
@@ -219,13 +245,17 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     scheduler = commands.add_parser("scheduler", help="serve the scheduler")
-    scheduler.add_argument("--listen", help="host:port (default AGENTMESH_LISTEN or 127.0.0.1:50051)")
+    scheduler.add_argument(
+        "--listen", help="host:port (default AGENTMESH_LISTEN or 127.0.0.1:50051)"
+    )
     scheduler.add_argument("--policy", choices=["latency_weighted", "p2c", "round_robin"])
     scheduler.set_defaults(handler=cmd_scheduler)
 
     worker = commands.add_parser("worker", help="serve a worker agent")
-    worker.add_argument("--skills", help="comma-separated skills (default: all the backend can run)")
-    worker.add_argument("--backend", help="model backend (default builtin)")
+    worker.add_argument(
+        "--skills", help="comma-separated skills (default: all the backend can run)"
+    )
+    worker.add_argument("--backend", choices=BACKENDS, help="model backend (default builtin)")
     worker.add_argument("--capacity", type=int)
     worker.add_argument("--target", help="scheduler host:port")
     worker.set_defaults(handler=cmd_worker)

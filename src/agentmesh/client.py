@@ -56,7 +56,9 @@ class Client:
         timeout: float | None = None,
     ) -> scheduler_pb2.Request:
         """Run a workflow (by name) or a plan on an input; the finished request."""
-        request = scheduler_pb2.SubmitRequest(**_submit_fields(workflow, data, request_id, priority))
+        request = scheduler_pb2.SubmitRequest(
+            **_submit_fields(workflow, data, request_id, priority)
+        )
         try:
             return self._stub.Submit(request, timeout=timeout or self.timeout).request
         except grpc.RpcError as error:
@@ -80,7 +82,9 @@ class Client:
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
 
-    def get_request(self, request_id: str, *, timeout: float | None = None) -> scheduler_pb2.Request:
+    def get_request(
+        self, request_id: str, *, timeout: float | None = None
+    ) -> scheduler_pb2.Request:
         try:
             return self._stub.GetRequest(
                 scheduler_pb2.GetRequestRequest(request_id=request_id),
@@ -96,7 +100,9 @@ class Client:
         *,
         timeout: float | None = None,
     ) -> plan_pb2.Plan:
-        source = {"plan": workflow} if isinstance(workflow, plan_pb2.Plan) else {"workflow": workflow}
+        source = (
+            {"plan": workflow} if isinstance(workflow, plan_pb2.Plan) else {"workflow": workflow}
+        )
         request = scheduler_pb2.DecomposeRequest(input=dict_to_struct(dict(data)), **source)
         try:
             return self._stub.Decompose(request, timeout=timeout or self.timeout).plan
@@ -164,7 +170,9 @@ class AsyncClient:
         priority: int = 0,
         timeout: float | None = None,
     ) -> scheduler_pb2.Request:
-        request = scheduler_pb2.SubmitRequest(**_submit_fields(workflow, data, request_id, priority))
+        request = scheduler_pb2.SubmitRequest(
+            **_submit_fields(workflow, data, request_id, priority)
+        )
         try:
             response = await self._stub.Submit(request, timeout=timeout or self.timeout)
         except grpc.RpcError as error:

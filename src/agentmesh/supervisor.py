@@ -34,7 +34,10 @@ class Supervisor:
 
     async def _spawn(self, child: Child) -> asyncio.subprocess.Process:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agentmesh", *child.args,
+            sys.executable,
+            "-m",
+            "agentmesh",
+            *child.args,
             env={**os.environ, **dict(child.env)},
         )
         self._processes[child.name] = process
@@ -48,7 +51,9 @@ class Supervisor:
             code = await process.wait()
             if self._stopping.is_set():
                 return
-            log.warning("exited; restarting", extra={"child": child.name, "code": code, "delay": delay})
+            log.warning(
+                "exited; restarting", extra={"child": child.name, "code": code, "delay": delay}
+            )
             try:
                 await asyncio.wait_for(self._stopping.wait(), delay)
                 return

@@ -88,8 +88,11 @@ class Worker:
         worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(self), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME),
+            (
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
             self.server,
         )
         self.address = ""
@@ -206,7 +209,9 @@ class Worker:
             capabilities=sorted(self.skills),
             backend=self.backend.name,
             model=self.backend.model,
-            tier=worker_pb2.TIER_BUILTIN if self.backend.name == "builtin" else worker_pb2.TIER_SMALL,
+            tier=worker_pb2.TIER_BUILTIN
+            if self.backend.name == "builtin"
+            else worker_pb2.TIER_SMALL,
             capacity=self.config.capacity,
         )
 

@@ -1,0 +1,68 @@
+"""A backend that behaves like a slow or flaky model, for load tests and fault drills.
+
+It answers through another backend (the builtin one by default), after a
+latency drawn from a seeded log-normal distribution, and fails a share of
+calls with UNAVAILABLE. Real worker processes running it behave, on the
+wire, like workers calling a model: that is what load tests, benchmarks and
+fault tests need, with no model and no network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agentmesh.agents.backend import Backend, BackendResult
+from agentmesh.agents.skills import Skill
+from agentmesh.errors import Unavailable
+
+
+@dataclass(frozen=True)
+class SimulatedProfile:
+    latency: float = 0.05
+    """Median latency in seconds. Env AGENTMESH_SIM_LATENCY. Default 0.05 s."""
+    sigma: float = 0.25
+    """Log-normal shape: 0 is a fixed latency. Env AGENTMESH_SIM_SIGMA. Default 0.25."""
+    error_rate: float = 0.0
+    """Share of calls answered UNAVAILABLE. Env AGENTMESH_SIM_ERROR_RATE. Default 0."""
+    seed: int | None = None
+    """Seed of the random source; none draws one. Env AGENTMESH_SIM_SEED."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SimulatedProfile:
+        seed = env.get("AGENTMESH_SIM_SEED")
+        return cls(
+            latency=float(env.get("AGENTMESH_SIM_LATENCY", cls.latency)),
+            sigma=float(env.get("AGENTMESH_SIM_SIGMA", cls.sigma)),
+            error_rate=float(env.get("AGENTMESH_SIM_ERROR_RATE", cls.error_rate)),
+            seed=int(seed) if seed else None,
+        )
+
+
+class SimulatedBackend:
+    """Delays (and sometimes fails) the calls of an inner backend."""
+
+    name = "sim"
+
+    def __init__(self, inner: Backend, profile: SimulatedProfile) -> None:
+        self.inner = inner
+        self.profile = profile
+        self.model = f"sim-{inner.name}"
+        self._rng = random.Random(profile.seed)
+
+    def capabilities(self) -> frozenset[str]:
+        return self.inner.capabilities()
+
+    def draw_latency(self) -> float:
+        p = self.profile
+        return p.latency * math.exp(self._rng.gauss(0.0, p.sigma)) if p.sigma else p.latency
+
+    async def run(self, skill: Skill, data: Mapping[str, Any]) -> BackendResult:
+        await asyncio.sleep(self.draw_latency())
+        if self._rng.random() < self.profile.error_rate:
+            raise Unavailable("simulated model outage", reason="SIMULATED_FAILURE")
+        return await self.inner.run(skill, data)

@@ -1,0 +1,244 @@
+"""The skill catalogue: what each capability takes and returns, as JSON Schema.
+
+Every backend runs the same skills, so the schemas here are the contract
+between the scheduler's workflows, the workers and the backends. Inputs
+allow extra properties (a workflow may pass more context than a skill
+uses); outputs do not, so a backend cannot drift from the contract
+unnoticed. Validation uses JSON Schema draft 2020-12, and formats (such as
+"date") are checked, not only annotations.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+
+@dataclass(frozen=True)
+class Skill:
+    """One capability a worker can offer, with its input and output contract."""
+
+    name: str
+    """Capability name, e.g. "summarize"."""
+    description: str
+    """One sentence on what the skill does."""
+    input_schema: Mapping[str, Any]
+    """JSON Schema (draft 2020-12) of the input object."""
+    output_schema: Mapping[str, Any]
+    """JSON Schema (draft 2020-12) of the output object."""
+    instructions: str
+    """A short system prompt for model backends."""
+
+
+_TEXT = {"type": "string", "minLength": 1}
+_LANGUAGE_CODE = {"type": "string", "pattern": "^[a-z]{2}$"}
+_UNIT_INTERVAL = {"type": "number", "minimum": 0, "maximum": 1}
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_E164 = r"^\+[1-9]\d{1,14}$"
+
+
+def _object(
+    properties: Mapping[str, Any], required: tuple[str, ...], *, closed: bool
+) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": dict(properties),
+        "required": list(required),
+        "additionalProperties": not closed,
+    }
+
+
+def _input(properties: Mapping[str, Any], required: tuple[str, ...] = ("text",)) -> dict[str, Any]:
+    return _object(properties, required, closed=False)
+
+
+def _output(properties: Mapping[str, Any]) -> dict[str, Any]:
+    """Outputs are closed and every field is required."""
+    return _object(properties, tuple(properties), closed=True)
+
+
+INTENTS = (
+    "refund",
+    "replacement",
+    "delivery",
+    "billing",
+    "technical",
+    "account",
+    "cancellation",
+    "complaint",
+    "general",
+)
+"""The intents `classify` chooses from."""
+
+URGENCIES = ("low", "normal", "high", "critical")
+"""The urgency levels `classify` chooses from, least urgent first."""
+
+SENTIMENT_LABELS = ("positive", "neutral", "negative")
+"""The labels `sentiment` chooses from."""
+
+_ENTITIES_OUTPUT = _output(
+    {
+        "order_ids": _STRINGS,
+        "emails": _STRINGS,
+        "phone_numbers": {"type": "array", "items": {"type": "string", "pattern": _E164}},
+        "products": _STRINGS,
+        "dates": {"type": "array", "items": {"type": "string", "format": "date"}},
+        "amounts": {
+            "type": "array",
+            "items": _output(
+                {
+                    "value": {"type": "number"},
+                    "currency": {"type": ["string", "null"]},
+                    "text": {"type": "string"},
+                }
+            ),
+        },
+    }
+)
+_SENTIMENT_OUTPUT = _output(
+    {
+        "label": {"enum": list(SENTIMENT_LABELS)},
+        "score": {"type": "number", "minimum": -1, "maximum": 1},
+    }
+)
+_CLASSIFY_OUTPUT = _output(
+    {
+        "intent": {"enum": list(INTENTS)},
+        "urgency": {"enum": list(URGENCIES)},
+        "confidence": _UNIT_INTERVAL,
+    }
+)
+
+_CATALOGUE = (
+    Skill(
+        name="extract_entities",
+        description="Find order ids, emails, phone numbers, products, dates and amounts in a text.",
+        input_schema=_input({"text": _TEXT}),
+        output_schema=_ENTITIES_OUTPUT,
+        instructions=(
+            "Extract the entities from the customer's text. Phone numbers in E.164 form, "
+            "dates as YYYY-MM-DD, amounts with their ISO 4217 currency code (null if unknown) "
+            "and the text they were written as. Report only what the text says; use empty lists."
+        ),
+    ),
+    Skill(
+        name="detect_language",
+        description="Identify the language a text is written in.",
+        input_schema=_input({"text": _TEXT}),
+        output_schema=_output({"language": _LANGUAGE_CODE, "confidence": _UNIT_INTERVAL}),
+        instructions="Name the language of the text as an ISO 639-1 code, with your confidence.",
+    ),
+    Skill(
+        name="sentiment",
+        description="Rate how positive or negative a text is.",
+        input_schema=_input({"text": _TEXT}),
+        output_schema=_SENTIMENT_OUTPUT,
+        instructions=(
+            "Rate the customer's sentiment: a label and a score from -1 (very negative) "
+            "to 1 (very positive)."
+        ),
+    ),
+    Skill(
+        name="summarize",
+        description="Summarise one text, or several texts into one summary.",
+        input_schema={
+            **_input(
+                {
+                    "text": _TEXT,
+                    "texts": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                    "max_sentences": {"type": "integer", "minimum": 1, "maximum": 20},
+                },
+                required=(),
+            ),
+            "oneOf": [{"required": ["text"]}, {"required": ["texts"]}],
+        },
+        output_schema=_output({"summary": _TEXT}),
+        instructions=(
+            "Summarise the text (or the texts, as one) in at most max_sentences sentences, "
+            "in the language of the text, keeping names, ids and amounts exact."
+        ),
+    ),
+    Skill(
+        name="classify",
+        description="Decide what a customer wants (intent) and how urgent it is.",
+        input_schema=_input(
+            {"text": _TEXT, "sentiment": {"type": "object"}, "entities": {"type": "object"}}
+        ),
+        output_schema=_CLASSIFY_OUTPUT,
+        instructions=(
+            "Classify the support ticket: the customer's main intent, its urgency and your "
+            "confidence. Safety, fraud and legal threats are critical."
+        ),
+    ),
+    Skill(
+        name="draft_reply",
+        description="Draft a polite reply to a customer's ticket.",
+        input_schema=_input(
+            {
+                "text": _TEXT,
+                "intent": {"type": "object"},
+                "entities": {"type": "object"},
+                "sentiment": {"type": "object"},
+                "summary": {"type": "object"},
+            }
+        ),
+        output_schema=_output({"reply": _TEXT, "language": _LANGUAGE_CODE}),
+        instructions=(
+            "Write a short, polite reply from the support team that addresses the customer's "
+            "intent, names the order and amounts involved, and apologises if they are upset. "
+            "Promise nothing the context does not support."
+        ),
+    ),
+    Skill(
+        name="translate",
+        description="Translate a text into another language.",
+        input_schema=_input({"text": _TEXT, "target_language": _LANGUAGE_CODE}),
+        output_schema=_output({"text": {"type": "string"}, "language": _LANGUAGE_CODE}),
+        instructions=(
+            "Translate the text into the target language, keeping its tone, names, ids and "
+            "amounts unchanged."
+        ),
+    ),
+)
+
+SKILLS: Mapping[str, Skill] = MappingProxyType({skill.name: skill for skill in _CATALOGUE})
+"""The catalogue, keyed by skill name."""
+
+
+@functools.cache
+def _validators(name: str) -> tuple[Draft202012Validator, Draft202012Validator]:
+    """Compile a skill's schemas once; keyed by name because `Skill` holds dicts."""
+    skill = SKILLS[name]
+    formats = Draft202012Validator.FORMAT_CHECKER
+    return (
+        Draft202012Validator(skill.input_schema, format_checker=formats),
+        Draft202012Validator(skill.output_schema, format_checker=formats),
+    )
+
+
+def input_violations(skill: Skill, data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The (field path, description) pairs where `data` breaks the input schema; empty if valid."""
+    return _violations("input", _validators(skill.name)[0], data)
+
+
+def output_violations(skill: Skill, data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The (field path, description) pairs where `data` breaks the output schema; empty if valid."""
+    return _violations("output", _validators(skill.name)[1], data)
+
+
+def _violations(
+    root: str, validator: Draft202012Validator, data: Mapping[str, Any]
+) -> list[tuple[str, str]]:
+    errors = sorted(validator.iter_errors(data), key=lambda e: (list(map(str, e.path)), e.message))
+    return [(_field_path(root, error), error.message) for error in errors]
+
+
+def _field_path(root: str, error: ValidationError) -> str:
+    """A dotted path such as "output.amounts.0.value"; the root alone for the whole object."""
+    return ".".join([root, *map(str, error.absolute_path)])

@@ -1,0 +1,126 @@
+"""A real mesh for integration tests: scheduler and workers as child processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from agentmesh.client import Client
+from agentmesh.errors import AgentmeshError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
+    """Poll until condition() is truthy; fail naming what was awaited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
+        time.sleep(0.05)
+
+
+class Mesh:
+    """A scheduler process and named worker processes on loopback ports."""
+
+    def __init__(
+        self, log_dir: Path, heartbeat_interval: float = 0.5, **scheduler_env: str
+    ) -> None:
+        self.log_dir = log_dir
+        self.port = free_port()
+        self.metrics_port = free_port()
+        self.target = f"127.0.0.1:{self.port}"
+        self.heartbeat_interval = heartbeat_interval
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._scheduler_env = {
+            "AGENTMESH_LISTEN": self.target,
+            "AGENTMESH_METRICS_LISTEN": f"127.0.0.1:{self.metrics_port}",
+            "AGENTMESH_HEARTBEAT_INTERVAL": str(heartbeat_interval),
+            **scheduler_env,
+        }
+        self.client = Client(self.target, timeout=30.0)
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"{name}.log", "ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "agentmesh", *args],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        self.processes[name] = process
+        return process
+
+    def start_scheduler(self) -> None:
+        self._spawn("scheduler", ["scheduler"], self._scheduler_env)
+        wait_for(self._scheduler_up, 30, "the scheduler to serve")
+
+    def _scheduler_up(self) -> bool:
+        try:
+            self.client.list_workers(timeout=1.0)
+        except AgentmeshError:
+            return False
+        return True
+
+    def start_worker(
+        self, name: str, *, backend: str = "builtin", skills: str = "", **env: str
+    ) -> None:
+        args = ["worker", "--backend", backend]
+        if skills:
+            args += ["--skills", skills]
+        self._spawn(
+            name,
+            args,
+            {"AGENTMESH_SCHEDULER": self.target, "AGENTMESH_WORKER_ID": name, **env},
+        )
+
+    def worker_ids(self) -> set[str]:
+        try:
+            return {w.info.worker_id for w in self.client.list_workers(timeout=2.0)}
+        except AgentmeshError:
+            return set()
+
+    def wait_workers(self, names: set[str], timeout: float = 60.0) -> None:
+        wait_for(
+            lambda: names <= self.worker_ids(), timeout, f"workers {sorted(names)} to register"
+        )
+
+    def signal(self, name: str, sig: signal.Signals) -> None:
+        self.processes[name].send_signal(sig)
+
+    def kill(self, name: str) -> None:
+        process = self.processes[name]
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+
+    def log(self, name: str) -> str:
+        return (self.log_dir / f"{name}.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.client.close()
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+                process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)

@@ -1,0 +1,81 @@
+"""`agentmesh run` (what `make run` starts): the commands it prints work exactly as printed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+from mesh import ROOT, free_port, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def printed_commands(banner: str) -> list[str]:
+    """The shell commands in the banner (lines starting with .venv/bin/, continuations joined)."""
+    commands: list[str] = []
+    current = ""
+    for line in banner.splitlines():
+        line = line.strip()
+        if current:
+            current += " " + line
+        elif line.startswith(".venv/bin/"):
+            current = line
+        else:
+            continue
+        if current.endswith("\\"):
+            current = current[:-1].rstrip()
+        else:
+            commands.append(current)
+            current = ""
+    return commands
+
+
+def test_run_prints_commands_that_work_and_stops_cleanly() -> None:
+    if not (ROOT / ".venv" / "bin" / "agentmesh").exists():
+        pytest.fail(".venv/bin is missing: run the suite through `make test`")
+    port, metrics = free_port(), free_port()
+    env = {
+        **os.environ,
+        "AGENTMESH_LISTEN": f"127.0.0.1:{port}",
+        "AGENTMESH_METRICS_LISTEN": f"127.0.0.1:{metrics}",
+    }
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "agentmesh", "run"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(supervisor.stdout), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    try:
+        wait_for(lambda: any("Stop with Ctrl-C" in line for line in lines), 90, "the banner")
+        banner = "".join(lines)
+        assert f"127.0.0.1:{port}" in banner and f"http://127.0.0.1:{metrics}/metrics" in banner
+        commands = printed_commands(banner)
+        assert len(commands) == 3
+        for command in commands:
+            result = subprocess.run(
+                ["bash", "-c", command],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={k: v for k, v in os.environ.items() if not k.startswith("AGENTMESH_")},
+            )
+            assert result.returncode == 0, (command, result.stderr)
+            if "submit" in command.lower():
+                printed = json.loads(result.stdout)
+                request = printed.get("request", printed)  # grpcurl wraps it in the response
+                assert request["state"] == "REQUEST_STATE_SUCCEEDED"
+    finally:
+        supervisor.send_signal(signal.SIGINT)
+        code = supervisor.wait(30)
+    assert code == 0
