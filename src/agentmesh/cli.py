@@ -18,6 +18,7 @@ from agentmesh import logs
 from agentmesh.client import Client
 from agentmesh.config import SchedulerConfig, WorkerConfig
 from agentmesh.errors import AgentmeshError
+from agentmesh.v1 import scheduler_pb2
 
 #: What `agentmesh run` starts: workers offering every builtin skill.
 DEFAULT_WORKERS = 3
@@ -191,19 +192,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 print(f"[{message.request_id}] plan: {steps}", file=sys.stderr)
             elif event == "subtask":
                 e = message.subtask
-                kind = (
-                    e.kind
-                    and type(e)
-                    .DESCRIPTOR.fields_by_name["kind"]
-                    .enum_type.values_by_number[e.kind]
-                    .name
-                )
-                detail = f" ({e.message})" if e.message else ""
+                kind = scheduler_pb2.SubtaskEventKind.Name(e.kind)
+                kind = kind.removeprefix("SUBTASK_EVENT_KIND_").lower()
                 where = f" on {e.worker_id}" if e.worker_id else ""
-                print(
-                    f"  {e.subtask_id}: {kind.removeprefix('SUBTASK_EVENT_KIND_').lower()}{where}{detail}",
-                    file=sys.stderr,
-                )
+                detail = f" ({e.message})" if e.message else ""
+                print(f"  {e.subtask_id}: {kind}{where}{detail}", file=sys.stderr)
             else:
                 _print_json(message.result)
     return 0
@@ -226,7 +219,7 @@ def cmd_workers(args: argparse.Namespace) -> int:
         f"{'WORKER':<18} {'STATE':<9} {'IN-FLIGHT':>9} {'LATENCY':>9} {'ERRORS':>7}  CAPABILITIES"
     )
     for w in workers:
-        state = "draining" if w.state == 2 else "active"
+        state = scheduler_pb2.WorkerState.Name(w.state).removeprefix("WORKER_STATE_").lower()
         latency = w.latency_estimate.ToTimedelta().total_seconds() * 1000
         print(
             f"{w.info.worker_id:<18} {state:<9} {w.in_flight:>4}/{w.info.capacity:<4} "

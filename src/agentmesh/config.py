@@ -33,7 +33,8 @@ class SchedulerConfig:
     """A worker silent for this many heartbeat intervals is evicted.
     Env AGENTMESH_LIVENESS_FACTOR. Default 2.5."""
     default_deadline: float = 30.0
-    """Deadline in seconds of a call that sets none. Env AGENTMESH_DEFAULT_DEADLINE. Default 30 s."""
+    """Deadline in seconds of a call that sets none.
+    Env AGENTMESH_DEFAULT_DEADLINE. Default 30 s."""
     min_deadline: float = 0.05
     """A call whose deadline leaves less than this many seconds is refused at once
     with DEADLINE_EXCEEDED. Env AGENTMESH_MIN_DEADLINE. Default 0.05 s."""
@@ -91,15 +92,18 @@ class WorkerConfig:
     worker_id: str = ""
     """Stable id; default: a random one. Env AGENTMESH_WORKER_ID."""
     skills: tuple[str, ...] = ()
-    """Skills to offer; default: every skill the backend can run. Env AGENTMESH_SKILLS (comma-separated)."""
+    """Skills to offer; default: every skill the backend can run.
+    Env AGENTMESH_SKILLS (comma-separated)."""
     backend: str = "builtin"
     """Model backend. Env AGENTMESH_BACKEND. Default builtin (offline, no model)."""
     capacity: int = 4
     """Subtasks run at once. Env AGENTMESH_CAPACITY. Default 4."""
     drain_timeout: float = 10.0
-    """Seconds a draining worker waits for in-flight subtasks. Env AGENTMESH_DRAIN_TIMEOUT. Default 10 s."""
+    """Seconds a draining worker waits for in-flight subtasks.
+    Env AGENTMESH_DRAIN_TIMEOUT. Default 10 s."""
     results_kept: int = 10_000
-    """Finished subtasks remembered for idempotent replay. Env AGENTMESH_RESULTS_KEPT. Default 10000."""
+    """Finished subtasks remembered for idempotent replay.
+    Env AGENTMESH_RESULTS_KEPT. Default 10000."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerConfig:

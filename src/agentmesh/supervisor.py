@@ -31,6 +31,7 @@ class Supervisor:
         self.grace = grace
         self._processes: dict[str, asyncio.subprocess.Process] = {}
         self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
 
     async def _spawn(self, child: Child) -> asyncio.subprocess.Process:
         process = await asyncio.create_subprocess_exec(
@@ -79,6 +80,7 @@ class Supervisor:
                 if process.returncode is None:
                     process.kill()
             await asyncio.gather(*(p.wait() for p in running))
+        self._stopped.set()
 
     def stop_on_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -86,6 +88,5 @@ class Supervisor:
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
 
     async def wait_stopped(self) -> None:
-        await self._stopping.wait()
-        while any(p.returncode is None for p in self._processes.values()):
-            await asyncio.sleep(0.05)
+        """Until `stop()` has ended every child."""
+        await self._stopped.wait()

@@ -1,4 +1,4 @@
-"""Bad input gets its documented status and a message naming the problem; the server keeps serving."""
+"""Bad input: its documented status, a message naming the problem, and the server keeps serving."""
 
 from __future__ import annotations
 
@@ -218,6 +218,20 @@ def test_heartbeat_from_a_stranger_is_told_to_register(
         stub.Heartbeat(iter([scheduler_pb2.HeartbeatRequest(worker_id="stranger")]), timeout=5)
     )
     assert replies[0].directive == scheduler_pb2.HEARTBEAT_DIRECTIVE_REGISTER
+
+
+def test_a_failed_request_is_recorded_with_its_error(
+    mesh: Mesh, stub: scheduler_pb2_grpc.SchedulerServiceStub
+) -> None:
+    request, code, _, _ = CASES["required capability nobody offers"]
+    failing = scheduler_pb2.SubmitRequest()
+    failing.CopyFrom(request)
+    failing.request_id = "fails-1"
+    assert fails(stub.Submit, failing)[0] == code
+    record = mesh.client.get_request("fails-1")
+    assert record.state == scheduler_pb2.REQUEST_STATE_FAILED
+    assert record.error.code == "UNAVAILABLE" and "translate" in record.error.message
+    assert record.subtasks[0].state == scheduler_pb2.SUBTASK_STATE_FAILED
 
 
 def test_server_still_serves(mesh: Mesh) -> None:

@@ -95,7 +95,7 @@ def test_every_ticket_through_grpcurl(mesh: Mesh, ticket: Path) -> None:
     answer = request["answer"]
     assert answer["reply"] and answer["intent"] and answer["urgency"]
     translate = next(s for s in request["subtasks"] if s["id"] == "translate")
-    # No worker translates in this mesh: the step is skipped, and says why or that it was not needed.
+    # No worker translates here: the step is skipped, saying why (or that it was not needed).
     assert translate["state"] == "SUBTASK_STATE_SKIPPED"
     if answer["language"] == "en":
         assert "condition" in translate["reason"]

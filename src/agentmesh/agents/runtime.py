@@ -307,8 +307,8 @@ class Worker:
         self._wake.set()
         await self.health.enter_graceful_shutdown()
         deadline = time.monotonic() + grace
-        while (self._in_flight or self._waiting) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        if self._running:
+            await asyncio.wait(list(self._running.values()), timeout=grace)
         # The last beat says "draining"; closing the stream removes the worker.
         self._stop_beating.set()
         self._wake.set()

@@ -14,7 +14,7 @@ import re
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from agentmesh.agents.skills import SKILLS
@@ -176,7 +176,7 @@ class SchedulerCore:
         priority: int = 0,
         input_size: int | None = None,
         timeout: float | None = None,
-        on_plan: Any = None,
+        on_plan: Callable[[RequestRecord], None] | None = None,
         on_event: EventSink = ignore_events,
     ) -> RequestRecord:
         """Run a request to its outcome, or attach to it when its id is known.

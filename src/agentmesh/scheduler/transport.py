@@ -14,18 +14,25 @@ from agentmesh.v1 import worker_pb2, worker_pb2_grpc
 
 
 class GrpcTransport:
-    """One channel per worker, opened on first use and closed when it leaves."""
+    """One channel per worker, opened on first use and closed when it leaves.
+
+    A worker that registers again under the same id at another address (it
+    restarted on a new port) gets a new channel.
+    """
 
     def __init__(self) -> None:
-        self._stubs: dict[str, tuple[aio.Channel, worker_pb2_grpc.WorkerServiceStub]] = {}
+        self._channels: dict[str, tuple[str, aio.Channel, worker_pb2_grpc.WorkerServiceStub]] = {}
 
-    def _stub(self, worker: WorkerRecord) -> worker_pb2_grpc.WorkerServiceStub:
-        entry = self._stubs.get(worker.worker_id)
+    async def _stub(self, worker: WorkerRecord) -> worker_pb2_grpc.WorkerServiceStub:
+        entry = self._channels.get(worker.worker_id)
+        if entry is not None and entry[0] != worker.spec.address:
+            await self.forget(worker.worker_id)
+            entry = None
         if entry is None:
             channel = aio.insecure_channel(worker.spec.address)
-            entry = (channel, worker_pb2_grpc.WorkerServiceStub(channel))
-            self._stubs[worker.worker_id] = entry
-        return entry[1]
+            entry = (worker.spec.address, channel, worker_pb2_grpc.WorkerServiceStub(channel))
+            self._channels[worker.worker_id] = entry
+        return entry[2]
 
     async def execute(
         self, worker: WorkerRecord, call: SubtaskCall, attempt: int, timeout: float
@@ -39,7 +46,8 @@ class GrpcTransport:
             attempt=attempt,
         )
         try:
-            response = await self._stub(worker).Execute(request, timeout=max(timeout, 0.001))
+            stub = await self._stub(worker)
+            response = await stub.Execute(request, timeout=max(timeout, 0.001))
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return ExecuteResult(
@@ -55,10 +63,10 @@ class GrpcTransport:
         )
 
     async def forget(self, worker_id: str) -> None:
-        entry = self._stubs.pop(worker_id, None)
+        entry = self._channels.pop(worker_id, None)
         if entry is not None:
-            await entry[0].close()
+            await entry[1].close()
 
     async def close(self) -> None:
-        for worker_id in list(self._stubs):
+        for worker_id in list(self._channels):
             await self.forget(worker_id)
