@@ -138,6 +138,18 @@ class Client:
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
 
+    def get_stats(
+        self, recent_requests: int = 0, *, timeout: float | None = None
+    ) -> scheduler_pb2.GetStatsResponse:
+        """Queues, request outcomes, rate, latency percentiles and the recent requests."""
+        try:
+            return self._stub.GetStats(
+                scheduler_pb2.GetStatsRequest(recent_requests=recent_requests),
+                timeout=timeout or self.timeout,
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
     def close(self) -> None:
         self._channel.close()
 
@@ -220,6 +232,17 @@ class AsyncClient:
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return list(response.workers)
+
+    async def get_stats(
+        self, recent_requests: int = 0, *, timeout: float | None = None
+    ) -> scheduler_pb2.GetStatsResponse:
+        try:
+            return await self._stub.GetStats(
+                scheduler_pb2.GetStatsRequest(recent_requests=recent_requests),
+                timeout=timeout or self.timeout,
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
 
     async def close(self) -> None:
         await self._channel.close()

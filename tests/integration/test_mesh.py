@@ -252,5 +252,17 @@ def test_cli_workers_and_plan(mesh: Mesh) -> None:
     assert any(s["id"] == "reduce" for s in json.loads(plan.stdout)["steps"])
 
 
+def test_get_stats_reports_requests_and_queues(mesh: Mesh) -> None:
+    mesh.client.submit("support_ticket", json.loads(TICKETS[2].read_text()), request_id="stats-1")
+    stats = mesh.client.get_stats(recent_requests=5)
+    assert stats.succeeded >= 1
+    assert stats.requests_per_second > 0
+    assert stats.latency_p50.ToTimedelta().total_seconds() > 0
+    assert stats.recent[0].request_id == "stats-1"
+    assert stats.recent[0].state == scheduler_pb2.REQUEST_STATE_SUCCEEDED
+    assert {q.capability for q in stats.queues} >= {"summarize", "sentiment"}
+    assert all(q.depth == 0 for q in stats.queues)
+
+
 def test_server_still_serves_after_all_of_the_above(mesh: Mesh) -> None:
     wait_for(lambda: mesh.worker_ids() == WORKERS, 5, "all workers still registered")

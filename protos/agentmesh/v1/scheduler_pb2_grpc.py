@@ -80,6 +80,11 @@ class SchedulerServiceStub:
                 request_serializer=agentmesh_dot_v1_dot_scheduler__pb2.ListWorkersRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_v1_dot_scheduler__pb2.ListWorkersResponse.FromString,
                 _registered_method=True)
+        self.GetStats = channel.unary_unary(
+                '/agentmesh.v1.SchedulerService/GetStats',
+                request_serializer=agentmesh_dot_v1_dot_scheduler__pb2.GetStatsRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_v1_dot_scheduler__pb2.GetStatsResponse.FromString,
+                _registered_method=True)
 
 
 class SchedulerServiceServicer:
@@ -199,6 +204,18 @@ class SchedulerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStats(self, request, context):
+        """A live picture of the scheduler: queue depths and ages, request
+        outcomes, rate and latency percentiles over a recent window, and the
+        most recent requests. Used by `agentmesh top`.
+
+        Status codes: OK; INVALID_ARGUMENT for a negative or too large
+        recent_requests. Safe to retry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -241,6 +258,11 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.ListWorkers,
                     request_deserializer=agentmesh_dot_v1_dot_scheduler__pb2.ListWorkersRequest.FromString,
                     response_serializer=agentmesh_dot_v1_dot_scheduler__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'GetStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStats,
+                    request_deserializer=agentmesh_dot_v1_dot_scheduler__pb2.GetStatsRequest.FromString,
+                    response_serializer=agentmesh_dot_v1_dot_scheduler__pb2.GetStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -465,6 +487,33 @@ class SchedulerService:
             '/agentmesh.v1.SchedulerService/ListWorkers',
             agentmesh_dot_v1_dot_scheduler__pb2.ListWorkersRequest.SerializeToString,
             agentmesh_dot_v1_dot_scheduler__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.v1.SchedulerService/GetStats',
+            agentmesh_dot_v1_dot_scheduler__pb2.GetStatsRequest.SerializeToString,
+            agentmesh_dot_v1_dot_scheduler__pb2.GetStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

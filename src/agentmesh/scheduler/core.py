@@ -40,6 +40,7 @@ from agentmesh.scheduler.executor import Executor, RequestRecord, new_record
 from agentmesh.scheduler.plans import Plan, validate_plan
 from agentmesh.scheduler.policies import make_policy
 from agentmesh.scheduler.registry import HealthReport, Registry, WorkerRecord, WorkerSpec
+from agentmesh.scheduler.stats import Finished, RequestWindow
 from agentmesh.scheduler.workflows import WorkflowLibrary
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -112,6 +113,7 @@ class SchedulerCore:
         self.executor = Executor(self.dispatcher)
         self.workflows = workflows or WorkflowLibrary.load(config.workflows_dir)
         self.requests = RequestStore(config.retained_requests)
+        self.stats = RequestWindow()
 
     # -- requests ---------------------------------------------------------------
 
@@ -215,8 +217,20 @@ class SchedulerCore:
             await self.executor.execute(record, deadline, on_event)
         finally:
             record.finished_at = time.time()
+            now = self.clock.now()
             self.dispatcher.observer.request_finished(
-                record.plan.workflow, record.state, self.clock.now() - started
+                record.plan.workflow, record.state, now - started
+            )
+            self.stats.record(
+                Finished(
+                    request_id=record.request_id,
+                    workflow=record.plan.workflow,
+                    state=record.state,
+                    duration=now - started,
+                    at=now,
+                    wall_time=record.finished_at,
+                    error_code=record.error.code if record.error else "",
+                )
             )
         return record
 

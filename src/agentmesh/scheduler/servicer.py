@@ -10,7 +10,7 @@ from typing import Any
 
 from grpc import aio
 
-from agentmesh.errors import InvalidArgument, NotFound, error_for_code
+from agentmesh.errors import FieldViolation, InvalidArgument, NotFound, error_for_code
 from agentmesh.handlers import streaming, unary
 from agentmesh.scheduler import convert
 from agentmesh.scheduler.core import SchedulerCore
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 Context = aio.ServicerContext[Any, Any]
 _DONE = object()
+DEFAULT_RECENT, MAX_RECENT = 20, 200
 
 
 def _source(
@@ -202,6 +203,50 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 convert.worker_status_to_proto(r, now, wall)
                 for r in sorted(records, key=lambda r: r.worker_id)
             ]
+        )
+
+    @unary
+    async def GetStats(
+        self, request: scheduler_pb2.GetStatsRequest, context: Context
+    ) -> scheduler_pb2.GetStatsResponse:
+        if not 0 <= request.recent_requests <= MAX_RECENT:
+            raise InvalidArgument(
+                f"recent_requests must be between 0 and {MAX_RECENT}",
+                [FieldViolation("recent_requests", f"0 to {MAX_RECENT}")],
+            )
+        core = self.core
+        now = core.clock.now()
+        summary = core.stats.summary(now)
+        ages = core.dispatcher.oldest_ages()
+        return scheduler_pb2.GetStatsResponse(
+            queues=[
+                scheduler_pb2.QueueStats(
+                    capability=capability,
+                    depth=depth,
+                    oldest_age=convert.duration(ages[capability]),
+                )
+                for capability, depth in sorted(core.dispatcher.queue_depths().items())
+            ],
+            active_requests=core.requests.active(),
+            window=convert.duration(core.stats.window),
+            succeeded=summary.counts.get("SUCCEEDED", 0),
+            failed=summary.counts.get("FAILED", 0),
+            cancelled=summary.counts.get("CANCELLED", 0),
+            requests_per_second=summary.rate,
+            latency_p50=convert.duration(summary.p50),
+            latency_p95=convert.duration(summary.p95),
+            latency_p99=convert.duration(summary.p99),
+            recent=[
+                scheduler_pb2.RequestSummary(
+                    request_id=f.request_id,
+                    workflow=f.workflow,
+                    state=scheduler_pb2.RequestState.Value(f"REQUEST_STATE_{f.state}"),
+                    duration=convert.duration(f.duration),
+                    finished_at=convert.timestamp(f.wall_time),
+                    error_code=f.error_code,
+                )
+                for f in core.stats.recent(request.recent_requests or DEFAULT_RECENT)
+            ],
         )
 
 
