@@ -1,15 +1,32 @@
 """Prometheus metrics, declared in one place with bounded label sets.
 
-Labels are capabilities, worker ids, workflows, outcomes and status codes:
-sets bounded by the deployment, never a request id or any text of a prompt.
+Labels are workflows, capabilities, worker ids, models, tiers, outcomes and
+status codes: sets bounded by the deployment, never a request id or any
+text of a prompt. Latency histograms carry the trace id of an observation
+as an OpenMetrics exemplar, so a slow bucket in Grafana leads to a trace.
+
+The scheduler's view of the mesh (per-worker load and health, per-capability
+queues) is read from the live registry at scrape time by `MeshCollector`, so
+a worker that left leaves no stale series behind.
+
+See docs/observability.md for the full list.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from agentmesh.agents.backend import Usage
 
 #: Latency buckets in seconds, from sub-millisecond dispatch to slow model calls.
 LATENCY_BUCKETS = (
+    0.0005,
     0.001,
     0.0025,
     0.005,
@@ -27,6 +44,17 @@ LATENCY_BUCKETS = (
     60.0,
 )
 
+#: Names of agentmesh.v1.Tier values, as the `tier` label.
+TIER_LABELS = {0: "small", 1: "builtin", 2: "small", 3: "large"}
+
+
+def exemplar() -> dict[str, str] | None:
+    """The current trace id as an exemplar, when a sampled span is active."""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid or not context.trace_flags.sampled:
+        return None
+    return {"trace_id": format(context.trace_id, "032x")}
+
 
 class SchedulerMetrics:
     """The scheduler's metrics; also the dispatcher's observer."""
@@ -34,8 +62,8 @@ class SchedulerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.requests = Counter(
-            "agentmesh_requests_total",
-            "Requests finished, by workflow and outcome.",
+            "agentmesh_requests",
+            "Requests finished, by workflow and outcome (succeeded, failed, cancelled).",
             ["workflow", "outcome"],
             registry=registry,
         )
@@ -48,49 +76,185 @@ class SchedulerMetrics:
         )
         self.subtask_seconds = Histogram(
             "agentmesh_subtask_attempt_duration_seconds",
-            "Duration of one subtask attempt on a worker, as the scheduler saw it.",
+            "One subtask attempt on a worker as the scheduler saw it, by status code.",
             ["capability", "worker", "code"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.subtasks = Counter(
+            "agentmesh_subtasks",
+            "Subtasks finished, by capability, the tier that served them, and outcome.",
+            ["capability", "tier", "outcome"],
+            registry=registry,
+        )
         self.retries = Counter(
-            "agentmesh_subtask_retries_total",
+            "agentmesh_subtask_retries",
             "Subtask attempts retried, by capability and the status code that caused it.",
             ["capability", "code"],
             registry=registry,
         )
-        self.queue_depth = Gauge(
-            "agentmesh_queue_depth",
-            "Subtasks waiting for a worker, by capability.",
+        self.queue_wait_seconds = Histogram(
+            "agentmesh_queue_wait_seconds",
+            "Time a subtask waited in its queue for a worker slot.",
             ["capability"],
+            buckets=LATENCY_BUCKETS,
             registry=registry,
         )
-        self.workers = Gauge(
-            "agentmesh_workers",
-            "Registered workers, by state.",
-            ["state"],
+        self.dispatch_overhead_seconds = Histogram(
+            "agentmesh_dispatch_overhead_seconds",
+            "Scheduler and network time of one attempt: its round trip less the worker's own time.",
+            buckets=LATENCY_BUCKETS,
             registry=registry,
         )
         self.evictions = Counter(
-            "agentmesh_worker_evictions_total",
-            "Workers removed because their heartbeats stopped or their stream ended.",
+            "agentmesh_worker_evictions",
+            "Workers removed, by reason (heartbeat_timeout, stream_closed).",
+            ["reason"],
+            registry=registry,
+        )
+        self.tokens = Counter(
+            "agentmesh_tokens",
+            "Model tokens spent by subtasks, by model and direction (input, output).",
+            ["model", "direction"],
+            registry=registry,
+        )
+        self.cost = Counter(
+            "agentmesh_cost_usd",
+            "Model cost of subtasks in US dollars, by model.",
+            ["model"],
             registry=registry,
         )
 
-    # DispatchObserver
+    # -- DispatchObserver ----------------------------------------------------------
+
     def attempt_finished(self, capability: str, worker_id: str, seconds: float, code: str) -> None:
-        self.subtask_seconds.labels(capability, worker_id, code).observe(seconds)
+        self.subtask_seconds.labels(capability, worker_id, code).observe(
+            seconds, exemplar=exemplar()
+        )
 
     def retried(self, capability: str, code: str) -> None:
         self.retries.labels(capability, code).inc()
 
     def queue_changed(self, capability: str, depth: int) -> None:
-        self.queue_depth.labels(capability).set(depth)
+        """Queue depth is read at scrape time by MeshCollector; nothing to do here."""
+
+    def queue_waited(self, capability: str, seconds: float) -> None:
+        self.queue_wait_seconds.labels(capability).observe(seconds)
+
+    def overhead(self, seconds: float) -> None:
+        self.dispatch_overhead_seconds.observe(max(seconds, 0.0))
+
+    def subtask_finished(
+        self, capability: str, tier: int | None, outcome: str, usage: Usage, model: str
+    ) -> None:
+        tier_label = "none" if tier is None else TIER_LABELS.get(tier, "small")
+        self.subtasks.labels(capability, tier_label, outcome.lower()).inc()
+        if outcome == "SUCCEEDED":
+            name = model or tier_label
+            self.tokens.labels(name, "input").inc(usage.input_tokens)
+            self.tokens.labels(name, "output").inc(usage.output_tokens)
+            self.cost.labels(name).inc(usage.cost_usd)
+
+    def worker_evicted(self, reason: str) -> None:
+        self.evictions.labels(reason).inc()
 
     def request_finished(self, workflow: str, outcome: str, seconds: float) -> None:
         name = workflow or "custom_plan"
         self.requests.labels(name, outcome.lower()).inc()
-        self.request_seconds.labels(name).observe(seconds)
+        self.request_seconds.labels(name).observe(seconds, exemplar=exemplar())
+
+
+class MeshCollector(Collector):
+    """The scheduler's live view of workers and queues, read at scrape time."""
+
+    def __init__(self, snapshot: Callable[[], MeshSnapshot]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        snap = self._snapshot()
+        families = {
+            "in_flight": GaugeMetricFamily(
+                "agentmesh_mesh_worker_in_flight",
+                "Subtasks the scheduler has in flight on each worker.",
+                labels=["worker"],
+            ),
+            "capacity": GaugeMetricFamily(
+                "agentmesh_mesh_worker_capacity",
+                "Subtasks each worker runs at once.",
+                labels=["worker"],
+            ),
+            "latency": GaugeMetricFamily(
+                "agentmesh_mesh_worker_latency_seconds",
+                "The scheduler's peak-EWMA latency estimate of each worker.",
+                labels=["worker"],
+            ),
+            "error_ratio": GaugeMetricFamily(
+                "agentmesh_mesh_worker_error_ratio",
+                "Share of recent attempts on each worker that failed.",
+                labels=["worker"],
+            ),
+            "queue_length": GaugeMetricFamily(
+                "agentmesh_mesh_worker_reported_queue_length",
+                "Subtasks waiting inside each worker, as it last reported.",
+                labels=["worker"],
+            ),
+            "heartbeat_age": GaugeMetricFamily(
+                "agentmesh_mesh_worker_heartbeat_age_seconds",
+                "Seconds since each worker's last heartbeat.",
+                labels=["worker"],
+            ),
+        }
+        for worker in snap.workers:
+            for key, family in families.items():
+                family.add_metric([worker.worker_id], getattr(worker, key))
+        yield from families.values()
+        states = GaugeMetricFamily(
+            "agentmesh_workers", "Registered workers, by state.", labels=["state"]
+        )
+        draining = sum(1 for w in snap.workers if w.draining)
+        states.add_metric(["active"], len(snap.workers) - draining)
+        states.add_metric(["draining"], draining)
+        yield states
+        depth = GaugeMetricFamily(
+            "agentmesh_queue_depth",
+            "Subtasks waiting for a worker, by capability.",
+            labels=["capability"],
+        )
+        age = GaugeMetricFamily(
+            "agentmesh_queue_oldest_age_seconds",
+            "How long the longest-waiting subtask of each capability has waited.",
+            labels=["capability"],
+        )
+        for capability, (queue_depth, oldest) in sorted(snap.queues.items()):
+            depth.add_metric([capability], queue_depth)
+            age.add_metric([capability], oldest)
+        yield depth
+        yield age
+        active = GaugeMetricFamily("agentmesh_requests_active", "Requests running now.")
+        active.add_metric([], snap.active_requests)
+        yield active
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerView:
+    """One worker's numbers for MeshCollector."""
+
+    worker_id: str
+    in_flight: int
+    capacity: int
+    latency: float
+    error_ratio: float
+    queue_length: int
+    heartbeat_age: float
+    draining: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MeshSnapshot:
+    workers: list[WorkerView]
+    #: Depth and oldest age of each capability's queue.
+    queues: dict[str, tuple[int, float]]
+    active_requests: int
 
 
 class WorkerMetrics:
@@ -99,14 +263,14 @@ class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.subtasks = Counter(
-            "agentmesh_worker_subtasks_total",
+            "agentmesh_worker_subtasks",
             "Subtasks run by this worker, by capability and status code.",
             ["capability", "code"],
             registry=registry,
         )
         self.subtask_seconds = Histogram(
             "agentmesh_worker_subtask_duration_seconds",
-            "Time this worker spent on a subtask.",
+            "Time this worker spent on a subtask, its wait for a free slot included.",
             ["capability"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
@@ -114,6 +278,16 @@ class WorkerMetrics:
         self.in_flight = Gauge(
             "agentmesh_worker_in_flight",
             "Subtasks running in this worker now.",
+            registry=registry,
+        )
+        self.queue_length = Gauge(
+            "agentmesh_worker_queue_length",
+            "Subtasks waiting for a free slot in this worker.",
+            registry=registry,
+        )
+        self.replays = Counter(
+            "agentmesh_worker_replays",
+            "Repeated subtasks answered from the worker's store without running again.",
             registry=registry,
         )
 

@@ -141,7 +141,7 @@ async def test_eviction_requeues_in_flight_work_on_another_worker() -> None:
     await started.wait()
     spec = WorkerSpec("w1", "127.0.0.1:1", frozenset({"echo"}), 1)
     dispatcher.workers_changed(dispatcher.registry.register(spec, clock.now()))
-    await dispatcher.evict("w0")
+    await dispatcher.evict("w0", "test")
     outcome = await run
     assert outcome.result.output == {"by": "w1"}
     assert outcome.attempts == 2
@@ -155,7 +155,7 @@ async def test_evicting_the_last_worker_fails_waiters_as_unavailable() -> None:
     first = asyncio.create_task(dispatcher.run(call("a")))
     second = asyncio.create_task(dispatcher.run(call("b")))
     await asyncio.sleep(0.01)
-    await dispatcher.evict("w0")
+    await dispatcher.evict("w0", "test")
     for task in (first, second):
         with pytest.raises(Unavailable):
             await task

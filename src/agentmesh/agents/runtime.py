@@ -119,9 +119,11 @@ class Worker:
         key = (request.request_id, request.subtask_id)
         stored = self._results.get(key)
         if stored is not None:
+            self.metrics.replays.inc()
             return _replayed(stored)
         running = self._running.get(key)
         if running is not None:
+            self.metrics.replays.inc()
             return _replayed(await asyncio.shield(running))
         if self.draining:
             raise Unavailable(f"worker {self.worker_id} is draining", reason="DRAINING")
@@ -155,10 +157,12 @@ class Worker:
     async def _run(self, capability: str, data: dict[str, Any]) -> worker_pb2.ExecuteResponse:
         skill = SKILLS[capability]
         self._waiting += 1
+        self.metrics.queue_length.set(self._waiting)
         try:
             await self._slots.acquire()
         finally:
             self._waiting -= 1
+            self.metrics.queue_length.set(self._waiting)
         self._in_flight += 1
         self.metrics.in_flight.set(self._in_flight)
         started = time.monotonic()

@@ -27,6 +27,7 @@ from agentmesh.errors import (
     NotFound,
     ResourceExhausted,
 )
+from agentmesh.metrics import MeshSnapshot, WorkerView
 from agentmesh.scheduler.dispatcher import (
     Dispatcher,
     DispatchObserver,
@@ -293,6 +294,28 @@ class SchedulerCore:
         )
         return await self.dispatcher.run(call)
 
+    def snapshot(self) -> MeshSnapshot:
+        """Workers, queues and active requests now, for the metrics collector."""
+        now = self.clock.now()
+        ages = self.dispatcher.oldest_ages()
+        return MeshSnapshot(
+            workers=[
+                WorkerView(
+                    worker_id=w.worker_id,
+                    in_flight=w.in_flight,
+                    capacity=w.spec.capacity,
+                    latency=w.latency.estimate(),
+                    error_ratio=w.errors.rate(now),
+                    queue_length=w.health.queue_length,
+                    heartbeat_age=now - w.last_heartbeat,
+                    draining=w.draining,
+                )
+                for w in self.registry.workers()
+            ],
+            queues={c: (d, ages[c]) for c, d in self.dispatcher.queue_depths().items()},
+            active_requests=self.requests.active(),
+        )
+
     # -- membership ---------------------------------------------------------------
 
     def register(self, spec: WorkerSpec) -> WorkerRecord:
@@ -321,15 +344,16 @@ class SchedulerCore:
         self.dispatcher.workers_changed(record)
         return record
 
-    async def evict(self, worker_id: str) -> WorkerRecord | None:
-        return await self.dispatcher.evict(worker_id)
+    async def evict(self, worker_id: str, reason: str) -> WorkerRecord | None:
+        """Remove a worker (reason: heartbeat_timeout or stream_closed), re-queueing its work."""
+        return await self.dispatcher.evict(worker_id, reason)
 
     async def evict_silent(self) -> list[str]:
         """Evict every worker silent for longer than the liveness timeout."""
         cutoff = self.clock.now() - self.config.liveness_timeout
         evicted = [r.worker_id for r in self.registry.silent_since(cutoff)]
         for worker_id in evicted:
-            await self.evict(worker_id)
+            await self.evict(worker_id, "heartbeat_timeout")
         return evicted
 
 

@@ -62,6 +62,8 @@ class Outcome:
     result: ExecuteResult
     worker_id: str
     attempts: int
+    #: The tier of the worker that produced the result (agentmesh.v1.Tier).
+    tier: int = 0
 
 
 class WorkerTransport(Protocol):
@@ -116,10 +118,22 @@ class DispatchObserver(Protocol):
 
     def queue_changed(self, capability: str, depth: int) -> None: ...
 
+    def queue_waited(self, capability: str, seconds: float) -> None: ...
+
+    def overhead(self, seconds: float) -> None: ...
+
+    def subtask_finished(
+        self, capability: str, tier: int | None, outcome: str, usage: Usage, model: str
+    ) -> None: ...
+
+    def worker_evicted(self, reason: str) -> None: ...
+
     def request_finished(self, workflow: str, outcome: str, seconds: float) -> None: ...
 
 
-class _NullObserver:
+class NullObserver:
+    """An observer that records nothing."""
+
     def attempt_finished(self, capability: str, worker_id: str, seconds: float, code: str) -> None:
         pass
 
@@ -127,6 +141,20 @@ class _NullObserver:
         pass
 
     def queue_changed(self, capability: str, depth: int) -> None:
+        pass
+
+    def queue_waited(self, capability: str, seconds: float) -> None:
+        pass
+
+    def overhead(self, seconds: float) -> None:
+        pass
+
+    def subtask_finished(
+        self, capability: str, tier: int | None, outcome: str, usage: Usage, model: str
+    ) -> None:
+        pass
+
+    def worker_evicted(self, reason: str) -> None:
         pass
 
     def request_finished(self, workflow: str, outcome: str, seconds: float) -> None:
@@ -182,7 +210,7 @@ class Dispatcher:
         self.aging = aging
         #: Longest a single attempt may take, within the subtask's deadline.
         self.attempt_timeout = attempt_timeout
-        self.observer = observer or _NullObserver()
+        self.observer = observer or NullObserver()
         self._queues: dict[str, CapabilityQueue[_Ticket]] = {}
         self._running = _Running()
 
@@ -214,9 +242,11 @@ class Dispatcher:
         for capability in worker.spec.capabilities:
             self._pump(capability)
 
-    async def evict(self, worker_id: str) -> WorkerRecord | None:
+    async def evict(self, worker_id: str, reason: str) -> WorkerRecord | None:
         """Remove a worker and send its in-flight subtasks back to the queue."""
         record = self.registry.remove(worker_id)
+        if record is not None:
+            self.observer.worker_evicted(reason)
         for attempt in self._running.by_worker.pop(worker_id, set()):
             attempt.evicted = True
             attempt.task.cancel()
@@ -241,7 +271,7 @@ class Dispatcher:
             )
             try:
                 result = await self._attempt(worker, call, attempt)
-                return Outcome(result, worker.worker_id, attempt)
+                return Outcome(result, worker.worker_id, attempt, worker.spec.tier)
             except _Evicted:
                 error: AgentmeshError = Unavailable(
                     f"worker {worker.worker_id} left the mesh during the subtask",
@@ -279,7 +309,9 @@ class Dispatcher:
         self._running.by_worker.setdefault(worker.worker_id, set()).add(running)
         code = "OK"
         try:
-            return await task
+            result = await task
+            self.observer.overhead(self.clock.now() - started - result.duration)
+            return result
         except asyncio.CancelledError:
             if not running.evicted:
                 code = "CANCELLED"
@@ -324,6 +356,7 @@ class Dispatcher:
         worker: WorkerRecord | None = None
         try:
             worker = await asyncio.wait_for(asyncio.shield(granted), call.deadline - now)
+            self.observer.queue_waited(call.capability, self.clock.now() - now)
             return worker
         except TimeoutError:
             raise DeadlineExceeded(

@@ -216,6 +216,9 @@ class Executor:
             subtask.error = ErrorRecord.of(error)
             subtask.reason = error.message
             subtask.duration = clock.now() - subtask.started_at
+            self.dispatcher.observer.subtask_finished(
+                step.capability, None, FAILED_STATE, Usage(), ""
+            )
             on_event(
                 SubtaskEvent(
                     FAILED,
@@ -230,6 +233,9 @@ class Executor:
                 raise _step_failure(step, error, subtask.attempts) from error
             return
         result = outcome.result
+        self.dispatcher.observer.subtask_finished(
+            step.capability, outcome.tier, DONE, result.usage, result.model
+        )
         subtask.state = DONE
         subtask.output = result.output
         subtask.worker_id = outcome.worker_id
@@ -242,8 +248,10 @@ class Executor:
             SubtaskEvent(SUCCEEDED, step.id, step.capability, outcome.worker_id, outcome.attempts)
         )
 
-    @staticmethod
-    def _skip(subtask: SubtaskRecord, reason: str, on_event: EventSink) -> None:
+    def _skip(self, subtask: SubtaskRecord, reason: str, on_event: EventSink) -> None:
+        self.dispatcher.observer.subtask_finished(
+            subtask.capability, None, SKIPPED_STATE, Usage(), ""
+        )
         subtask.state = SKIPPED_STATE
         subtask.reason = reason
         on_event(SubtaskEvent(SKIPPED, subtask.id, subtask.capability, message=reason))

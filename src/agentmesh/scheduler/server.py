@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from agentmesh.clock import SystemClock
 from agentmesh.config import SchedulerConfig
-from agentmesh.metrics import SchedulerMetrics, serve_metrics
+from agentmesh.metrics import MeshCollector, SchedulerMetrics, serve_metrics
 from agentmesh.scheduler.core import SchedulerCore
 from agentmesh.scheduler.servicer import SchedulerServicer
 from agentmesh.scheduler.transport import GrpcTransport
@@ -38,6 +38,7 @@ class SchedulerServer:
         self.core = SchedulerCore(
             config, self.transport, clock=SystemClock(), observer=self.metrics
         )
+        self.metrics.registry.register(MeshCollector(self.core.snapshot))
         self.health = health.aio.HealthServicer()
         self.server = aio.server(
             options=[("grpc.max_receive_message_length", 2 * config.max_input_bytes + (1 << 16))]
@@ -85,12 +86,7 @@ class SchedulerServer:
         while True:
             await asyncio.sleep(period)
             for worker_id in await self.core.evict_silent():
-                self.metrics.evictions.inc()
                 log.warning("worker evicted: heartbeats stopped", extra={"worker_id": worker_id})
-            workers = self.core.registry.workers()
-            draining = sum(1 for w in workers if w.draining)
-            self.metrics.workers.labels("active").set(len(workers) - draining)
-            self.metrics.workers.labels("draining").set(draining)
 
     async def shutdown(self, grace: float = 5.0) -> None:
         """Stop serving: health NOT_SERVING first, then let calls finish for `grace` seconds."""

@@ -187,7 +187,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             if worker_id and self._streams.get(worker_id) is token:
                 del self._streams[worker_id]
                 log.info("heartbeat stream ended; evicting", extra={"worker_id": worker_id})
-                await self.core.evict(worker_id)
+                await self.core.evict(worker_id, "stream_closed")
 
     @unary
     async def ListWorkers(
