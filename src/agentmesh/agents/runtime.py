@@ -29,8 +29,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
-from agentmesh.agents.backend import Backend
-from agentmesh.agents.skills import SKILLS, input_violations, output_violations
+from agentmesh import logs, telemetry
+from agentmesh.agents.backend import Backend, BackendResult
+from agentmesh.agents.skills import SKILLS, Skill, input_violations, output_violations
 from agentmesh.config import WorkerConfig
 from agentmesh.errors import (
     AgentmeshError,
@@ -53,6 +54,7 @@ from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc, worker_pb2, worker_p
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
+EXECUTE = f"{SERVICE_NAME}/Execute"
 Context = aio.ServicerContext[Any, Any]
 
 
@@ -64,7 +66,20 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
     async def Execute(
         self, request: worker_pb2.ExecuteRequest, context: Context
     ) -> worker_pb2.ExecuteResponse:
-        return await self.worker.execute(request)
+        with telemetry.server_span(
+            EXECUTE,
+            context.invocation_metadata(),
+            **{
+                telemetry.REQUEST_ID: request.request_id,
+                telemetry.SUBTASK_ID: request.subtask_id,
+                telemetry.CAPABILITY: request.capability,
+                telemetry.WORKER_ID: self.worker.worker_id,
+                telemetry.ATTEMPT: request.attempt,
+            },
+        ) as span:
+            response = await self.worker.execute(request)
+            span.set_attribute("agentmesh.replayed", response.replayed)
+            return response
 
 
 class Worker:
@@ -116,6 +131,8 @@ class Worker:
     # -- Execute ------------------------------------------------------------------
 
     async def execute(self, request: worker_pb2.ExecuteRequest) -> worker_pb2.ExecuteResponse:
+        logs.REQUEST_ID.set(request.request_id)
+        logs.SUBTASK_ID.set(request.subtask_id)
         key = (request.request_id, request.subtask_id)
         stored = self._results.get(key)
         if stored is not None:
@@ -168,7 +185,7 @@ class Worker:
         started = time.monotonic()
         code = "OK"
         try:
-            result = await self.backend.run(skill, data)
+            result = await self._call_backend(skill, data)
             violations = output_violations(skill, result.output)
             if violations:
                 raise AgentmeshError(
@@ -203,6 +220,25 @@ class Worker:
             model=result.model,
             duration=duration(elapsed),
         )
+
+    async def _call_backend(self, skill: Skill, data: dict[str, Any]) -> BackendResult:
+        """The backend call, as a span: a GenAI model call when there is a model."""
+        model = self.backend.model
+        attributes: dict[str, Any] = {"agentmesh.backend": self.backend.name}
+        if model:
+            attributes |= {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": self.backend.name,
+                "gen_ai.request.model": model,
+            }
+        name = f"chat {model}" if model else f"{self.backend.name} {skill.name}"
+        with telemetry.tracer().start_as_current_span(name, attributes=attributes) as span:
+            result = await self.backend.run(skill, data)
+            if model:
+                span.set_attribute("gen_ai.response.model", result.model or model)
+                span.set_attribute("gen_ai.usage.input_tokens", result.usage.input_tokens)
+                span.set_attribute("gen_ai.usage.output_tokens", result.usage.output_tokens)
+            return result
 
     # -- membership ------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import re
 import time
@@ -17,6 +18,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from opentelemetry import trace
+
+from agentmesh import logs, telemetry
 from agentmesh.agents.skills import SKILLS
 from agentmesh.clock import Clock
 from agentmesh.config import SchedulerConfig
@@ -43,6 +47,8 @@ from agentmesh.scheduler.policies import make_policy
 from agentmesh.scheduler.registry import HealthReport, Registry, WorkerRecord, WorkerSpec
 from agentmesh.scheduler.stats import Finished, RequestWindow
 from agentmesh.scheduler.workflows import WorkflowLibrary
+
+log = logging.getLogger(__name__)
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -188,8 +194,10 @@ class SchedulerCore:
         FAILED, not an exception. Raises for what is refused before the
         request is accepted.
         """
+        span = trace.get_current_span()
         if request_id:
             check_request_id(request_id)
+            span.set_attribute(telemetry.REQUEST_ID, request_id)
             running = self.requests.running(request_id)
             if running is not None:
                 return await asyncio.shield(running)
@@ -198,9 +206,14 @@ class SchedulerCore:
                 return known
         else:
             request_id = uuid.uuid4().hex
+            span.set_attribute(telemetry.REQUEST_ID, request_id)
         deadline = self.deadline_from(timeout)
         self.check_input(data, input_size if input_size is not None else _json_size(data))
-        plan = self.make_plan(workflow, plan, data)
+        with telemetry.tracer().start_as_current_span(
+            "decompose", attributes={telemetry.REQUEST_ID: request_id, telemetry.WORKFLOW: workflow}
+        ) as decompose:
+            plan = self.make_plan(workflow, plan, data)
+            decompose.set_attribute("agentmesh.steps", len(plan.steps))
         self._admit(plan)
         record = new_record(request_id, plan, data, priority, time.time())
         if on_plan is not None:
@@ -213,6 +226,7 @@ class SchedulerCore:
     async def _run(
         self, record: RequestRecord, deadline: float, on_event: EventSink
     ) -> RequestRecord:
+        logs.REQUEST_ID.set(record.request_id)
         started = self.clock.now()
         try:
             await self.executor.execute(record, deadline, on_event)
@@ -232,6 +246,15 @@ class SchedulerCore:
                     wall_time=record.finished_at,
                     error_code=record.error.code if record.error else "",
                 )
+            )
+            log.info(
+                "request finished",
+                extra={
+                    "workflow": record.plan.workflow,
+                    "state": record.state,
+                    "duration_ms": round((now - started) * 1000, 1),
+                    "error": record.error.message if record.error else None,
+                },
             )
         return record
 

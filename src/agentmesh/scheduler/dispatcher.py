@@ -14,11 +14,16 @@ Nothing here knows gRPC: workers are reached through a `WorkerTransport`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from google.rpc import code_pb2
+from opentelemetry.trace import SpanKind, StatusCode
+
+from agentmesh import logs, telemetry
 from agentmesh.agents.backend import Usage
 from agentmesh.clock import Clock
 from agentmesh.errors import AgentmeshError, DeadlineExceeded, Unavailable
@@ -26,6 +31,8 @@ from agentmesh.scheduler.policies import Policy
 from agentmesh.scheduler.queues import CapabilityQueue
 from agentmesh.scheduler.registry import Registry, WorkerRecord
 from agentmesh.scheduler.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -302,6 +309,53 @@ class Dispatcher:
     async def _attempt(
         self, worker: WorkerRecord, call: SubtaskCall, attempt: int
     ) -> ExecuteResult:
+        """One attempt on one worker, as a span of the request's trace."""
+        logs.SUBTASK_ID.set(call.subtask_id)
+        attributes = {
+            telemetry.REQUEST_ID: call.request_id,
+            telemetry.SUBTASK_ID: call.subtask_id,
+            telemetry.CAPABILITY: call.capability,
+            telemetry.WORKER_ID: worker.worker_id,
+            telemetry.ATTEMPT: attempt,
+            "rpc.system": "grpc",
+            "rpc.service": "agentmesh.v1.WorkerService",
+            "rpc.method": "Execute",
+            "server.address": worker.spec.address,
+        }
+        with telemetry.tracer().start_as_current_span(
+            f"subtask {call.capability}",
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            code = "OK"
+            try:
+                return await self._call(worker, call, attempt)
+            except _Evicted:
+                code = "UNAVAILABLE"
+                raise
+            except asyncio.CancelledError:
+                code = "CANCELLED"
+                raise
+            except AgentmeshError as error:
+                code = error.code_name
+                log.warning(
+                    "subtask attempt failed",
+                    extra={
+                        "worker_id": worker.worker_id,
+                        "attempt": attempt,
+                        "code": code,
+                        "error": error.message,
+                    },
+                )
+                raise
+            finally:
+                span.set_attribute("rpc.grpc.status_code", code_pb2.Code.Value(code))
+                if code != "OK":
+                    span.set_status(StatusCode.ERROR, code)
+
+    async def _call(self, worker: WorkerRecord, call: SubtaskCall, attempt: int) -> ExecuteResult:
         started = self.clock.now()
         timeout = min(self.attempt_timeout, call.deadline - started)
         task = asyncio.ensure_future(self.transport.execute(worker, call, attempt, timeout))

@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from grpc import aio
+from opentelemetry import trace
 
+from agentmesh import telemetry
 from agentmesh.errors import FieldViolation, InvalidArgument, NotFound, error_for_code
 from agentmesh.handlers import streaming, unary
 from agentmesh.scheduler import convert
@@ -23,6 +25,9 @@ log = logging.getLogger(__name__)
 
 Context = aio.ServicerContext[Any, Any]
 _DONE = object()
+SUBMIT = "agentmesh.v1.SchedulerService/Submit"
+STREAM_SUBMIT = "agentmesh.v1.SchedulerService/StreamSubmit"
+DISPATCH = "agentmesh.v1.SchedulerService/Dispatch"
 DEFAULT_RECENT, MAX_RECENT = 20, 200
 
 
@@ -46,16 +51,17 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         self, request: scheduler_pb2.SubmitRequest, context: Context
     ) -> scheduler_pb2.SubmitResponse:
         workflow, plan = _source(request)
-        record = await self.core.submit(
-            request.request_id,
-            workflow,
-            plan,
-            convert.struct_to_dict(request.input),
-            priority=request.priority,
-            input_size=request.input.ByteSize(),
-            timeout=context.time_remaining(),
-        )
-        return scheduler_pb2.SubmitResponse(request=_finished(record))
+        with telemetry.server_span(SUBMIT, context.invocation_metadata()):
+            record = await self.core.submit(
+                request.request_id,
+                workflow,
+                plan,
+                convert.struct_to_dict(request.input),
+                priority=request.priority,
+                input_size=request.input.ByteSize(),
+                timeout=context.time_remaining(),
+            )
+            return scheduler_pb2.SubmitResponse(request=_finished(record))
 
     @streaming
     async def StreamSubmit(
@@ -73,19 +79,22 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         def on_event(event: SubtaskEvent) -> None:
             events.put_nowait(event)
 
-        run = asyncio.create_task(
-            self.core.submit(
-                request.request_id,
-                workflow,
-                plan,
-                convert.struct_to_dict(request.input),
-                priority=request.priority,
-                input_size=request.input.ByteSize(),
-                timeout=context.time_remaining(),
-                on_plan=on_plan,
-                on_event=on_event,
+        span = telemetry.start_server_span(STREAM_SUBMIT, context.invocation_metadata())
+        with trace.use_span(span, end_on_exit=False):
+            # The task copies the current context: the request's spans go under this one.
+            run = asyncio.create_task(
+                self.core.submit(
+                    request.request_id,
+                    workflow,
+                    plan,
+                    convert.struct_to_dict(request.input),
+                    priority=request.priority,
+                    input_size=request.input.ByteSize(),
+                    timeout=context.time_remaining(),
+                    on_plan=on_plan,
+                    on_event=on_event,
+                )
             )
-        )
         run.add_done_callback(lambda _: events.put_nowait(_DONE))
         try:
             while (item := await events.get()) is not _DONE:
@@ -101,6 +110,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             )
         finally:
             run.cancel()
+            span.end()
 
     @unary
     async def GetRequest(
@@ -125,14 +135,15 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def Dispatch(
         self, request: scheduler_pb2.DispatchRequest, context: Context
     ) -> scheduler_pb2.DispatchResponse:
-        outcome = await self.core.dispatch(
-            request.request_id,
-            request.capability,
-            convert.struct_to_dict(request.input),
-            priority=request.priority,
-            difficulty=request.difficulty,
-            timeout=context.time_remaining(),
-        )
+        with telemetry.server_span(DISPATCH, context.invocation_metadata()):
+            outcome = await self.core.dispatch(
+                request.request_id,
+                request.capability,
+                convert.struct_to_dict(request.input),
+                priority=request.priority,
+                difficulty=request.difficulty,
+                timeout=context.time_remaining(),
+            )
         result = outcome.result
         return scheduler_pb2.DispatchResponse(
             request_id=request.request_id,

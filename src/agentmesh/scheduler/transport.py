@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 from grpc import aio
 
+from agentmesh import telemetry
 from agentmesh.agents.backend import Usage
 from agentmesh.scheduler.convert import dict_to_struct, struct_to_dict
 from agentmesh.scheduler.dispatcher import ExecuteResult, SubtaskCall
@@ -47,7 +48,9 @@ class GrpcTransport:
         )
         try:
             stub = await self._stub(worker)
-            response = await stub.Execute(request, timeout=max(timeout, 0.001))
+            response = await stub.Execute(
+                request, timeout=max(timeout, 0.001), metadata=telemetry.outgoing_metadata()
+            )
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return ExecuteResult(
