@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from agentmesh import logs
 from agentmesh.client import Client
 from agentmesh.config import SchedulerConfig, WorkerConfig
 from agentmesh.errors import AgentmeshError
+from agentmesh.telemetry import configure_tracing
 from agentmesh.v1 import scheduler_pb2
 
 #: What `agentmesh run` starts: workers offering every builtin skill.
@@ -38,6 +40,17 @@ def make_backend(name: str) -> Any:
 
         return SimulatedBackend(BuiltinBackend(), SimulatedProfile.from_env(os.environ))
     return BuiltinBackend()
+
+
+@contextlib.contextmanager
+def tracing(service_name: str) -> Iterator[None]:
+    """Tracing for a server process (when configured), flushed when it ends."""
+    provider = configure_tracing(service_name)
+    try:
+        yield
+    finally:
+        if provider is not None:
+            provider.shutdown()
 
 
 def _target(args: argparse.Namespace) -> str:
@@ -73,7 +86,8 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
         # gRPC's aio server binds to the loop it is made in: make it inside this one.
         await SchedulerServer(config).run()
 
-    asyncio.run(serve())
+    with tracing("agentmesh-scheduler"):
+        asyncio.run(serve())
     return 0
 
 
@@ -94,7 +108,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     async def serve() -> None:
         await Worker(config, make_backend(config.backend)).run()
 
-    asyncio.run(serve())
+    with tracing("agentmesh-worker"):
+        asyncio.run(serve())
     return 0
 
 
@@ -228,6 +243,15 @@ def cmd_workers(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_top(args: argparse.Namespace) -> int:
+    # Imported here: rich is only needed by this command.
+    from agentmesh.top import run_top
+
+    if not args.interval > 0:
+        raise SystemExit(f"agentmesh top: --interval must be above 0, not {args.interval:g}")
+    return run_top(_target(args), interval=args.interval, once=args.once)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="agentmesh", description=__doc__)
     top.add_argument("--log-level", default=os.environ.get("AGENTMESH_LOG_LEVEL", "INFO"))
@@ -273,6 +297,14 @@ def parser() -> argparse.ArgumentParser:
     workers.add_argument("--timeout", type=float, default=10.0)
     workers.add_argument("--json", action="store_true")
     workers.set_defaults(handler=cmd_workers)
+
+    top_view = commands.add_parser("top", help="a live view of the workers, queues and requests")
+    top_view.add_argument("--target", help="scheduler host:port")
+    top_view.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between polls (default 1)"
+    )
+    top_view.add_argument("--once", action="store_true", help="print one frame and exit")
+    top_view.set_defaults(handler=cmd_top)
     return top
 
 
