@@ -8,7 +8,7 @@ BUF_VERSION := 1.75.0
 BUF := $(TOOLS)/buf-$(BUF_VERSION)/node_modules/.bin/buf
 PYTEST_ARGS ?=
 
-.PHONY: run test lint protos install clean
+.PHONY: run test lint protos install clean prometheus
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,10 +21,14 @@ $(BUF):
 	mkdir -p $(TOOLS)/buf-$(BUF_VERSION)
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS)/buf-$(BUF_VERSION) @bufbuild/buf@$(BUF_VERSION)
 
+# promtool and prometheus, for tests/integration/test_prometheus.py (CI: Debian, as root).
+prometheus:
+	command -v promtool >/dev/null && command -v prometheus >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus)
+
 run: install
 	$(BIN)/agentmesh run
 
-test: install $(BUF)
+test: install $(BUF) prometheus
 	AGENTMESH_BUF=$(abspath $(BUF)) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 protos: install

@@ -16,6 +16,7 @@ from typing import Any
 from google.protobuf import json_format
 
 from agentmesh import logs
+from agentmesh.agents.backends import BACKENDS, make_backend
 from agentmesh.client import Client
 from agentmesh.config import SchedulerConfig, WorkerConfig
 from agentmesh.errors import AgentmeshError
@@ -24,22 +25,6 @@ from agentmesh.v1 import scheduler_pb2
 
 #: What `agentmesh run` starts: workers offering every builtin skill.
 DEFAULT_WORKERS = 3
-
-
-BACKENDS = ("builtin", "sim")
-
-
-def make_backend(name: str) -> Any:
-    """The model backend named on the command line or in AGENTMESH_BACKEND."""
-    if name not in BACKENDS:
-        raise SystemExit(f"agentmesh: unknown backend {name!r}; available: {', '.join(BACKENDS)}")
-    from agentmesh.agents.builtin import BuiltinBackend
-
-    if name == "sim":
-        from agentmesh.agents.simulated import SimulatedBackend, SimulatedProfile
-
-        return SimulatedBackend(BuiltinBackend(), SimulatedProfile.from_env(os.environ))
-    return BuiltinBackend()
 
 
 @contextlib.contextmanager
@@ -106,7 +91,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     config = WorkerConfig.from_env(**overrides)
 
     async def serve() -> None:
-        await Worker(config, make_backend(config.backend)).run()
+        try:
+            backend = make_backend(config.backend, os.environ)
+        except ValueError as error:
+            raise SystemExit(f"agentmesh: {error}") from None
+        await Worker(config, backend).run()
 
     with tracing("agentmesh-worker"):
         asyncio.run(serve())

@@ -98,6 +98,9 @@ class WorkerConfig:
     """Model backend. Env AGENTMESH_BACKEND. Default builtin (offline, no model)."""
     capacity: int = 4
     """Subtasks run at once. Env AGENTMESH_CAPACITY. Default 4."""
+    tier: str = ""
+    """Model tier the worker declares: builtin, small or large. Env AGENTMESH_TIER.
+    Default: builtin for the builtin and sim backends, small for a model."""
     drain_timeout: float = 10.0
     """Seconds a draining worker waits for in-flight subtasks.
     Env AGENTMESH_DRAIN_TIMEOUT. Default 10 s."""

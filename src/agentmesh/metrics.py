@@ -44,6 +44,9 @@ LATENCY_BUCKETS = (
     60.0,
 )
 
+#: Why a worker leaves the mesh without saying goodbye.
+EVICTION_REASONS = ("heartbeat_timeout", "stream_closed")
+
 #: Names of agentmesh.v1.Tier values, as the `tier` label.
 TIER_LABELS = {0: "small", 1: "builtin", 2: "small", 3: "large"}
 
@@ -110,6 +113,14 @@ class SchedulerMetrics:
             "agentmesh_worker_evictions",
             "Workers removed, by reason (heartbeat_timeout, stream_closed).",
             ["reason"],
+            registry=registry,
+        )
+        for reason in EVICTION_REASONS:
+            # Exported from the start, so that increase() sees the first eviction.
+            self.evictions.labels(reason)
+        self.heartbeat_interval = Gauge(
+            "agentmesh_heartbeat_interval_seconds",
+            "How often workers are asked to report their health.",
             registry=registry,
         )
         self.tokens = Counter(
@@ -270,7 +281,7 @@ class WorkerMetrics:
         )
         self.subtask_seconds = Histogram(
             "agentmesh_worker_subtask_duration_seconds",
-            "Time this worker spent on a subtask, its wait for a free slot included.",
+            "Time this worker spent running a subtask, from getting a free slot to its output.",
             ["capability"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
@@ -283,6 +294,13 @@ class WorkerMetrics:
         self.queue_length = Gauge(
             "agentmesh_worker_queue_length",
             "Subtasks waiting for a free slot in this worker.",
+            registry=registry,
+        )
+        self.info = Gauge(
+            "agentmesh_worker_info",
+            "Always 1: the worker's id, backend, model and tier, to join its metrics with the "
+            "scheduler's `worker` label.",
+            ["worker", "backend", "model", "tier"],
             registry=registry,
         )
         self.replays = Counter(

@@ -26,6 +26,8 @@ class CountingBackend:
 
     name = "counting"
     model = "counting-1"
+    input_price_per_mtok = 0.15
+    output_price_per_mtok = 0.6
 
     def __init__(self, output: dict[str, Any] | None = None) -> None:
         self.runs = 0

@@ -36,6 +36,10 @@ class Backend(Protocol):
     """Short backend name, e.g. "builtin"."""
     model: str
     """The model behind it; "" for backends without one."""
+    input_price_per_mtok: float
+    """US dollars per million input tokens (0 without a model)."""
+    output_price_per_mtok: float
+    """US dollars per million output tokens (0 without a model)."""
 
     def capabilities(self) -> frozenset[str]:
         """The skills this backend can run."""

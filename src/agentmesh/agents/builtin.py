@@ -259,6 +259,8 @@ class BuiltinBackend:
 
     name = "builtin"
     model = ""
+    input_price_per_mtok = 0.0
+    output_price_per_mtok = 0.0
 
     def __init__(
         self,

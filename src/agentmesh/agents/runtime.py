@@ -97,7 +97,11 @@ class Worker:
             raise ValueError(f"the {backend.name} backend cannot run {sorted(unable)}")
         self.skills = frozenset(offered)
         self.worker_id = config.worker_id or f"{backend.name}-{uuid.uuid4().hex[:8]}"
+        self.tier = worker_tier(config.tier, backend)
         self.metrics = WorkerMetrics(CollectorRegistry())
+        self.metrics.info.labels(
+            self.worker_id, backend.name, backend.model, TIER_NAMES[self.tier]
+        ).set(1)
         self.health = health.aio.HealthServicer()
         self.server = aio.server()
         worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(self), self.server)
@@ -249,10 +253,10 @@ class Worker:
             capabilities=sorted(self.skills),
             backend=self.backend.name,
             model=self.backend.model,
-            tier=worker_pb2.TIER_BUILTIN
-            if self.backend.name == "builtin"
-            else worker_pb2.TIER_SMALL,
+            tier=self.tier,
             capacity=self.config.capacity,
+            input_price_per_mtok=self.backend.input_price_per_mtok,
+            output_price_per_mtok=self.backend.output_price_per_mtok,
         )
 
     def health_report(self) -> worker_pb2.WorkerHealth:
@@ -381,6 +385,27 @@ class Worker:
         tb: TracebackType | None,
     ) -> None:
         await self.shutdown(grace=1.0)
+
+
+TIERS = {
+    "builtin": worker_pb2.TIER_BUILTIN,
+    "small": worker_pb2.TIER_SMALL,
+    "large": worker_pb2.TIER_LARGE,
+}
+
+
+TIER_NAMES = {value: name for name, value in TIERS.items()}
+
+
+def worker_tier(name: str, backend: Backend) -> worker_pb2.Tier.ValueType:
+    """The declared tier; by default builtin without a model, small with one."""
+    if not name:
+        has_model = backend.model and backend.name != "sim"
+        return worker_pb2.TIER_SMALL if has_model else worker_pb2.TIER_BUILTIN
+    try:
+        return TIERS[name]
+    except KeyError:
+        raise ValueError(f"unknown tier {name!r}; choose one of {', '.join(TIERS)}") from None
 
 
 def _replayed(response: worker_pb2.ExecuteResponse) -> worker_pb2.ExecuteResponse:

@@ -10,6 +10,7 @@ fault tests need, with no model and no network.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import random
 from collections.abc import Mapping
@@ -47,6 +48,8 @@ class SimulatedBackend:
     """Delays (and sometimes fails) the calls of an inner backend."""
 
     name = "sim"
+    input_price_per_mtok = 0.0
+    output_price_per_mtok = 0.0
 
     def __init__(self, inner: Backend, profile: SimulatedProfile) -> None:
         self.inner = inner
@@ -65,4 +68,4 @@ class SimulatedBackend:
         await asyncio.sleep(self.draw_latency())
         if self._rng.random() < self.profile.error_rate:
             raise Unavailable("simulated model outage", reason="SIMULATED_FAILURE")
-        return await self.inner.run(skill, data)
+        return dataclasses.replace(await self.inner.run(skill, data), model=self.model)

@@ -39,6 +39,7 @@ class SchedulerServer:
             config, self.transport, clock=SystemClock(), observer=self.metrics
         )
         self.metrics.registry.register(MeshCollector(self.core.snapshot))
+        self.metrics.heartbeat_interval.set(config.heartbeat_interval)
         self.health = health.aio.HealthServicer()
         self.server = aio.server(
             options=[("grpc.max_receive_message_length", 2 * config.max_input_bytes + (1 << 16))]
