@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
+import urllib.request
 from collections.abc import Iterator
 from concurrent import futures
 
@@ -115,11 +117,20 @@ def test_one_trace_per_request_across_processes_with_a_retry(
             return mine if len(attempt_spans) == attempts and len(executes) == attempts else []
 
         mine = wait_for(trace_complete, 30, f"the spans of {rid}")
+        scrape = urllib.request.Request(
+            f"http://127.0.0.1:{mesh.metrics_port}/metrics",
+            headers={"Accept": "application/openmetrics-text; version=1.0.0"},
+        )
+        exposition = urllib.request.urlopen(scrape, timeout=5).read().decode()
     finally:
         mesh.stop()
 
     everything = spans.snapshot()
     (trace_id,) = {s.trace_id for _, s in mine}
+    # Latency histograms carry trace ids as OpenMetrics exemplars.
+    exemplars = set(re.findall(r'# \{trace_id="([0-9a-f]{32})"\}', exposition))
+    traced = {s.trace_id.hex() for _, s in spans.snapshot()}
+    assert exemplars and exemplars <= traced
     in_trace = [(svc, s) for svc, s in everything if s.trace_id == trace_id]
     by_id = {s.span_id: s for _, s in in_trace}
 
