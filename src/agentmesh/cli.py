@@ -17,7 +17,7 @@ from google.protobuf import json_format
 
 from agentmesh import logs
 from agentmesh.agents.backends import BACKENDS, make_backend
-from agentmesh.client import Client
+from agentmesh.client import Client, Goal, Source
 from agentmesh.config import SchedulerConfig, WorkerConfig
 from agentmesh.errors import AgentmeshError
 from agentmesh.telemetry import configure_tracing
@@ -183,13 +183,18 @@ Stop with Ctrl-C.
     )
 
 
+def _source(args: argparse.Namespace) -> Source:
+    return Goal(args.goal) if args.goal else args.workflow
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     data = _read_input(args.input)
+    options: dict[str, Any] = {"request_id": args.request_id, "cost_budget_usd": args.budget}
     with Client(_target(args), timeout=args.timeout) as client:
         if args.no_stream:
-            _print_json(client.submit(args.workflow, data, request_id=args.request_id))
+            _print_json(client.submit(_source(args), data, **options))
             return 0
-        for message in client.stream_submit(args.workflow, data, request_id=args.request_id):
+        for message in client.stream_submit(_source(args), data, **options):
             event = message.WhichOneof("event")
             if event == "plan":
                 steps = ", ".join(s.id for s in message.plan.steps)
@@ -209,7 +214,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     data = _read_input(args.input)
     with Client(_target(args), timeout=args.timeout) as client:
-        _print_json(client.decompose(args.workflow, data))
+        _print_json(client.decompose(_source(args), data))
     return 0
 
 
@@ -273,10 +278,14 @@ def parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("input", nargs="?", default="-", help="JSON or text file; - for stdin")
         sub.add_argument("--workflow", default="support_ticket")
+        sub.add_argument("--goal", help="a free-form goal for the planner, instead of a workflow")
         sub.add_argument("--target", help="scheduler host:port")
         sub.add_argument("--timeout", type=float, default=60.0)
         if name == "submit":
             sub.add_argument("--request-id", default="")
+            sub.add_argument(
+                "--budget", type=float, default=0.0, help="cost budget in US dollars (0: none)"
+            )
             sub.add_argument("--no-stream", action="store_true", help="no progress events")
         sub.set_defaults(handler=handler)
 

@@ -12,6 +12,7 @@ details included, instead of raw `grpc.RpcError`s.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -26,15 +27,34 @@ from agentmesh.v1 import plan_pb2, scheduler_pb2, scheduler_pb2_grpc
 DEFAULT_TIMEOUT = 60.0
 
 
+@dataclass(frozen=True)
+class Goal:
+    """A free-form goal, planned by a worker offering the `plan` skill."""
+
+    text: str
+
+
+#: What a request runs: a workflow's name, a plan, or a goal.
+Source = str | plan_pb2.Plan | Goal
+
+
+def _source(source: Source) -> dict[str, Any]:
+    if isinstance(source, plan_pb2.Plan):
+        return {"plan": source}
+    if isinstance(source, Goal):
+        return {"goal": source.text}
+    return {"workflow": source}
+
+
 def _submit_fields(
-    workflow: str | plan_pb2.Plan, data: Mapping[str, Any], request_id: str, priority: int
+    source: Source, data: Mapping[str, Any], request_id: str, priority: int, budget: float
 ) -> dict[str, Any]:
-    source = {"plan": workflow} if isinstance(workflow, plan_pb2.Plan) else {"workflow": workflow}
     return {
         "request_id": request_id,
         "input": dict_to_struct(dict(data)),
         "priority": priority,
-        **source,
+        "cost_budget_usd": budget,
+        **_source(source),
     }
 
 
@@ -48,16 +68,17 @@ class Client:
 
     def submit(
         self,
-        workflow: str | plan_pb2.Plan,
+        source: Source,
         data: Mapping[str, Any],
         *,
         request_id: str = "",
         priority: int = 0,
+        cost_budget_usd: float = 0.0,
         timeout: float | None = None,
     ) -> scheduler_pb2.Request:
-        """Run a workflow (by name) or a plan on an input; the finished request."""
+        """Run a workflow (by name), a plan or a Goal on an input; the finished request."""
         request = scheduler_pb2.SubmitRequest(
-            **_submit_fields(workflow, data, request_id, priority)
+            **_submit_fields(source, data, request_id, priority, cost_budget_usd)
         )
         try:
             return self._stub.Submit(request, timeout=timeout or self.timeout).request
@@ -66,16 +87,17 @@ class Client:
 
     def stream_submit(
         self,
-        workflow: str | plan_pb2.Plan,
+        source: Source,
         data: Mapping[str, Any],
         *,
         request_id: str = "",
         priority: int = 0,
+        cost_budget_usd: float = 0.0,
         timeout: float | None = None,
     ) -> Iterator[scheduler_pb2.StreamSubmitResponse]:
         """Progress events, then the finished request as the last message."""
         request = scheduler_pb2.StreamSubmitRequest(
-            **_submit_fields(workflow, data, request_id, priority)
+            **_submit_fields(source, data, request_id, priority, cost_budget_usd)
         )
         try:
             yield from self._stub.StreamSubmit(request, timeout=timeout or self.timeout)
@@ -95,15 +117,15 @@ class Client:
 
     def decompose(
         self,
-        workflow: str | plan_pb2.Plan,
+        source: Source,
         data: Mapping[str, Any],
         *,
         timeout: float | None = None,
     ) -> plan_pb2.Plan:
-        source = (
-            {"plan": workflow} if isinstance(workflow, plan_pb2.Plan) else {"workflow": workflow}
+        """The plan a workflow (or a planner, for a Goal) makes for an input, or a plan checked."""
+        request = scheduler_pb2.DecomposeRequest(
+            input=dict_to_struct(dict(data)), **_source(source)
         )
-        request = scheduler_pb2.DecomposeRequest(input=dict_to_struct(dict(data)), **source)
         try:
             return self._stub.Decompose(request, timeout=timeout or self.timeout).plan
         except grpc.RpcError as error:
@@ -175,15 +197,16 @@ class AsyncClient:
 
     async def submit(
         self,
-        workflow: str | plan_pb2.Plan,
+        source: Source,
         data: Mapping[str, Any],
         *,
         request_id: str = "",
         priority: int = 0,
+        cost_budget_usd: float = 0.0,
         timeout: float | None = None,
     ) -> scheduler_pb2.Request:
         request = scheduler_pb2.SubmitRequest(
-            **_submit_fields(workflow, data, request_id, priority)
+            **_submit_fields(source, data, request_id, priority, cost_budget_usd)
         )
         try:
             response = await self._stub.Submit(request, timeout=timeout or self.timeout)
@@ -193,15 +216,16 @@ class AsyncClient:
 
     async def stream_submit(
         self,
-        workflow: str | plan_pb2.Plan,
+        source: Source,
         data: Mapping[str, Any],
         *,
         request_id: str = "",
         priority: int = 0,
+        cost_budget_usd: float = 0.0,
         timeout: float | None = None,
     ) -> AsyncIterator[scheduler_pb2.StreamSubmitResponse]:
         request = scheduler_pb2.StreamSubmitRequest(
-            **_submit_fields(workflow, data, request_id, priority)
+            **_submit_fields(source, data, request_id, priority, cost_budget_usd)
         )
         try:
             async for message in self._stub.StreamSubmit(request, timeout=timeout or self.timeout):

@@ -146,9 +146,6 @@ class SchedulerMetrics:
     def retried(self, capability: str, code: str) -> None:
         self.retries.labels(capability, code).inc()
 
-    def queue_changed(self, capability: str, depth: int) -> None:
-        """Queue depth is read at scrape time by MeshCollector; nothing to do here."""
-
     def queue_waited(self, capability: str, seconds: float) -> None:
         self.queue_wait_seconds.labels(capability).observe(seconds)
 

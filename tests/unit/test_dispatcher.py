@@ -7,11 +7,18 @@ import pytest
 from fakes import FakeClock, FakeTransport, fail_with
 
 from agentmesh.clock import SystemClock
-from agentmesh.errors import DeadlineExceeded, InvalidArgument, Unavailable
+from agentmesh.errors import (
+    AgentmeshError,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    Unavailable,
+)
 from agentmesh.scheduler.dispatcher import RETRIED, Dispatcher, ExecuteResult, SubtaskCall
 from agentmesh.scheduler.policies import LatencyWeighted
 from agentmesh.scheduler.registry import Registry, WorkerSpec
 from agentmesh.scheduler.retry import RetryPolicy
+from agentmesh.scheduler.tiers import Budget
 
 
 def make(transport: FakeTransport, workers: int = 2, capacity: int = 1, clock=None):
@@ -171,3 +178,56 @@ async def test_cancelling_a_subtask_frees_its_slot() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert dispatcher.registry.get("w0").in_flight == 0
+
+
+def tiered(transport: FakeTransport, *tiers_and_prices: tuple[str, int, float]):
+    dispatcher, clock = make(transport, workers=0)
+    for worker_id, tier, price in tiers_and_prices:
+        spec = WorkerSpec(
+            worker_id,
+            "127.0.0.1:1",
+            frozenset({"echo"}),
+            2,
+            tier=tier,
+            input_price_per_mtok=price,
+            output_price_per_mtok=price,
+        )
+        dispatcher.workers_changed(dispatcher.registry.register(spec, clock.now()))
+    return dispatcher
+
+
+async def test_difficulty_picks_the_tier() -> None:
+    transport = FakeTransport()
+    dispatcher = tiered(transport, ("cheap", 1, 0.0), ("big", 3, 10.0))
+    simple = await dispatcher.run(SubtaskCall("r", "a", "echo", {}, difficulty=1))
+    nuanced = await dispatcher.run(SubtaskCall("r", "b", "echo", {}, difficulty=2))
+    assert (simple.worker_id, simple.tier) == ("cheap", 1)
+    assert (nuanced.worker_id, nuanced.tier) == ("big", 3)
+
+
+async def test_invalid_output_escalates_to_the_next_tier() -> None:
+    def behaviour(worker, c, attempt):
+        if worker.worker_id == "cheap":
+            return fail_with(AgentmeshError("bad json", reason="OUTPUT_INVALID"))
+        return ExecuteResult({"ok": True})
+
+    dispatcher = tiered(
+        FakeTransport(behaviour), ("cheap", 1, 0.0), ("cheap2", 1, 0.0), ("big", 3, 10.0)
+    )
+    outcome = await dispatcher.run(SubtaskCall("r", "a", "echo", {}, difficulty=1))
+    assert (outcome.worker_id, outcome.attempts) == ("big", 2)
+
+
+async def test_budget_downgrades_then_fails() -> None:
+    dispatcher = tiered(FakeTransport(), ("cheap", 1, 0.0), ("big", 3, 10.0))
+    poor = Budget(0.000001)
+    outcome = await dispatcher.run(
+        SubtaskCall("r", "a", "echo", {"text": "x" * 400}, difficulty=2, budget=poor)
+    )
+    assert outcome.worker_id == "cheap"
+    only_big = tiered(FakeTransport(), ("big", 3, 10.0))
+    with pytest.raises(FailedPrecondition):
+        await only_big.run(
+            SubtaskCall("r", "a", "echo", {"text": "x" * 400}, difficulty=2, budget=poor)
+        )
+    assert poor.reserved == 0

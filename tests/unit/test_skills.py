@@ -19,7 +19,7 @@ VALID_ENTITIES: dict[str, Any] = {
 }
 
 
-def test_the_catalogue_holds_the_seven_skills_keyed_by_name() -> None:
+def test_the_catalogue_holds_the_eight_skills_keyed_by_name() -> None:
     assert set(SKILLS) == {
         "extract_entities",
         "detect_language",
@@ -28,6 +28,7 @@ def test_the_catalogue_holds_the_seven_skills_keyed_by_name() -> None:
         "classify",
         "draft_reply",
         "translate",
+        "plan",
     }
     assert all(name == skill.name for name, skill in SKILLS.items())
     assert all(skill.description and skill.instructions for skill in SKILLS.values())

@@ -86,7 +86,7 @@ class Error(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Subtask(_message.Message):
-    __slots__ = ("id", "capability", "state", "output", "worker_id", "model", "attempts", "duration", "usage", "reason", "error")
+    __slots__ = ("id", "capability", "state", "output", "worker_id", "model", "attempts", "duration", "usage", "reason", "error", "tier")
     ID_FIELD_NUMBER: _ClassVar[int]
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +98,7 @@ class Subtask(_message.Message):
     USAGE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
     id: str
     capability: str
     state: SubtaskState
@@ -109,10 +110,11 @@ class Subtask(_message.Message):
     usage: _worker_pb2.Usage
     reason: str
     error: Error
-    def __init__(self, id: _Optional[str] = ..., capability: _Optional[str] = ..., state: _Optional[_Union[SubtaskState, str]] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., worker_id: _Optional[str] = ..., model: _Optional[str] = ..., attempts: _Optional[int] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., usage: _Optional[_Union[_worker_pb2.Usage, _Mapping]] = ..., reason: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+    tier: _worker_pb2.Tier
+    def __init__(self, id: _Optional[str] = ..., capability: _Optional[str] = ..., state: _Optional[_Union[SubtaskState, str]] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., worker_id: _Optional[str] = ..., model: _Optional[str] = ..., attempts: _Optional[int] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., usage: _Optional[_Union[_worker_pb2.Usage, _Mapping]] = ..., reason: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., tier: _Optional[_Union[_worker_pb2.Tier, str]] = ...) -> None: ...
 
 class Request(_message.Message):
-    __slots__ = ("request_id", "workflow", "state", "plan", "subtasks", "answer", "usage", "error", "created_at", "finished_at")
+    __slots__ = ("request_id", "workflow", "state", "plan", "subtasks", "answer", "usage", "error", "created_at", "finished_at", "cost_budget_usd")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +125,7 @@ class Request(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    COST_BUDGET_USD_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     workflow: str
     state: RequestState
@@ -133,21 +136,26 @@ class Request(_message.Message):
     error: Error
     created_at: _timestamp_pb2.Timestamp
     finished_at: _timestamp_pb2.Timestamp
-    def __init__(self, request_id: _Optional[str] = ..., workflow: _Optional[str] = ..., state: _Optional[_Union[RequestState, str]] = ..., plan: _Optional[_Union[_plan_pb2.Plan, _Mapping]] = ..., subtasks: _Optional[_Iterable[_Union[Subtask, _Mapping]]] = ..., answer: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., usage: _Optional[_Union[_worker_pb2.Usage, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    cost_budget_usd: float
+    def __init__(self, request_id: _Optional[str] = ..., workflow: _Optional[str] = ..., state: _Optional[_Union[RequestState, str]] = ..., plan: _Optional[_Union[_plan_pb2.Plan, _Mapping]] = ..., subtasks: _Optional[_Iterable[_Union[Subtask, _Mapping]]] = ..., answer: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., usage: _Optional[_Union[_worker_pb2.Usage, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cost_budget_usd: _Optional[float] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
-    __slots__ = ("request_id", "workflow", "plan", "input", "priority")
+    __slots__ = ("request_id", "workflow", "plan", "goal", "input", "priority", "cost_budget_usd")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
+    GOAL_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    COST_BUDGET_USD_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     workflow: str
     plan: _plan_pb2.Plan
+    goal: str
     input: _struct_pb2.Struct
     priority: _plan_pb2.Priority
-    def __init__(self, request_id: _Optional[str] = ..., workflow: _Optional[str] = ..., plan: _Optional[_Union[_plan_pb2.Plan, _Mapping]] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., priority: _Optional[_Union[_plan_pb2.Priority, str]] = ...) -> None: ...
+    cost_budget_usd: float
+    def __init__(self, request_id: _Optional[str] = ..., workflow: _Optional[str] = ..., plan: _Optional[_Union[_plan_pb2.Plan, _Mapping]] = ..., goal: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., priority: _Optional[_Union[_plan_pb2.Priority, str]] = ..., cost_budget_usd: _Optional[float] = ...) -> None: ...
 
 class SubmitResponse(_message.Message):
     __slots__ = ("request",)
@@ -156,18 +164,22 @@ class SubmitResponse(_message.Message):
     def __init__(self, request: _Optional[_Union[Request, _Mapping]] = ...) -> None: ...
 
 class StreamSubmitRequest(_message.Message):
-    __slots__ = ("request_id", "workflow", "plan", "input", "priority")
+    __slots__ = ("request_id", "workflow", "plan", "goal", "input", "priority", "cost_budget_usd")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
+    GOAL_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    COST_BUDGET_USD_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     workflow: str
     plan: _plan_pb2.Plan
+    goal: str
     input: _struct_pb2.Struct
     priority: _plan_pb2.Priority
-    def __init__(self, request_id: _Optional[str] = ..., workflow: _Optional[str] = ..., plan: _Optional[_Union[_plan_pb2.Plan, _Mapping]] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., priority: _Optional[_Union[_plan_pb2.Priority, str]] = ...) -> None: ...
+    cost_budget_usd: float
+    def __init__(self, request_id: _Optional[str] = ..., workflow: _Optional[str] = ..., plan: _Optional[_Union[_plan_pb2.Plan, _Mapping]] = ..., goal: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., priority: _Optional[_Union[_plan_pb2.Priority, str]] = ..., cost_budget_usd: _Optional[float] = ...) -> None: ...
 
 class SubtaskEvent(_message.Message):
     __slots__ = ("subtask_id", "capability", "kind", "worker_id", "attempt", "message")
@@ -210,14 +222,16 @@ class GetRequestResponse(_message.Message):
     def __init__(self, request: _Optional[_Union[Request, _Mapping]] = ...) -> None: ...
 
 class DecomposeRequest(_message.Message):
-    __slots__ = ("workflow", "plan", "input")
+    __slots__ = ("workflow", "plan", "goal", "input")
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
+    GOAL_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     workflow: str
     plan: _plan_pb2.Plan
+    goal: str
     input: _struct_pb2.Struct
-    def __init__(self, workflow: _Optional[str] = ..., plan: _Optional[_Union[_plan_pb2.Plan, _Mapping]] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    def __init__(self, workflow: _Optional[str] = ..., plan: _Optional[_Union[_plan_pb2.Plan, _Mapping]] = ..., goal: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class DecomposeResponse(_message.Message):
     __slots__ = ("plan",)

@@ -118,8 +118,12 @@ class SchedulerServiceServicer:
         accepts, or passed before the answer was ready;
         retryable with a longer deadline.
         CANCELLED            the client cancelled; subtasks were cancelled.
+        FAILED_PRECONDITION  the cost budget cannot cover a subtask (reason
+        BUDGET_EXCEEDED), or a worker's model rejected its
+        credentials (reason MODEL_AUTH); not retryable.
         INTERNAL             a worker answered a subtask with INTERNAL until its
-        retries ran out.
+        retries ran out (such as output that kept failing
+        its schema, reason OUTPUT_INVALID).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -305,7 +305,7 @@ class BuiltinBackend:
         }
 
     def capabilities(self) -> frozenset[str]:
-        """Every skill but `translate`."""
+        """Every skill but `translate` and `plan`, which need a model."""
         return frozenset(self._skills)
 
     async def run(self, skill: Skill, data: Mapping[str, Any]) -> BackendResult:

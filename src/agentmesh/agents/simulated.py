@@ -1,8 +1,9 @@
 """A backend that behaves like a slow or flaky model, for load tests and fault drills.
 
 It answers through another backend (the builtin one by default), after a
-latency drawn from a seeded log-normal distribution, and fails a share of
-calls with UNAVAILABLE. Real worker processes running it behave, on the
+latency drawn from a seeded log-normal distribution, fails a share of calls
+with UNAVAILABLE, and reports tokens (about four characters each) and their
+cost at the prices it is given. Real worker processes running it behave, on the
 wire, like workers calling a model: that is what load tests, benchmarks and
 fault tests need, with no model and no network.
 """
@@ -11,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agentmesh.agents.backend import Backend, BackendResult
+from agentmesh.agents.backend import Backend, BackendResult, Usage
 from agentmesh.agents.skills import Skill
 from agentmesh.errors import Unavailable
 
@@ -32,6 +34,11 @@ class SimulatedProfile:
     """Share of calls answered UNAVAILABLE. Env AGENTMESH_SIM_ERROR_RATE. Default 0."""
     seed: int | None = None
     """Seed of the random source; none draws one. Env AGENTMESH_SIM_SEED."""
+    input_price_per_mtok: float = 0.0
+    """Price the simulated model charges per million input tokens, in US dollars.
+    Env AGENTMESH_SIM_INPUT_PRICE. Default 0."""
+    output_price_per_mtok: float = 0.0
+    """Same, per million output tokens. Env AGENTMESH_SIM_OUTPUT_PRICE. Default 0."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SimulatedProfile:
@@ -41,6 +48,8 @@ class SimulatedProfile:
             sigma=float(env.get("AGENTMESH_SIM_SIGMA", cls.sigma)),
             error_rate=float(env.get("AGENTMESH_SIM_ERROR_RATE", cls.error_rate)),
             seed=int(seed) if seed else None,
+            input_price_per_mtok=float(env.get("AGENTMESH_SIM_INPUT_PRICE", 0.0)),
+            output_price_per_mtok=float(env.get("AGENTMESH_SIM_OUTPUT_PRICE", 0.0)),
         )
 
 
@@ -48,13 +57,13 @@ class SimulatedBackend:
     """Delays (and sometimes fails) the calls of an inner backend."""
 
     name = "sim"
-    input_price_per_mtok = 0.0
-    output_price_per_mtok = 0.0
 
     def __init__(self, inner: Backend, profile: SimulatedProfile) -> None:
         self.inner = inner
         self.profile = profile
         self.model = f"sim-{inner.name}"
+        self.input_price_per_mtok = profile.input_price_per_mtok
+        self.output_price_per_mtok = profile.output_price_per_mtok
         self._rng = random.Random(profile.seed)
 
     def capabilities(self) -> frozenset[str]:
@@ -68,4 +77,13 @@ class SimulatedBackend:
         await asyncio.sleep(self.draw_latency())
         if self._rng.random() < self.profile.error_rate:
             raise Unavailable("simulated model outage", reason="SIMULATED_FAILURE")
-        return dataclasses.replace(await self.inner.run(skill, data), model=self.model)
+        result = await self.inner.run(skill, data)
+        # Tokens as a model would count them, roughly: four characters each.
+        tokens_in = len(json.dumps(data, ensure_ascii=False)) // 4 + 1
+        tokens_out = len(json.dumps(result.output, ensure_ascii=False)) // 4 + 1
+        cost = (
+            tokens_in * self.input_price_per_mtok + tokens_out * self.output_price_per_mtok
+        ) / 1e6
+        return dataclasses.replace(
+            result, model=self.model, usage=Usage(tokens_in, tokens_out, cost)
+        )

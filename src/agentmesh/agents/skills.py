@@ -205,6 +205,58 @@ _CATALOGUE = (
             "amounts unchanged."
         ),
     ),
+    Skill(
+        name="plan",
+        description="Turn a free-form goal into a plan over the mesh's capabilities.",
+        input_schema=_input(
+            {
+                "goal": _TEXT,
+                "input_fields": {"type": "array", "items": {"type": "string"}},
+                "capabilities": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": _object(
+                        {"name": {"type": "string"}, "description": {"type": "string"}},
+                        ("name",),
+                        closed=False,
+                    ),
+                },
+            },
+            ("goal", "capabilities"),
+        ),
+        output_schema=_output(
+            {
+                "steps": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 16,
+                    "items": _object(
+                        {
+                            "id": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,63}$"},
+                            "capability": {"type": "string"},
+                            "inputs": {
+                                "type": "object",
+                                "additionalProperties": {"type": "string"},
+                            },
+                            "depends_on": {"type": "array", "items": {"type": "string"}},
+                            "difficulty": {"enum": ["simple", "nuanced"]},
+                        },
+                        ("id", "capability", "inputs", "depends_on"),
+                        closed=True,
+                    ),
+                },
+                "answer": {"type": "object", "additionalProperties": {"type": "string"}},
+            }
+        ),
+        instructions=(
+            "Plan how to reach the goal with the listed capabilities only. Give each step a "
+            "lower_snake_case id, the capability it uses, its inputs as references "
+            '("request.<field>" for a field of the request input, "steps.<id>" or '
+            '"steps.<id>.<field>" for the output of a step it depends on), the ids of the steps '
+            "it depends on, and whether it is simple or nuanced. The answer maps names to "
+            "references to the steps' outputs."
+        ),
+    ),
 )
 
 SKILLS: Mapping[str, Skill] = MappingProxyType({skill.name: skill for skill in _CATALOGUE})

@@ -165,6 +165,7 @@ def subtask_to_proto(subtask: SubtaskRecord) -> scheduler_pb2.Subtask:
         duration=duration(subtask.duration),
         usage=usage_to_proto(subtask.usage),
         reason=subtask.reason,
+        tier=subtask.tier,  # type: ignore[arg-type]
     )
     if subtask.output is not None:
         message.output.CopyFrom(dict_to_struct(subtask.output))
@@ -183,6 +184,7 @@ def request_to_proto(record: RequestRecord) -> scheduler_pb2.Request:
         usage=usage_to_proto(record.usage),
         created_at=timestamp(record.created_at),
         finished_at=timestamp(record.finished_at),
+        cost_budget_usd=record.budget.limit if record.budget else 0.0,
     )
     if record.answer is not None:
         message.answer.CopyFrom(dict_to_struct(record.answer))

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
@@ -32,6 +33,7 @@ from agentmesh.errors import (
     ResourceExhausted,
 )
 from agentmesh.metrics import MeshSnapshot, WorkerView
+from agentmesh.scheduler import planner
 from agentmesh.scheduler.dispatcher import (
     Dispatcher,
     DispatchObserver,
@@ -46,9 +48,20 @@ from agentmesh.scheduler.plans import Plan, validate_plan
 from agentmesh.scheduler.policies import make_policy
 from agentmesh.scheduler.registry import HealthReport, Registry, WorkerRecord, WorkerSpec
 from agentmesh.scheduler.stats import Finished, RequestWindow
+from agentmesh.scheduler.tiers import NUANCED
 from agentmesh.scheduler.workflows import WorkflowLibrary
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a request's plan comes from: exactly one of these is set."""
+
+    workflow: str = ""
+    plan: Plan | None = None
+    goal: str = ""
+
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -128,17 +141,45 @@ class SchedulerCore:
         """Capabilities a plan may name: the skill catalogue and whatever workers offer."""
         return frozenset(SKILLS) | self.registry.capabilities()
 
-    def make_plan(self, workflow: str, plan: Plan | None, data: Mapping[str, Any]) -> Plan:
-        """The checked plan for a request: from its workflow, or the one it supplied."""
-        if plan is None:
-            if not workflow:
-                raise InvalidArgument(
-                    "a request names a workflow or supplies a plan",
-                    [FieldViolation("workflow", "set workflow or plan")],
-                    reason="NO_PLAN",
-                )
-            plan = self.workflows.decompose(workflow, data, self.config.max_steps)
+    async def make_plan(self, source: Source, data: Mapping[str, Any], deadline: float) -> Plan:
+        """The checked plan for a request: its workflow's, the one it supplied, or a planner's."""
+        if source.plan is not None:
+            plan = source.plan
+        elif source.workflow:
+            plan = self.workflows.decompose(source.workflow, data, self.config.max_steps)
+        elif source.goal:
+            return await self._plan_goal(source.goal, data, deadline)
+        else:
+            raise InvalidArgument(
+                "a request names a workflow, supplies a plan, or states a goal",
+                [FieldViolation("workflow", "set workflow, plan or goal")],
+                reason="NO_PLAN",
+            )
         validate_plan(plan, self.capabilities(), self.config.max_steps)
+        return plan
+
+    async def _plan_goal(self, goal: str, data: Mapping[str, Any], deadline: float) -> Plan:
+        """A plan made by a worker offering the `plan` skill, checked against the live mesh."""
+        capabilities = self.registry.capabilities() - {planner.PLAN}
+        outcome = await self.dispatcher.run(
+            SubtaskCall(
+                request_id=uuid.uuid4().hex,
+                subtask_id="plan",
+                capability=planner.PLAN,
+                input=planner.planner_input(goal, data, capabilities),
+                difficulty=NUANCED,
+                deadline=deadline,
+            )
+        )
+        plan = planner.plan_from_output(outcome.result.output)
+        try:
+            validate_plan(plan, capabilities, self.config.max_steps)
+        except InvalidArgument as error:
+            raise InvalidArgument(
+                f"the planner ({outcome.worker_id}) made a plan that cannot run: {error.message}",
+                error.violations,
+                reason="PLANNER_INVALID_PLAN",
+            ) from error
         return plan
 
     def check_input(self, data: Mapping[str, Any], size: int) -> None:
@@ -178,11 +219,11 @@ class SchedulerCore:
     async def submit(
         self,
         request_id: str,
-        workflow: str,
-        plan: Plan | None,
+        source: Source,
         data: dict[str, Any],
         *,
         priority: int = 0,
+        cost_budget: float = 0.0,
         input_size: int | None = None,
         timeout: float | None = None,
         on_plan: Callable[[RequestRecord], None] | None = None,
@@ -209,13 +250,19 @@ class SchedulerCore:
             span.set_attribute(telemetry.REQUEST_ID, request_id)
         deadline = self.deadline_from(timeout)
         self.check_input(data, input_size if input_size is not None else _json_size(data))
+        if cost_budget < 0:
+            raise InvalidArgument(
+                "cost_budget_usd is negative",
+                [FieldViolation("cost_budget_usd", "0 (no limit) or more")],
+            )
         with telemetry.tracer().start_as_current_span(
-            "decompose", attributes={telemetry.REQUEST_ID: request_id, telemetry.WORKFLOW: workflow}
+            "decompose",
+            attributes={telemetry.REQUEST_ID: request_id, telemetry.WORKFLOW: source.workflow},
         ) as decompose:
-            plan = self.make_plan(workflow, plan, data)
+            plan = await self.make_plan(source, data, deadline)
             decompose.set_attribute("agentmesh.steps", len(plan.steps))
         self._admit(plan)
-        record = new_record(request_id, plan, data, priority, time.time())
+        record = new_record(request_id, plan, data, priority, time.time(), cost_budget)
         if on_plan is not None:
             on_plan(record)
         task = asyncio.create_task(self._run(record, deadline, on_event), name=request_id)

@@ -27,10 +27,12 @@ from agentmesh import logs, telemetry
 from agentmesh.agents.backend import Usage
 from agentmesh.clock import Clock
 from agentmesh.errors import AgentmeshError, DeadlineExceeded, Unavailable
+from agentmesh.scheduler import tiers
 from agentmesh.scheduler.policies import Policy
 from agentmesh.scheduler.queues import CapabilityQueue
 from agentmesh.scheduler.registry import Registry, WorkerRecord
 from agentmesh.scheduler.retry import RetryPolicy
+from agentmesh.scheduler.tiers import Budget
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ class SubtaskCall:
     difficulty: int = 0
     #: Absolute deadline on the dispatcher's clock.
     deadline: float = float("inf")
+    #: The request's cost budget, shared by its subtasks; None for no limit.
+    budget: Budget | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -123,8 +127,6 @@ class DispatchObserver(Protocol):
 
     def retried(self, capability: str, code: str) -> None: ...
 
-    def queue_changed(self, capability: str, depth: int) -> None: ...
-
     def queue_waited(self, capability: str, seconds: float) -> None: ...
 
     def overhead(self, seconds: float) -> None: ...
@@ -145,9 +147,6 @@ class NullObserver:
         pass
 
     def retried(self, capability: str, code: str) -> None:
-        pass
-
-    def queue_changed(self, capability: str, depth: int) -> None:
         pass
 
     def queue_waited(self, capability: str, seconds: float) -> None:
@@ -218,29 +217,34 @@ class Dispatcher:
         #: Longest a single attempt may take, within the subtask's deadline.
         self.attempt_timeout = attempt_timeout
         self.observer = observer or NullObserver()
-        self._queues: dict[str, CapabilityQueue[_Ticket]] = {}
+        # One queue per capability and tier, so that work waiting for a busy
+        # tier does not hold up work for another.
+        self._queues: dict[str, dict[int, CapabilityQueue[_Ticket]]] = {}
         self._running = _Running()
 
     # -- queues ---------------------------------------------------------------
 
-    def queue(self, capability: str) -> CapabilityQueue[_Ticket]:
-        queue = self._queues.get(capability)
+    def queue(self, capability: str, tier: int) -> CapabilityQueue[_Ticket]:
+        by_tier = self._queues.setdefault(capability, {})
+        queue = by_tier.get(tier)
         if queue is None:
-            queue = self._queues[capability] = CapabilityQueue(
-                capability, self.queue_bound, self.aging
-            )
+            queue = by_tier[tier] = CapabilityQueue(capability, self.queue_bound, self.aging)
         return queue
 
     def queue_depths(self) -> dict[str, int]:
-        return {c: len(q) for c, q in self._queues.items()}
+        """Subtasks waiting, by capability (all tiers)."""
+        return {c: sum(len(q) for q in qs.values()) for c, qs in self._queues.items()}
 
     def oldest_ages(self) -> dict[str, float]:
         now = self.clock.now()
-        return {c: q.oldest_age(now) for c, q in self._queues.items()}
+        return {
+            c: max((q.oldest_age(now) for q in qs.values()), default=0.0)
+            for c, qs in self._queues.items()
+        }
 
     def has_room(self, capability: str, subtasks: int) -> bool:
-        """Whether a capability's queue can take this many more subtasks."""
-        return len(self.queue(capability)) + subtasks <= self.queue_bound
+        """Whether a capability's queues can take this many more subtasks."""
+        return self.queue_depths().get(capability, 0) + subtasks <= self.queue_bound
 
     # -- membership -----------------------------------------------------------
 
@@ -269,15 +273,29 @@ class Dispatcher:
     async def run(self, call: SubtaskCall, on_event: EventSink = ignore_events) -> Outcome:
         """Run a subtask to a result, or raise the error that ended it."""
         avoid: set[str] = set()
+        minimum = tiers.min_tier(call.difficulty)
         attempt = 0
         while True:
             attempt += 1
-            worker = await self._acquire(call, frozenset(avoid))
+            tier, reserved = self._choose_tier(call, minimum)
+            try:
+                worker = await self._acquire(call, tier, frozenset(avoid))
+            except _TierGone:
+                # Every worker of that tier left while we waited: choose again.
+                attempt -= 1
+                self._settle(call, reserved, 0.0)
+                continue
+            except BaseException:
+                self._settle(call, reserved, 0.0)
+                raise
             on_event(
                 SubtaskEvent(STARTED, call.subtask_id, call.capability, worker.worker_id, attempt)
             )
+            settled = False
             try:
                 result = await self._attempt(worker, call, attempt)
+                self._settle(call, reserved, result.usage.cost_usd)
+                settled = True
                 return Outcome(result, worker.worker_id, attempt, worker.spec.tier)
             except _Evicted:
                 error: AgentmeshError = Unavailable(
@@ -288,6 +306,13 @@ class Dispatcher:
             except AgentmeshError as failure:
                 error = failure
                 backoff = self.retry.backoff(attempt, self.rng)
+                if failure.reason == "OUTPUT_INVALID":
+                    # Its output failed validation: try the next tier up.
+                    minimum = tiers.rank(worker.spec.tier) + 1
+            finally:
+                if not settled:
+                    # A failed attempt's tokens are not reported back: it is charged nothing.
+                    self._settle(call, reserved, 0.0)
             avoid.add(worker.worker_id)
             remaining = call.deadline - self.clock.now()
             if not error.retryable or attempt >= self.retry.max_attempts or remaining <= backoff:
@@ -305,6 +330,27 @@ class Dispatcher:
             )
             if backoff > 0:
                 await self.clock.sleep(backoff)
+
+    def _choose_tier(self, call: SubtaskCall, minimum: int) -> tuple[int, float]:
+        """The tier for the next attempt, and what is reserved of the budget for it."""
+        live = [w for w in self.registry.offering(call.capability) if not w.draining]
+        target = tiers.target_tier((w.spec.tier for w in live), minimum)
+        if target is None:
+            raise _no_worker(call.capability)
+        prices: dict[int, tiers.Price] = {}
+        for w in live:
+            tier = tiers.rank(w.spec.tier)
+            price = prices.get(tier, tiers.Price())
+            prices[tier] = tiers.Price(
+                max(price.input_per_mtok, w.spec.input_price_per_mtok),
+                max(price.output_per_mtok, w.spec.output_price_per_mtok),
+            )
+        return tiers.choose_within_budget(prices, target, call.input, call.budget)
+
+    @staticmethod
+    def _settle(call: SubtaskCall, reserved: float, actual: float) -> None:
+        if call.budget is not None:
+            call.budget.settle(reserved, actual)
 
     async def _attempt(
         self, worker: WorkerRecord, call: SubtaskCall, attempt: int
@@ -393,16 +439,14 @@ class Dispatcher:
         if self.registry.get(worker.worker_id) is worker:
             self.workers_changed(worker)
 
-    async def _acquire(self, call: SubtaskCall, avoid: frozenset[str]) -> WorkerRecord:
-        """Wait in the queue until a worker slot is granted; bounded by the deadline."""
-        if not self.has_live_worker(call.capability):
-            raise _no_worker(call.capability)
+    async def _acquire(self, call: SubtaskCall, tier: int, avoid: frozenset[str]) -> WorkerRecord:
+        """Wait in the tier's queue until a worker slot is granted; bounded by the deadline."""
         now = self.clock.now()
         if call.deadline <= now:
             raise DeadlineExceeded(
                 f"the deadline passed before subtask {call.subtask_id!r} started"
             )
-        queue = self.queue(call.capability)
+        queue = self.queue(call.capability, tier)
         ticket = _Ticket(call, avoid, asyncio.get_running_loop().create_future())
         entry = queue.push(ticket, priority=call.priority, deadline=call.deadline, now=now)
         self._pump(call.capability)
@@ -419,7 +463,6 @@ class Dispatcher:
             ) from None
         finally:
             queue.remove(entry)
-            self.observer.queue_changed(call.capability, len(queue))
             if not granted.done():
                 granted.cancel()
             elif worker is None and not granted.cancelled() and granted.exception() is None:
@@ -427,43 +470,50 @@ class Dispatcher:
                 self._release(granted.result(), 0.0, "CANCELLED", self.clock.now())
 
     def _pump(self, capability: str) -> None:
-        """Hand queue heads to free workers, as long as both remain."""
-        queue = self._queues.get(capability)
-        if not queue:
-            return
+        """Hand queue heads to free workers of their tier, as long as both remain."""
         now = self.clock.now()
-        while len(queue):
-            free = [w for w in self.registry.offering(capability) if w.available]
-            if not free:
-                break
-            ticket = queue.pop(now)
-            if ticket is None:
-                break
-            if ticket.granted.done():
-                continue
-            preferred = [w for w in free if w.worker_id not in ticket.avoid] or free
-            worker = self.policy.pick(preferred, now)
-            worker.in_flight += 1
-            ticket.granted.set_result(worker)
-        self.observer.queue_changed(capability, len(queue))
+        for tier, queue in self._queues.get(capability, {}).items():
+            while len(queue):
+                free = [
+                    w
+                    for w in self.registry.offering(capability)
+                    if w.available and tiers.rank(w.spec.tier) == tier
+                ]
+                if not free:
+                    break
+                ticket = queue.pop(now)
+                if ticket is None:
+                    break
+                if ticket.granted.done():
+                    continue
+                preferred = [w for w in free if w.worker_id not in ticket.avoid] or free
+                worker = self.policy.pick(preferred, now)
+                worker.in_flight += 1
+                ticket.granted.set_result(worker)
 
     def has_live_worker(self, capability: str) -> bool:
         """Whether some worker that is not draining offers the capability."""
         return any(not w.draining for w in self.registry.offering(capability))
 
     def _fail_orphans(self, capability: str) -> None:
-        """Fail the waiters of a capability that no live worker offers any more."""
-        queue = self._queues.get(capability)
-        if not queue or self.has_live_worker(capability):
-            return
-        while (ticket := queue.pop(self.clock.now())) is not None:
-            if not ticket.granted.done():
-                ticket.granted.set_exception(_no_worker(capability))
-        self.observer.queue_changed(capability, 0)
+        """Send the waiters of a tier that no live worker serves any more to choose again."""
+        live = {
+            tiers.rank(w.spec.tier) for w in self.registry.offering(capability) if not w.draining
+        }
+        for tier, queue in self._queues.get(capability, {}).items():
+            if tier in live:
+                continue
+            while (ticket := queue.pop(self.clock.now())) is not None:
+                if not ticket.granted.done():
+                    ticket.granted.set_exception(_TierGone())
 
 
 class _Evicted(Exception):
     """The worker running an attempt was evicted; the attempt goes back to the queue."""
+
+
+class _TierGone(Exception):
+    """Every worker of the tier a subtask waited for left; it chooses a tier again."""
 
 
 def _no_worker(capability: str) -> Unavailable:

@@ -26,6 +26,7 @@ from agentmesh.scheduler.dispatcher import (
     SubtaskEvent,
 )
 from agentmesh.scheduler.plans import Plan, Step, condition_holds, resolve_bindings
+from agentmesh.scheduler.tiers import Budget
 
 # Subtask states, the names of agentmesh.v1.SubtaskState.
 PENDING, QUEUED, RUNNING_STATE, DONE, FAILED_STATE, SKIPPED_STATE, CANCELLED_STATE = (
@@ -72,6 +73,8 @@ class SubtaskRecord:
     usage: Usage = field(default_factory=Usage)
     reason: str = ""
     error: ErrorRecord | None = None
+    #: The tier of the worker that produced the output (agentmesh.v1.Tier).
+    tier: int = 0
 
 
 @dataclass
@@ -89,6 +92,8 @@ class RequestRecord:
     #: Wall-clock times (time.time()), for users.
     created_at: float = 0.0
     finished_at: float | None = None
+    #: The cost budget its subtasks share; None for no limit.
+    budget: Budget | None = None
 
     @property
     def finished(self) -> bool:
@@ -105,7 +110,12 @@ class RequestRecord:
 
 
 def new_record(
-    request_id: str, plan: Plan, data: dict[str, Any], priority: int, created_at: float
+    request_id: str,
+    plan: Plan,
+    data: dict[str, Any],
+    priority: int,
+    created_at: float,
+    cost_budget: float = 0.0,
 ) -> RequestRecord:
     return RequestRecord(
         request_id=request_id,
@@ -114,6 +124,7 @@ def new_record(
         priority=priority,
         subtasks={s.id: SubtaskRecord(s.id, s.capability) for s in plan.steps},
         created_at=created_at,
+        budget=Budget(cost_budget) if cost_budget > 0 else None,
     )
 
 
@@ -199,6 +210,7 @@ class Executor:
             priority=step.priority or record.priority,
             difficulty=step.difficulty,
             deadline=deadline,
+            budget=record.budget,
         )
 
         def follow(event: SubtaskEvent) -> None:
@@ -241,6 +253,7 @@ class Executor:
         subtask.worker_id = outcome.worker_id
         subtask.attempts = outcome.attempts
         subtask.model = result.model
+        subtask.tier = outcome.tier
         subtask.usage = result.usage
         subtask.duration = clock.now() - subtask.started_at
         outputs[step.id] = result.output

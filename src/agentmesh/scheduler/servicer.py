@@ -15,10 +15,9 @@ from agentmesh import telemetry
 from agentmesh.errors import FieldViolation, InvalidArgument, NotFound, error_for_code
 from agentmesh.handlers import streaming, unary
 from agentmesh.scheduler import convert
-from agentmesh.scheduler.core import SchedulerCore
+from agentmesh.scheduler.core import SchedulerCore, Source
 from agentmesh.scheduler.dispatcher import SubtaskEvent
 from agentmesh.scheduler.executor import RequestRecord
-from agentmesh.scheduler.plans import Plan
 from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -32,11 +31,16 @@ DEFAULT_RECENT, MAX_RECENT = 20, 200
 
 
 def _source(
-    request: scheduler_pb2.SubmitRequest | scheduler_pb2.StreamSubmitRequest,
-) -> tuple[str, Plan | None]:
-    if request.WhichOneof("source") == "plan":
-        return "", convert.plan_from_proto(request.plan)
-    return request.workflow, None
+    request: scheduler_pb2.SubmitRequest
+    | scheduler_pb2.StreamSubmitRequest
+    | scheduler_pb2.DecomposeRequest,
+) -> Source:
+    which = request.WhichOneof("source")
+    if which == "plan":
+        return Source(plan=convert.plan_from_proto(request.plan))
+    if which == "goal":
+        return Source(goal=request.goal)
+    return Source(workflow=request.workflow)
 
 
 class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
@@ -50,14 +54,13 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def Submit(
         self, request: scheduler_pb2.SubmitRequest, context: Context
     ) -> scheduler_pb2.SubmitResponse:
-        workflow, plan = _source(request)
         with telemetry.server_span(SUBMIT, context.invocation_metadata()):
             record = await self.core.submit(
                 request.request_id,
-                workflow,
-                plan,
+                _source(request),
                 convert.struct_to_dict(request.input),
                 priority=request.priority,
+                cost_budget=request.cost_budget_usd,
                 input_size=request.input.ByteSize(),
                 timeout=context.time_remaining(),
             )
@@ -67,7 +70,6 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def StreamSubmit(
         self, request: scheduler_pb2.StreamSubmitRequest, context: Context
     ) -> AsyncIterator[scheduler_pb2.StreamSubmitResponse]:
-        workflow, plan = _source(request)
         events: asyncio.Queue[Any] = asyncio.Queue()
         request_id = ""
 
@@ -85,10 +87,10 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             run = asyncio.create_task(
                 self.core.submit(
                     request.request_id,
-                    workflow,
-                    plan,
+                    _source(request),
                     convert.struct_to_dict(request.input),
                     priority=request.priority,
+                    cost_budget=request.cost_budget_usd,
                     input_size=request.input.ByteSize(),
                     timeout=context.time_remaining(),
                     on_plan=on_plan,
@@ -124,11 +126,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         self, request: scheduler_pb2.DecomposeRequest, context: Context
     ) -> scheduler_pb2.DecomposeResponse:
         data = convert.struct_to_dict(request.input)
-        if request.WhichOneof("source") == "plan":
-            plan = self.core.make_plan("", convert.plan_from_proto(request.plan), data)
-        else:
+        source = _source(request)
+        if source.plan is None:
             self.core.check_input(data, request.input.ByteSize())
-            plan = self.core.make_plan(request.workflow, None, data)
+        deadline = self.core.deadline_from(context.time_remaining())
+        plan = await self.core.make_plan(source, data, deadline)
         return scheduler_pb2.DecomposeResponse(plan=convert.plan_to_proto(plan))
 
     @unary
