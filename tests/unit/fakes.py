@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 from agentmesh.errors import AgentmeshError
-from agentmesh.scheduler.dispatcher import ExecuteResult, SubtaskCall
+from agentmesh.scheduler.calls import ExecuteResult, SubtaskCall
 from agentmesh.scheduler.registry import WorkerRecord
 
 

@@ -14,7 +14,8 @@ from agentmesh.errors import (
     InvalidArgument,
     Unavailable,
 )
-from agentmesh.scheduler.dispatcher import RETRIED, Dispatcher, ExecuteResult, SubtaskCall
+from agentmesh.scheduler.calls import RETRIED, ExecuteResult, SubtaskCall
+from agentmesh.scheduler.dispatcher import Dispatcher
 from agentmesh.scheduler.policies import LatencyWeighted
 from agentmesh.scheduler.registry import Registry, WorkerSpec
 from agentmesh.scheduler.retry import RetryPolicy

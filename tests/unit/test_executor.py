@@ -6,7 +6,8 @@ import random
 from fakes import FakeClock, FakeTransport, fail_with
 
 from agentmesh.errors import InvalidArgument
-from agentmesh.scheduler.dispatcher import Dispatcher, ExecuteResult
+from agentmesh.scheduler.calls import ExecuteResult
+from agentmesh.scheduler.dispatcher import Dispatcher
 from agentmesh.scheduler.executor import Executor, new_record
 from agentmesh.scheduler.plans import NOT_EQUALS, Binding, Condition, Plan, Step
 from agentmesh.scheduler.policies import RoundRobin

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import math
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,9 @@ class SimulatedProfile:
     """Share of calls answered UNAVAILABLE. Env AGENTMESH_SIM_ERROR_RATE. Default 0."""
     seed: int | None = None
     """Seed of the random source; none draws one. Env AGENTMESH_SIM_SEED."""
+    outage: tuple[float, float] | None = None
+    """A window (start, end), in seconds after the backend starts, in which every call
+    fails with UNAVAILABLE. Env AGENTMESH_SIM_OUTAGE="start,end". Default none."""
     input_price_per_mtok: float = 0.0
     """Price the simulated model charges per million input tokens, in US dollars.
     Env AGENTMESH_SIM_INPUT_PRICE. Default 0."""
@@ -48,6 +52,7 @@ class SimulatedProfile:
             sigma=float(env.get("AGENTMESH_SIM_SIGMA", cls.sigma)),
             error_rate=float(env.get("AGENTMESH_SIM_ERROR_RATE", cls.error_rate)),
             seed=int(seed) if seed else None,
+            outage=_window(env.get("AGENTMESH_SIM_OUTAGE", "")),
             input_price_per_mtok=float(env.get("AGENTMESH_SIM_INPUT_PRICE", 0.0)),
             output_price_per_mtok=float(env.get("AGENTMESH_SIM_OUTPUT_PRICE", 0.0)),
         )
@@ -65,9 +70,16 @@ class SimulatedBackend:
         self.input_price_per_mtok = profile.input_price_per_mtok
         self.output_price_per_mtok = profile.output_price_per_mtok
         self._rng = random.Random(profile.seed)
+        self._started = time.monotonic()
 
     def capabilities(self) -> frozenset[str]:
         return self.inner.capabilities()
+
+    def _in_outage(self) -> bool:
+        if self.profile.outage is None:
+            return False
+        start, end = self.profile.outage
+        return start <= time.monotonic() - self._started < end
 
     def draw_latency(self) -> float:
         p = self.profile
@@ -75,7 +87,7 @@ class SimulatedBackend:
 
     async def run(self, skill: Skill, data: Mapping[str, Any]) -> BackendResult:
         await asyncio.sleep(self.draw_latency())
-        if self._rng.random() < self.profile.error_rate:
+        if self._rng.random() < self.profile.error_rate or self._in_outage():
             raise Unavailable("simulated model outage", reason="SIMULATED_FAILURE")
         result = await self.inner.run(skill, data)
         # Tokens as a model would count them, roughly: four characters each.
@@ -87,3 +99,13 @@ class SimulatedBackend:
         return dataclasses.replace(
             result, model=self.model, usage=Usage(tokens_in, tokens_out, cost)
         )
+
+
+def _window(raw: str) -> tuple[float, float] | None:
+    if not raw:
+        return None
+    try:
+        start, end = (float(part) for part in raw.split(","))
+    except ValueError:
+        raise ValueError(f"AGENTMESH_SIM_OUTAGE={raw!r}: expected 'start,end' in seconds") from None
+    return start, end

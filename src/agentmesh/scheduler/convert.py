@@ -7,7 +7,7 @@ from typing import Any
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
 from agentmesh.agents.backend import Usage
-from agentmesh.scheduler.dispatcher import SubtaskEvent
+from agentmesh.scheduler.calls import SubtaskEvent
 from agentmesh.scheduler.executor import RequestRecord, SubtaskRecord
 from agentmesh.scheduler.plans import EQUALS, NOT_EQUALS, Binding, Condition, Plan, Step
 from agentmesh.scheduler.registry import HealthReport, WorkerRecord, WorkerSpec

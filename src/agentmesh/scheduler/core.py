@@ -34,8 +34,7 @@ from agentmesh.errors import (
 )
 from agentmesh.metrics import MeshSnapshot, WorkerView
 from agentmesh.scheduler import planner
-from agentmesh.scheduler.dispatcher import (
-    Dispatcher,
+from agentmesh.scheduler.calls import (
     DispatchObserver,
     EventSink,
     Outcome,
@@ -43,6 +42,7 @@ from agentmesh.scheduler.dispatcher import (
     WorkerTransport,
     ignore_events,
 )
+from agentmesh.scheduler.dispatcher import Dispatcher
 from agentmesh.scheduler.executor import Executor, RequestRecord, new_record
 from agentmesh.scheduler.plans import Plan, validate_plan
 from agentmesh.scheduler.policies import make_policy

@@ -16,15 +16,15 @@ from typing import Any
 
 from agentmesh.agents.backend import Usage
 from agentmesh.errors import AgentmeshError, Cancelled
-from agentmesh.scheduler.dispatcher import (
+from agentmesh.scheduler.calls import (
     FAILED,
     SKIPPED,
     SUCCEEDED,
-    Dispatcher,
     EventSink,
     SubtaskCall,
     SubtaskEvent,
 )
+from agentmesh.scheduler.dispatcher import Dispatcher
 from agentmesh.scheduler.plans import Plan, Step, condition_holds, resolve_bindings
 from agentmesh.scheduler.tiers import Budget
 

@@ -15,8 +15,8 @@ from agentmesh import telemetry
 from agentmesh.errors import FieldViolation, InvalidArgument, NotFound, error_for_code
 from agentmesh.handlers import streaming, unary
 from agentmesh.scheduler import convert
+from agentmesh.scheduler.calls import SubtaskEvent
 from agentmesh.scheduler.core import SchedulerCore, Source
-from agentmesh.scheduler.dispatcher import SubtaskEvent
 from agentmesh.scheduler.executor import RequestRecord
 from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
 

@@ -7,8 +7,8 @@ from grpc import aio
 
 from agentmesh import telemetry
 from agentmesh.agents.backend import Usage
+from agentmesh.scheduler.calls import ExecuteResult, SubtaskCall
 from agentmesh.scheduler.convert import dict_to_struct, struct_to_dict
-from agentmesh.scheduler.dispatcher import ExecuteResult, SubtaskCall
 from agentmesh.scheduler.registry import WorkerRecord
 from agentmesh.status import from_rpc_error
 from agentmesh.v1 import worker_pb2, worker_pb2_grpc
