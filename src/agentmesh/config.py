@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agentmesh.scheduler.retry import RetryPolicy
+from agentmesh.scheduler.retry import HedgePolicy, RetryPolicy
 
 C = TypeVar("C")
 
@@ -57,7 +57,10 @@ class SchedulerConfig:
     """Extra workflow templates (*.toml), overriding built-in ones by name.
     Env AGENTMESH_WORKFLOWS_DIR. Default none."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    """Retry policy; env AGENTMESH_RETRY_MAX_ATTEMPTS, AGENTMESH_RETRY_INITIAL_BACKOFF."""
+    """Retry policy; env AGENTMESH_RETRY_MAX_ATTEMPTS, AGENTMESH_RETRY_INITIAL_BACKOFF,
+    AGENTMESH_RETRY_BUDGET, AGENTMESH_RETRY_BUDGET_RESERVE."""
+    hedge: HedgePolicy = field(default_factory=HedgePolicy)
+    """Hedging; env AGENTMESH_HEDGE_AFTER, AGENTMESH_HEDGE_BUDGET. Default off."""
 
     @property
     def liveness_timeout(self) -> float:
@@ -72,8 +75,16 @@ class SchedulerConfig:
             initial_backoff=float(
                 env.get("AGENTMESH_RETRY_INITIAL_BACKOFF", RetryPolicy.initial_backoff)
             ),
+            budget=float(env.get("AGENTMESH_RETRY_BUDGET", RetryPolicy.budget)),
+            budget_reserve=float(
+                env.get("AGENTMESH_RETRY_BUDGET_RESERVE", RetryPolicy.budget_reserve)
+            ),
         )
-        return cls(**{**values, "retry": retry, **overrides})
+        hedge = HedgePolicy(
+            after=env.get("AGENTMESH_HEDGE_AFTER", HedgePolicy.after),
+            budget=float(env.get("AGENTMESH_HEDGE_BUDGET", HedgePolicy.budget)),
+        )
+        return cls(**{**values, "retry": retry, "hedge": hedge, **overrides})
 
 
 @dataclass(frozen=True)
@@ -130,7 +141,7 @@ def _from_env(
     """Field values found in env as AGENTMESH_<FIELD> (or a named variable), converted."""
     values: dict[str, Any] = {}
     for f in fields(cls):  # type: ignore[arg-type]
-        if f.name == "retry":
+        if f.name in ("retry", "hedge"):
             continue
         name = (prefix_overrides or {}).get(f.name, f"AGENTMESH_{f.name.upper()}")
         raw = env.get(name)

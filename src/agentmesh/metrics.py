@@ -96,6 +96,18 @@ class SchedulerMetrics:
             ["capability", "code"],
             registry=registry,
         )
+        self.retries_refused = Counter(
+            "agentmesh_subtask_retries_refused",
+            "Retries not made because the retry budget was spent, by capability.",
+            ["capability"],
+            registry=registry,
+        )
+        self.hedges = Counter(
+            "agentmesh_subtask_hedges",
+            "Second copies of slow attempts sent to another worker, by capability.",
+            ["capability"],
+            registry=registry,
+        )
         self.queue_wait_seconds = Histogram(
             "agentmesh_queue_wait_seconds",
             "Time a subtask waited in its queue for a worker slot.",
@@ -145,6 +157,12 @@ class SchedulerMetrics:
 
     def retried(self, capability: str, code: str) -> None:
         self.retries.labels(capability, code).inc()
+
+    def retry_refused(self, capability: str) -> None:
+        self.retries_refused.labels(capability).inc()
+
+    def hedged(self, capability: str) -> None:
+        self.hedges.labels(capability).inc()
 
     def queue_waited(self, capability: str, seconds: float) -> None:
         self.queue_wait_seconds.labels(capability).observe(seconds)

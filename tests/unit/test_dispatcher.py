@@ -12,13 +12,15 @@ from agentmesh.errors import (
     DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
+    ResourceExhausted,
     Unavailable,
 )
 from agentmesh.scheduler.calls import RETRIED, ExecuteResult, SubtaskCall
 from agentmesh.scheduler.dispatcher import Dispatcher
+from agentmesh.scheduler.load import LatencyWindow, TokenBucket
 from agentmesh.scheduler.policies import LatencyWeighted
 from agentmesh.scheduler.registry import Registry, WorkerSpec
-from agentmesh.scheduler.retry import RetryPolicy
+from agentmesh.scheduler.retry import HedgePolicy, RetryPolicy
 from agentmesh.scheduler.tiers import Budget
 
 
@@ -232,3 +234,65 @@ async def test_budget_downgrades_then_fails() -> None:
             SubtaskCall("r", "a", "echo", {"text": "x" * 400}, difficulty=2, budget=poor)
         )
     assert poor.reserved == 0
+
+
+async def test_the_retry_budget_stops_a_retry_storm() -> None:
+    transport = FakeTransport(lambda w, c, a: fail_with(Unavailable("down")))
+    dispatcher, _ = make(transport, workers=2)
+    dispatcher._retries = TokenBucket(ratio=0.0, reserve=2.0)  # two retries, then none
+    for i in range(3):
+        with pytest.raises(Unavailable):
+            await dispatcher.run(call(f"s{i}"))
+    # 3 first attempts + 2 retries from the reserve; the third subtask was not retried.
+    assert len(transport.calls) == 5
+
+
+async def test_retry_waits_at_least_the_workers_retry_delay() -> None:
+    def behaviour(worker, c, attempt):
+        if attempt == 1:
+            return fail_with(ResourceExhausted("rate limited", retry_after=1.5))
+        return ExecuteResult({"ok": True})
+
+    dispatcher, clock = make(FakeTransport(behaviour))
+    await dispatcher.run(call())
+    assert clock.sleeps[0] >= 1.5
+
+
+async def test_a_slow_attempt_is_hedged_on_another_worker_and_the_loser_cancelled() -> None:
+    cancelled = []
+
+    class OneSlow(FakeTransport):
+        async def execute(self, worker, c, attempt, timeout):
+            self.calls.append((worker.worker_id, c.subtask_id, attempt))
+            if worker.worker_id == "w0":
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    cancelled.append(worker.worker_id)
+                    raise
+            return ExecuteResult({"by": worker.worker_id})
+
+    transport = OneSlow()
+    dispatcher, _ = make(transport, workers=2, clock=SystemClock())
+    dispatcher.hedge = HedgePolicy(after="0.01")
+    dispatcher.registry.get("w1").in_flight = 1  # the policy picks w0 first
+    task = asyncio.create_task(dispatcher.run(call(deadline=dispatcher.clock.now() + 5)))
+    await asyncio.sleep(0.005)
+    dispatcher.registry.get("w1").in_flight = 0
+    outcome = await task
+    assert outcome.worker_id == "w1" and outcome.attempts == 1
+    assert cancelled == ["w0"]
+    assert all(w.in_flight == 0 for w in dispatcher.registry.workers())
+
+
+def test_hedge_delay_needs_samples_for_p95() -> None:
+    window = LatencyWindow()
+    policy = HedgePolicy(after="p95")
+    assert policy.delay(window) is None
+    for i in range(1, 101):
+        window.observe(i / 100)
+    assert policy.delay(window) == pytest.approx(0.95)
+    assert HedgePolicy().delay(window) is None
+    assert HedgePolicy(after="0.2").delay(window) == 0.2
+    with pytest.raises(ValueError, match="p95"):
+        HedgePolicy(after="soon")

@@ -105,6 +105,10 @@ class DispatchObserver(Protocol):
 
     def retried(self, capability: str, code: str) -> None: ...
 
+    def retry_refused(self, capability: str) -> None: ...
+
+    def hedged(self, capability: str) -> None: ...
+
     def queue_waited(self, capability: str, seconds: float) -> None: ...
 
     def overhead(self, seconds: float) -> None: ...
@@ -125,6 +129,12 @@ class NullObserver:
         pass
 
     def retried(self, capability: str, code: str) -> None:
+        pass
+
+    def retry_refused(self, capability: str) -> None:
+        pass
+
+    def hedged(self, capability: str) -> None:
         pass
 
     def queue_waited(self, capability: str, seconds: float) -> None:

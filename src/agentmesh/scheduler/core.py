@@ -129,6 +129,7 @@ class SchedulerCore:
             aging=config.aging,
             attempt_timeout=config.attempt_timeout,
             observer=observer,
+            hedge=config.hedge,
         )
         self.executor = Executor(self.dispatcher)
         self.workflows = workflows or WorkflowLibrary.load(config.workflows_dir)

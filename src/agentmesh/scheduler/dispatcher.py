@@ -23,7 +23,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from agentmesh import logs, telemetry
 from agentmesh.clock import Clock
-from agentmesh.errors import AgentmeshError, DeadlineExceeded, Unavailable
+from agentmesh.errors import AgentmeshError, DeadlineExceeded, ResourceExhausted, Unavailable
 from agentmesh.scheduler import tiers
 from agentmesh.scheduler.calls import (
     RETRIED,
@@ -38,10 +38,11 @@ from agentmesh.scheduler.calls import (
     WorkerTransport,
     ignore_events,
 )
+from agentmesh.scheduler.load import LatencyWindow, TokenBucket
 from agentmesh.scheduler.policies import Policy
 from agentmesh.scheduler.queues import CapabilityQueue
 from agentmesh.scheduler.registry import Registry, WorkerRecord
-from agentmesh.scheduler.retry import RetryPolicy
+from agentmesh.scheduler.retry import HedgePolicy, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class Dispatcher:
         aging: float,
         attempt_timeout: float,
         observer: DispatchObserver | None = None,
+        hedge: HedgePolicy | None = None,
     ) -> None:
         self.registry = registry
         self.transport = transport
@@ -100,6 +102,10 @@ class Dispatcher:
         # tier does not hold up work for another.
         self._queues: dict[str, dict[int, CapabilityQueue[_Ticket]]] = {}
         self._running = _Running()
+        self.hedge = hedge or HedgePolicy()
+        self._retries = TokenBucket(retry.budget, retry.budget_reserve)
+        self._hedges = TokenBucket(self.hedge.budget, 1.0)
+        self._latencies: dict[str, LatencyWindow] = {}
 
     # -- queues ---------------------------------------------------------------
 
@@ -170,12 +176,14 @@ class Dispatcher:
             on_event(
                 SubtaskEvent(STARTED, call.subtask_id, call.capability, worker.worker_id, attempt)
             )
+            if attempt == 1:
+                self._retries.deposit()
             settled = False
             try:
-                result = await self._attempt(worker, call, attempt)
+                winner, result = await self._attempt_hedged(worker, call, attempt, tier, avoid)
                 self._settle(call, reserved, result.usage.cost_usd)
                 settled = True
-                return Outcome(result, worker.worker_id, attempt, worker.spec.tier)
+                return Outcome(result, winner.worker_id, attempt, winner.spec.tier)
             except _Evicted:
                 error: AgentmeshError = Unavailable(
                     f"worker {worker.worker_id} left the mesh during the subtask",
@@ -184,7 +192,10 @@ class Dispatcher:
                 backoff = 0.0
             except AgentmeshError as failure:
                 error = failure
+                # Full jitter, but never sooner than a worker's RetryInfo asks.
                 backoff = self.retry.backoff(attempt, self.rng)
+                if isinstance(failure, ResourceExhausted):
+                    backoff = max(backoff, failure.retry_after)
                 if failure.reason == "OUTPUT_INVALID":
                     # Its output failed validation: try the next tier up.
                     minimum = tiers.rank(worker.spec.tier) + 1
@@ -195,6 +206,11 @@ class Dispatcher:
             avoid.add(worker.worker_id)
             remaining = call.deadline - self.clock.now()
             if not error.retryable or attempt >= self.retry.max_attempts or remaining <= backoff:
+                raise error
+            # An evicted worker's subtask goes back to the queue whatever the
+            # budget: it is lost work, not a retry a sick worker provoked.
+            if error.reason != "WORKER_EVICTED" and not self._retries.withdraw():
+                self.observer.retry_refused(call.capability)
                 raise error
             self.observer.retried(call.capability, error.code_name)
             on_event(
@@ -209,6 +225,68 @@ class Dispatcher:
             )
             if backoff > 0:
                 await self.clock.sleep(backoff)
+
+    async def _attempt_hedged(
+        self,
+        worker: WorkerRecord,
+        call: SubtaskCall,
+        attempt: int,
+        tier: int,
+        avoid: set[str],
+    ) -> tuple[WorkerRecord, ExecuteResult]:
+        """An attempt, raced by a hedge on another worker if it runs past the hedge delay.
+
+        The first success wins and the other copy is cancelled; when both
+        fail, the primary's error stands.
+        """
+        delay = self.hedge.delay(self._latencies.setdefault(call.capability, LatencyWindow()))
+        if delay is None:
+            return worker, await self._attempt(worker, call, attempt)
+        self._hedges.deposit()
+        primary = asyncio.ensure_future(self._attempt(worker, call, attempt))
+        racers = {primary: worker}
+        try:
+            done, _ = await asyncio.wait({primary}, timeout=delay)
+            second = (
+                None
+                if done
+                else self._hedge_worker(call.capability, tier, avoid | {worker.worker_id})
+            )
+            if second is None:
+                return worker, await primary
+            second.in_flight += 1
+            self.observer.hedged(call.capability)
+            racers[asyncio.ensure_future(self._attempt(second, call, attempt, hedge=True))] = second
+            pending = set(racers)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if not task.cancelled() and task.exception() is None:
+                        return racers[task], task.result()
+            return worker, primary.result()  # both failed: raises the primary's error
+        finally:
+            losers = [task for task in racers if not task.done()]
+            for task in losers:
+                task.cancel()
+            # Let the cancelled copies hand their slots back before going on.
+            await asyncio.gather(*losers, return_exceptions=True)
+
+    def _hedge_worker(self, capability: str, tier: int, avoid: set[str]) -> WorkerRecord | None:
+        """A free worker of the tier for a hedge, within the hedge budget; None otherwise.
+
+        A hedge never jumps the queue: with subtasks waiting for the tier,
+        none is sent.
+        """
+        if len(self.queue(capability, tier)):
+            return None
+        free = [
+            w
+            for w in self.registry.offering(capability)
+            if w.available and tiers.rank(w.spec.tier) == tier and w.worker_id not in avoid
+        ]
+        if not free or not self._hedges.withdraw():
+            return None
+        return self.policy.pick(free, self.clock.now())
 
     def _choose_tier(self, call: SubtaskCall, minimum: int) -> tuple[int, float]:
         """The tier for the next attempt, and what is reserved of the budget for it."""
@@ -232,7 +310,7 @@ class Dispatcher:
             call.budget.settle(reserved, actual)
 
     async def _attempt(
-        self, worker: WorkerRecord, call: SubtaskCall, attempt: int
+        self, worker: WorkerRecord, call: SubtaskCall, attempt: int, hedge: bool = False
     ) -> ExecuteResult:
         """One attempt on one worker, as a span of the request's trace."""
         logs.SUBTASK_ID.set(call.subtask_id)
@@ -246,6 +324,7 @@ class Dispatcher:
             "rpc.service": "agentmesh.v1.WorkerService",
             "rpc.method": "Execute",
             "server.address": worker.spec.address,
+            "agentmesh.hedge": hedge,
         }
         with telemetry.tracer().start_as_current_span(
             f"subtask {call.capability}",
@@ -289,7 +368,9 @@ class Dispatcher:
         code = "OK"
         try:
             result = await task
-            self.observer.overhead(self.clock.now() - started - result.duration)
+            now = self.clock.now()
+            self.observer.overhead(now - started - result.duration)
+            self._latencies.setdefault(call.capability, LatencyWindow()).observe(now - started)
             return result
         except asyncio.CancelledError:
             if not running.evicted:

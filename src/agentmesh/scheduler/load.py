@@ -9,6 +9,7 @@ and forgiven gradually. `ErrorRate` is a time-decayed failure ratio.
 from __future__ import annotations
 
 import math
+from collections import deque
 
 
 class PeakEwma:
@@ -53,3 +54,52 @@ class ErrorRate:
     def rate(self, now: float) -> float:
         """The rate, decayed towards zero for the quiet time since the last attempt."""
         return self._rate * math.exp(-max(now - self._stamp, 0.0) / self.decay)
+
+
+class LatencyWindow:
+    """The last `size` latencies of successful attempts, for a running percentile."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._values: deque[float] = deque(maxlen=size)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def observe(self, seconds: float) -> None:
+        self._values.append(seconds)
+
+    def percentile(self, q: float) -> float:
+        """Nearest-rank percentile of the window (0 when empty)."""
+        ordered = sorted(self._values)
+        if not ordered:
+            return 0.0
+        return ordered[max(math.ceil(q * len(ordered)) - 1, 0)]
+
+
+class TokenBucket:
+    """A budget of extra attempts earned by ordinary ones (Finagle's retry budget).
+
+    Every ordinary attempt deposits `ratio` of a token, up to `reserve`
+    tokens; every extra attempt (a retry, a hedge) spends one. Under steady
+    traffic extra attempts stay below `ratio` of the traffic, and a sick
+    worker cannot multiply the load; `reserve` lets a quiet mesh retry a few
+    failures still.
+    """
+
+    def __init__(self, ratio: float, reserve: float) -> None:
+        self.ratio = ratio
+        self.reserve = reserve
+        self.balance = reserve
+
+    def deposit(self) -> None:
+        self.balance = min(self.balance + self.ratio, self.reserve)
+
+    def withdraw(self) -> bool:
+        """Spend a token; False (and nothing spent) when there is none."""
+        if self.balance < 1.0:
+            return False
+        self.balance -= 1.0
+        return True
+
+    def refund(self) -> None:
+        self.balance = min(self.balance + 1.0, self.reserve)

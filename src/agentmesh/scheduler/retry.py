@@ -1,9 +1,11 @@
-"""When and how long to wait before another attempt at a subtask."""
+"""When and how long to wait before another attempt at a subtask, and when to hedge one."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+
+from agentmesh.scheduler.load import LatencyWindow
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,12 @@ class RetryPolicy:
     """Growth of the bound per retry: 0.5 s, then 2 s. Default 4."""
     max_backoff: float = 5.0
     """Cap on the bound, in seconds. Default 5 s."""
+    budget: float = 0.1
+    """Retries allowed per first attempt, over time: about 10% extra load at most.
+    Env AGENTMESH_RETRY_BUDGET. Default 0.1."""
+    budget_reserve: float = 10.0
+    """Retries a quiet mesh may still make in a burst. Env AGENTMESH_RETRY_BUDGET_RESERVE.
+    Default 10."""
 
     def backoff(self, retry: int, rng: random.Random) -> float:
         """Seconds to wait before retry number `retry` (1 for the first retry).
@@ -28,3 +36,34 @@ class RetryPolicy:
         """
         bound = min(self.max_backoff, self.initial_backoff * self.multiplier ** (retry - 1))
         return rng.uniform(0.0, bound)
+
+
+@dataclass(frozen=True)
+class HedgePolicy:
+    """When to send a second copy of a slow attempt to another worker."""
+
+    after: str = ""
+    """"" (off), "p95" (after the capability's running p95 latency), or a number of
+    seconds. Env AGENTMESH_HEDGE_AFTER. Default off."""
+    budget: float = 0.05
+    """Most extra attempts hedging may add, as a share of attempts.
+    Env AGENTMESH_HEDGE_BUDGET. Default 0.05."""
+    min_samples: int = 20
+    """Latencies a capability needs before its p95 is trusted. Default 20."""
+
+    def __post_init__(self) -> None:
+        if self.after not in ("", "p95"):
+            try:
+                float(self.after)
+            except ValueError:
+                raise ValueError(
+                    f"hedge delay {self.after!r}: use p95 or a number of seconds"
+                ) from None
+
+    def delay(self, window: LatencyWindow) -> float | None:
+        """Seconds to wait before hedging an attempt; None for no hedge."""
+        if not self.after:
+            return None
+        if self.after == "p95":
+            return window.percentile(0.95) if len(window) >= self.min_samples else None
+        return float(self.after)
