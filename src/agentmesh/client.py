@@ -99,10 +99,15 @@ class Client:
         request = scheduler_pb2.StreamSubmitRequest(
             **_submit_fields(source, data, request_id, priority, cost_budget_usd)
         )
+        call = self._stub.StreamSubmit(request, timeout=timeout or self.timeout)
         try:
-            yield from self._stub.StreamSubmit(request, timeout=timeout or self.timeout)
+            yield from call
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
+        finally:
+            # Leaving the loop early (or closing the generator) cancels the
+            # request and its running subtasks.
+            call.cancel()
 
     def get_request(
         self, request_id: str, *, timeout: float | None = None
@@ -227,11 +232,14 @@ class AsyncClient:
         request = scheduler_pb2.StreamSubmitRequest(
             **_submit_fields(source, data, request_id, priority, cost_budget_usd)
         )
+        call = self._stub.StreamSubmit(request, timeout=timeout or self.timeout)
         try:
-            async for message in self._stub.StreamSubmit(request, timeout=timeout or self.timeout):
+            async for message in call:
                 yield message
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
+        finally:
+            call.cancel()
 
     async def get_request(
         self, request_id: str, *, timeout: float | None = None

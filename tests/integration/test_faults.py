@@ -6,11 +6,12 @@ import json
 import signal
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
 from agentmesh.v1 import scheduler_pb2
-from mesh import ROOT, Mesh, wait_for
+from mesh import ROOT, Mesh, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -136,3 +137,28 @@ def test_sigterm_drains_a_worker_without_losing_its_subtask(mesh: Mesh) -> None:
     assert mesh.processes["only"].wait(20) == 0
     wait_for(lambda: "only" not in mesh.worker_ids(), 5, "the drained worker to leave")
     assert any(s.worker_id == "successor" for s in request.subtasks)
+
+
+def test_a_cancelled_request_cancels_its_subtasks_on_the_workers(mesh: Mesh) -> None:
+    metrics_port = free_port()
+    mesh.start_worker(
+        "slow",
+        backend="sim",
+        AGENTMESH_WORKER_METRICS_LISTEN=f"127.0.0.1:{metrics_port}",
+        AGENTMESH_SIM_LATENCY="30",
+        AGENTMESH_SIM_SIGMA="0",
+    )
+    mesh.wait_workers({"slow"})
+    stream = mesh.client.stream_submit("support_ticket", TICKET, request_id="cancel-1")
+    first = next(m for m in stream if m.WhichOneof("event") == "subtask")
+    assert first.subtask.kind == STARTED  # a subtask is running on the worker
+    stream.close()  # the client goes away: its call is cancelled
+
+    def cancelled_on_worker() -> bool:
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        body = urllib.request.urlopen(url, timeout=5).read().decode()
+        return 'code="CANCELLED"' in body
+
+    wait_for(cancelled_on_worker, 10, "the worker to see its subtask cancelled")
+    record = mesh.client.get_request("cancel-1")
+    assert record.state == scheduler_pb2.REQUEST_STATE_CANCELLED
