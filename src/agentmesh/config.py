@@ -53,6 +53,13 @@ class SchedulerConfig:
     """Seconds of waiting worth one priority class. Env AGENTMESH_AGING. Default 5 s."""
     retained_requests: int = 10_000
     """Finished requests kept for GetRequest. Env AGENTMESH_RETAINED_REQUESTS. Default 10000."""
+    store: str = ".agentmesh/scheduler.db"
+    """SQLite file the scheduler keeps requests in (WAL), so a restarted scheduler
+    resumes them; empty keeps them in memory only. Env AGENTMESH_STORE.
+    Default .agentmesh/scheduler.db in the working directory."""
+    recovery_delay: float = 2.5
+    """Seconds a restarted scheduler waits for workers to register again before it
+    resumes unfinished requests. Env AGENTMESH_RECOVERY_DELAY. Default 2.5 s."""
     workflows_dir: Path | None = None
     """Extra workflow templates (*.toml), overriding built-in ones by name.
     Env AGENTMESH_WORKFLOWS_DIR. Default none."""
@@ -145,7 +152,7 @@ def _from_env(
             continue
         name = (prefix_overrides or {}).get(f.name, f"AGENTMESH_{f.name.upper()}")
         raw = env.get(name)
-        if raw is None or (raw == "" and f.name not in ("metrics_listen",)):
+        if raw is None or (raw == "" and f.name not in ("metrics_listen", "store")):
             continue
         values[f.name] = _convert(f.type, raw, name)
     return values

@@ -51,6 +51,7 @@ class Mesh:
             "AGENTMESH_LISTEN": self.target,
             "AGENTMESH_METRICS_LISTEN": f"127.0.0.1:{self.metrics_port}",
             "AGENTMESH_HEARTBEAT_INTERVAL": str(heartbeat_interval),
+            "AGENTMESH_STORE": str(log_dir / "scheduler.db"),
             **scheduler_env,
         }
         self.client = Client(self.target, timeout=30.0)

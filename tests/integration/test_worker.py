@@ -55,7 +55,7 @@ class CountingBackend:
 @pytest.fixture
 async def scheduler() -> AsyncIterator[SchedulerServer]:
     async with SchedulerServer(
-        SchedulerConfig(listen="127.0.0.1:0", metrics_listen="", heartbeat_interval=0.2)
+        SchedulerConfig(listen="127.0.0.1:0", metrics_listen="", heartbeat_interval=0.2, store="")
     ) as server:
         yield server
 

@@ -176,3 +176,21 @@ async def test_cancelling_the_request_cancels_its_subtasks() -> None:
     assert record.state == "CANCELLED"
     assert {s.state for s in record.subtasks.values()} == {"CANCELLED"}
     assert all(w.in_flight == 0 for w in ex.dispatcher.registry.workers())
+
+
+async def test_a_resumed_request_does_not_run_finished_steps_again() -> None:
+    transport = FakeTransport(by_capability)
+    plan = Plan(
+        steps=(
+            Step("x", "a", {"text": Binding(("request.text",))}),
+            Step("y", "b", {"from_x": Binding(("steps.x.cap",))}, depends_on=("x",)),
+        ),
+        answer={"y": Binding(("steps.y.got",))},
+    )
+    record = new_record("req-r", plan, {"text": "hi"}, 0, 0.0)
+    record.subtasks["x"].state = "SUCCEEDED"
+    record.subtasks["x"].output = {"cap": "from before the restart"}
+    await executor(transport).execute(record, 10_000.0, lambda e: None)
+    assert record.state == "SUCCEEDED"
+    assert [c[1] for c in transport.calls] == ["y"]
+    assert record.answer == {"y": {"from_x": "from before the restart"}}

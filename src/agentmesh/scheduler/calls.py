@@ -29,6 +29,8 @@ class SubtaskCall:
     deadline: float = float("inf")
     #: The request's cost budget, shared by its subtasks; None for no limit.
     budget: Budget | None = field(default=None, compare=False)
+    #: A worker to prefer when it is free (the one that ran it before a restart).
+    prefer: str = ""
 
 
 @dataclass(frozen=True)

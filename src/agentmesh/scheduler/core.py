@@ -43,11 +43,21 @@ from agentmesh.scheduler.calls import (
     ignore_events,
 )
 from agentmesh.scheduler.dispatcher import Dispatcher
-from agentmesh.scheduler.executor import Executor, RequestRecord, new_record
+from agentmesh.scheduler.executor import (
+    PENDING,
+    QUEUED,
+    REQUEST_FAILED,
+    RUNNING_STATE,
+    ErrorRecord,
+    Executor,
+    RequestRecord,
+    new_record,
+)
 from agentmesh.scheduler.plans import Plan, validate_plan
 from agentmesh.scheduler.policies import make_policy
 from agentmesh.scheduler.registry import HealthReport, Registry, WorkerRecord, WorkerSpec
 from agentmesh.scheduler.stats import Finished, RequestWindow
+from agentmesh.scheduler.store import Store
 from agentmesh.scheduler.tiers import NUANCED
 from agentmesh.scheduler.workflows import WorkflowLibrary
 
@@ -109,9 +119,15 @@ class SchedulerCore:
         rng: random.Random | None = None,
         observer: DispatchObserver | None = None,
         workflows: WorkflowLibrary | None = None,
+        store: Store | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
+        #: Where requests are persisted; None keeps them in memory only.
+        self.store = store
+        #: Set while the scheduler shuts down: requests it cancels stay
+        #: unfinished in the store, to be resumed by the next scheduler.
+        self.stopping = False
         rng = rng or random.Random()
         self.registry = Registry(
             initial_latency=0.05,
@@ -131,7 +147,7 @@ class SchedulerCore:
             observer=observer,
             hedge=config.hedge,
         )
-        self.executor = Executor(self.dispatcher)
+        self.executor = Executor(self.dispatcher, store)
         self.workflows = workflows or WorkflowLibrary.load(config.workflows_dir)
         self.requests = RequestStore(config.retained_requests)
         self.stats = RequestWindow()
@@ -243,7 +259,7 @@ class SchedulerCore:
             running = self.requests.running(request_id)
             if running is not None:
                 return await asyncio.shield(running)
-            known = self.requests.get(request_id)
+            known = self._lookup(request_id)
             if known is not None:
                 return known
         else:
@@ -264,6 +280,8 @@ class SchedulerCore:
             decompose.set_attribute("agentmesh.steps", len(plan.steps))
         self._admit(plan)
         record = new_record(request_id, plan, data, priority, time.time(), cost_budget)
+        if self.store is not None:
+            self.store.save_request(record, time.time() + (deadline - self.clock.now()))
         if on_plan is not None:
             on_plan(record)
         task = asyncio.create_task(self._run(record, deadline, on_event), name=request_id)
@@ -280,6 +298,8 @@ class SchedulerCore:
             await self.executor.execute(record, deadline, on_event)
         finally:
             record.finished_at = time.time()
+            if self.store is not None and not (self.stopping and record.state == "CANCELLED"):
+                self.store.finish_request(record)
             now = self.clock.now()
             self.dispatcher.observer.request_finished(
                 record.plan.workflow, record.state, now - started
@@ -328,10 +348,51 @@ class SchedulerCore:
     def get(self, request_id: str) -> RequestRecord:
         if not request_id:
             raise InvalidArgument("request_id is empty", [FieldViolation("request_id", "required")])
-        record = self.requests.get(request_id)
+        record = self._lookup(request_id)
         if record is None:
             raise NotFound(f"no request {request_id!r}", reason="UNKNOWN_REQUEST")
         return record
+
+    def _lookup(self, request_id: str) -> RequestRecord | None:
+        """A request from memory, or from the store when memory has let it go."""
+        record = self.requests.get(request_id)
+        if record is None and self.store is not None:
+            record = self.store.load(request_id)
+        return record
+
+    async def recover(self) -> int:
+        """Resume every request the store has unfinished (after a restart); how many.
+
+        Finished subtasks keep their outputs and are not run again; the
+        others are dispatched again, preferring the worker that had them. A
+        request whose deadline passed while the scheduler was down fails
+        with DEADLINE_EXCEEDED.
+        """
+        if self.store is None:
+            return 0
+        resumed = 0
+        for record, wall_deadline in self.store.unfinished():
+            if self.requests.running(record.request_id) is not None:
+                continue
+            for subtask in record.subtasks.values():
+                if subtask.state in (QUEUED, RUNNING_STATE):
+                    subtask.state = PENDING
+            remaining = wall_deadline - time.time()
+            if remaining <= 0:
+                record.state = REQUEST_FAILED
+                record.error = ErrorRecord(
+                    "DEADLINE_EXCEEDED", "the deadline passed while the scheduler was down"
+                )
+                record.finished_at = time.time()
+                self.store.finish_request(record)
+                continue
+            deadline = self.clock.now() + remaining
+            task = asyncio.create_task(self._run(record, deadline, ignore_events))
+            self.requests.start(record, task)
+            resumed += 1
+        if resumed:
+            log.info("resumed unfinished requests", extra={"count": resumed})
+        return resumed
 
     async def dispatch(
         self,

@@ -446,7 +446,11 @@ class Dispatcher:
                     break
                 if ticket.granted.done():
                     continue
-                preferred = [w for w in free if w.worker_id not in ticket.avoid] or free
+                preferred = (
+                    [w for w in free if w.worker_id == ticket.call.prefer]
+                    or [w for w in free if w.worker_id not in ticket.avoid]
+                    or free
+                )
                 worker = self.policy.pick(preferred, now)
                 worker.in_flight += 1
                 ticket.granted.set_result(worker)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from agentmesh.agents.backend import Usage
 from agentmesh.errors import AgentmeshError, Cancelled
@@ -38,6 +38,8 @@ PENDING, QUEUED, RUNNING_STATE, DONE, FAILED_STATE, SKIPPED_STATE, CANCELLED_STA
     "SKIPPED",
     "CANCELLED",
 )
+#: States a subtask does not leave.
+FINISHED = frozenset({DONE, FAILED_STATE, SKIPPED_STATE})
 # Request states, the names of agentmesh.v1.RequestState.
 REQUEST_RUNNING, REQUEST_SUCCEEDED, REQUEST_FAILED, REQUEST_CANCELLED = (
     "RUNNING",
@@ -128,20 +130,34 @@ def new_record(
     )
 
 
-class Executor:
-    """Runs plans through a dispatcher."""
+class Journal(Protocol):
+    """Where every subtask transition is written (the store), if anywhere."""
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def save_subtask(self, request_id: str, subtask: SubtaskRecord) -> None: ...
+
+
+class Executor:
+    """Runs plans through a dispatcher, journalling every subtask transition."""
+
+    def __init__(self, dispatcher: Dispatcher, journal: Journal | None = None) -> None:
         self.dispatcher = dispatcher
+        self.journal = journal
+
+    def _save(self, record: RequestRecord, subtask: SubtaskRecord) -> None:
+        if self.journal is not None:
+            self.journal.save_subtask(record.request_id, subtask)
 
     async def execute(self, record: RequestRecord, deadline: float, on_event: EventSink) -> None:
         """Run every step of the record's plan and fill in the outcome.
 
         Never raises for a failed request: the failure is recorded in the
         record. Raises CancelledError when the caller cancels, after
-        recording the cancellation.
+        recording the cancellation. Steps already finished (a request
+        resumed after a restart) are not run again.
         """
-        outputs: dict[str, Any] = {}
+        outputs: dict[str, Any] = {
+            s.id: s.output for s in record.subtasks.values() if s.state == DONE
+        }
         done = {s.id: asyncio.Event() for s in record.plan.steps}
         tasks = [
             asyncio.create_task(
@@ -168,6 +184,7 @@ class Executor:
             for subtask in record.subtasks.values():
                 if subtask.state in (PENDING, QUEUED, RUNNING_STATE):
                     subtask.state = CANCELLED_STATE
+                    self._save(record, subtask)
 
     async def _run_step(
         self,
@@ -180,13 +197,19 @@ class Executor:
     ) -> None:
         subtask = record.subtasks[step.id]
         try:
+            if subtask.state in FINISHED:
+                return  # finished before a restart
             for dep in step.depends_on:
                 await done[dep].wait()
             if step.when is not None and not condition_holds(step.when, record.input, outputs):
-                self._skip(subtask, f"its condition on {step.when.ref} does not hold", on_event)
+                self._skip(
+                    record, subtask, f"its condition on {step.when.ref} does not hold", on_event
+                )
                 return
             if step.optional and not self.dispatcher.has_live_worker(step.capability):
-                self._skip(subtask, f"no worker offers capability {step.capability!r}", on_event)
+                self._skip(
+                    record, subtask, f"no worker offers capability {step.capability!r}", on_event
+                )
                 return
             await self._dispatch(record, step, subtask, outputs, deadline, on_event)
         finally:
@@ -211,12 +234,16 @@ class Executor:
             difficulty=step.difficulty,
             deadline=deadline,
             budget=record.budget,
+            # After a restart, the worker that had the subtask answers it
+            # from its store instead of running it again.
+            prefer=subtask.worker_id,
         )
 
         def follow(event: SubtaskEvent) -> None:
             subtask.state = RUNNING_STATE
             subtask.worker_id = event.worker_id
             subtask.attempts = event.attempt
+            self._save(record, subtask)
             on_event(event)
 
         subtask.state = QUEUED
@@ -228,6 +255,7 @@ class Executor:
             subtask.error = ErrorRecord.of(error)
             subtask.reason = error.message
             subtask.duration = clock.now() - subtask.started_at
+            self._save(record, subtask)
             self.dispatcher.observer.subtask_finished(
                 step.capability, None, FAILED_STATE, Usage(), ""
             )
@@ -257,16 +285,20 @@ class Executor:
         subtask.usage = result.usage
         subtask.duration = clock.now() - subtask.started_at
         outputs[step.id] = result.output
+        self._save(record, subtask)
         on_event(
             SubtaskEvent(SUCCEEDED, step.id, step.capability, outcome.worker_id, outcome.attempts)
         )
 
-    def _skip(self, subtask: SubtaskRecord, reason: str, on_event: EventSink) -> None:
+    def _skip(
+        self, record: RequestRecord, subtask: SubtaskRecord, reason: str, on_event: EventSink
+    ) -> None:
         self.dispatcher.observer.subtask_finished(
             subtask.capability, None, SKIPPED_STATE, Usage(), ""
         )
         subtask.state = SKIPPED_STATE
         subtask.reason = reason
+        self._save(record, subtask)
         on_event(SubtaskEvent(SKIPPED, subtask.id, subtask.capability, message=reason))
 
 

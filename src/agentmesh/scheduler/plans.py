@@ -8,6 +8,7 @@ element is addressed by its index (`steps.split.chunks.0`).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -203,3 +204,33 @@ def condition_holds(
         return False
     equal = value == condition.value
     return equal if condition.operator == EQUALS else not equal
+
+
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    """The plan as JSON-ready data (for the store)."""
+    return dataclasses.asdict(plan)
+
+
+def plan_from_dict(data: Mapping[str, Any]) -> Plan:
+    """The plan `plan_to_dict` made."""
+
+    def binding(raw: Mapping[str, Any]) -> Binding:
+        return Binding(refs=tuple(raw["refs"]), collect=raw["collect"], value=raw["value"])
+
+    return Plan(
+        steps=tuple(
+            Step(
+                id=s["id"],
+                capability=s["capability"],
+                inputs={k: binding(b) for k, b in s["inputs"].items()},
+                depends_on=tuple(s["depends_on"]),
+                priority=s["priority"],
+                difficulty=s["difficulty"],
+                optional=s["optional"],
+                when=Condition(**s["when"]) if s["when"] else None,
+            )
+            for s in data["steps"]
+        ),
+        answer={k: binding(b) for k, b in data["answer"].items()},
+        workflow=data["workflow"],
+    )

@@ -17,6 +17,7 @@ from agentmesh.config import SchedulerConfig
 from agentmesh.metrics import MeshCollector, SchedulerMetrics, serve_metrics
 from agentmesh.scheduler.core import SchedulerCore
 from agentmesh.scheduler.servicer import SchedulerServicer
+from agentmesh.scheduler.store import SqliteStore
 from agentmesh.scheduler.transport import GrpcTransport
 from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
 
@@ -35,8 +36,9 @@ class SchedulerServer:
         self.config = config
         self.metrics = SchedulerMetrics(CollectorRegistry())
         self.transport = GrpcTransport()
+        self.store = SqliteStore(config.store) if config.store else None
         self.core = SchedulerCore(
-            config, self.transport, clock=SystemClock(), observer=self.metrics
+            config, self.transport, clock=SystemClock(), observer=self.metrics, store=self.store
         )
         self.metrics.registry.register(MeshCollector(self.core.snapshot))
         self.metrics.heartbeat_interval.set(config.heartbeat_interval)
@@ -59,6 +61,7 @@ class SchedulerServer:
         self.port = 0
         self.metrics_port = 0
         self._sweeper: asyncio.Task[None] | None = None
+        self._recovery: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._shutdown_started = False
 
@@ -76,10 +79,16 @@ class SchedulerServer:
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="liveness-sweeper")
+        self._recovery = asyncio.create_task(self._recover(), name="recovery")
         log.info(
             "scheduler serving",
             extra={"address": self.address, "metrics_port": self.metrics_port},
         )
+
+    async def _recover(self) -> None:
+        """Resume what a previous scheduler left unfinished, once workers are back."""
+        await asyncio.sleep(self.config.recovery_delay)
+        await self.core.recover()
 
     async def _sweep_forever(self) -> None:
         """Evict silent workers; check four times per heartbeat interval."""
@@ -95,11 +104,15 @@ class SchedulerServer:
             await self._stopped.wait()
             return
         self._shutdown_started = True
+        self.core.stopping = True
         await self.health.enter_graceful_shutdown()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in (self._sweeper, self._recovery):
+            if task is not None:
+                task.cancel()
         await self.server.stop(grace)
         await self.transport.close()
+        if self.store is not None:
+            self.store.close()
         self._stopped.set()
 
     async def run(self) -> None:

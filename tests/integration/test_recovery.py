@@ -1,0 +1,95 @@
+"""A scheduler killed with SIGKILL mid-request and restarted on its store finishes the request."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import urllib.request
+
+import pytest
+from agentmesh.v1 import scheduler_pb2
+from mesh import ROOT, Mesh, free_port, wait_for
+
+from agentmesh.errors import AgentmeshError
+
+pytestmark = pytest.mark.integration
+
+TICKET = json.loads(sorted((ROOT / "examples" / "tickets").glob("*.json"))[0].read_text())
+SLOW = {"AGENTMESH_SIM_LATENCY": "1.0", "AGENTMESH_SIM_SIGMA": "0"}
+
+
+def completed_runs(port: int) -> tuple[int, int]:
+    """Subtasks a worker completed (code OK), and repeats it answered from its store."""
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    ok = sum(
+        float(v)
+        for v in re.findall(r'agentmesh_worker_subtasks_total\{[^}]*code="OK"[^}]*\} (\S+)', body)
+    )
+    replays = re.search(r"^agentmesh_worker_replays_total (\S+)", body, re.MULTILINE)
+    return int(ok), int(float(replays.group(1))) if replays else 0
+
+
+def test_restarted_scheduler_resumes_without_rerunning_finished_subtasks(tmp_path) -> None:
+    mesh = Mesh(tmp_path, AGENTMESH_RECOVERY_DELAY="1.5")
+    ports = {"a": free_port(), "b": free_port()}
+    try:
+        mesh.start_scheduler()
+        for name, port in ports.items():
+            mesh.start_worker(
+                name, backend="sim", AGENTMESH_WORKER_METRICS_LISTEN=f"127.0.0.1:{port}", **SLOW
+            )
+        mesh.wait_workers(set(ports))
+        caller_saw: list[BaseException] = []
+
+        def submit() -> None:
+            try:
+                mesh.client.submit("support_ticket", TICKET, request_id="restart-1", timeout=60)
+            except AgentmeshError as error:  # the scheduler died under the call
+                caller_saw.append(error)
+
+        threading.Thread(target=submit, daemon=True).start()
+
+        def first_level_done() -> bool:
+            try:
+                request = mesh.client.get_request("restart-1", timeout=2)
+            except AgentmeshError:
+                return False
+            states = {s.id: s.state for s in request.subtasks}
+            return states["entities"] == scheduler_pb2.SUBTASK_STATE_SUCCEEDED and any(
+                s == scheduler_pb2.SUBTASK_STATE_RUNNING for s in states.values()
+            )
+
+        wait_for(first_level_done, 30, "the first subtasks to finish")
+        before = {s.id: s for s in mesh.client.get_request("restart-1").subtasks}
+        mesh.kill("scheduler")
+        mesh.start_scheduler()
+
+        def finished() -> scheduler_pb2.Request | None:
+            try:
+                request = mesh.client.get_request("restart-1", timeout=2)
+            except AgentmeshError:
+                return None
+            return request if request.state != scheduler_pb2.REQUEST_STATE_RUNNING else None
+
+        request = wait_for(finished, 60, "the resumed request to finish")
+        runs = {name: completed_runs(port) for name, port in ports.items()}
+    finally:
+        mesh.stop()
+
+    assert request.state == scheduler_pb2.REQUEST_STATE_SUCCEEDED
+    after = {s.id: s for s in request.subtasks}
+    for step, subtask in before.items():
+        if subtask.state == scheduler_pb2.SUBTASK_STATE_SUCCEEDED:
+            assert after[step].output == subtask.output  # kept, not recomputed
+            assert after[step].worker_id == subtask.worker_id
+    ran = [s for s in request.subtasks if s.state == scheduler_pb2.SUBTASK_STATE_SUCCEEDED]
+    completed = sum(ok for ok, _ in runs.values())
+    replays = sum(r for _, r in runs.values())
+    lost = 0 if request.state != scheduler_pb2.REQUEST_STATE_RUNNING else 1
+    print(
+        f"\nrequests lost: {lost}; subtasks: {len(ran)}; model calls completed: {completed}; "
+        f"completed twice: {completed - len(ran)}; answered from a worker's store: {replays}"
+    )
+    assert completed == len(ran)  # no subtask's model call completed twice
+    assert caller_saw  # the original caller was told its call broke, and can GetRequest
