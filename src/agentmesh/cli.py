@@ -107,27 +107,53 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = SchedulerConfig.from_env()
     host = config.listen.rpartition(":")[0]
-    children = [Child("scheduler", ("scheduler",))]
-    children += [
-        Child(
-            f"worker-{i}",
-            ("worker",),
-            (
-                ("AGENTMESH_SCHEDULER", config.listen),
-                ("AGENTMESH_WORKER_ID", f"builtin-{i}"),
-                ("AGENTMESH_WORKER_LISTEN", f"{host}:0"),
-            ),
-        )
-        for i in range(1, args.workers + 1)
-    ]
+    scheduler = Child("scheduler", ("scheduler",))
+    model: Child | None = None
+    model_url = ""
+    if args.backend == "local":
+        # llama.cpp's server with Gemma 3 270M (`make local-model`), supervised like the
+        # others; workers reach it through the openai backend, and one through anthropic.
+        from agentmesh import localmodel
+
+        model_port = localmodel.free_port()
+        model = localmodel.child(model_port)
+        model_url = f"http://127.0.0.1:{model_port}"
+    workers = []
+    for i in range(1, args.workers + 1):
+        backend = "builtin"
+        env = [
+            ("AGENTMESH_SCHEDULER", config.listen),
+            ("AGENTMESH_WORKER_LISTEN", f"{host}:0"),
+        ]
+        if model is not None:
+            backend = "anthropic" if i == args.workers and args.workers > 1 else "openai"
+            env += [
+                ("AGENTMESH_BACKEND", backend),
+                ("AGENTMESH_MODEL", "gemma-3-270m"),
+                ("AGENTMESH_MODEL_BASE_URL", model_url + ("/v1" if backend == "openai" else "")),
+                # A variable that holds no key: a real OPENAI_API_KEY must not go to it.
+                ("AGENTMESH_API_KEY_ENV", "AGENTMESH_LOCAL_MODEL_API_KEY"),
+                ("AGENTMESH_MODEL_MAX_TOKENS", "256"),
+                ("AGENTMESH_MODEL_TEMPERATURE", "0"),
+                # Penalties keep the tiny model from repeating itself up to the token limit.
+                ("AGENTMESH_MODEL_EXTRA_BODY", localmodel.EXTRA_BODY),
+            ]
+        env.append(("AGENTMESH_WORKER_ID", f"{backend}-{i}"))
+        workers.append(Child(f"worker-{i}", ("worker",), tuple(env)))
 
     async def supervise() -> None:
-        supervisor = Supervisor(children)
+        if model is not None:
+            from agentmesh.localmodel import healthy
+        supervisor = Supervisor([child for child in (model, scheduler, *workers) if child])
         supervisor.stop_on_signals()
-        tasks = [await supervisor.start(children[0])]
+        tasks = []
+        if model is not None:
+            tasks.append(await supervisor.start(model))
+            await _until(lambda: healthy(model_url), 300.0)
+        tasks.append(await supervisor.start(scheduler))
         with Client(config.listen, timeout=2.0) as client:
             await _until(lambda: _ready(client), 30.0)
-            tasks += [await supervisor.start(c) for c in children[1:]]
+            tasks += [await supervisor.start(c) for c in workers]
             await _until(lambda: len(_workers(client)) >= args.workers, 60.0)
         _banner(config)
         await supervisor.wait_stopped()
@@ -251,8 +277,15 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--log-level", default=os.environ.get("AGENTMESH_LOG_LEVEL", "INFO"))
     commands = top.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="the scheduler plus built-in workers, supervised")
+    run = commands.add_parser("run", help="the scheduler plus workers, supervised")
     run.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
+    run.add_argument(
+        "--backend",
+        choices=["builtin", "local"],
+        default="builtin",
+        help="builtin: offline workers (default); local: workers on a local llama.cpp model "
+        "(openai backend, and one anthropic), after `make local-model`",
+    )
     run.set_defaults(handler=cmd_run)
 
     scheduler = commands.add_parser("scheduler", help="serve the scheduler")

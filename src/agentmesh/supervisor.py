@@ -23,6 +23,8 @@ class Child:
     name: str
     args: tuple[str, ...]
     env: tuple[tuple[str, str], ...] = ()
+    #: The module run as `python -m MODULE ARGS`.
+    module: str = "agentmesh"
 
 
 class Supervisor:
@@ -37,7 +39,7 @@ class Supervisor:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "agentmesh",
+            child.module,
             *child.args,
             env={**os.environ, **dict(child.env)},
         )
