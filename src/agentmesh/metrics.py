@@ -130,6 +130,12 @@ class SchedulerMetrics:
         for reason in EVICTION_REASONS:
             # Exported from the start, so that increase() sees the first eviction.
             self.evictions.labels(reason)
+        self.ejections = Counter(
+            "agentmesh_worker_ejections",
+            "Workers taken out of rotation for a cool-down after repeated failures, by worker.",
+            ["worker"],
+            registry=registry,
+        )
         self.heartbeat_interval = Gauge(
             "agentmesh_heartbeat_interval_seconds",
             "How often workers are asked to report their health.",
@@ -163,6 +169,9 @@ class SchedulerMetrics:
 
     def hedged(self, capability: str) -> None:
         self.hedges.labels(capability).inc()
+
+    def worker_ejected(self, worker_id: str) -> None:
+        self.ejections.labels(worker_id).inc()
 
     def queue_waited(self, capability: str, seconds: float) -> None:
         self.queue_wait_seconds.labels(capability).observe(seconds)
@@ -238,8 +247,10 @@ class MeshCollector(Collector):
             "agentmesh_workers", "Registered workers, by state.", labels=["state"]
         )
         draining = sum(1 for w in snap.workers if w.draining)
-        states.add_metric(["active"], len(snap.workers) - draining)
+        ejected = sum(1 for w in snap.workers if w.ejected and not w.draining)
+        states.add_metric(["active"], len(snap.workers) - draining - ejected)
         states.add_metric(["draining"], draining)
+        states.add_metric(["ejected"], ejected)
         yield states
         depth = GaugeMetricFamily(
             "agentmesh_queue_depth",
@@ -273,6 +284,7 @@ class WorkerView:
     queue_length: int
     heartbeat_age: float
     draining: bool
+    ejected: bool = False
 
 
 @dataclass(frozen=True, slots=True)

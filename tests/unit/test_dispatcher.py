@@ -18,7 +18,7 @@ from agentmesh.errors import (
 from agentmesh.scheduler.calls import RETRIED, ExecuteResult, SubtaskCall
 from agentmesh.scheduler.dispatcher import Dispatcher
 from agentmesh.scheduler.load import LatencyWindow, TokenBucket
-from agentmesh.scheduler.policies import LatencyWeighted
+from agentmesh.scheduler.policies import LatencyWeighted, RoundRobin
 from agentmesh.scheduler.registry import Registry, WorkerSpec
 from agentmesh.scheduler.retry import HedgePolicy, RetryPolicy
 from agentmesh.scheduler.tiers import Budget
@@ -296,3 +296,28 @@ def test_hedge_delay_needs_samples_for_p95() -> None:
     assert HedgePolicy(after="0.2").delay(window) == 0.2
     with pytest.raises(ValueError, match="p95"):
         HedgePolicy(after="soon")
+
+
+async def test_an_ejected_worker_gets_no_work_until_its_cool_down_ends() -> None:
+    def behaviour(worker, c, attempt):
+        if worker.worker_id == "w0":
+            return fail_with(Unavailable("sick"))
+        return ExecuteResult({"by": worker.worker_id})
+
+    transport = FakeTransport(behaviour)
+    dispatcher, clock = make(transport, workers=3, capacity=4)
+    dispatcher.policy = RoundRobin(random.Random(1))  # keeps sending w0 its share
+    dispatcher._retries = TokenBucket(ratio=1.0, reserve=100.0)
+    for i in range(30):
+        await dispatcher.run(call(f"s{i}"))
+    sick = dispatcher.registry.get("w0")
+    assert sick.ejected_until > clock.now()
+    calls_to_sick = sum(1 for w, _, _ in transport.calls if w == "w0")
+    for i in range(10):
+        await dispatcher.run(call(f"t{i}"))
+    assert sum(1 for w, _, _ in transport.calls if w == "w0") == calls_to_sick
+    clock.advance(sick.ejected_until - clock.now() + 1)
+    dispatcher.workers_changed(sick)
+    for i in range(20):
+        await dispatcher.run(call(f"u{i}"))
+    assert sum(1 for w, _, _ in transport.calls if w == "w0") > calls_to_sick

@@ -52,6 +52,7 @@ class WorkerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WORKER_STATE_UNSPECIFIED: _ClassVar[WorkerState]
     WORKER_STATE_ACTIVE: _ClassVar[WorkerState]
     WORKER_STATE_DRAINING: _ClassVar[WorkerState]
+    WORKER_STATE_EJECTED: _ClassVar[WorkerState]
 REQUEST_STATE_UNSPECIFIED: RequestState
 REQUEST_STATE_RUNNING: RequestState
 REQUEST_STATE_SUCCEEDED: RequestState
@@ -76,6 +77,7 @@ HEARTBEAT_DIRECTIVE_REGISTER: HeartbeatDirective
 WORKER_STATE_UNSPECIFIED: WorkerState
 WORKER_STATE_ACTIVE: WorkerState
 WORKER_STATE_DRAINING: WorkerState
+WORKER_STATE_EJECTED: WorkerState
 
 class Error(_message.Message):
     __slots__ = ("code", "message")

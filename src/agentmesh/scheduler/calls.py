@@ -111,6 +111,8 @@ class DispatchObserver(Protocol):
 
     def hedged(self, capability: str) -> None: ...
 
+    def worker_ejected(self, worker_id: str) -> None: ...
+
     def queue_waited(self, capability: str, seconds: float) -> None: ...
 
     def overhead(self, seconds: float) -> None: ...
@@ -137,6 +139,9 @@ class NullObserver:
         pass
 
     def hedged(self, capability: str) -> None:
+        pass
+
+    def worker_ejected(self, worker_id: str) -> None:
         pass
 
     def queue_waited(self, capability: str, seconds: float) -> None:

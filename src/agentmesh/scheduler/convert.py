@@ -264,6 +264,8 @@ def worker_status_to_proto(
         info=worker_info_to_proto(record.spec),
         state=scheduler_pb2.WORKER_STATE_DRAINING
         if record.draining
+        else scheduler_pb2.WORKER_STATE_EJECTED
+        if record.ejected_until > now
         else scheduler_pb2.WORKER_STATE_ACTIVE,
         health=health_to_proto(record.health),
         in_flight=record.in_flight,

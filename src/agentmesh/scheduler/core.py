@@ -441,6 +441,7 @@ class SchedulerCore:
                     queue_length=w.health.queue_length,
                     heartbeat_age=now - w.last_heartbeat,
                     draining=w.draining,
+                    ejected=w.ejected_until > now,
                 )
                 for w in self.registry.workers()
             ],

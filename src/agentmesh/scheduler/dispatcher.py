@@ -39,6 +39,7 @@ from agentmesh.scheduler.calls import (
     ignore_events,
 )
 from agentmesh.scheduler.load import LatencyWindow, TokenBucket
+from agentmesh.scheduler.outliers import OutlierDetector, OutlierPolicy
 from agentmesh.scheduler.policies import Policy
 from agentmesh.scheduler.queues import CapabilityQueue
 from agentmesh.scheduler.registry import Registry, WorkerRecord
@@ -86,6 +87,7 @@ class Dispatcher:
         attempt_timeout: float,
         observer: DispatchObserver | None = None,
         hedge: HedgePolicy | None = None,
+        outliers: OutlierPolicy | None = None,
     ) -> None:
         self.registry = registry
         self.transport = transport
@@ -103,6 +105,7 @@ class Dispatcher:
         self._queues: dict[str, dict[int, CapabilityQueue[_Ticket]]] = {}
         self._running = _Running()
         self.hedge = hedge or HedgePolicy()
+        self.outliers = OutlierDetector(outliers or OutlierPolicy(), registry)
         self._retries = TokenBucket(retry.budget, retry.budget_reserve)
         self._hedges = TokenBucket(self.hedge.budget, 1.0)
         self._latencies: dict[str, LatencyWindow] = {}
@@ -279,10 +282,14 @@ class Dispatcher:
         """
         if len(self.queue(capability, tier)):
             return None
+        now = self.clock.now()
         free = [
             w
             for w in self.registry.offering(capability)
-            if w.available and tiers.rank(w.spec.tier) == tier and w.worker_id not in avoid
+            if w.available
+            and w.ejected_until <= now
+            and tiers.rank(w.spec.tier) == tier
+            and w.worker_id not in avoid
         ]
         if not free or not self._hedges.withdraw():
             return None
@@ -290,7 +297,12 @@ class Dispatcher:
 
     def _choose_tier(self, call: SubtaskCall, minimum: int) -> tuple[int, float]:
         """The tier for the next attempt, and what is reserved of the budget for it."""
-        live = [w for w in self.registry.offering(call.capability) if not w.draining]
+        now = self.clock.now()
+        live = [
+            w
+            for w in self.registry.offering(call.capability)
+            if not w.draining and w.ejected_until <= now
+        ]
         target = tiers.target_tier((w.spec.tier for w in live), minimum)
         if target is None:
             raise _no_worker(call.capability)
@@ -395,7 +407,18 @@ class Dispatcher:
             # A worker's own failures count against it; a deadline that was
             # simply too short for anyone would also land here, which the
             # decay forgives.
-            worker.errors.observe(code not in ("OK", "INVALID_ARGUMENT"), now)
+            failed = code not in ("OK", "INVALID_ARGUMENT")
+            worker.errors.observe(failed, now)
+            if self.outliers.observe(worker, failed, now):
+                self.observer.worker_ejected(worker.worker_id)
+                log.warning(
+                    "worker ejected",
+                    extra={
+                        "worker_id": worker.worker_id,
+                        "cool_down_s": round(worker.ejected_until - now, 1),
+                        "ejections": worker.ejections,
+                    },
+                )
         if self.registry.get(worker.worker_id) is worker:
             self.workers_changed(worker)
 
@@ -437,7 +460,7 @@ class Dispatcher:
                 free = [
                     w
                     for w in self.registry.offering(capability)
-                    if w.available and tiers.rank(w.spec.tier) == tier
+                    if w.available and w.ejected_until <= now and tiers.rank(w.spec.tier) == tier
                 ]
                 if not free:
                     break

@@ -52,6 +52,11 @@ class WorkerRecord:
     in_flight: int = 0
     health: HealthReport = field(default_factory=HealthReport)
     draining: bool = False
+    #: Outlier ejection (see `outliers`): failures in a row, how often it was
+    #: ejected, and until when it is out (on the scheduler's clock).
+    consecutive_failures: int = 0
+    ejections: int = 0
+    ejected_until: float = 0.0
 
     @property
     def worker_id(self) -> str:
