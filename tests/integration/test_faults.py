@@ -13,6 +13,8 @@ import pytest
 from agentmesh.v1 import scheduler_pb2
 from mesh import ROOT, Mesh, free_port, wait_for
 
+from agentmesh.errors import AgentmeshError
+
 pytestmark = pytest.mark.integration
 
 TICKET = json.loads(sorted((ROOT / "examples" / "tickets").glob("*.json"))[0].read_text())
@@ -175,3 +177,37 @@ def test_a_cancelled_request_cancels_its_subtasks_on_the_workers(mesh: Mesh) -> 
     )
     record = mesh.client.get_request("cancel-1")
     assert record.state == scheduler_pb2.REQUEST_STATE_CANCELLED
+
+
+def test_every_worker_gone_then_one_back(mesh: Mesh) -> None:
+    for name in ("a", "b"):
+        mesh.start_worker(name)
+    mesh.wait_workers({"a", "b"})
+    assert (
+        mesh.client.submit("support_ticket", TICKET).state == scheduler_pb2.REQUEST_STATE_SUCCEEDED
+    )
+    for name in ("a", "b"):
+        mesh.kill(name)
+    wait_for(lambda: not mesh.worker_ids(), 10, "the killed workers to be removed")
+
+    outcomes: dict[str, str] = {}
+    for i in range(5):
+        try:
+            request = mesh.client.submit("support_ticket", TICKET, request_id=f"gone-{i}")
+            outcomes[request.request_id] = scheduler_pb2.RequestState.Name(request.state)
+        except AgentmeshError as error:
+            outcomes[f"gone-{i}"] = error.code_name
+    assert set(outcomes.values()) == {"UNAVAILABLE"}  # an explicit failure for each, none lost
+    for request_id in outcomes:
+        record = mesh.client.get_request(request_id)
+        assert record.state == scheduler_pb2.REQUEST_STATE_FAILED
+        assert "no healthy worker" in record.error.message
+
+    mesh.start_worker("c")
+    mesh.wait_workers({"c"})
+    after = [mesh.client.submit("support_ticket", TICKET) for _ in range(5)]
+    assert all(r.state == scheduler_pb2.REQUEST_STATE_SUCCEEDED for r in after)
+    print(
+        f"\nwith no worker: {len(outcomes)} requests, {len(outcomes)} explicit UNAVAILABLE, "
+        f"0 lost; with one back: {len(after)} succeeded"
+    )
