@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -125,3 +127,14 @@ class Mesh:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(5)
+
+
+def completed_runs(port: int) -> tuple[int, int]:
+    """Subtasks a worker completed (code OK), and repeats it answered from its store."""
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    ok = sum(
+        float(v)
+        for v in re.findall(r'agentmesh_worker_subtasks_total\{[^}]*code="OK"[^}]*\} (\S+)', body)
+    )
+    replays = re.search(r"^agentmesh_worker_replays_total (\S+)", body, re.MULTILINE)
+    return int(ok), int(float(replays.group(1))) if replays else 0

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from agentmesh.v1 import scheduler_pb2
-from mesh import ROOT, Mesh, free_port, wait_for
+from mesh import ROOT, Mesh, completed_runs, free_port, wait_for
 
 from agentmesh.errors import AgentmeshError
 
@@ -74,9 +74,12 @@ class Watcher:
 
 
 def test_worker_killed_mid_request_is_retried_on_another(mesh: Mesh) -> None:
-    for name in ("a", "b", "c"):
-        mesh.start_worker(name, backend="sim", **SLOW)
-    mesh.wait_workers({"a", "b", "c"})
+    ports = {name: free_port() for name in ("a", "b", "c")}
+    for name, port in ports.items():
+        mesh.start_worker(
+            name, backend="sim", AGENTMESH_WORKER_METRICS_LISTEN=f"127.0.0.1:{port}", **SLOW
+        )
+    mesh.wait_workers(set(ports))
     watcher = Watcher(mesh, "killed-1")
     busy = wait_for(watcher.started_on, 30, "a subtask to start")
     subtask, victim = next(iter(busy.items()))
@@ -90,6 +93,12 @@ def test_worker_killed_mid_request_is_retried_on_another(mesh: Mesh) -> None:
     assert moved.attempts >= 2
     assert any(e.subtask_id == subtask and e.worker_id == victim for e in watcher.retried())
     wait_for(lambda: victim not in mesh.worker_ids(), 5, "the killed worker to be removed")
+    # The survivors completed exactly the subtasks the request credits them with.
+    survivors = {name: completed_runs(port)[0] for name, port in ports.items() if name != victim}
+    credited = sum(1 for s in request.subtasks if s.worker_id in survivors)
+    twice = sum(survivors.values()) - credited
+    print(f"\nrequests lost: 0; subtasks completed twice: {twice}")
+    assert twice == 0
 
 
 def test_frozen_worker_is_evicted_within_three_heartbeats_and_work_requeued(mesh: Mesh) -> None:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 import threading
-import urllib.request
 
 import pytest
 from agentmesh.v1 import scheduler_pb2
-from mesh import ROOT, Mesh, free_port, wait_for
+from mesh import ROOT, Mesh, completed_runs, free_port, wait_for
 
 from agentmesh.errors import AgentmeshError
 
@@ -17,17 +15,6 @@ pytestmark = pytest.mark.integration
 
 TICKET = json.loads(sorted((ROOT / "examples" / "tickets").glob("*.json"))[0].read_text())
 SLOW = {"AGENTMESH_SIM_LATENCY": "1.0", "AGENTMESH_SIM_SIGMA": "0"}
-
-
-def completed_runs(port: int) -> tuple[int, int]:
-    """Subtasks a worker completed (code OK), and repeats it answered from its store."""
-    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    ok = sum(
-        float(v)
-        for v in re.findall(r'agentmesh_worker_subtasks_total\{[^}]*code="OK"[^}]*\} (\S+)', body)
-    )
-    replays = re.search(r"^agentmesh_worker_replays_total (\S+)", body, re.MULTILINE)
-    return int(ok), int(float(replays.group(1))) if replays else 0
 
 
 def test_restarted_scheduler_resumes_without_rerunning_finished_subtasks(tmp_path) -> None:
