@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from grpc import aio
 
-from agentmesh.errors import AgentmeshError
+from agentmesh.errors import AgentmeshError, FieldViolation, InvalidArgument
 from agentmesh.status import to_grpc_status
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ def unary(
     @functools.wraps(method)
     async def wrapper(self: S, request: Req, context: aio.ServicerContext[Any, Any]) -> Resp:
         try:
+            if isinstance(request, Undecodable):
+                raise request.refuse()
             return await method(self, request, context)
         except (asyncio.CancelledError, aio.AbortError):
             raise
@@ -57,6 +59,8 @@ def streaming(
         self: S, request: Req, context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Resp]:
         try:
+            if isinstance(request, Undecodable):
+                raise request.refuse()
             async for item in method(self, request, context):
                 yield item
         except (asyncio.CancelledError, aio.AbortError):
@@ -65,3 +69,48 @@ def streaming(
             await abort(context, error)
 
     return wrapper
+
+
+class Undecodable:
+    """Stands for a request message whose bytes did not decode."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+    def refuse(self) -> InvalidArgument:
+        return InvalidArgument(
+            f"the request message could not be decoded: {self.error}",
+            [FieldViolation("request", "a well-formed agentmesh.v1 message")],
+            reason="UNDECODABLE",
+        )
+
+
+class RejectUndecodable(aio.ServerInterceptor):  # type: ignore[misc]
+    """Lets agentmesh handlers refuse undecodable messages with INVALID_ARGUMENT.
+
+    gRPC decodes a request before any handler runs and answers a decode
+    error with UNKNOWN; this wraps the decoder of agentmesh's own methods so
+    the handler receives an `Undecodable` instead, and refuses it.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[Any], Awaitable[Any]],
+        handler_call_details: Any,
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        if (
+            handler is None
+            or handler.request_deserializer is None
+            or not handler_call_details.method.startswith("/agentmesh.v1.")
+        ):
+            return handler
+        decode = handler.request_deserializer
+
+        def tolerant(data: bytes) -> Any:
+            try:
+                return decode(data)
+            except Exception as error:  # protobuf's DecodeError and its kin
+                return Undecodable(str(error))
+
+        return handler._replace(request_deserializer=tolerant)

@@ -23,6 +23,7 @@ from mesh import Mesh, free_port
 from agentmesh import localmodel
 from agentmesh.agents.llm import make_model_backend
 from agentmesh.agents.skills import SKILLS, output_violations
+from agentmesh.client import Goal
 from agentmesh.errors import (
     AgentmeshError,
     DeadlineExceeded,
@@ -75,7 +76,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, local_model: LocalModelServer
         mesh.start_worker(
             "oa",
             backend="openai",
-            skills="translate,sentiment",
+            skills="translate,sentiment,plan",
             **model_env(local_model, "openai", key),
         )
         mesh.start_worker(
@@ -110,6 +111,21 @@ def assert_valid_or_output_invalid(capability: str, call: Any) -> Any:
 
 
 # -- through the mesh -----------------------------------------------------------------
+
+
+def test_a_goal_is_planned_by_the_model(mesh: Mesh) -> None:
+    """The planner path end to end: the model's plan is checked against the live mesh."""
+    try:
+        plan = mesh.client.decompose(Goal("Detect the language of the text"), {"text": "Bonjour"})
+    except AgentmeshError as error:
+        # The tiny model's plan may not hold up: refused as documented, never anything else.
+        assert (error.code_name, error.reason) in {
+            ("INVALID_ARGUMENT", "PLANNER_INVALID_PLAN"),
+            ("INTERNAL", "OUTPUT_INVALID"),
+        }, error
+        return
+    offered = {"translate", "sentiment", "detect_language", "classify"}
+    assert plan.steps and {s.capability for s in plan.steps} <= offered
 
 
 def test_workers_declare_the_model(mesh: Mesh) -> None:

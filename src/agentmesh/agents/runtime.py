@@ -40,7 +40,7 @@ from agentmesh.errors import (
     Unavailable,
     Unimplemented,
 )
-from agentmesh.handlers import unary
+from agentmesh.handlers import RejectUndecodable, unary
 from agentmesh.metrics import WorkerMetrics, serve_metrics
 from agentmesh.scheduler.convert import (
     dict_to_struct,
@@ -103,7 +103,7 @@ class Worker:
             self.worker_id, backend.name, backend.model, TIER_NAMES[self.tier]
         ).set(1)
         self.health = health.aio.HealthServicer()
-        self.server = aio.server()
+        self.server = aio.server(interceptors=[RejectUndecodable()])
         worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(self), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

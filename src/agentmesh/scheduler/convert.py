@@ -7,6 +7,7 @@ from typing import Any
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
 from agentmesh.agents.backend import Usage
+from agentmesh.errors import FieldViolation, InvalidArgument
 from agentmesh.scheduler.calls import SubtaskEvent
 from agentmesh.scheduler.executor import RequestRecord, SubtaskRecord
 from agentmesh.scheduler.plans import EQUALS, NOT_EQUALS, Binding, Condition, Plan, Step
@@ -19,9 +20,23 @@ _OPERATORS = {
 }
 
 
-def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
-    """A Struct as plain Python; whole numbers come back as int (Struct keeps only doubles)."""
-    return _whole_numbers(json_format.MessageToDict(message))
+def struct_to_dict(message: struct_pb2.Struct, field: str = "input") -> dict[str, Any]:
+    """A Struct as plain Python; whole numbers come back as int (Struct keeps only doubles).
+
+    InvalidArgument for what JSON cannot hold (NaN, infinities).
+    """
+    return _whole_numbers(_to_python(message, field))
+
+
+def _to_python(message: struct_pb2.Struct | struct_pb2.Value, field: str) -> Any:
+    try:
+        return json_format.MessageToDict(message)
+    except ValueError as error:
+        raise InvalidArgument(
+            f"{field} holds a value JSON cannot: {error}",
+            [FieldViolation(field, "numbers must be finite")],
+            reason="INVALID_NUMBER",
+        ) from None
 
 
 def _whole_numbers(data: Any) -> Any:
@@ -44,7 +59,7 @@ def dict_to_struct(data: dict[str, Any] | None) -> struct_pb2.Struct:
 def _value_to_python(value: struct_pb2.Value) -> Any:
     if value.WhichOneof("kind") is None:
         return None
-    return json_format.MessageToDict(value)
+    return _to_python(value, "plan")
 
 
 def _python_to_value(data: Any) -> struct_pb2.Value | None:

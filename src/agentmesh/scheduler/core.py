@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 import re
 import time
@@ -73,6 +74,7 @@ class Source:
     goal: str = ""
 
 
+ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -267,10 +269,10 @@ class SchedulerCore:
             span.set_attribute(telemetry.REQUEST_ID, request_id)
         deadline = self.deadline_from(timeout)
         self.check_input(data, input_size if input_size is not None else _json_size(data))
-        if cost_budget < 0:
+        if not math.isfinite(cost_budget) or cost_budget < 0:
             raise InvalidArgument(
-                "cost_budget_usd is negative",
-                [FieldViolation("cost_budget_usd", "0 (no limit) or more")],
+                f"cost_budget_usd is {cost_budget}",
+                [FieldViolation("cost_budget_usd", "a finite amount: 0 (no limit) or more")],
             )
         with telemetry.tracer().start_as_current_span(
             "decompose",
@@ -455,8 +457,8 @@ class SchedulerCore:
         violations = []
         if not spec.worker_id:
             violations.append(FieldViolation("worker.worker_id", "required"))
-        if not spec.address:
-            violations.append(FieldViolation("worker.address", "required (host:port)"))
+        if not ADDRESS.match(spec.address) or not 0 < int(spec.address.rpartition(":")[2]) < 65536:
+            violations.append(FieldViolation("worker.address", "host:port, such as 127.0.0.1:7001"))
         if not spec.capabilities:
             violations.append(FieldViolation("worker.capabilities", "at least one"))
         if spec.capacity < 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,14 +77,16 @@ def validate_plan(plan: Plan, capabilities: frozenset[str], max_steps: int) -> N
     if not plan.steps:
         bad("steps", "a plan needs at least one step")
     if len(plan.steps) > max_steps:
-        bad("steps", f"{len(plan.steps)} steps is more than the limit of {max_steps}")
+        # Nothing more is checked: a huge plan must cost nothing to refuse.
+        raise too_many_steps(len(plan.steps), max_steps)
     ids = [s.id for s in plan.steps]
+    counts = Counter(ids)
     known = set(ids)
     for i, step in enumerate(plan.steps):
         where = f"steps[{i}]"
         if not STEP_ID.match(step.id):
             bad(f"{where}.id", f"{step.id!r} is not a step id (lower_snake_case, ≤ 64 chars)")
-        elif ids.count(step.id) > 1:
+        elif counts[step.id] > 1:
             bad(f"{where}.id", f"step id {step.id!r} is used more than once")
         if step.capability not in capabilities:
             bad(
@@ -113,6 +116,14 @@ def validate_plan(plan: Plan, capabilities: frozenset[str], max_steps: int) -> N
     if violations:
         summary = "; ".join(f"{v.field}: {v.description}" for v in violations[:5])
         raise InvalidArgument(f"invalid plan: {summary}", violations, reason="INVALID_PLAN")
+
+
+def too_many_steps(steps: int, max_steps: int) -> InvalidArgument:
+    return InvalidArgument(
+        f"invalid plan: {steps} steps is more than the limit of {max_steps}",
+        [FieldViolation("plan.steps", f"at most {max_steps} steps")],
+        reason="INVALID_PLAN",
+    )
 
 
 def _check_ref(ref: str, steps: set[str], path: str, bad: Any) -> None:

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from agentmesh.clock import SystemClock
 from agentmesh.config import SchedulerConfig
+from agentmesh.handlers import RejectUndecodable
 from agentmesh.metrics import MeshCollector, SchedulerMetrics, serve_metrics
 from agentmesh.scheduler.core import SchedulerCore
 from agentmesh.scheduler.servicer import SchedulerServicer
@@ -24,6 +25,18 @@ from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
+
+
+def server_options(config: SchedulerConfig) -> list[tuple[str, int]]:
+    return [
+        # Large enough that an oversized input reaches the handler, which says why.
+        ("grpc.max_receive_message_length", 2 * config.max_input_bytes + (1 << 16)),
+        # gRPC core answers calls beyond its pending bound (1000 by default) with
+        # CANCELLED; raise it so that admission control answers them instead, with
+        # RESOURCE_EXHAUSTED and a retry delay.
+        ("grpc.server.max_pending_requests", 20_000),
+        ("grpc.server.max_pending_requests_hard_limit", 40_000),
+    ]
 
 
 class SchedulerServer:
@@ -43,9 +56,7 @@ class SchedulerServer:
         self.metrics.registry.register(MeshCollector(self.core.snapshot))
         self.metrics.heartbeat_interval.set(config.heartbeat_interval)
         self.health = health.aio.HealthServicer()
-        self.server = aio.server(
-            options=[("grpc.max_receive_message_length", 2 * config.max_input_bytes + (1 << 16))]
-        )
+        self.server = aio.server(interceptors=[RejectUndecodable()], options=server_options(config))
         scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(
             SchedulerServicer(self.core), self.server
         )

@@ -13,11 +13,12 @@ from opentelemetry import trace
 
 from agentmesh import telemetry
 from agentmesh.errors import FieldViolation, InvalidArgument, NotFound, error_for_code
-from agentmesh.handlers import streaming, unary
+from agentmesh.handlers import Undecodable, streaming, unary
 from agentmesh.scheduler import convert
 from agentmesh.scheduler.calls import SubtaskEvent
 from agentmesh.scheduler.core import SchedulerCore, Source
 from agentmesh.scheduler.executor import RequestRecord
+from agentmesh.scheduler.plans import too_many_steps
 from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,12 @@ def _source(
     request: scheduler_pb2.SubmitRequest
     | scheduler_pb2.StreamSubmitRequest
     | scheduler_pb2.DecomposeRequest,
+    max_steps: int,
 ) -> Source:
     which = request.WhichOneof("source")
     if which == "plan":
+        if len(request.plan.steps) > max_steps:
+            raise too_many_steps(len(request.plan.steps), max_steps)
         return Source(plan=convert.plan_from_proto(request.plan))
     if which == "goal":
         return Source(goal=request.goal)
@@ -57,7 +61,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         with telemetry.server_span(SUBMIT, context.invocation_metadata()):
             record = await self.core.submit(
                 request.request_id,
-                _source(request),
+                _source(request, self.core.config.max_steps),
                 convert.struct_to_dict(request.input),
                 priority=request.priority,
                 cost_budget=request.cost_budget_usd,
@@ -87,7 +91,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             run = asyncio.create_task(
                 self.core.submit(
                     request.request_id,
-                    _source(request),
+                    _source(request, self.core.config.max_steps),
                     convert.struct_to_dict(request.input),
                     priority=request.priority,
                     cost_budget=request.cost_budget_usd,
@@ -126,7 +130,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         self, request: scheduler_pb2.DecomposeRequest, context: Context
     ) -> scheduler_pb2.DecomposeResponse:
         data = convert.struct_to_dict(request.input)
-        source = _source(request)
+        source = _source(request, self.core.config.max_steps)
         if source.plan is None:
             self.core.check_input(data, request.input.ByteSize())
         deadline = self.core.deadline_from(context.time_remaining())
@@ -180,6 +184,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         interval = convert.duration(self.core.config.heartbeat_interval)
         try:
             async for beat in request_iterator:
+                if isinstance(beat, Undecodable):
+                    raise beat.refuse()
                 if not beat.worker_id:
                     raise InvalidArgument("a heartbeat names its worker_id")
                 worker_id = beat.worker_id

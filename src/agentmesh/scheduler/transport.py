@@ -7,6 +7,7 @@ from grpc import aio
 
 from agentmesh import telemetry
 from agentmesh.agents.backend import Usage
+from agentmesh.errors import AgentmeshError, Unavailable
 from agentmesh.scheduler.calls import ExecuteResult, SubtaskCall
 from agentmesh.scheduler.convert import dict_to_struct, struct_to_dict
 from agentmesh.scheduler.registry import WorkerRecord
@@ -48,11 +49,23 @@ class GrpcTransport:
         )
         try:
             stub = await self._stub(worker)
+        except Exception as error:  # an address grpc cannot use
+            raise Unavailable(
+                f"cannot reach worker {worker.worker_id} at {worker.spec.address!r}: {error}",
+                reason="WORKER_UNREACHABLE",
+            ) from None
+        try:
             response = await stub.Execute(
                 request, timeout=max(timeout, 0.001), metadata=telemetry.outgoing_metadata()
             )
         except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+            failure = from_rpc_error(error)
+            if failure.code_name == "UNKNOWN":
+                # A worker's unexplained failure: ours to report as INTERNAL, never UNKNOWN.
+                raise AgentmeshError(
+                    f"worker {worker.worker_id} failed: {failure.message}", reason="WORKER_FAILED"
+                ) from None
+            raise failure from None
         return ExecuteResult(
             output=struct_to_dict(response.output),
             usage=Usage(
