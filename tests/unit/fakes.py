@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Iterable
 
+from agentmesh.clock import Clock
 from agentmesh.errors import AgentmeshError
 from agentmesh.scheduler.calls import ExecuteResult, SubtaskCall
-from agentmesh.scheduler.registry import WorkerRecord
+from agentmesh.scheduler.dispatcher import Dispatcher
+from agentmesh.scheduler.policies import LatencyWeighted, Policy
+from agentmesh.scheduler.registry import Registry, WorkerRecord, WorkerSpec
+from agentmesh.scheduler.retry import RetryPolicy
 
 
 class FakeClock:
@@ -58,3 +63,32 @@ class FakeTransport:
 
 def fail_with(error: AgentmeshError) -> ExecuteResult:
     raise error
+
+
+def make_dispatcher(
+    transport: FakeTransport,
+    *,
+    policy: Policy | None = None,
+    clock: Clock | None = None,
+    workers: int = 2,
+    capabilities: Iterable[str] = ("echo",),
+    capacity: int = 1,
+) -> Dispatcher:
+    """A dispatcher over `workers` registered workers w0, w1, ... with seeded randomness."""
+    clock = clock or FakeClock()
+    registry = Registry(initial_latency=0.05, latency_decay=10.0, error_decay=30.0)
+    dispatcher = Dispatcher(
+        registry,
+        transport,
+        policy or LatencyWeighted(random.Random(1)),
+        retry=RetryPolicy(),
+        clock=clock,
+        rng=random.Random(2),
+        queue_bound=100,
+        aging=5.0,
+        attempt_timeout=10.0,
+    )
+    for i in range(workers):
+        spec = WorkerSpec(f"w{i}", f"127.0.0.1:{i}", frozenset(capabilities), capacity)
+        dispatcher.workers_changed(registry.register(spec, clock.now()))
+    return dispatcher

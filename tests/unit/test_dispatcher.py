@@ -4,7 +4,7 @@ import asyncio
 import random
 
 import pytest
-from fakes import FakeClock, FakeTransport, fail_with
+from fakes import FakeClock, FakeTransport, fail_with, make_dispatcher
 
 from agentmesh.clock import SystemClock
 from agentmesh.errors import (
@@ -16,32 +16,16 @@ from agentmesh.errors import (
     Unavailable,
 )
 from agentmesh.scheduler.calls import RETRIED, ExecuteResult, SubtaskCall
-from agentmesh.scheduler.dispatcher import Dispatcher
 from agentmesh.scheduler.load import LatencyWindow, TokenBucket
-from agentmesh.scheduler.policies import LatencyWeighted, RoundRobin
-from agentmesh.scheduler.registry import Registry, WorkerSpec
-from agentmesh.scheduler.retry import HedgePolicy, RetryPolicy
+from agentmesh.scheduler.policies import RoundRobin
+from agentmesh.scheduler.registry import WorkerSpec
+from agentmesh.scheduler.retry import HedgePolicy
 from agentmesh.scheduler.tiers import Budget
 
 
 def make(transport: FakeTransport, workers: int = 2, capacity: int = 1, clock=None):
     clock = clock or FakeClock()
-    registry = Registry(initial_latency=0.05, latency_decay=10.0, error_decay=30.0)
-    dispatcher = Dispatcher(
-        registry,
-        transport,
-        LatencyWeighted(random.Random(1)),
-        retry=RetryPolicy(),
-        clock=clock,
-        rng=random.Random(2),
-        queue_bound=100,
-        aging=5.0,
-        attempt_timeout=10.0,
-    )
-    for i in range(workers):
-        spec = WorkerSpec(f"w{i}", f"127.0.0.1:{i}", frozenset({"echo"}), capacity)
-        dispatcher.workers_changed(registry.register(spec, clock.now()))
-    return dispatcher, clock
+    return make_dispatcher(transport, clock=clock, workers=workers, capacity=capacity), clock
 
 
 def call(subtask_id: str = "s", deadline: float = 2000.0, capability: str = "echo") -> SubtaskCall:

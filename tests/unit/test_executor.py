@@ -3,35 +3,19 @@
 import asyncio
 import random
 
-from fakes import FakeClock, FakeTransport, fail_with
+from fakes import FakeTransport, fail_with, make_dispatcher
 
 from agentmesh.errors import InvalidArgument
 from agentmesh.scheduler.calls import ExecuteResult
-from agentmesh.scheduler.dispatcher import Dispatcher
 from agentmesh.scheduler.executor import Executor, new_record
 from agentmesh.scheduler.plans import NOT_EQUALS, Binding, Condition, Plan, Step
 from agentmesh.scheduler.policies import RoundRobin
-from agentmesh.scheduler.registry import Registry, WorkerSpec
-from agentmesh.scheduler.retry import RetryPolicy
 
 
 def executor(transport: FakeTransport, capabilities=("a", "b", "c")) -> Executor:
-    clock = FakeClock()
-    registry = Registry(initial_latency=0.05, latency_decay=10.0, error_decay=30.0)
-    dispatcher = Dispatcher(
-        registry,
-        transport,
-        RoundRobin(random.Random(1)),
-        retry=RetryPolicy(),
-        clock=clock,
-        rng=random.Random(1),
-        queue_bound=100,
-        aging=5.0,
-        attempt_timeout=10.0,
+    dispatcher = make_dispatcher(
+        transport, policy=RoundRobin(random.Random(1)), capabilities=capabilities, capacity=8
     )
-    for i in range(2):
-        spec = WorkerSpec(f"w{i}", "127.0.0.1:1", frozenset(capabilities), capacity=8)
-        dispatcher.workers_changed(registry.register(spec, clock.now()))
     return Executor(dispatcher)
 
 

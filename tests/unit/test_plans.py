@@ -78,7 +78,7 @@ def test_duplicate_ids_bad_ids_empty_and_too_many() -> None:
     assert any("not a step id" in f for f in violations(plan(Step("Bad-Id", "summarize"))))
     assert any("at least one step" in f for f in violations(plan()))
     many = plan(*(Step(f"s{i}", "summarize") for i in range(11)))
-    assert any("limit of 10" in f for f in violations(many))
+    assert any("at most 10 steps" in f for f in violations(many))
 
 
 def test_find_cycle_on_a_dag_is_empty() -> None:
