@@ -102,13 +102,17 @@ def test_worker_killed_mid_request_is_retried_on_another(mesh: Mesh) -> None:
 
 
 def test_frozen_worker_is_evicted_within_three_heartbeats_and_work_requeued(mesh: Mesh) -> None:
-    for name in ("a", "b"):
-        mesh.start_worker(name, backend="sim", **SLOW)
-    mesh.wait_workers({"a", "b"})
+    ports = {name: free_port() for name in ("a", "b")}
+    for name, port in ports.items():
+        mesh.start_worker(
+            name, backend="sim", AGENTMESH_WORKER_METRICS_LISTEN=f"127.0.0.1:{port}", **SLOW
+        )
+    mesh.wait_workers(set(ports))
     watcher = Watcher(mesh, "frozen-1")
     busy = wait_for(watcher.started_on, 30, "a subtask to start")
     subtask, victim = next(iter(busy.items()))
     mesh.signal(victim, signal.SIGSTOP)  # heartbeats stop; the TCP connection stays open
+    frozen_with = [s for s, w in watcher.started_on().items() if w == victim]
 
     last_beat = None
     while True:
@@ -130,6 +134,12 @@ def test_frozen_worker_is_evicted_within_three_heartbeats_and_work_requeued(mesh
     # Thawed, the worker learns it was evicted, registers again and takes work.
     mesh.signal(victim, signal.SIGCONT)
     mesh.wait_workers({"a", "b"}, timeout=15)
+    # A frozen worker may finish, once thawed, the model call it had started: that
+    # subtask's model call then ran twice (its result is not used). Counted, not hidden.
+    completed = sum(completed_runs(port)[0] for port in ports.values())
+    ran = sum(1 for s in request.subtasks if s.state == scheduler_pb2.SUBTASK_STATE_SUCCEEDED)
+    print(f"\nrequests lost: 0; subtasks whose model call completed twice: {completed - ran}")
+    assert completed - ran <= len(frozen_with)  # at most what the frozen worker had in flight
 
 
 def test_sigterm_drains_a_worker_without_losing_its_subtask(mesh: Mesh) -> None:
