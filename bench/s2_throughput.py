@@ -1,0 +1,187 @@
+"""S2 throughput: subtasks per second through one scheduler process, and its CPU per subtask.
+
+Requests are client-supplied plans of 7 independent no-op steps (the
+support workflow's seven skills, each on the request's text), served by 2
+echo workers (`sim` over `echo`, latency 0, capacity 64 each so that worker
+slots never limit). Many concurrent asyncio clients in the benchmark
+process keep the scheduler saturated (closed loop). The scheduler's CPU time
+comes from /proc/<pid>/stat before and after each measured round.
+
+The targets are measured on the scheduler as deployed (its durable SQLite
+store on). The same load on a second scheduler with `AGENTMESH_STORE=""`
+(requests in memory only), interleaved round by round, shows what the store
+costs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from agentmesh.v1 import plan_pb2
+
+from bench.harness import Cluster, Mesh, SchedulerCaller, process_cpu_seconds, sim_worker
+from bench.load import Call, closed_loop, rounds
+from bench.stats import ScenarioResult, Target, median, ratio
+
+#: The seven skills of the support workflow, each one no-op step on the request's text.
+STEPS = (
+    "extract_entities",
+    "detect_language",
+    "sentiment",
+    "summarize",
+    "classify",
+    "draft_reply",
+    "translate",
+)
+DATA = {"text": "Where is my order ORD-123456? It was due last week."}
+
+
+def plan() -> plan_pb2.Plan:
+    """Seven independent steps: all of them ready at once."""
+    steps = []
+    for capability in STEPS:
+        inputs = {"text": plan_pb2.Binding(refs=["request.text"])}
+        if capability == "translate":
+            binding = plan_pb2.Binding()
+            binding.value.string_value = "de"
+            inputs["target_language"] = binding
+        steps.append(plan_pb2.PlanStep(id=capability, capability=capability, inputs=inputs))
+    return plan_pb2.Plan(steps=steps)
+
+
+@dataclass(frozen=True)
+class Params:
+    concurrency: int = 48
+    """Requests in flight at once, from the benchmark's asyncio clients."""
+    warmup: float = 2.0
+    """Seconds of load before the first measured round."""
+    seconds: float = 6.0
+    """Length of a measured round."""
+    rounds: int = 3
+    capacity: int = 64
+    """Slots per echo worker."""
+
+
+FULL = Params()
+SMOKE = Params(concurrency=8, warmup=0.3, seconds=0.7, rounds=1)
+
+#: The variants: the default durable store, and requests kept in memory only.
+STORES = {"sqlite_store": None, "memory_store": ""}
+DEFAULT = "sqlite_store"
+
+Round = dict[str, float | None]
+
+
+def run(log_dir: Path, seed: int, smoke: bool) -> ScenarioResult:
+    params = SMOKE if smoke else FULL
+    meshes = {
+        variant: Mesh(
+            f"s2-{variant}",
+            log_dir,
+            [
+                sim_worker(f"echo-{i}", latency=0.0, seed=seed + i, capacity=params.capacity)
+                for i in (1, 2)
+            ],
+            env={} if store is None else {"AGENTMESH_STORE": store},
+        )
+        for variant, store in STORES.items()
+    }
+    with Cluster(list(meshes.values())):
+        measured = asyncio.run(_measure(meshes, params))
+
+    def stat(variant: str, key: str) -> float | None:
+        return median(r[key] for r in measured[variant])
+
+    metrics: dict[str, object] = {}
+    for variant in STORES:
+        metrics[variant] = {
+            "subtasks_per_s": stat(variant, "subtasks_per_s"),
+            "scheduler_cpu_us_per_subtask": stat(variant, "scheduler_cpu_us_per_subtask"),
+            "scheduler_cpu_utilisation": stat(variant, "scheduler_cpu_share"),
+            "workers_cpu_utilisation": stat(variant, "workers_cpu_share"),
+            "client_cpu_utilisation": stat(variant, "client_cpu_share"),
+            "failed_requests": sum(int(r["failed"] or 0) for r in measured[variant]),
+        }
+    rate = stat(DEFAULT, "subtasks_per_s")
+    cpu = stat(DEFAULT, "scheduler_cpu_us_per_subtask")
+    metrics.update(
+        {
+            "subtasks_per_s": rate,
+            "requests_per_s": stat(DEFAULT, "requests_per_s"),
+            "scheduler_cpu_us_per_subtask": cpu,
+            "subtasks_per_s_by_round": [r["subtasks_per_s"] for r in measured[DEFAULT]],
+            "memory_vs_sqlite_store_throughput": ratio(
+                stat("memory_store", "subtasks_per_s"), rate
+            ),
+            "concurrency": params.concurrency,
+            "machine_cpus": os.cpu_count(),
+        }
+    )
+    return ScenarioResult(
+        key="S2",
+        title="Throughput: 7-subtask requests over 2 echo workers, scheduler saturated",
+        metrics=metrics,
+        targets={
+            "subtasks_per_s": Target(rate, 4000.0, ">=", "/s"),
+            "scheduler_cpu_us_per_subtask": Target(cpu, 200.0, "<=", "µs"),
+        },
+        notes=[
+            "Clients, scheduler and both workers share this machine's CPUs; utilisations are "
+            "CPU seconds per wall second (1.0 = one core busy).",
+            f"{params.concurrency} requests in flight; {params.rounds} rounds of "
+            f"{params.seconds:g} s per variant, interleaved; medians over rounds.",
+        ],
+    )
+
+
+async def _measure(meshes: dict[str, Mesh], params: Params) -> dict[str, list[Round]]:
+    callers = {v: SchedulerCaller(m.target) for v, m in meshes.items()}
+    the_plan = plan()
+
+    def call_for(variant: str) -> Call:
+        async def call() -> int:
+            request = await callers[variant].submit(the_plan, DATA, timeout=30.0)
+            return max((s.attempts for s in request.subtasks), default=1)
+
+        return call
+
+    measured: dict[str, list[Round]] = {v: [] for v in meshes}
+    try:
+        for variant in meshes:
+            await closed_loop(call_for(variant), params.concurrency, params.warmup)
+        for order in rounds(list(meshes), params.rounds):
+            for variant in order:
+                measured[variant].append(await _round(meshes[variant], call_for(variant), params))
+        return measured
+    finally:
+        for caller in callers.values():
+            await caller.close()
+
+
+async def _round(mesh: Mesh, call: Call, params: Params) -> Round:
+    """One measured round of closed-loop load, with the processes' CPU time."""
+    worker_pids = [p.pid for n, p in mesh.processes.items() if n != "scheduler"]
+    cpu0 = mesh.cpu_seconds()
+    workers0 = sum(process_cpu_seconds(p) for p in worker_pids)
+    client0 = time.process_time()
+    t0 = time.perf_counter()
+    samples = await closed_loop(call, params.concurrency, params.seconds)
+    wall = time.perf_counter() - t0
+    cpu = mesh.cpu_seconds() - cpu0
+    workers = sum(process_cpu_seconds(p) for p in worker_pids) - workers0
+    client = time.process_time() - client0
+    ok = sum(1 for s in samples if s.ok)
+    subtasks = ok * len(STEPS)
+    return {
+        "subtasks_per_s": subtasks / wall,
+        "requests_per_s": ok / wall,
+        "scheduler_cpu_us_per_subtask": cpu / subtasks * 1e6 if subtasks else None,
+        "scheduler_cpu_share": cpu / wall,
+        "workers_cpu_share": workers / wall,
+        "client_cpu_share": client / wall,
+        "failed": len(samples) - ok,
+    }
