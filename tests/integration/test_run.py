@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 from mesh import ROOT, free_port, wait_for
@@ -35,7 +36,7 @@ def printed_commands(banner: str) -> list[str]:
     return commands
 
 
-def test_run_prints_commands_that_work_and_stops_cleanly() -> None:
+def test_run_prints_commands_that_work_and_stops_cleanly(tmp_path: Path) -> None:
     if not (ROOT / ".venv" / "bin" / "agentmesh").exists():
         pytest.fail(".venv/bin is missing: run the suite through `make test`")
     port, metrics = free_port(), free_port()
@@ -43,6 +44,7 @@ def test_run_prints_commands_that_work_and_stops_cleanly() -> None:
         **os.environ,
         "AGENTMESH_LISTEN": f"127.0.0.1:{port}",
         "AGENTMESH_METRICS_LISTEN": f"127.0.0.1:{metrics}",
+        "AGENTMESH_STORE": str(tmp_path / "scheduler.db"),
     }
     supervisor = subprocess.Popen(
         [sys.executable, "-m", "agentmesh", "run"],

@@ -76,3 +76,15 @@ def test_latency_weighted_trusts_a_worse_self_report() -> None:
 def test_make_policy_names_the_choices() -> None:
     with pytest.raises(ValueError, match="latency_weighted"):
         make_policy("fastest", random.Random(1))
+
+
+def test_latency_weighted_waits_for_a_fast_worker_rather_than_use_a_slow_one() -> None:
+    fast, slow = workers(2, capacity=4)
+    fast.latency.observe(0.010, 1.0)
+    slow.latency.observe(0.200, 1.0)
+    fast.in_flight = 4  # full: a slot frees in about 10 ms / 4
+    policy = LatencyWeighted(random.Random(1))
+    assert policy.worth_waiting(slow, [fast], 1.0)
+    assert not policy.worth_waiting(fast, [slow], 1.0)
+    assert not policy.worth_waiting(slow, [], 1.0)  # nothing to wait for
+    assert not RoundRobin(random.Random(1)).worth_waiting(slow, [fast], 1.0)

@@ -464,10 +464,11 @@ class Dispatcher:
                 ]
                 if not free:
                     break
-                ticket = queue.pop(now)
+                ticket = queue.peek(now)
                 if ticket is None:
                     break
                 if ticket.granted.done():
+                    queue.pop(now)
                     continue
                 preferred = (
                     [w for w in free if w.worker_id == ticket.call.prefer]
@@ -475,6 +476,17 @@ class Dispatcher:
                     or free
                 )
                 worker = self.policy.pick(preferred, now)
+                busy = [
+                    w
+                    for w in self.registry.offering(capability)
+                    if not w.available
+                    and not w.draining
+                    and w.ejected_until <= now
+                    and tiers.rank(w.spec.tier) == tier
+                ]
+                if self.policy.worth_waiting(worker, busy, now):
+                    break  # a slot on a faster worker frees sooner than this one would finish
+                queue.pop(now)
                 worker.in_flight += 1
                 ticket.granted.set_result(worker)
 

@@ -18,8 +18,19 @@ from agentmesh.scheduler.registry import WorkerRecord
 class Policy(Protocol):
     def pick(self, candidates: Sequence[WorkerRecord], now: float) -> WorkerRecord: ...
 
+    def worth_waiting(self, chosen: WorkerRecord, busy: Sequence[WorkerRecord], now: float) -> bool:
+        """Whether to keep the subtask queued for a busy worker rather than send it to `chosen`."""
+        ...
 
-class RoundRobin:
+
+class _NeverWait:
+    """Baselines send work to whichever free worker they pick."""
+
+    def worth_waiting(self, chosen: WorkerRecord, busy: Sequence[WorkerRecord], now: float) -> bool:
+        return False
+
+
+class RoundRobin(_NeverWait):
     """Each candidate in turn, whatever its load: the naive baseline."""
 
     def __init__(self, rng: random.Random) -> None:
@@ -29,7 +40,7 @@ class RoundRobin:
         return candidates[next(self._counter) % len(candidates)]
 
 
-class PowerOfTwoChoices:
+class PowerOfTwoChoices(_NeverWait):
     """The less loaded of two random candidates, load being in-flight over capacity."""
 
     def __init__(self, rng: random.Random) -> None:
@@ -59,8 +70,26 @@ class LatencyWeighted:
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
 
+    def latency(self, worker: WorkerRecord) -> float:
+        return max(worker.latency.estimate(), worker.health.latency)
+
+    def worth_waiting(self, chosen: WorkerRecord, busy: Sequence[WorkerRecord], now: float) -> bool:
+        """Wait for a busy worker when it would finish the subtask sooner than `chosen`.
+
+        A full worker frees a slot, on average, every latency / capacity
+        seconds; queued there, the subtask would finish after that wait plus
+        its latency. A free but slow worker is used only when it beats that.
+        """
+        finish_on_chosen = self.latency(chosen) * (
+            1.0 + self.error_penalty * chosen.errors.rate(now)
+        )
+        finish_elsewhere = min(
+            (self.latency(w) * (1.0 + 1.0 / w.spec.capacity) for w in busy), default=float("inf")
+        )
+        return finish_elsewhere < finish_on_chosen
+
     def cost(self, worker: WorkerRecord, now: float) -> float:
-        latency = max(worker.latency.estimate(), worker.health.latency)
+        latency = self.latency(worker)
         load = (worker.in_flight + 1) / worker.spec.capacity
         return latency * load * (1.0 + self.error_penalty * worker.errors.rate(now))
 

@@ -72,6 +72,20 @@ class CapabilityQueue(Generic[T]):
 
     def pop(self, now: float) -> T | None:
         """The next item by aged priority, deadline and arrival; None when empty."""
+        best = self._head(now)
+        if best is None:
+            return None
+        heapq.heappop(self._heaps[best.priority])
+        best.removed = True
+        self._size -= 1
+        return best.item
+
+    def peek(self, now: float) -> T | None:
+        """The item `pop` would return, left in the queue."""
+        head = self._head(now)
+        return None if head is None else head.item
+
+    def _head(self, now: float) -> Entry[T] | None:
         best: Entry[T] | None = None
         best_rank = -1.0
         for priority, heap in self._heaps.items():
@@ -83,12 +97,7 @@ class CapabilityQueue(Generic[T]):
             rank = priority + (now - head.enqueued_at) / self.aging
             if best is None or rank > best_rank or (rank == best_rank and head < best):
                 best, best_rank = head, rank
-        if best is None:
-            return None
-        heapq.heappop(self._heaps[best.priority])
-        best.removed = True
-        self._size -= 1
-        return best.item
+        return best
 
     def oldest_age(self, now: float) -> float:
         """Seconds the longest-waiting live entry has waited (0 when empty)."""

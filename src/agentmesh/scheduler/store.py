@@ -114,7 +114,7 @@ class SqliteStore:
         self._writes.put(
             (
                 "INSERT OR REPLACE INTO subtasks (request_id, subtask_id, record) VALUES (?, ?, ?)",
-                (request_id, subtask.id, json.dumps(asdict(subtask))),
+                (request_id, subtask.id, json.dumps(_subtask_row(subtask))),
             )
         )
 
@@ -220,6 +220,14 @@ class SqliteStore:
         self._writes.put(_STOP)
         self._writer.join(10)
         self._db.close()
+
+
+def _subtask_row(subtask: SubtaskRecord) -> dict[str, Any]:
+    """A subtask as JSON-ready data; by hand, as `asdict` deep-copies the output each time."""
+    row = dict(vars(subtask))
+    row["usage"] = vars(subtask.usage)
+    row["error"] = asdict(subtask.error) if subtask.error else None
+    return row
 
 
 class _Marker:
