@@ -60,7 +60,7 @@ bench: install
 	$(BIN)/python -m bench
 
 lint: install $(BUF)
-	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff check src tests scripts bench
 	cd protos && $(abspath $(BUF)) lint
 
 clean:
