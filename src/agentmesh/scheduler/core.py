@@ -15,7 +15,6 @@ import random
 import re
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +56,7 @@ from agentmesh.scheduler.executor import (
 from agentmesh.scheduler.plans import Plan, validate_plan
 from agentmesh.scheduler.policies import make_policy
 from agentmesh.scheduler.registry import HealthReport, Registry, WorkerRecord, WorkerSpec
+from agentmesh.scheduler.requests import RequestIndex
 from agentmesh.scheduler.stats import Finished, RequestWindow
 from agentmesh.scheduler.store import Store
 from agentmesh.scheduler.tiers import NUANCED
@@ -76,37 +76,6 @@ class Source:
 
 ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-class RequestStore:
-    """Requests by id: the running ones, and a bounded window of finished ones."""
-
-    def __init__(self, retained: int) -> None:
-        self.retained = retained
-        self._running: dict[str, asyncio.Task[RequestRecord]] = {}
-        self._records: OrderedDict[str, RequestRecord] = OrderedDict()
-
-    def get(self, request_id: str) -> RequestRecord | None:
-        return self._records.get(request_id)
-
-    def running(self, request_id: str) -> asyncio.Task[RequestRecord] | None:
-        return self._running.get(request_id)
-
-    def active(self) -> int:
-        return len(self._running)
-
-    def start(self, record: RequestRecord, task: asyncio.Task[RequestRecord]) -> None:
-        self._records[record.request_id] = record
-        self._running[record.request_id] = task
-        task.add_done_callback(lambda _: self._finish(record.request_id))
-
-    def _finish(self, request_id: str) -> None:
-        self._running.pop(request_id, None)
-        while len(self._records) > self.retained:
-            oldest = next(iter(self._records))
-            if oldest in self._running:
-                break
-            self._records.popitem(last=False)
 
 
 class SchedulerCore:
@@ -151,7 +120,7 @@ class SchedulerCore:
         )
         self.executor = Executor(self.dispatcher, store)
         self.workflows = workflows or WorkflowLibrary.load(config.workflows_dir)
-        self.requests = RequestStore(config.retained_requests)
+        self.requests = RequestIndex(config.retained_requests)
         self.stats = RequestWindow()
 
     # -- requests ---------------------------------------------------------------

@@ -306,15 +306,9 @@ class Dispatcher:
         target = tiers.target_tier((w.spec.tier for w in live), minimum)
         if target is None:
             raise _no_worker(call.capability)
-        prices: dict[int, tiers.Price] = {}
-        for w in live:
-            tier = tiers.rank(w.spec.tier)
-            price = prices.get(tier, tiers.Price())
-            prices[tier] = tiers.Price(
-                max(price.input_per_mtok, w.spec.input_price_per_mtok),
-                max(price.output_per_mtok, w.spec.output_price_per_mtok),
-            )
-        return tiers.choose_within_budget(prices, target, call.input, call.budget)
+        return tiers.choose_within_budget(
+            tiers.prices_by_tier(live), target, call.input, call.budget
+        )
 
     @staticmethod
     def _settle(call: SubtaskCall, reserved: float, actual: float) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentmesh.errors import FailedPrecondition
+from agentmesh.scheduler.registry import WorkerRecord
 
 # agentmesh.v1.Tier, cheapest first. TIER_UNSPECIFIED counts as small.
 BUILTIN, SMALL, LARGE = 1, 2, 3
@@ -85,6 +86,19 @@ class Budget:
         """Release a reservation and charge what the attempt really cost."""
         self.reserved = max(self.reserved - reserved, 0.0)
         self.spent += actual
+
+
+def prices_by_tier(workers: Iterable[WorkerRecord]) -> dict[int, Price]:
+    """Each tier's highest declared prices: what an attempt there may cost at most."""
+    prices: dict[int, Price] = {}
+    for w in workers:
+        tier = rank(w.spec.tier)
+        price = prices.get(tier, Price())
+        prices[tier] = Price(
+            max(price.input_per_mtok, w.spec.input_price_per_mtok),
+            max(price.output_per_mtok, w.spec.output_price_per_mtok),
+        )
+    return prices
 
 
 def choose_within_budget(
