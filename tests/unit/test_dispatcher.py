@@ -305,3 +305,18 @@ async def test_an_ejected_worker_gets_no_work_until_its_cool_down_ends() -> None
     for i in range(20):
         await dispatcher.run(call(f"u{i}"))
     assert sum(1 for w, _, _ in transport.calls if w == "w0") > calls_to_sick
+
+
+async def test_work_waiting_for_a_fast_worker_moves_on_when_it_is_evicted() -> None:
+    transport = FakeTransport()
+    dispatcher, clock = make(transport, workers=2)
+    fast, slow = dispatcher.registry.get("w0"), dispatcher.registry.get("w1")
+    fast.latency.observe(0.01, clock.now())
+    slow.latency.observe(1.0, clock.now())
+    fast.in_flight = fast.spec.capacity  # full, with work the dispatcher does not track
+    waiting = asyncio.create_task(dispatcher.run(call("waiting")))
+    await asyncio.sleep(0.01)
+    assert dispatcher.queue_depths() == {"echo": 1}  # waits for the fast worker
+    await dispatcher.evict("w0", "test")
+    outcome = await asyncio.wait_for(waiting, 1.0)
+    assert outcome.worker_id == "w1"

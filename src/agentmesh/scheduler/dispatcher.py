@@ -151,9 +151,12 @@ class Dispatcher:
             attempt.task.cancel()
         await self.transport.forget(worker_id)
         if record is not None:
-            # Subtasks queued only for this worker's capabilities may now have none.
             for capability in record.spec.capabilities:
+                # Subtasks queued only for this worker's tier may now have none; and
+                # subtasks that waited for it rather than use a slower free worker
+                # must not wait any longer.
                 self._fail_orphans(capability)
+                self._pump(capability)
         return record
 
     # -- running subtasks -----------------------------------------------------
