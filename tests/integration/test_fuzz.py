@@ -412,6 +412,18 @@ GOALS = st.one_of(TEXT, HUGE_TEXT)
 # -- the fuzzing --------------------------------------------------------------------
 
 
+def set_source(
+    request: Any, source: str | None, workflow: str, plan: plan_pb2.Plan, goal: str
+) -> None:
+    """Set the request's `source` oneof as drawn (None leaves it unset)."""
+    if source == "workflow":
+        request.workflow = workflow
+    elif source == "plan":
+        request.plan.CopyFrom(plan)
+    elif source == "goal":
+        request.goal = goal
+
+
 @fuzz(250)
 @given(
     request_id=REQUEST_IDS,
@@ -453,12 +465,7 @@ def test_submit(
     request = scheduler_pb2.SubmitRequest(
         request_id=request_id, input=struct(data), priority=priority, cost_budget_usd=budget
     )
-    if source == "workflow":
-        request.workflow = workflow
-    elif source == "plan":
-        request.plan.CopyFrom(plan)
-    elif source == "goal":
-        request.goal = goal
+    set_source(request, source, workflow, plan, goal)
     unary(stub, "Submit", request, timeout=timeout, metadata=metadata)
 
 
@@ -523,12 +530,7 @@ def test_decompose(
     metadata: list[tuple[str, str | bytes]],
 ) -> None:
     request = scheduler_pb2.DecomposeRequest(input=struct(data))
-    if source == "workflow":
-        request.workflow = workflow
-    elif source == "plan":
-        request.plan.CopyFrom(plan)
-    elif source == "goal":
-        request.goal = goal
+    set_source(request, source, workflow, plan, goal)
     unary(stub, "Decompose", request, timeout=timeout, metadata=metadata)
 
 

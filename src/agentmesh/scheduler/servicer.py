@@ -59,15 +59,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         self, request: scheduler_pb2.SubmitRequest, context: Context
     ) -> scheduler_pb2.SubmitResponse:
         with telemetry.server_span(SUBMIT, context.invocation_metadata()):
-            record = await self.core.submit(
-                request.request_id,
-                _source(request, self.core.config.max_steps),
-                convert.struct_to_dict(request.input),
-                priority=request.priority,
-                cost_budget=request.cost_budget_usd,
-                input_size=request.input.ByteSize(),
-                timeout=context.time_remaining(),
-            )
+            record = await self._submit(request, context)
             return scheduler_pb2.SubmitResponse(request=_finished(record))
 
     @streaming
@@ -89,17 +81,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         with trace.use_span(span, end_on_exit=False):
             # The task copies the current context: the request's spans go under this one.
             run = asyncio.create_task(
-                self.core.submit(
-                    request.request_id,
-                    _source(request, self.core.config.max_steps),
-                    convert.struct_to_dict(request.input),
-                    priority=request.priority,
-                    cost_budget=request.cost_budget_usd,
-                    input_size=request.input.ByteSize(),
-                    timeout=context.time_remaining(),
-                    on_plan=on_plan,
-                    on_event=on_event,
-                )
+                self._submit(request, context, on_plan=on_plan, on_event=on_event)
             )
         run.add_done_callback(lambda _: events.put_nowait(_DONE))
         try:
@@ -117,6 +99,24 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         finally:
             run.cancel()
             span.end()
+
+    async def _submit(
+        self,
+        request: scheduler_pb2.SubmitRequest | scheduler_pb2.StreamSubmitRequest,
+        context: Context,
+        **follow: Any,
+    ) -> RequestRecord:
+        """Submit and StreamSubmit alike: the request to the core, with the call's deadline."""
+        return await self.core.submit(
+            request.request_id,
+            _source(request, self.core.config.max_steps),
+            convert.struct_to_dict(request.input),
+            priority=request.priority,
+            cost_budget=request.cost_budget_usd,
+            input_size=request.input.ByteSize(),
+            timeout=context.time_remaining(),
+            **follow,
+        )
 
     @unary
     async def GetRequest(
