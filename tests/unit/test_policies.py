@@ -52,12 +52,20 @@ def test_latency_weighted_avoids_the_slow_worker() -> None:
     assert picks["w0"] > 20 and picks["w1"] > 20
 
 
-def test_latency_weighted_weighs_in_flight_over_capacity() -> None:
+def test_latency_weighted_prefers_the_less_loaded_of_equals() -> None:
     ws = workers(2)
-    ws[0].latency.observe(0.010, 1.0)
-    ws[1].latency.observe(0.015, 1.0)
-    ws[0].in_flight = 3  # 0.010 * 4/4 = 0.040 > 0.015 * 1/4
+    for w in ws:
+        w.latency.observe(0.010, 1.0)
+    ws[0].in_flight = 2
     assert LatencyWeighted(random.Random(1)).pick(ws, 1.0) is ws[1]
+
+
+def test_latency_weighted_keeps_a_free_slot_of_a_busy_fast_worker_over_a_slow_idle_one() -> None:
+    fast, slow = workers(2)
+    fast.latency.observe(0.010, 1.0)
+    slow.latency.observe(0.100, 1.0)  # peak-EWMA: 100 ms at once; the fast one decays slowly
+    fast.in_flight = 3  # one slot left: it still finishes sooner than the slow worker
+    assert LatencyWeighted(random.Random(1)).pick([fast, slow], 1.0) is fast
 
 
 def test_latency_weighted_penalises_recent_errors() -> None:
@@ -80,11 +88,23 @@ def test_make_policy_names_the_choices() -> None:
 
 def test_latency_weighted_waits_for_a_fast_worker_rather_than_use_a_slow_one() -> None:
     fast, slow = workers(2, capacity=4)
-    fast.latency.observe(0.010, 1.0)
-    slow.latency.observe(0.200, 1.0)
-    fast.in_flight = 4  # full: a slot frees in about 10 ms / 4
+    fast.latency.observe(0.010, 1000.0)  # the initial estimate long forgotten
+    slow.latency.observe(0.200, 1000.0)
+    fast.in_flight = 4  # full: it frees a slot about every 10 ms / 4
     policy = LatencyWeighted(random.Random(1))
-    assert policy.worth_waiting(slow, [fast], 1.0)
-    assert not policy.worth_waiting(fast, [slow], 1.0)
-    assert not policy.worth_waiting(slow, [], 1.0)  # nothing to wait for
-    assert not RoundRobin(random.Random(1)).worth_waiting(slow, [fast], 1.0)
+    assert policy.worth_waiting(slow, [fast], 1, 1000.0)
+    assert not policy.worth_waiting(fast, [slow], 1, 1000.0)
+    assert not policy.worth_waiting(slow, [], 1, 1.0)  # nothing to wait for
+    assert not RoundRobin(random.Random(1)).worth_waiting(slow, [fast], 1, 1000.0)
+
+
+def test_latency_weighted_uses_the_slow_worker_once_the_queue_is_deep() -> None:
+    fast, slow = workers(2, capacity=4)
+    fast.latency.observe(0.010, 1000.0)  # the initial estimate long forgotten
+    slow.latency.observe(0.200, 1000.0)
+    fast.in_flight = 4
+    policy = LatencyWeighted(random.Random(1))
+    # The fast worker works off 400 subtasks a second: the 60th queued one would
+    # finish after 160 ms there, the 100th after 260 ms, later than the slow worker.
+    assert policy.worth_waiting(slow, [fast], 60, 1000.0)
+    assert not policy.worth_waiting(slow, [fast], 100, 1000.0)

@@ -481,7 +481,7 @@ class Dispatcher:
                     and w.ejected_until <= now
                     and tiers.rank(w.spec.tier) == tier
                 ]
-                if self.policy.worth_waiting(worker, busy, now):
+                if self.policy.worth_waiting(worker, busy, len(queue), now):
                     break  # a slot on a faster worker frees sooner than this one would finish
                 queue.pop(now)
                 worker.in_flight += 1

@@ -18,15 +18,20 @@ from agentmesh.scheduler.registry import WorkerRecord
 class Policy(Protocol):
     def pick(self, candidates: Sequence[WorkerRecord], now: float) -> WorkerRecord: ...
 
-    def worth_waiting(self, chosen: WorkerRecord, busy: Sequence[WorkerRecord], now: float) -> bool:
-        """Whether to keep the subtask queued for a busy worker rather than send it to `chosen`."""
+    def worth_waiting(
+        self, chosen: WorkerRecord, busy: Sequence[WorkerRecord], waiting: int, now: float
+    ) -> bool:
+        """Whether to keep the queue head waiting for a busy worker rather than send it to
+        `chosen`; `waiting` subtasks are queued, the head included."""
         ...
 
 
 class _NeverWait:
     """Baselines send work to whichever free worker they pick."""
 
-    def worth_waiting(self, chosen: WorkerRecord, busy: Sequence[WorkerRecord], now: float) -> bool:
+    def worth_waiting(
+        self, chosen: WorkerRecord, busy: Sequence[WorkerRecord], waiting: int, now: float
+    ) -> bool:
         return False
 
 
@@ -54,10 +59,14 @@ class PowerOfTwoChoices(_NeverWait):
 
 
 class LatencyWeighted:
-    """The candidate with the lowest expected wait: the default.
+    """The candidate expected to finish the subtask soonest: the default.
 
-    cost = peak-EWMA latency × (in-flight + 1) / capacity × (1 + penalty × error rate)
+    cost = latency × (1 + load weight × in-flight / capacity) × (1 + penalty × error rate)
 
+    A worker's slots run in parallel, so a free slot finishes in about the
+    worker's latency whatever its other slots do; the small load term only
+    spreads work among workers of equal speed (a full worker counts as at
+    most 1.5× slower), and never makes a worker twice as slow look better.
     The latency estimate is the scheduler's own peak-EWMA of observed calls,
     raised to the worker's self-reported estimate when that is higher (a
     worker slows down before the scheduler has seen it). Ties go to a random
@@ -66,32 +75,37 @@ class LatencyWeighted:
 
     #: How much a 100% error rate multiplies the cost.
     error_penalty = 10.0
+    #: How much a full worker's cost exceeds an idle one's.
+    load_weight = 0.5
 
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
 
-    def latency(self, worker: WorkerRecord) -> float:
-        return max(worker.latency.estimate(), worker.health.latency)
+    def latency(self, worker: WorkerRecord, now: float) -> float:
+        """Expected seconds for one subtask, errors counted as lost time."""
+        latency = max(worker.latency.estimate(), worker.health.latency)
+        return latency * (1.0 + self.error_penalty * worker.errors.rate(now))
 
-    def worth_waiting(self, chosen: WorkerRecord, busy: Sequence[WorkerRecord], now: float) -> bool:
-        """Wait for a busy worker when it would finish the subtask sooner than `chosen`.
+    def worth_waiting(
+        self, chosen: WorkerRecord, busy: Sequence[WorkerRecord], waiting: int, now: float
+    ) -> bool:
+        """Wait for busy workers when they would finish the queue sooner than `chosen`.
 
-        A full worker frees a slot, on average, every latency / capacity
-        seconds; queued there, the subtask would finish after that wait plus
-        its latency. A free but slow worker is used only when it beats that.
+        Full workers free slots at Σ capacity / latency per second, so the
+        last of `waiting` queued subtasks starts after waiting / that rate
+        and finishes one latency later. A free but slow worker takes one
+        subtask off the queue only when that is later than it would finish it.
         """
-        finish_on_chosen = self.latency(chosen) * (
-            1.0 + self.error_penalty * chosen.errors.rate(now)
-        )
-        finish_elsewhere = min(
-            (self.latency(w) * (1.0 + 1.0 / w.spec.capacity) for w in busy), default=float("inf")
-        )
-        return finish_elsewhere < finish_on_chosen
+        if not busy:
+            return False
+        latencies = [self.latency(w, now) for w in busy]
+        rate = sum(w.spec.capacity / max(s, 1e-6) for w, s in zip(busy, latencies, strict=True))
+        finish_elsewhere = waiting / rate + min(latencies)
+        return finish_elsewhere < self.latency(chosen, now)
 
     def cost(self, worker: WorkerRecord, now: float) -> float:
-        latency = self.latency(worker)
-        load = (worker.in_flight + 1) / worker.spec.capacity
-        return latency * load * (1.0 + self.error_penalty * worker.errors.rate(now))
+        load = worker.in_flight / worker.spec.capacity
+        return self.latency(worker, now) * (1.0 + self.load_weight * load)
 
     def pick(self, candidates: Sequence[WorkerRecord], now: float) -> WorkerRecord:
         costs = [self.cost(w, now) for w in candidates]
