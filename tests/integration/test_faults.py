@@ -142,6 +142,61 @@ def test_frozen_worker_is_evicted_within_three_heartbeats_and_work_requeued(mesh
     assert completed - ran <= len(frozen_with)  # at most what the frozen worker had in flight
 
 
+def worker_metrics(port: int) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+
+
+def test_a_frozen_workers_unfinished_model_call_is_cancelled_when_it_thaws(mesh: Mesh) -> None:
+    """Evicting a frozen worker cancels its attempt; thawed, it drops the call unfinished.
+
+    The model call (6 s) outlasts the freeze, so the cancellation the
+    scheduler sent on eviction reaches the worker before the call ends: the
+    subtask's model call completes once, on the other worker.
+    """
+    ports = {name: free_port() for name in ("a", "b")}
+    for name, port in ports.items():
+        mesh.start_worker(
+            name,
+            backend="sim",
+            AGENTMESH_WORKER_METRICS_LISTEN=f"127.0.0.1:{port}",
+            AGENTMESH_SIM_LATENCY="6",
+            AGENTMESH_SIM_SIGMA="0",
+        )
+    mesh.wait_workers(set(ports))
+    answers: list[scheduler_pb2.DispatchResponse] = []
+    caller = threading.Thread(
+        target=lambda: answers.append(
+            mesh.client.dispatch("sentiment", {"text": "Late again."}, timeout=60)
+        ),
+        daemon=True,
+    )
+    caller.start()
+    running = "agentmesh_worker_in_flight 1.0"
+    victim = wait_for(
+        lambda: next((n for n, p in ports.items() if running in worker_metrics(p)), None),
+        10,
+        "the subtask to run on a worker",
+    )
+    mesh.signal(victim, signal.SIGSTOP)
+    wait_for(lambda: victim not in mesh.worker_ids(), 10, "the frozen worker to be evicted")
+    mesh.signal(victim, signal.SIGCONT)
+
+    caller.join(30)
+    assert answers, "the subtask did not finish"
+    assert answers[0].worker_id != victim
+    assert answers[0].attempts == 2
+    victim_port = ports[victim]
+    wait_for(
+        lambda: 'code="CANCELLED"' in worker_metrics(victim_port),
+        10,
+        "the thawed worker to drop its cancelled call",
+    )
+    completed = {name: completed_runs(port)[0] for name, port in ports.items()}
+    print(f"\nrequests lost: 0; model calls completed: {completed}; completed twice: 0")
+    assert completed[victim] == 0
+    assert sum(completed.values()) == 1
+
+
 def test_sigterm_drains_a_worker_without_losing_its_subtask(mesh: Mesh) -> None:
     mesh.start_worker("leaving", backend="sim", **SLOW)
     mesh.start_worker("staying", backend="sim", **SLOW)
@@ -179,18 +234,14 @@ def test_a_cancelled_request_cancels_its_subtasks_on_the_workers(mesh: Mesh) -> 
     first = next(m for m in stream if m.WhichOneof("event") == "subtask")
     assert first.subtask.kind == STARTED
 
-    def worker_metrics() -> str:
-        url = f"http://127.0.0.1:{metrics_port}/metrics"
-        return urllib.request.urlopen(url, timeout=5).read().decode()
-
     wait_for(
-        lambda: "agentmesh_worker_in_flight 0.0" not in worker_metrics(),
+        lambda: "agentmesh_worker_in_flight 0.0" not in worker_metrics(metrics_port),
         10,
         "the subtask to run on the worker",
     )
     stream.close()  # the client goes away: its call is cancelled
     wait_for(
-        lambda: 'code="CANCELLED"' in worker_metrics(),
+        lambda: 'code="CANCELLED"' in worker_metrics(metrics_port),
         10,
         "the worker to see its subtask cancelled",
     )
