@@ -138,7 +138,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 # Penalties keep the tiny model from repeating itself up to the token limit.
                 ("AGENTMESH_MODEL_EXTRA_BODY", localmodel.EXTRA_BODY),
             ]
-        env.append(("AGENTMESH_WORKER_ID", f"{backend}-{i}"))
+        worker_id = f"{backend}-{i}"
+        env += [
+            ("AGENTMESH_WORKER_ID", worker_id),
+            ("AGENTMESH_WORKER_STORE", _worker_store(config, worker_id)),
+        ]
         workers.append(Child(f"worker-{i}", ("worker",), tuple(env)))
 
     async def supervise() -> None:
@@ -162,6 +166,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     asyncio.run(supervise())
     return 0
+
+
+def _worker_store(config: SchedulerConfig, worker_id: str) -> str:
+    """A worker's own file of finished subtasks, beside the scheduler's store.
+
+    Empty (memory only) when the scheduler's store is: a mesh told to keep
+    nothing on disk writes no worker files either.
+    """
+    if not config.store:
+        return ""
+    return str(Path(config.store).parent / f"worker-{worker_id}.db")
 
 
 async def _until(condition: Any, timeout: float) -> None:

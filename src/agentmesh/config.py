@@ -125,6 +125,9 @@ class WorkerConfig:
     results_kept: int = 10_000
     """Finished subtasks remembered for idempotent replay.
     Env AGENTMESH_RESULTS_KEPT. Default 10000."""
+    store: str = ""
+    """SQLite file of finished subtasks, kept across restarts; empty keeps them in
+    memory only. Env AGENTMESH_WORKER_STORE. Default: memory."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerConfig:
@@ -137,6 +140,7 @@ class WorkerConfig:
                 "advertise": "AGENTMESH_WORKER_ADVERTISE",
                 "metrics_listen": "AGENTMESH_WORKER_METRICS_LISTEN",
                 "worker_id": "AGENTMESH_WORKER_ID",
+                "store": "AGENTMESH_WORKER_STORE",
             },
         )
         return cls(**{**values, **overrides})

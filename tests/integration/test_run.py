@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -81,3 +83,12 @@ def test_run_prints_commands_that_work_and_stops_cleanly(tmp_path: Path) -> None
         supervisor.send_signal(signal.SIGINT)
         code = supervisor.wait(30)
     assert code == 0
+    # Each worker kept what it finished in its own file beside the scheduler's store.
+    stores = sorted(tmp_path.glob("worker-*.db"))
+    assert [p.name for p in stores] == [f"worker-builtin-{i}.db" for i in (1, 2, 3)]
+    assert sum(stored_results(p) for p in stores) > 0
+
+
+def stored_results(path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return int(db.execute("SELECT COUNT(*) FROM results").fetchone()[0])

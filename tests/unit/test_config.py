@@ -45,3 +45,13 @@ def test_worker_skills_list() -> None:
 def test_bad_value_names_the_variable() -> None:
     with pytest.raises(ValueError, match="AGENTMESH_MAX_STEPS"):
         SchedulerConfig.from_env({"AGENTMESH_MAX_STEPS": "many"})
+
+
+def test_worker_and_scheduler_stores_have_their_own_variables() -> None:
+    env = {"AGENTMESH_STORE": "/tmp/s/scheduler.db", "AGENTMESH_WORKER_STORE": "/tmp/s/w.db"}
+    assert SchedulerConfig.from_env(env).store == "/tmp/s/scheduler.db"
+    assert WorkerConfig.from_env(env).store == "/tmp/s/w.db"
+    assert WorkerConfig.from_env({"AGENTMESH_STORE": "/tmp/s/scheduler.db"}).store == ""
+    assert WorkerConfig.from_env({}).store == ""
+    # Empty is a value, not an absence: a scheduler told "" keeps requests in memory only.
+    assert SchedulerConfig.from_env({"AGENTMESH_STORE": ""}).store == ""

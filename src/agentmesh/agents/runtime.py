@@ -1,10 +1,11 @@
 """The worker runtime: serves WorkerService, registers, streams health, drains.
 
 A worker runs each subtask once: the result of a (request id, subtask id)
-it has finished is kept (a bounded window) and returned again on a repeat,
-and a repeat of a subtask still running waits for that run. Concurrency is
-bounded by the configured capacity; subtasks beyond it wait inside the
-worker and are reported as its queue.
+it has finished is kept (a bounded window, in memory or in a SQLite file
+that outlives the process) and returned again on a repeat, and a repeat of
+a subtask still running waits for that run. Concurrency is bounded by the
+configured capacity; subtasks beyond it wait inside the worker and are
+reported as its queue.
 
 On SIGTERM (or `shutdown()`) the worker drains: health goes NOT_SERVING,
 the scheduler is told it is draining and sends no more work, in-flight
@@ -18,7 +19,6 @@ import logging
 import signal
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry
 
 from agentmesh import logs, telemetry
 from agentmesh.agents.backend import Backend, BackendResult
+from agentmesh.agents.results import make_result_store
 from agentmesh.agents.skills import SKILLS, Skill, input_violations, output_violations
 from agentmesh.config import WorkerConfig
 from agentmesh.errors import (
@@ -120,7 +121,7 @@ class Worker:
         self._slots = asyncio.Semaphore(config.capacity)
         self._in_flight = 0
         self._waiting = 0
-        self._results: OrderedDict[tuple[str, str], worker_pb2.ExecuteResponse] = OrderedDict()
+        self._results = make_result_store(config.store, config.results_kept)
         self._running: dict[tuple[str, str], asyncio.Task[worker_pb2.ExecuteResponse]] = {}
         self._latency = PeakEwma(0.05, 10.0, time.monotonic())
         self._errors = ErrorRate(30.0, time.monotonic())
@@ -170,9 +171,8 @@ class Worker:
             response = await task
         finally:
             self._running.pop(key, None)
-        self._results[key] = response
-        while len(self._results) > self.config.results_kept:
-            self._results.popitem(last=False)
+        # Stored before the reply: a repeat after a lost reply, or a restart, is answered from it.
+        self._results.put(key, response)
         return response
 
     async def _run(self, capability: str, data: dict[str, Any]) -> worker_pb2.ExecuteResponse:
@@ -364,6 +364,7 @@ class Worker:
         await self.server.stop(max(deadline - time.monotonic(), 0.5))
         if self._channel is not None:
             await self._channel.close()
+        self._results.close()
         self._stopped.set()
 
     async def run(self) -> None:

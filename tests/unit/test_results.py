@@ -1,0 +1,121 @@
+"""A worker's finished subtasks: both stores replay what they were given, within their bound."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from agentmesh.v1 import worker_pb2
+
+from agentmesh.agents.backend import Usage
+from agentmesh.agents.results import (
+    MemoryResults,
+    ResultStore,
+    SqliteResults,
+    make_result_store,
+)
+from agentmesh.scheduler.convert import dict_to_struct, duration, usage_to_proto
+
+MakeStore = Callable[[int], ResultStore]
+
+
+def response(label: str) -> worker_pb2.ExecuteResponse:
+    return worker_pb2.ExecuteResponse(
+        output=dict_to_struct({"label": label, "score": 0.5, "spans": [{"start": 0, "end": 3}]}),
+        usage=usage_to_proto(Usage(input_tokens=12, output_tokens=4, cost_usd=0.0003)),
+        model="model-1",
+        duration=duration(0.25),
+    )
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> MakeStore:
+    if request.param == "memory":
+        return MemoryResults
+    return lambda kept: SqliteResults(tmp_path / "results.db", kept)
+
+
+def test_a_result_comes_back_as_it_was_put(make_store: MakeStore) -> None:
+    store = make_store(10)
+    store.put(("r1", "s1"), response("positive"))
+    assert store.get(("r1", "s1")) == response("positive")
+    assert store.get(("r1", "s2")) is None
+    assert store.get(("r2", "s1")) is None
+    store.close()
+
+
+def test_a_key_keeps_the_first_response_it_was_given(make_store: MakeStore) -> None:
+    store = make_store(10)
+    store.put(("r1", "s1"), response("positive"))
+    store.put(("r1", "s1"), response("negative"))
+    for _ in range(2):
+        assert store.get(("r1", "s1")) == response("positive")
+    store.close()
+
+
+def test_past_the_bound_the_oldest_are_forgotten(make_store: MakeStore) -> None:
+    store = make_store(3)
+    for i in range(5):
+        store.put(("r", f"s{i}"), response(str(i)))
+    store.put(("r", "s4"), response("again"))  # a key already kept takes no room
+    assert [store.get(("r", f"s{i}")) is not None for i in range(5)] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+    ]
+    store.close()
+
+
+def test_the_sqlite_file_keeps_its_rows_across_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "results.db"
+    store = SqliteResults(path, 10)
+    for i in range(4):
+        store.put(("r", f"s{i}"), response(str(i)))
+    store.close()
+
+    reopened = SqliteResults(path, 10)
+    assert [reopened.get(("r", f"s{i}")) for i in range(4)] == [response(str(i)) for i in range(4)]
+    reopened.close()
+
+    # A smaller bound applies from the next put, oldest first.
+    smaller = SqliteResults(path, 2)
+    smaller.put(("r", "s4"), response("4"))
+    assert [smaller.get(("r", f"s{i}")) is not None for i in range(5)] == [
+        False,
+        False,
+        False,
+        True,
+        True,
+    ]
+    smaller.close()
+
+
+def test_a_put_is_committed_when_it_returns(tmp_path: Path) -> None:
+    path = tmp_path / "results.db"
+    store = SqliteResults(path, 10)
+    store.put(("r1", "s1"), response("positive"))
+    # Another connection, as a restarted process would open, sees it while the store is open.
+    other = sqlite3.connect(path)
+    try:
+        assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        [(raw,)] = other.execute(
+            "SELECT response FROM results WHERE request_id = 'r1' AND subtask_id = 's1'"
+        ).fetchall()
+    finally:
+        other.close()
+    assert worker_pb2.ExecuteResponse.FromString(raw) == response("positive")
+    store.close()
+
+
+def test_an_empty_path_keeps_results_in_memory_and_a_path_in_a_new_file(tmp_path: Path) -> None:
+    memory = make_result_store("", 5)
+    assert isinstance(memory, MemoryResults) and memory.kept == 5
+    path = tmp_path / "nested" / "dir" / "worker-a.db"
+    sqlite = make_result_store(str(path), 7)
+    assert isinstance(sqlite, SqliteResults) and sqlite.kept == 7
+    assert path.is_file()
+    sqlite.close()
