@@ -92,10 +92,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     async def serve() -> None:
         try:
-            backend = make_backend(config.backend, os.environ)
+            worker = Worker(config, make_backend(config.backend, os.environ))
         except ValueError as error:
             raise SystemExit(f"agentmesh: {error}") from None
-        await Worker(config, backend).run()
+        await worker.run()
 
     with tracing("agentmesh-worker"):
         asyncio.run(serve())

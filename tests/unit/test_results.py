@@ -119,3 +119,10 @@ def test_an_empty_path_keeps_results_in_memory_and_a_path_in_a_new_file(tmp_path
     assert isinstance(sqlite, SqliteResults) and sqlite.kept == 7
     assert path.is_file()
     sqlite.close()
+
+
+def test_a_store_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ValueError, match="AGENTMESH_WORKER_STORE"):
+        make_result_store(str(blocker / "results.db"), 10)

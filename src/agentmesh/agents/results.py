@@ -77,12 +77,18 @@ class SqliteResults:
     def __init__(self, path: str | Path, kept: int) -> None:
         self.path = Path(path)
         self.kept = kept
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
-        (self._rows,) = self._db.execute("SELECT COUNT(*) FROM results").fetchone()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+            (self._rows,) = self._db.execute("SELECT COUNT(*) FROM results").fetchone()
+        except (OSError, sqlite3.Error) as error:
+            raise ValueError(
+                f"cannot open the worker's result store {str(self.path)!r} "
+                f"(AGENTMESH_WORKER_STORE): {error}"
+            ) from None
 
     def get(self, key: Key) -> worker_pb2.ExecuteResponse | None:
         row = self._db.execute(
