@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agentmesh.scheduler.retry import HedgePolicy, RetryPolicy
+from agentmesh.scheduler.hedging import HedgePolicy
+from agentmesh.scheduler.retry import RetryPolicy
 
 C = TypeVar("C")
 

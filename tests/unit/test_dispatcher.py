@@ -16,10 +16,10 @@ from agentmesh.errors import (
     Unavailable,
 )
 from agentmesh.scheduler.calls import RETRIED, ExecuteResult, SubtaskCall
+from agentmesh.scheduler.hedging import HedgePolicy, Hedger
 from agentmesh.scheduler.load import LatencyWindow, TokenBucket
 from agentmesh.scheduler.policies import RoundRobin
 from agentmesh.scheduler.registry import WorkerSpec
-from agentmesh.scheduler.retry import HedgePolicy
 from agentmesh.scheduler.tiers import Budget
 
 
@@ -258,7 +258,7 @@ async def test_a_slow_attempt_is_hedged_on_another_worker_and_the_loser_cancelle
 
     transport = OneSlow()
     dispatcher, _ = make(transport, workers=2, clock=SystemClock())
-    dispatcher.hedge = HedgePolicy(after="0.01")
+    dispatcher.hedger = Hedger(HedgePolicy(after="0.01"), dispatcher.observer)
     dispatcher.registry.get("w1").in_flight = 1  # the policy picks w0 first
     task = asyncio.create_task(dispatcher.run(call(deadline=dispatcher.clock.now() + 5)))
     await asyncio.sleep(0.005)

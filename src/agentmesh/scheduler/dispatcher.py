@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 from google.rpc import code_pb2
@@ -38,12 +39,13 @@ from agentmesh.scheduler.calls import (
     WorkerTransport,
     ignore_events,
 )
-from agentmesh.scheduler.load import LatencyWindow, TokenBucket
+from agentmesh.scheduler.hedging import HedgePolicy, Hedger
+from agentmesh.scheduler.load import TokenBucket
 from agentmesh.scheduler.outliers import OutlierDetector, OutlierPolicy
 from agentmesh.scheduler.policies import Policy
 from agentmesh.scheduler.queues import CapabilityQueue
 from agentmesh.scheduler.registry import Registry, WorkerRecord
-from agentmesh.scheduler.retry import HedgePolicy, RetryPolicy
+from agentmesh.scheduler.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +106,9 @@ class Dispatcher:
         # tier does not hold up work for another.
         self._queues: dict[str, dict[int, CapabilityQueue[_Ticket]]] = {}
         self._running = _Running()
-        self.hedge = hedge or HedgePolicy()
+        self.hedger = Hedger(hedge or HedgePolicy(), self.observer)
         self.outliers = OutlierDetector(outliers or OutlierPolicy(), registry)
         self._retries = TokenBucket(retry.budget, retry.budget_reserve)
-        self._hedges = TokenBucket(self.hedge.budget, 1.0)
-        self._latencies: dict[str, LatencyWindow] = {}
 
     # -- queues ---------------------------------------------------------------
 
@@ -240,45 +240,20 @@ class Dispatcher:
         tier: int,
         avoid: set[str],
     ) -> tuple[WorkerRecord, ExecuteResult]:
-        """An attempt, raced by a hedge on another worker if it runs past the hedge delay.
+        """An attempt, raced by a hedge on another free worker of the tier (see `hedging`)."""
 
-        The first success wins and the other copy is cancelled; when both
-        fail, the primary's error stands.
-        """
-        delay = self.hedge.delay(self._latencies.setdefault(call.capability, LatencyWindow()))
-        if delay is None:
-            return worker, await self._attempt(worker, call, attempt)
-        self._hedges.deposit()
-        primary = asyncio.ensure_future(self._attempt(worker, call, attempt))
-        racers = {primary: worker}
-        try:
-            done, _ = await asyncio.wait({primary}, timeout=delay)
-            second = (
-                None
-                if done
-                else self._hedge_worker(call.capability, tier, avoid | {worker.worker_id})
-            )
-            if second is None:
-                return worker, await primary
-            second.in_flight += 1
-            self.observer.hedged(call.capability)
-            racers[asyncio.ensure_future(self._attempt(second, call, attempt, hedge=True))] = second
-            pending = set(racers)
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    if not task.cancelled() and task.exception() is None:
-                        return racers[task], task.result()
-            return worker, primary.result()  # both failed: raises the primary's error
-        finally:
-            losers = [task for task in racers if not task.done()]
-            for task in losers:
-                task.cancel()
-            # Let the cancelled copies hand their slots back before going on.
-            await asyncio.gather(*losers, return_exceptions=True)
+        def run_on(target: WorkerRecord, hedge: bool) -> Awaitable[ExecuteResult]:
+            if hedge:
+                target.in_flight += 1  # the primary's slot was granted by the queue
+            return self._attempt(target, call, attempt, hedge=hedge)
+
+        def second() -> WorkerRecord | None:
+            return self._hedge_worker(call.capability, tier, avoid | {worker.worker_id})
+
+        return await self.hedger.race(call.capability, worker, run_on, second)
 
     def _hedge_worker(self, capability: str, tier: int, avoid: set[str]) -> WorkerRecord | None:
-        """A free worker of the tier for a hedge, within the hedge budget; None otherwise.
+        """A free worker of the tier for a hedge; None otherwise.
 
         A hedge never jumps the queue: with subtasks waiting for the tier,
         none is sent.
@@ -294,9 +269,7 @@ class Dispatcher:
             and tiers.rank(w.spec.tier) == tier
             and w.worker_id not in avoid
         ]
-        if not free or not self._hedges.withdraw():
-            return None
-        return self.policy.pick(free, self.clock.now())
+        return self.policy.pick(free, now) if free else None
 
     def _choose_tier(self, call: SubtaskCall, minimum: int) -> tuple[int, float]:
         """The tier for the next attempt, and what is reserved of the budget for it."""
@@ -379,7 +352,7 @@ class Dispatcher:
             result = await task
             now = self.clock.now()
             self.observer.overhead(now - started - result.duration)
-            self._latencies.setdefault(call.capability, LatencyWindow()).observe(now - started)
+            self.hedger.observe(call.capability, now - started)
             return result
         except asyncio.CancelledError:
             if not running.evicted:

@@ -1,11 +1,9 @@
-"""When and how long to wait before another attempt at a subtask, and when to hedge one."""
+"""When and how long to wait before another attempt at a subtask."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-
-from agentmesh.scheduler.load import LatencyWindow
 
 
 @dataclass(frozen=True)
@@ -36,34 +34,3 @@ class RetryPolicy:
         """
         bound = min(self.max_backoff, self.initial_backoff * self.multiplier ** (retry - 1))
         return rng.uniform(0.0, bound)
-
-
-@dataclass(frozen=True)
-class HedgePolicy:
-    """When to send a second copy of a slow attempt to another worker."""
-
-    after: str = ""
-    """"" (off), "p95" (after the capability's running p95 latency), or a number of
-    seconds. Env AGENTMESH_HEDGE_AFTER. Default off."""
-    budget: float = 0.05
-    """Most extra attempts hedging may add, as a share of attempts.
-    Env AGENTMESH_HEDGE_BUDGET. Default 0.05."""
-    min_samples: int = 20
-    """Latencies a capability needs before its p95 is trusted. Default 20."""
-
-    def __post_init__(self) -> None:
-        if self.after not in ("", "p95"):
-            try:
-                float(self.after)
-            except ValueError:
-                raise ValueError(
-                    f"hedge delay {self.after!r}: use p95 or a number of seconds"
-                ) from None
-
-    def delay(self, window: LatencyWindow) -> float | None:
-        """Seconds to wait before hedging an attempt; None for no hedge."""
-        if not self.after:
-            return None
-        if self.after == "p95":
-            return window.percentile(0.95) if len(window) >= self.min_samples else None
-        return float(self.after)
