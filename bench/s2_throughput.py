@@ -10,7 +10,10 @@ comes from /proc/<pid>/stat before and after each measured round.
 The targets are measured on the scheduler as deployed (its durable SQLite
 store on). The same load on a second scheduler with `AGENTMESH_STORE=""`
 (requests in memory only), interleaved round by round, shows what the store
-costs.
+costs. For scale, the same closed loop also calls one echo worker's Execute
+directly, with no scheduler: the CPU one gRPC call costs its caller and its
+server. The scheduler pays that once per subtask (it calls Execute) plus a
+seventh (it serves one Submit per seven subtasks).
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ from pathlib import Path
 
 from agentmesh.v1 import plan_pb2
 
-from bench.harness import Cluster, Mesh, SchedulerCaller, process_cpu_seconds, sim_worker
+from bench.harness import (
+    Cluster,
+    Mesh,
+    SchedulerCaller,
+    WorkerCaller,
+    process_cpu_seconds,
+    sim_worker,
+)
 from bench.load import Call, closed_loop, rounds
 from bench.stats import ScenarioResult, Target, median, ratio
 
@@ -92,6 +102,7 @@ def run(log_dir: Path, seed: int, smoke: bool) -> ScenarioResult:
     }
     with Cluster(list(meshes.values())):
         measured = asyncio.run(_measure(meshes, params))
+        floor = asyncio.run(_grpc_floor(meshes[DEFAULT], params))
 
     def stat(variant: str, key: str) -> float | None:
         return median(r[key] for r in measured[variant])
@@ -119,6 +130,7 @@ def run(log_dir: Path, seed: int, smoke: bool) -> ScenarioResult:
             ),
             "concurrency": params.concurrency,
             "machine_cpus": os.cpu_count(),
+            **floor,
         }
     )
     return ScenarioResult(
@@ -134,6 +146,9 @@ def run(log_dir: Path, seed: int, smoke: bool) -> ScenarioResult:
             "CPU seconds per wall second (1.0 = one core busy).",
             f"{params.concurrency} requests in flight; {params.rounds} rounds of "
             f"{params.seconds:g} s per variant, interleaved; medians over rounds.",
+            "grpc_execute_*: the same closed loop calling one echo worker's Execute directly "
+            "(no scheduler); grpc_floor_cpu_us_per_subtask = client + server / 7, what the "
+            "scheduler's gRPC calls alone cost per subtask at best.",
         ],
     )
 
@@ -184,4 +199,33 @@ async def _round(mesh: Mesh, call: Call, params: Params) -> Round:
         "workers_cpu_share": workers / wall,
         "client_cpu_share": client / wall,
         "failed": len(samples) - ok,
+    }
+
+
+async def _grpc_floor(mesh: Mesh, params: Params) -> dict[str, float | None]:
+    """CPU µs per direct Execute call: the caller's (this process) and the worker's."""
+    name, address = next(iter(sorted(mesh.worker_addresses().items())))
+    worker_pid = mesh.processes[name].pid
+    caller = WorkerCaller(address)
+
+    async def call() -> int:
+        await caller.execute(STEPS[0], DATA, timeout=30.0)
+        return 1
+
+    try:
+        await closed_loop(call, params.concurrency, params.warmup)
+        client0, server0 = time.process_time(), process_cpu_seconds(worker_pid)
+        samples = await closed_loop(call, params.concurrency, params.seconds)
+        client = time.process_time() - client0
+        server = process_cpu_seconds(worker_pid) - server0
+    finally:
+        await caller.close()
+    calls = sum(1 for s in samples if s.ok)
+    if not calls:
+        return {"grpc_execute_client_cpu_us": None, "grpc_execute_server_cpu_us": None}
+    client_us, server_us = client / calls * 1e6, server / calls * 1e6
+    return {
+        "grpc_execute_client_cpu_us": client_us,
+        "grpc_execute_server_cpu_us": server_us,
+        "grpc_floor_cpu_us_per_subtask": client_us + server_us / len(STEPS),
     }
