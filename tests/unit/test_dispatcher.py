@@ -104,7 +104,7 @@ async def test_capacity_bounds_in_flight_and_the_queue_drains() -> None:
     outcomes = await asyncio.gather(*(dispatcher.run(call(f"s{i}"), track) for i in range(10)))
     assert len(outcomes) == 10
     assert peak <= 2
-    assert dispatcher.queue_depths() == {"echo": 0}
+    assert dispatcher.slots.queue_depths() == {"echo": 0}
 
 
 async def test_waiting_past_the_deadline_is_deadline_exceeded() -> None:
@@ -115,7 +115,7 @@ async def test_waiting_past_the_deadline_is_deadline_exceeded() -> None:
     with pytest.raises(DeadlineExceeded, match="waited"):
         await dispatcher.run(call("late", deadline=dispatcher.clock.now() + 0.05))
     await busy
-    assert dispatcher.queue_depths() == {"echo": 0}
+    assert dispatcher.slots.queue_depths() == {"echo": 0}
 
 
 async def test_eviction_requeues_in_flight_work_on_another_worker() -> None:
@@ -290,7 +290,7 @@ async def test_an_ejected_worker_gets_no_work_until_its_cool_down_ends() -> None
 
     transport = FakeTransport(behaviour)
     dispatcher, clock = make(transport, workers=3, capacity=4)
-    dispatcher.policy = RoundRobin(random.Random(1))  # keeps sending w0 its share
+    dispatcher.slots.policy = RoundRobin(random.Random(1))  # keeps sending w0 its share
     dispatcher._retries = TokenBucket(ratio=1.0, reserve=100.0)
     for i in range(30):
         await dispatcher.run(call(f"s{i}"))
@@ -316,7 +316,7 @@ async def test_work_waiting_for_a_fast_worker_moves_on_when_it_is_evicted() -> N
     fast.in_flight = fast.spec.capacity  # full, with work the dispatcher does not track
     waiting = asyncio.create_task(dispatcher.run(call("waiting")))
     await asyncio.sleep(0.01)
-    assert dispatcher.queue_depths() == {"echo": 1}  # waits for the fast worker
+    assert dispatcher.slots.queue_depths() == {"echo": 1}  # waits for the fast worker
     await dispatcher.evict("w0", "test")
     outcome = await asyncio.wait_for(waiting, 1.0)
     assert outcome.worker_id == "w1"

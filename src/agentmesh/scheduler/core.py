@@ -308,7 +308,7 @@ class SchedulerCore:
         for step in plan.steps:
             per_capability[step.capability] = per_capability.get(step.capability, 0) + 1
         for capability, count in per_capability.items():
-            if not self.dispatcher.has_room(capability, count):
+            if not self.dispatcher.slots.has_room(capability, count):
                 raise ResourceExhausted(
                     f"the queue for capability {capability!r} is full",
                     retry_after=1.0,
@@ -400,7 +400,7 @@ class SchedulerCore:
     def snapshot(self) -> MeshSnapshot:
         """Workers, queues and active requests now, for the metrics collector."""
         now = self.clock.now()
-        ages = self.dispatcher.oldest_ages()
+        ages = self.dispatcher.slots.oldest_ages()
         return MeshSnapshot(
             workers=[
                 WorkerView(
@@ -416,7 +416,7 @@ class SchedulerCore:
                 )
                 for w in self.registry.workers()
             ],
-            queues={c: (d, ages[c]) for c, d in self.dispatcher.queue_depths().items()},
+            queues={c: (d, ages[c]) for c, d in self.dispatcher.slots.queue_depths().items()},
             active_requests=self.requests.active(),
         )
 

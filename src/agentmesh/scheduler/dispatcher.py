@@ -1,9 +1,7 @@
 """Run one subtask on the best worker, with queueing and retries.
 
-A subtask waits in its capability's queue for a worker slot (a worker takes
-at most `capacity` subtasks from the scheduler at once). Whenever a slot
-frees, a worker joins, or a subtask arrives, `_pump` hands queue heads to
-workers chosen by the balancing policy. A failed attempt is retried on
+A subtask waits for a worker slot of its tier (`slots`), runs, and is
+raced by a hedge when it runs slow (`hedging`). A failed attempt is retried on
 another worker after a jittered backoff when its error is retryable and the
 deadline leaves room. An evicted worker's attempts are cancelled and go
 back to the queue at once.
@@ -24,7 +22,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from agentmesh import logs, telemetry
 from agentmesh.clock import Clock
-from agentmesh.errors import AgentmeshError, DeadlineExceeded, ResourceExhausted, Unavailable
+from agentmesh.errors import AgentmeshError, ResourceExhausted, Unavailable
 from agentmesh.scheduler import tiers
 from agentmesh.scheduler.calls import (
     RETRIED,
@@ -43,20 +41,11 @@ from agentmesh.scheduler.hedging import HedgePolicy, Hedger
 from agentmesh.scheduler.load import TokenBucket
 from agentmesh.scheduler.outliers import OutlierDetector, OutlierPolicy
 from agentmesh.scheduler.policies import Policy
-from agentmesh.scheduler.queues import CapabilityQueue
 from agentmesh.scheduler.registry import Registry, WorkerRecord
 from agentmesh.scheduler.retry import RetryPolicy
+from agentmesh.scheduler.slots import Slots, TierGone
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(eq=False)
-class _Ticket:
-    """A subtask waiting in a queue for a worker."""
-
-    call: SubtaskCall
-    avoid: frozenset[str]
-    granted: asyncio.Future[WorkerRecord]
 
 
 @dataclass(eq=False)
@@ -93,53 +82,26 @@ class Dispatcher:
     ) -> None:
         self.registry = registry
         self.transport = transport
-        self.policy = policy
         self.retry = retry
         self.clock = clock
         self.rng = rng
-        self.queue_bound = queue_bound
-        self.aging = aging
         #: Longest a single attempt may take, within the subtask's deadline.
         self.attempt_timeout = attempt_timeout
         self.observer = observer or NullObserver()
-        # One queue per capability and tier, so that work waiting for a busy
-        # tier does not hold up work for another.
-        self._queues: dict[str, dict[int, CapabilityQueue[_Ticket]]] = {}
+        self.slots = Slots(
+            registry, policy, clock, self.observer, queue_bound=queue_bound, aging=aging
+        )
         self._running = _Running()
         self.hedger = Hedger(hedge or HedgePolicy(), self.observer)
         self.outliers = OutlierDetector(outliers or OutlierPolicy(), registry)
         self._retries = TokenBucket(retry.budget, retry.budget_reserve)
-
-    # -- queues ---------------------------------------------------------------
-
-    def queue(self, capability: str, tier: int) -> CapabilityQueue[_Ticket]:
-        by_tier = self._queues.setdefault(capability, {})
-        queue = by_tier.get(tier)
-        if queue is None:
-            queue = by_tier[tier] = CapabilityQueue(capability, self.queue_bound, self.aging)
-        return queue
-
-    def queue_depths(self) -> dict[str, int]:
-        """Subtasks waiting, by capability (all tiers)."""
-        return {c: sum(len(q) for q in qs.values()) for c, qs in self._queues.items()}
-
-    def oldest_ages(self) -> dict[str, float]:
-        now = self.clock.now()
-        return {
-            c: max((q.oldest_age(now) for q in qs.values()), default=0.0)
-            for c, qs in self._queues.items()
-        }
-
-    def has_room(self, capability: str, subtasks: int) -> bool:
-        """Whether a capability's queues can take this many more subtasks."""
-        return self.queue_depths().get(capability, 0) + subtasks <= self.queue_bound
 
     # -- membership -----------------------------------------------------------
 
     def workers_changed(self, worker: WorkerRecord) -> None:
         """A worker joined, freed a slot, or changed its capacity: serve its queues."""
         for capability in worker.spec.capabilities:
-            self._pump(capability)
+            self.slots.pump(capability)
 
     async def evict(self, worker_id: str, reason: str) -> WorkerRecord | None:
         """Remove a worker and send its in-flight subtasks back to the queue."""
@@ -155,8 +117,8 @@ class Dispatcher:
                 # Subtasks queued only for this worker's tier may now have none; and
                 # subtasks that waited for it rather than use a slower free worker
                 # must not wait any longer.
-                self._fail_orphans(capability)
-                self._pump(capability)
+                self.slots.fail_orphans(capability)
+                self.slots.pump(capability)
         return record
 
     # -- running subtasks -----------------------------------------------------
@@ -170,8 +132,8 @@ class Dispatcher:
             attempt += 1
             tier, reserved = self._choose_tier(call, minimum)
             try:
-                worker = await self._acquire(call, tier, frozenset(avoid))
-            except _TierGone:
+                worker = await self.slots.acquire(call, tier, frozenset(avoid))
+            except TierGone:
                 # Every worker of that tier left while we waited: choose again.
                 attempt -= 1
                 self._settle(call, reserved, 0.0)
@@ -258,7 +220,7 @@ class Dispatcher:
         A hedge never jumps the queue: with subtasks waiting for the tier,
         none is sent.
         """
-        if len(self.queue(capability, tier)):
+        if len(self.slots.queue(capability, tier)):
             return None
         now = self.clock.now()
         free = [
@@ -269,7 +231,7 @@ class Dispatcher:
             and tiers.rank(w.spec.tier) == tier
             and w.worker_id not in avoid
         ]
-        return self.policy.pick(free, now) if free else None
+        return self.slots.policy.pick(free, now) if free else None
 
     def _choose_tier(self, call: SubtaskCall, minimum: int) -> tuple[int, float]:
         """The tier for the next attempt, and what is reserved of the budget for it."""
@@ -392,97 +354,13 @@ class Dispatcher:
         if self.registry.get(worker.worker_id) is worker:
             self.workers_changed(worker)
 
-    async def _acquire(self, call: SubtaskCall, tier: int, avoid: frozenset[str]) -> WorkerRecord:
-        """Wait in the tier's queue until a worker slot is granted; bounded by the deadline."""
-        now = self.clock.now()
-        if call.deadline <= now:
-            raise DeadlineExceeded(
-                f"the deadline passed before subtask {call.subtask_id!r} started"
-            )
-        queue = self.queue(call.capability, tier)
-        ticket = _Ticket(call, avoid, asyncio.get_running_loop().create_future())
-        entry = queue.push(ticket, priority=call.priority, deadline=call.deadline, now=now)
-        self._pump(call.capability)
-        granted = ticket.granted
-        worker: WorkerRecord | None = None
-        try:
-            worker = await asyncio.wait_for(asyncio.shield(granted), call.deadline - now)
-            self.observer.queue_waited(call.capability, self.clock.now() - now)
-            return worker
-        except TimeoutError:
-            raise DeadlineExceeded(
-                f"subtask {call.subtask_id!r} waited for a {call.capability!r} worker "
-                "until its deadline"
-            ) from None
-        finally:
-            queue.remove(entry)
-            if not granted.done():
-                granted.cancel()
-            elif worker is None and not granted.cancelled() and granted.exception() is None:
-                # A slot was granted to a waiter that is leaving: hand it back.
-                self._release(granted.result(), 0.0, "CANCELLED", self.clock.now())
-
-    def _pump(self, capability: str) -> None:
-        """Hand queue heads to free workers of their tier, as long as both remain."""
-        now = self.clock.now()
-        for tier, queue in self._queues.get(capability, {}).items():
-            while len(queue):
-                free = [
-                    w
-                    for w in self.registry.offering(capability)
-                    if w.available and w.ejected_until <= now and tiers.rank(w.spec.tier) == tier
-                ]
-                if not free:
-                    break
-                ticket = queue.peek(now)
-                if ticket is None:
-                    break
-                if ticket.granted.done():
-                    queue.pop(now)
-                    continue
-                preferred = (
-                    [w for w in free if w.worker_id == ticket.call.prefer]
-                    or [w for w in free if w.worker_id not in ticket.avoid]
-                    or free
-                )
-                worker = self.policy.pick(preferred, now)
-                busy = [
-                    w
-                    for w in self.registry.offering(capability)
-                    if not w.available
-                    and not w.draining
-                    and w.ejected_until <= now
-                    and tiers.rank(w.spec.tier) == tier
-                ]
-                if self.policy.worth_waiting(worker, busy, len(queue), now):
-                    break  # a slot on a faster worker frees sooner than this one would finish
-                queue.pop(now)
-                worker.in_flight += 1
-                ticket.granted.set_result(worker)
-
     def has_live_worker(self, capability: str) -> bool:
         """Whether some worker that is not draining offers the capability."""
         return any(not w.draining for w in self.registry.offering(capability))
 
-    def _fail_orphans(self, capability: str) -> None:
-        """Send the waiters of a tier that no live worker serves any more to choose again."""
-        live = {
-            tiers.rank(w.spec.tier) for w in self.registry.offering(capability) if not w.draining
-        }
-        for tier, queue in self._queues.get(capability, {}).items():
-            if tier in live:
-                continue
-            while (ticket := queue.pop(self.clock.now())) is not None:
-                if not ticket.granted.done():
-                    ticket.granted.set_exception(_TierGone())
-
 
 class _Evicted(Exception):
     """The worker running an attempt was evicted; the attempt goes back to the queue."""
-
-
-class _TierGone(Exception):
-    """Every worker of the tier a subtask waited for left; it chooses a tier again."""
 
 
 def _no_worker(capability: str) -> Unavailable:

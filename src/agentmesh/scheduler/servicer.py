@@ -236,7 +236,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         core = self.core
         now = core.clock.now()
         summary = core.stats.summary(now)
-        ages = core.dispatcher.oldest_ages()
+        ages = core.dispatcher.slots.oldest_ages()
         return scheduler_pb2.GetStatsResponse(
             queues=[
                 scheduler_pb2.QueueStats(
@@ -244,7 +244,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                     depth=depth,
                     oldest_age=convert.duration(ages[capability]),
                 )
-                for capability, depth in sorted(core.dispatcher.queue_depths().items())
+                for capability, depth in sorted(core.dispatcher.slots.queue_depths().items())
             ],
             active_requests=core.requests.active(),
             window=convert.duration(core.stats.window),
