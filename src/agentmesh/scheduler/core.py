@@ -8,7 +8,6 @@ protobuf to the calls below and errors to status codes.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import random
@@ -26,14 +25,13 @@ from agentmesh.agents.skills import SKILLS
 from agentmesh.clock import Clock
 from agentmesh.config import SchedulerConfig
 from agentmesh.errors import (
-    DeadlineExceeded,
     FieldViolation,
     InvalidArgument,
     NotFound,
-    ResourceExhausted,
 )
 from agentmesh.metrics import MeshSnapshot, WorkerView
-from agentmesh.scheduler import planner
+from agentmesh.scheduler import admission, planner
+from agentmesh.scheduler.admission import Admission
 from agentmesh.scheduler.calls import (
     DispatchObserver,
     EventSink,
@@ -75,7 +73,6 @@ class Source:
 
 
 ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$")
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class SchedulerCore:
@@ -121,6 +118,7 @@ class SchedulerCore:
         self.executor = Executor(self.dispatcher, store)
         self.workflows = workflows or WorkflowLibrary.load(config.workflows_dir)
         self.requests = RequestIndex(config.retained_requests)
+        self.admission = Admission(config, clock)
         self.stats = RequestWindow()
 
     # -- requests ---------------------------------------------------------------
@@ -170,40 +168,6 @@ class SchedulerCore:
             ) from error
         return plan
 
-    def check_input(self, data: Mapping[str, Any], size: int) -> None:
-        """Refuse an empty or oversized input, naming the problem."""
-        if not data:
-            raise InvalidArgument(
-                "the request input is empty",
-                [FieldViolation("input", 'must be a non-empty object, such as {"text": "..."}')],
-                reason="EMPTY_INPUT",
-            )
-        if size > self.config.max_input_bytes:
-            raise InvalidArgument(
-                f"the request input is {size} bytes, over the limit of "
-                f"{self.config.max_input_bytes} bytes",
-                [FieldViolation("input", f"at most {self.config.max_input_bytes} bytes")],
-                reason="INPUT_TOO_LARGE",
-            )
-        if all(isinstance(v, str) and not v.strip() for v in data.values()):
-            raise InvalidArgument(
-                "the request input has only empty text",
-                [FieldViolation("input", "at least one field must have content")],
-                reason="EMPTY_INPUT",
-            )
-
-    def deadline_from(self, timeout: float | None) -> float:
-        """The absolute deadline for a call with this much time left (None: no deadline)."""
-        if timeout is None:
-            timeout = self.config.default_deadline
-        if timeout < self.config.min_deadline:
-            raise DeadlineExceeded(
-                f"the call's deadline leaves {timeout * 1000:.0f} ms, less than the "
-                f"{self.config.min_deadline * 1000:.0f} ms the scheduler needs to start a request",
-                reason="DEADLINE_TOO_SHORT",
-            )
-        return self.clock.now() + timeout
-
     async def submit(
         self,
         request_id: str,
@@ -225,7 +189,7 @@ class SchedulerCore:
         """
         span = trace.get_current_span()
         if request_id:
-            check_request_id(request_id)
+            admission.check_request_id(request_id)
             span.set_attribute(telemetry.REQUEST_ID, request_id)
             running = self.requests.running(request_id)
             if running is not None:
@@ -236,8 +200,10 @@ class SchedulerCore:
         else:
             request_id = uuid.uuid4().hex
             span.set_attribute(telemetry.REQUEST_ID, request_id)
-        deadline = self.deadline_from(timeout)
-        self.check_input(data, input_size if input_size is not None else _json_size(data))
+        deadline = self.admission.deadline_from(timeout)
+        self.admission.check_input(
+            data, input_size if input_size is not None else admission.json_size(data)
+        )
         if not math.isfinite(cost_budget) or cost_budget < 0:
             raise InvalidArgument(
                 f"cost_budget_usd is {cost_budget}",
@@ -249,7 +215,7 @@ class SchedulerCore:
         ) as decompose:
             plan = await self.make_plan(source, data, deadline)
             decompose.set_attribute("agentmesh.steps", len(plan.steps))
-        self._admit(plan)
+        self.admission.admit(plan, self.requests.active(), self.dispatcher.slots.has_room)
         record = new_record(request_id, plan, data, priority, time.time(), cost_budget)
         if self.store is not None:
             self.store.save_request(record, time.time() + (deadline - self.clock.now()))
@@ -296,25 +262,6 @@ class SchedulerCore:
                 },
             )
         return record
-
-    def _admit(self, plan: Plan) -> None:
-        if self.requests.active() >= self.config.max_active_requests:
-            raise ResourceExhausted(
-                f"the scheduler is running {self.requests.active()} requests, its limit",
-                retry_after=1.0,
-                reason="TOO_MANY_REQUESTS",
-            )
-        per_capability: dict[str, int] = {}
-        for step in plan.steps:
-            per_capability[step.capability] = per_capability.get(step.capability, 0) + 1
-        for capability, count in per_capability.items():
-            if not self.dispatcher.slots.has_room(capability, count):
-                raise ResourceExhausted(
-                    f"the queue for capability {capability!r} is full",
-                    retry_after=1.0,
-                    reason="QUEUE_FULL",
-                    metadata={"capability": capability},
-                )
 
     def get(self, request_id: str) -> RequestRecord:
         if not request_id:
@@ -377,9 +324,9 @@ class SchedulerCore:
     ) -> Outcome:
         """One subtask, routed and retried like a plan step."""
         if request_id:
-            check_request_id(request_id)
-        deadline = self.deadline_from(timeout)
-        self.check_input(data, _json_size(data))
+            admission.check_request_id(request_id)
+        deadline = self.admission.deadline_from(timeout)
+        self.admission.check_input(data, admission.json_size(data))
         if capability not in self.capabilities():
             raise InvalidArgument(
                 f"unknown capability {capability!r}",
@@ -459,16 +406,3 @@ class SchedulerCore:
         for worker_id in evicted:
             await self.evict(worker_id, "heartbeat_timeout")
         return evicted
-
-
-def check_request_id(request_id: str) -> None:
-    if not REQUEST_ID.match(request_id):
-        raise InvalidArgument(
-            f"request_id {request_id[:40]!r} is not valid",
-            [FieldViolation("request_id", "1 to 128 characters of [A-Za-z0-9._:-]")],
-            reason="INVALID_REQUEST_ID",
-        )
-
-
-def _json_size(data: Mapping[str, Any]) -> int:
-    return len(json.dumps(data, ensure_ascii=False).encode())

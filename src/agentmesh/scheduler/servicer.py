@@ -132,8 +132,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         data = convert.struct_to_dict(request.input)
         source = _source(request, self.core.config.max_steps)
         if source.plan is None:
-            self.core.check_input(data, request.input.ByteSize())
-        deadline = self.core.deadline_from(context.time_remaining())
+            self.core.admission.check_input(data, request.input.ByteSize())
+        deadline = self.core.admission.deadline_from(context.time_remaining())
         plan = await self.core.make_plan(source, data, deadline)
         return scheduler_pb2.DecomposeResponse(plan=convert.plan_to_proto(plan))
 
