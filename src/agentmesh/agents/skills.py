@@ -34,6 +34,11 @@ class Skill:
     """JSON Schema (draft 2020-12) of the output object."""
     instructions: str
     """A short system prompt for model backends."""
+    max_input_bytes: int = 65_536
+    """The largest input the skill takes, as JSON in UTF-8 bytes. The scheduler refuses a
+    step whose input is larger before dispatching it, and a worker refuses it with
+    INVALID_ARGUMENT: a skill's work grows with its input, and one oversized input must not
+    occupy a worker for longer than a subtask's deadline. Default 64 KiB."""
 
 
 _TEXT = {"type": "string", "minLength": 1}
