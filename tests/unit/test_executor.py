@@ -178,3 +178,40 @@ async def test_a_resumed_request_does_not_run_finished_steps_again() -> None:
     assert record.state == "SUCCEEDED"
     assert [c[1] for c in transport.calls] == ["y"]
     assert record.answer == {"y": {"from_x": "from before the restart"}}
+
+
+async def test_request_priority_applies_to_workflow_steps_unless_a_step_raises_it() -> None:
+    """A CRITICAL ticket's steps run at CRITICAL; a step's own priority can only raise it."""
+    from agentmesh.scheduler.workflows import WorkflowLibrary
+
+    seen: dict[str, int] = {}
+
+    def record_priority(worker, call, attempt) -> ExecuteResult:
+        seen[call.subtask_id] = call.priority
+        return ExecuteResult({"ok": True})
+
+    library = WorkflowLibrary.load(None)
+    plan = library.decompose("support_ticket", {"text": "My order never came."}, 64)
+    capabilities = {step.capability for step in plan.steps} - {"translate"}
+    critical, low, high = 4, 1, 3
+    record = new_record("req-1", plan, {"text": "My order never came."}, critical, 0.0)
+    await executor(FakeTransport(record_priority), capabilities=capabilities).execute(
+        record, 10_000.0, lambda event: None
+    )
+    assert seen and set(seen.values()) == {critical}
+
+    raised = Plan(
+        steps=(
+            Step("x", "a", {"text": Binding(("request.text",))}, priority=high),
+            Step("y", "b", {"text": Binding(("request.text",))}, priority=low),
+            Step("z", "c", {"text": Binding(("request.text",))}),
+        )
+    )
+    seen.clear()
+    record = new_record("req-2", raised, {"text": "hi"}, low, 0.0)
+    await executor(FakeTransport(record_priority)).execute(record, 10_000.0, lambda event: None)
+    assert seen == {"x": high, "y": low, "z": low}
+    seen.clear()
+    record = new_record("req-3", raised, {"text": "hi"}, 0, 0.0)
+    await executor(FakeTransport(record_priority)).execute(record, 10_000.0, lambda event: None)
+    assert seen == {"x": high, "y": 2, "z": 2}  # unspecified is NORMAL; a step cannot lower it

@@ -25,7 +25,13 @@ from agentmesh.scheduler.calls import (
     SubtaskEvent,
 )
 from agentmesh.scheduler.dispatcher import Dispatcher
-from agentmesh.scheduler.plans import Plan, Step, condition_holds, resolve_bindings
+from agentmesh.scheduler.plans import (
+    Plan,
+    Step,
+    condition_holds,
+    resolve_bindings,
+    step_priority,
+)
 from agentmesh.scheduler.tiers import Budget
 
 # Subtask states, the names of agentmesh.v1.SubtaskState.
@@ -230,7 +236,7 @@ class Executor:
             subtask_id=step.id,
             capability=step.capability,
             input=resolve_bindings(step.inputs, record.input, outputs),
-            priority=step.priority or record.priority,
+            priority=step_priority(step.priority, record.priority),
             difficulty=step.difficulty,
             deadline=deadline,
             budget=record.budget,
