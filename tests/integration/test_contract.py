@@ -129,3 +129,56 @@ def test_plans_dispatch_and_registration_refuse_enum_values_outside_the_enum(
         timeout=10,
     ).plan
     assert plan.steps[0].priority == plan_pb2.PRIORITY_HIGH
+
+
+def test_a_ticket_over_a_skills_input_budget_is_refused_before_any_worker_runs(
+    mesh: Mesh, stub: scheduler_pb2_grpc.SchedulerServiceStub
+) -> None:
+    from agentmesh.agents.skills import SKILLS
+
+    steps = ("extract_entities", "detect_language", "sentiment", "summarize")
+    text = "My laptop arrived broken. " * (max(SKILLS[c].max_input_bytes for c in steps) // 26 + 1)
+    request = scheduler_pb2.SubmitRequest(
+        request_id="too-long-1", workflow="support_ticket", input=struct({"text": text})
+    )
+    code, message, violations = refused(stub.Submit, request)
+    assert code == Code.INVALID_ARGUMENT, message
+    assert "bytes" in message and "long_document" in message
+    assert any(f.startswith("steps.") and f.endswith(".input") for f in violations), violations
+    # Refused at admission: nothing was accepted under that id.
+    code, _, _ = refused(stub.GetRequest, scheduler_pb2.GetRequestRequest(request_id="too-long-1"))
+    assert code == Code.NOT_FOUND
+    # The same text goes through the long-document path.
+    answer = mesh.client.submit("long_document", {"text": text}).answer
+    assert answer["summary"]
+
+
+def test_a_step_input_that_breaks_its_schema_fails_with_field_violations(
+    stub: scheduler_pb2_grpc.SchedulerServiceStub,
+) -> None:
+    plan = plan_pb2.Plan(
+        steps=[
+            plan_pb2.PlanStep(
+                id="lang",
+                capability="detect_language",
+                inputs={"text": plan_pb2.Binding(refs=["request.text"])},
+            ),
+            plan_pb2.PlanStep(
+                id="mood",
+                capability="sentiment",
+                depends_on=["lang"],
+                # A number where sentiment takes a text: only known once `lang` has run.
+                inputs={"text": plan_pb2.Binding(refs=["steps.lang.confidence"])},
+            ),
+        ],
+        answer={"mood": plan_pb2.Binding(refs=["steps.mood"])},
+    )
+    request = scheduler_pb2.SubmitRequest(request_id="bad-step-1", plan=plan, input=struct(TICKET))
+    code, message, violations = refused(stub.Submit, request)
+    assert code == Code.INVALID_ARGUMENT, message
+    assert "steps.mood.input.text" in violations, violations
+    code, _, violations = refused(
+        stub.Dispatch,
+        scheduler_pb2.DispatchRequest(capability="sentiment", input=struct({"txt": "hi"})),
+    )
+    assert code == Code.INVALID_ARGUMENT and "input" in violations

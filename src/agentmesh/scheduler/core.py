@@ -30,7 +30,7 @@ from agentmesh.errors import (
     NotFound,
 )
 from agentmesh.metrics import MeshSnapshot, WorkerView
-from agentmesh.scheduler import admission, planner
+from agentmesh.scheduler import admission, contracts, planner
 from agentmesh.scheduler.admission import Admission
 from agentmesh.scheduler.calls import (
     DispatchObserver,
@@ -215,6 +215,7 @@ class SchedulerCore:
         ) as decompose:
             plan = await self.make_plan(source, data, deadline)
             decompose.set_attribute("agentmesh.steps", len(plan.steps))
+        contracts.check_plan_inputs(plan, data)
         self.admission.admit(plan, self.requests.active(), self.dispatcher.slots.has_room)
         record = new_record(request_id, plan, data, priority, time.time(), cost_budget)
         if self.store is not None:
@@ -301,6 +302,7 @@ class SchedulerCore:
                 record.error = ErrorRecord(
                     "DEADLINE_EXCEEDED", "the deadline passed while the scheduler was down"
                 )
+                self.executor.cancel_unfinished(record, record.error.message)
                 record.finished_at = time.time()
                 self.store.finish_request(record)
                 continue
@@ -333,6 +335,7 @@ class SchedulerCore:
                 [FieldViolation("capability", f"known: {', '.join(sorted(self.capabilities()))}")],
                 reason="UNKNOWN_CAPABILITY",
             )
+        contracts.check_input(capability, data, "input", "the input")
         call = SubtaskCall(
             request_id=request_id or uuid.uuid4().hex,
             subtask_id="dispatch",
