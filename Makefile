@@ -46,7 +46,8 @@ prometheus:
 	command -v promtool >/dev/null && command -v prometheus >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus)
 
 run: install $(if $(filter local,$(BACKEND)),local-model)
-	$(BIN)/agentmesh run --backend $(BACKEND)
+	$(BIN)/agentmesh run --backend $(BACKEND) \
+	  --prometheus-targets deploy/prometheus/targets/agentmesh-workers-run.yml
 
 test: install local-model $(BUF) prometheus
 	AGENTMESH_BUF=$(abspath $(BUF)) $(BIN)/python -m pytest $(PYTEST_ARGS)

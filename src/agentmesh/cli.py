@@ -139,6 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         model = localmodel.child(model_port)
         model_url = f"http://127.0.0.1:{model_port}"
     workers = []
+    targets: list[dict[str, Any]] = []
     for i in range(1, args.workers + 1):
         backend = "builtin"
         env = [
@@ -159,11 +160,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                 ("AGENTMESH_MODEL_EXTRA_BODY", localmodel.EXTRA_BODY),
             ]
         worker_id = f"{backend}-{i}"
+        metrics_listen = _worker_metrics(config, i)
         env += [
             ("AGENTMESH_WORKER_ID", worker_id),
             ("AGENTMESH_WORKER_STORE", _worker_store(config, worker_id)),
+            ("AGENTMESH_WORKER_METRICS_LISTEN", metrics_listen),
         ]
         workers.append(Child(f"worker-{i}", ("worker",), tuple(env)))
+        if metrics_listen and not metrics_listen.endswith(":0"):
+            targets.append({"targets": [metrics_listen], "labels": {"worker": worker_id}})
 
     async def supervise() -> None:
         if model is not None:
@@ -179,13 +184,41 @@ def cmd_run(args: argparse.Namespace) -> int:
             await _until(lambda: _ready(client), 30.0)
             tasks += [await supervisor.start(c) for c in workers]
             await _until(lambda: len(_workers(client)) >= args.workers, 60.0)
+        if args.prometheus_targets:
+            # JSON is YAML too: Prometheus reads it as a file_sd target file.
+            text = json.dumps(targets, indent=2) + "\n"
+            await asyncio.to_thread(Path(args.prometheus_targets).write_text, text)
         _banner(config)
-        await supervisor.wait_stopped()
+        try:
+            await supervisor.wait_stopped()
+        finally:
+            if args.prometheus_targets:
+                await asyncio.to_thread(Path(args.prometheus_targets).unlink, missing_ok=True)
         for task in tasks:
             task.cancel()
 
     asyncio.run(supervise())
     return 0
+
+
+def _worker_metrics(config: SchedulerConfig, i: int) -> str:
+    """Worker i's own /metrics address: AGENTMESH_WORKER_METRICS_LISTEN's port plus i - 1,
+    or by default the scheduler's metrics port plus i (9465, 9466, ...); off when the
+    variable is set empty, or when unset and the scheduler's metrics are off."""
+    base = os.environ.get("AGENTMESH_WORKER_METRICS_LISTEN")
+    if base is None:
+        if not config.metrics_listen:
+            return ""
+        host, _, port = config.metrics_listen.rpartition(":")
+        first = int(port) + 1
+    elif not base:
+        return ""
+    else:
+        host, _, port = base.rpartition(":")
+        first = int(port)
+    if int(port) == 0:
+        return f"{host}:0"  # any free port, for each
+    return f"{host}:{first + i - 1}"
 
 
 def _worker_store(config: SchedulerConfig, worker_id: str) -> str:
@@ -324,6 +357,12 @@ def parser() -> argparse.ArgumentParser:
         default="builtin",
         help="builtin: offline workers (default); local: workers on a local llama.cpp model "
         "(openai backend, and one anthropic), after `make local-model`",
+    )
+    run.add_argument(
+        "--prometheus-targets",
+        metavar="FILE",
+        help="write the workers' /metrics addresses to FILE, a Prometheus file_sd target "
+        "file (removed on exit)",
     )
     run.set_defaults(handler=cmd_run)
 

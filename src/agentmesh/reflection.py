@@ -58,6 +58,4 @@ def _documented(
 def enable(server: aio.Server, service_names: Iterable[str]) -> None:
     """Serve reflection for these services (and reflection itself) on an aio server."""
     names = (*service_names, reflection.SERVICE_NAME)
-    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
-        DocumentedReflection(names), server
-    )
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(DocumentedReflection(names), server)

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -48,8 +49,9 @@ def test_run_prints_commands_that_work_and_stops_cleanly(tmp_path: Path) -> None
         "AGENTMESH_METRICS_LISTEN": f"127.0.0.1:{metrics}",
         "AGENTMESH_STORE": str(tmp_path / "scheduler.db"),
     }
+    targets = tmp_path / "agentmesh-workers-run.yml"
     supervisor = subprocess.Popen(
-        [sys.executable, "-m", "agentmesh", "run"],
+        [sys.executable, "-m", "agentmesh", "run", "--prometheus-targets", str(targets)],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -79,10 +81,18 @@ def test_run_prints_commands_that_work_and_stops_cleanly(tmp_path: Path) -> None
                 printed = json.loads(result.stdout)
                 request = printed.get("request", printed)  # grpcurl wraps it in the response
                 assert request["state"] == "REQUEST_STATE_SUCCEEDED"
+        # Every worker serves its own /metrics, listed for Prometheus by worker id.
+        listed = json.loads(targets.read_text())
+        assert [t["labels"]["worker"] for t in listed] == [f"builtin-{i}" for i in (1, 2, 3)]
+        assert [t["targets"] for t in listed] == [[f"127.0.0.1:{metrics + i}"] for i in (1, 2, 3)]
+        for target in listed:
+            body = urllib.request.urlopen(f"http://{target['targets'][0]}/metrics", timeout=5)
+            assert b"agentmesh_worker_subtasks_total" in body.read()
     finally:
         supervisor.send_signal(signal.SIGINT)
         code = supervisor.wait(30)
     assert code == 0
+    assert not targets.exists()  # no stale targets once the mesh is gone
     # Each worker kept what it finished in its own file beside the scheduler's store.
     stores = sorted(tmp_path.glob("worker-*.db"))
     assert [p.name for p in stores] == [f"worker-builtin-{i}.db" for i in (1, 2, 3)]
