@@ -2,9 +2,12 @@
 
 Each skill rests on a well-kept library rather than home-made heuristics:
 
-- `sentiment`: VADER (vaderSentiment). Its lexicon is English; text in other
-  languages mostly scores near neutral.
-- `detect_language`: py3langid's naive Bayes model.
+- `sentiment`: support-ticket cues in eight languages (`data/sentiment.toml`,
+  see `lexicons`), with VADER (vaderSentiment) for English, whose
+  general-purpose lexicon is English only.
+- `detect_language`: py3langid's naive Bayes model, with a prior for the
+  languages the backend reads, so that a short text is not taken for a rare
+  language and its doubt shows in the confidence.
 - `summarize`: TextRank (sumy), with pysbd splitting sentences: sumy's own
   tokenizer needs NLTK data downloads, and the builtin backend never touches
   the network.
@@ -12,8 +15,8 @@ Each skill rests on a well-kept library rather than home-made heuristics:
   price-parser (amounts); emails and order ids by regular expression;
   products from a catalogue (`data/products.txt` by default).
 - `classify`: there is no offline library for support-ticket intents, so a
-  keyword lexicon (`data/intents.toml`) in the example tickets' languages
-  decides intent and urgency.
+  keyword lexicon (`data/intents.toml`, see `lexicons`) in en, de, fr, es,
+  pt, it, nl and pl decides intent and urgency.
 - `draft_reply`: an English template filled from the intent, the entities
   and the sentiment.
 
@@ -29,8 +32,6 @@ import asyncio
 import itertools
 import re
 import threading
-import tomllib
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -51,10 +52,9 @@ from sumy.utils import get_stop_words, normalize_language
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from agentmesh.agents.backend import BackendResult, Usage
-from agentmesh.agents.skills import URGENCIES, Skill
+from agentmesh.agents.lexicons import DATA, Lexicon, SentimentCues, fold
+from agentmesh.agents.skills import Skill
 from agentmesh.errors import Unimplemented
-
-DATA = Path(__file__).parent / "data"
 
 DEFAULT_ORDER_ID_PATTERN = r"""(?ix)
     (?<![\w-])(?P<prefixed>ORD-?\d{4,12})(?![\w-])          # ORD-123456
@@ -71,6 +71,11 @@ DEFAULT_PHONE_REGIONS = ("US", "GB", "DE", "FR", "ES", "IT", "PT", "BR")
 LANGUAGES = ("en", "de", "fr", "es", "pt", "it")
 """The example tickets' languages: TextRank has stemmers and stop words for them (other
 languages get neither), and dateparser loads them when the backend is built."""
+
+#: The languages the lexicons (`lexicons.py`) read, favoured when a text's language is unclear.
+LANGUAGES_READ = frozenset((*LANGUAGES, "nl", "pl"))
+#: The prior weight of any other language against one of LANGUAGES_READ.
+OTHER_LANGUAGE_PRIOR = 0.1
 
 DEFAULT_MAX_SENTENCES = 3
 
@@ -128,85 +133,6 @@ def load_products(path: Path = DATA / "products.txt") -> tuple[str, ...]:
     """Product names from a catalogue file: one a line, "#" starts a comment line."""
     lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
     return tuple(line for line in lines if line and not line.startswith("#"))
-
-
-def _fold(text: str) -> str:
-    """Lower case without accents, so keywords match however customers type them."""
-    decomposed = unicodedata.normalize("NFKD", text.replace("\u2019", "'"))
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-
-
-def _keyword(keyword: str) -> re.Pattern[str]:
-    """A whole word or phrase; a trailing "*" makes it a prefix."""
-    prefix = keyword.endswith("*")
-    words = _fold(keyword.rstrip("*")).split()
-    end = "" if prefix else r"(?!\w)"
-    return re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, words)) + end)
-
-
-def _keywords(by_language: Mapping[str, Sequence[str]]) -> tuple[re.Pattern[str], ...]:
-    return tuple(_keyword(k) for words in by_language.values() for k in words)
-
-
-@dataclass(frozen=True)
-class Lexicon:
-    """The keyword evidence `classify` decides from (see `data/intents.toml`)."""
-
-    intents: Mapping[str, tuple[re.Pattern[str], ...]]
-    """Keywords per intent, in priority order: ties go to the earlier intent."""
-    critical: tuple[re.Pattern[str], ...]
-    high: tuple[re.Pattern[str], ...]
-    low: tuple[re.Pattern[str], ...]
-    negative_sentiment: float
-    """Sentiment at or below this raises urgency one level."""
-    large_amount: float
-    """An amount at or above this raises urgency one level."""
-
-    @classmethod
-    def load(cls, path: Path = DATA / "intents.toml") -> Lexicon:
-        with path.open("rb") as file:
-            data = tomllib.load(file)
-        urgency = data["urgency"]
-        return cls(
-            intents={name: _keywords(words) for name, words in data["intents"].items()},
-            critical=_keywords(urgency["critical"]),
-            high=_keywords(urgency["high"]),
-            low=_keywords(urgency["low"]),
-            negative_sentiment=float(urgency["negative_sentiment"]),
-            large_amount=float(urgency["large_amount"]),
-        )
-
-    def intent(self, text: str) -> tuple[str, float]:
-        """The intent with the most keyword hits, and a confidence.
-
-        Every occurrence counts: a customer who writes "cancel" twice is
-        asking to cancel. Confidence is the smoothed share of the winner's
-        hits among the top two, (top + 1) / (top + runner_up + 2): 0.5 with
-        no evidence either way, rising towards 1 as the winner's lead grows.
-        """
-        folded = _fold(text)
-        hits = {
-            name: sum(len(k.findall(folded)) for k in keywords)
-            for name, keywords in self.intents.items()
-        }
-        ranked = sorted(hits.items(), key=lambda item: -item[1])  # stable: file order on ties
-        (best, top), runner_up = ranked[0], ranked[1][1] if len(ranked) > 1 else 0
-        return (best if top else "general"), (top + 1) / (top + runner_up + 2)
-
-    def urgency(self, text: str, sentiment: float, largest_amount: float) -> str:
-        """Cues set the level; strong negativity and a large amount each raise it one."""
-        folded = _fold(text)
-        calm = any(k.search(folded) for k in self.low)
-        for k in self.low:  # so that "not urgent" does not count as "urgent"
-            folded = k.sub(" ", folded)
-        if any(k.search(folded) for k in self.critical):
-            level = URGENCIES.index("critical")
-        elif any(k.search(folded) for k in self.high):
-            level = URGENCIES.index("high")
-        else:
-            level = URGENCIES.index("low" if calm else "normal")
-        level += (sentiment <= self.negative_sentiment) + (largest_amount >= self.large_amount)
-        return URGENCIES[min(level, len(URGENCIES) - 1)]
 
 
 @dataclass(frozen=True)
@@ -283,12 +209,13 @@ class BuiltinBackend:
             or r"(?!)",
             re.IGNORECASE,
         )
-        self._canonical = {_fold(" ".join(n.split())): n for n in names}
+        self._canonical = {fold(" ".join(n.split())): n for n in names}
         self._order_ids = re.compile(order_id_pattern)
         self._phone_regions = tuple(phone_regions)
         self._lexicon = lexicon or Lexicon.load()
         self._now = now
         self._vader = SentimentIntensityAnalyzer()
+        self._cues = SentimentCues.load()
         self._identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
         self._summarizers = {lang: _summarizer(lang) for lang in (*LANGUAGES, "")}
         # dateparser keeps shared caches that it fills lazily; one call at a time.
@@ -321,19 +248,43 @@ class BuiltinBackend:
     # -- language and sentiment ---------------------------------------------------------
 
     def _identify(self, text: str) -> tuple[str, float]:
-        language, confidence = self._identifier.classify(text)
-        if not _ISO_639_1.fullmatch(language):  # the model also knows ISO 639-3-only languages
-            language, confidence = next(
-                (lang, p) for lang, p in self._identifier.rank(text) if _ISO_639_1.fullmatch(lang)
-            )
-        return language, min(max(float(confidence), 0.0), 1.0)
+        """The most probable language and its probability, under a prior for customers' languages.
+
+        py3langid knows about a hundred languages and, on a short text, often
+        prefers a rare one ("hello there" reads as Sesotho). Its probabilities
+        are weighed by a prior that favours the languages this backend reads
+        (`LANGUAGES_READ`) over other ISO 639-1 languages, and renormalised:
+        a long text's evidence still wins, a short text's doubt shows in the
+        confidence.
+        """
+        weighed = {
+            language: p * (1.0 if language in LANGUAGES_READ else OTHER_LANGUAGE_PRIOR)
+            for language, p in self._identifier.rank(text)
+            if _ISO_639_1.fullmatch(language)  # the model also knows ISO 639-3-only languages
+        }
+        total = sum(weighed.values())
+        language = max(weighed, key=weighed.__getitem__)
+        return language, min(max(weighed[language] / total if total else 0.0, 0.0), 1.0)
 
     def _detect_language(self, data: Mapping[str, Any]) -> dict[str, Any]:
         language, confidence = self._identify(data["text"])
         return {"language": language, "confidence": round(confidence, 4)}
 
     def _sentiment(self, text: str) -> dict[str, Any]:
-        score = self._vader.polarity_scores(text)["compound"]
+        """VADER for English, support-ticket cues (`data/sentiment.toml`) for every language.
+
+        VADER's lexicon is English and general-purpose; in another language it
+        mostly reads noise. So English text gets the mean of VADER's compound
+        score and the cues' score (VADER alone when no cue is found), other
+        languages the cues' score alone.
+        """
+        cues, found = self._cues.score(text)
+        if self._identify(text)[0] == "en":
+            vader = self._vader.polarity_scores(text)["compound"]
+            score = (vader + cues) / 2 if found else vader
+        else:
+            score = cues
+        score = round(score, 4)
         # VADER's own thresholds for its compound score.
         label = "positive" if score >= 0.05 else "negative" if score <= -0.05 else "neutral"
         return {"label": label, "score": score}
@@ -351,7 +302,7 @@ class BuiltinBackend:
         ]
         rest = _blank(rest, [(s, e) for s, e, _ in order_ids])
         products = [(m.start(), m.end()) for m in self._products.finditer(rest)]
-        product_names = [self._canonical[_fold(" ".join(rest[s:e].split()))] for s, e in products]
+        product_names = [self._canonical[fold(" ".join(rest[s:e].split()))] for s, e in products]
         rest = _blank(rest, products)
         phones, rest = self._phone_numbers(rest)
         amounts, rest = self._amounts(rest)
