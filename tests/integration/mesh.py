@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -10,8 +11,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import struct_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from agentmesh.client import Client
 from agentmesh.errors import AgentmeshError
@@ -138,3 +145,44 @@ def completed_runs(port: int) -> tuple[int, int]:
     )
     replays = re.search(r"^agentmesh_worker_replays_total (\S+)", body, re.MULTILINE)
     return int(ok), int(float(replays.group(1))) if replays else 0
+
+
+@contextlib.contextmanager
+def running_mesh(log_dir: Path, workers: tuple[str, ...] = ("w1",), **env: str) -> Iterator[Mesh]:
+    """A scheduler and builtin workers, up and registered; stopped on leaving."""
+    mesh = Mesh(log_dir, **env)
+    try:
+        mesh.start_scheduler()
+        for name in workers:
+            mesh.start_worker(name)
+        mesh.wait_workers(set(workers))
+        yield mesh
+    finally:
+        mesh.stop()
+
+
+def struct(data: dict[str, Any]) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    s.update(data)
+    return s
+
+
+def refused(
+    call: Any, request: Any, timeout: float = 30.0
+) -> tuple[grpc.StatusCode, str, dict[str, str]]:
+    """The code, message and BadRequest violations (field: description) of a call that must
+    fail; a streaming call is read to its end, where its status comes."""
+    try:
+        answer = call(request, timeout=timeout)
+        if isinstance(answer, grpc.Call):
+            list(answer)
+    except grpc.RpcError as error:
+        violations: dict[str, str] = {}
+        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+        for detail in status.details if status is not None else ():
+            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                violations |= {v.field: v.description for v in bad.field_violations}
+        return error.code(), error.details(), violations  # type: ignore[attr-defined]
+    raise AssertionError(f"the call did not fail: {request}")

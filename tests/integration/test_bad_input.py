@@ -9,9 +9,7 @@ import grpc
 import pytest
 from agentmesh.v1 import plan_pb2, scheduler_pb2, scheduler_pb2_grpc
 from google.protobuf import struct_pb2
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
-from mesh import ROOT, Mesh
+from mesh import ROOT, Mesh, refused, running_mesh, struct
 
 pytestmark = pytest.mark.integration
 
@@ -20,14 +18,8 @@ TICKET = json.loads(sorted((ROOT / "examples" / "tickets").glob("*.json"))[0].re
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    mesh = Mesh(tmp_path_factory.mktemp("bad"), AGENTMESH_MAX_INPUT_BYTES="65536")
-    try:
-        mesh.start_scheduler()
-        mesh.start_worker("w1")
-        mesh.wait_workers({"w1"})
+    with running_mesh(tmp_path_factory.mktemp("bad"), AGENTMESH_MAX_INPUT_BYTES="65536") as mesh:
         yield mesh
-    finally:
-        mesh.stop()
 
 
 @pytest.fixture(scope="module")
@@ -36,26 +28,10 @@ def stub(mesh: Mesh) -> Iterator[scheduler_pb2_grpc.SchedulerServiceStub]:
         yield scheduler_pb2_grpc.SchedulerServiceStub(channel)
 
 
-def struct(data: dict) -> struct_pb2.Struct:
-    s = struct_pb2.Struct()
-    s.update(data)
-    return s
-
-
 def fails(call, request, timeout: float = 30.0) -> tuple[grpc.StatusCode, str, list[str]]:
     """The status code, message and BadRequest field names of a call that must fail."""
-    with pytest.raises(grpc.RpcError) as caught:
-        call(request, timeout=timeout)
-    error = caught.value
-    fields: list[str] = []
-    status = rpc_status.from_call(error)
-    if status is not None:
-        for detail in status.details:
-            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
-                fields += [v.field for v in bad.field_violations]
-    return error.code(), error.details(), fields
+    code, message, violations = refused(call, request, timeout)
+    return code, message, list(violations)
 
 
 def step(id: str, capability: str, *deps: str) -> plan_pb2.PlanStep:

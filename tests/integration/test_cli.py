@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mesh import ROOT, Mesh
+from mesh import ROOT, Mesh, running_mesh
 
 pytestmark = pytest.mark.integration
 
@@ -18,14 +18,8 @@ TICKET = sorted((ROOT / "examples" / "tickets").glob("*.json"))[0]
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    mesh = Mesh(tmp_path_factory.mktemp("cli"))
-    try:
-        mesh.start_scheduler()
-        mesh.start_worker("w1")
-        mesh.wait_workers({"w1"})
+    with running_mesh(tmp_path_factory.mktemp("cli")) as mesh:
         yield mesh
-    finally:
-        mesh.stop()
 
 
 def agentmesh(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

@@ -8,10 +8,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 from agentmesh.v1 import plan_pb2, scheduler_pb2, scheduler_pb2_grpc, worker_pb2
-from google.protobuf import struct_pb2
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
-from mesh import ROOT, Mesh
+from mesh import ROOT, Mesh, refused, running_mesh, struct
 
 pytestmark = pytest.mark.integration
 
@@ -21,42 +18,14 @@ Code = grpc.StatusCode
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    mesh = Mesh(tmp_path_factory.mktemp("contract"))
-    try:
-        mesh.start_scheduler()
-        mesh.start_worker("w1")
-        mesh.wait_workers({"w1"})
+    with running_mesh(tmp_path_factory.mktemp("contract")) as mesh:
         yield mesh
-    finally:
-        mesh.stop()
 
 
 @pytest.fixture(scope="module")
 def stub(mesh: Mesh) -> Iterator[scheduler_pb2_grpc.SchedulerServiceStub]:
     with grpc.insecure_channel(mesh.target) as channel:
         yield scheduler_pb2_grpc.SchedulerServiceStub(channel)
-
-
-def struct(data: dict) -> struct_pb2.Struct:
-    s = struct_pb2.Struct()
-    s.update(data)
-    return s
-
-
-def refused(call, request, timeout: float = 30.0) -> tuple[Code, str, dict[str, str]]:
-    """The code, message and BadRequest violations (field: description) of a failing call."""
-    with pytest.raises(grpc.RpcError) as caught:
-        answer = call(request, timeout=timeout)
-        if isinstance(answer, grpc.Call):  # a stream: the status comes at its end
-            list(answer)
-    violations: dict[str, str] = {}
-    status = rpc_status.from_call(caught.value)
-    for detail in status.details if status is not None else ():
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            violations |= {v.field: v.description for v in bad.field_violations}
-    return caught.value.code(), caught.value.details(), violations
 
 
 def ticket_plan(**step_fields: int) -> plan_pb2.Plan:
