@@ -309,6 +309,7 @@ class Dispatcher:
         task = asyncio.ensure_future(self.transport.execute(worker, call, attempt, timeout))
         running = _Attempt(task)
         self._running.by_worker.setdefault(worker.worker_id, set()).add(running)
+        pending = worker.pending.start(started)
         code = "OK"
         try:
             result = await task
@@ -327,6 +328,7 @@ class Dispatcher:
             raise
         finally:
             now = self.clock.now()
+            worker.pending.finish(pending)
             self._running.by_worker.get(worker.worker_id, set()).discard(running)
             self.observer.attempt_finished(call.capability, worker.worker_id, now - started, code)
             self._release(worker, now - started, code, now)
@@ -334,7 +336,7 @@ class Dispatcher:
     def _release(self, worker: WorkerRecord, seconds: float, code: str, now: float) -> None:
         worker.in_flight = max(worker.in_flight - 1, 0)
         if code == "OK":
-            worker.latency.observe(seconds, now)
+            worker.observe_latency(seconds, now)
         if code != "CANCELLED":
             # A worker's own failures count against it; a deadline that was
             # simply too short for anyone would also land here, which the
