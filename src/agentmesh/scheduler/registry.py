@@ -2,7 +2,9 @@
 
 A worker is known from its Register call until it leaves, its Heartbeat
 stream ends, or its heartbeats stop for longer than the liveness timeout;
-`silent_since` finds the silent ones. The registry only keeps state: the
+`silent_since` finds the silent ones, and `restart_liveness` gives every
+worker a fresh window after the scheduler itself stalled (heartbeats it did
+not read are no sign of a dead worker). The registry only keeps state: the
 dispatcher decides what eviction means for in-flight work.
 """
 
@@ -110,6 +112,8 @@ class Registry:
         self.latency_decay = latency_decay
         self.error_decay = error_decay
         self._workers: dict[str, WorkerRecord] = {}
+        #: Liveness is counted from here at the earliest (see `restart_liveness`).
+        self._liveness_from = float("-inf")
 
     def __len__(self) -> int:
         return len(self._workers)
@@ -154,8 +158,18 @@ class Registry:
         return self._workers.pop(worker_id, None)
 
     def silent_since(self, cutoff: float) -> list[WorkerRecord]:
-        """Workers whose last heartbeat is older than cutoff."""
+        """Workers whose last heartbeat is older than cutoff (and than the last restart)."""
+        if self._liveness_from >= cutoff:
+            return []
         return [r for r in self._workers.values() if r.last_heartbeat < cutoff]
+
+    def restart_liveness(self, now: float) -> None:
+        """Give every worker a fresh liveness window from now.
+
+        For after a stall of the scheduler itself: heartbeats that arrived
+        while it did not run are still unread, and say nothing of the workers.
+        """
+        self._liveness_from = max(self._liveness_from, now)
 
     def typical_latency(self, worker_id: str) -> float:
         """The lower median of the last known latencies of the workers sharing a
