@@ -114,6 +114,7 @@ class SchedulerCore:
             attempt_timeout=config.attempt_timeout,
             observer=observer,
             hedge=config.hedge,
+            worker_wait=config.worker_wait,
         )
         self.executor = Executor(self.dispatcher, store)
         self.workflows = workflows or WorkflowLibrary.load(config.workflows_dir)
