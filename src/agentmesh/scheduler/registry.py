@@ -90,7 +90,9 @@ class WorkerRecord:
         """
         since = now - self.latency.observed_at
         decayed = self.sampled_latency()
-        if since > 0:
+        # Under 0.1% of a time constant the decay changes nothing worth the
+        # peers' median: a worker answering steadily skips it.
+        if since > self.latency.decay / 1000:
             decayed = decay_toward(decayed, self.typical_latency(), since, self.latency.decay)
         return max(decayed, self.pending.oldest_age(now))
 
