@@ -58,6 +58,12 @@ class SchedulerConfig:
     """SQLite file the scheduler keeps requests in (WAL), so a restarted scheduler
     resumes them; empty keeps them in memory only. Env AGENTMESH_STORE.
     Default .agentmesh/scheduler.db in the working directory."""
+    worker_wait: float = 5.0
+    """Longest a subtask waits, within its deadline, for a worker offering its capability
+    to register when none is live (after an eviction, or while a restarted scheduler
+    waits for workers), and for the worker it prefers after a restart; then it fails
+    with UNAVAILABLE, or goes to another worker. Env AGENTMESH_WORKER_WAIT.
+    Default 5 s (twice the default liveness timeout)."""
     recovery_delay: float = 2.5
     """Seconds a restarted scheduler waits for workers to register again before it
     resumes unfinished requests. Env AGENTMESH_RECOVERY_DELAY. Default 2.5 s."""

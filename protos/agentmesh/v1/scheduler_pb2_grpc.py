@@ -116,7 +116,9 @@ class SchedulerServiceServicer:
         with BadRequest field violations; not retryable.
         NOT_FOUND            unknown workflow; not retryable.
         UNAVAILABLE          no healthy worker offers a capability a required
-        step needs (ErrorInfo names it), or a required
+        step needs (ErrorInfo names it), and none
+        registered within AGENTMESH_WORKER_WAIT (5 s by
+        default, within the deadline); or a required
         subtask kept failing; retryable with backoff.
         RESOURCE_EXHAUSTED   the scheduler is at its admission bound; retry
         after the RetryInfo delay.

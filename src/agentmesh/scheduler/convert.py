@@ -284,7 +284,7 @@ def worker_status_to_proto(
         else scheduler_pb2.WORKER_STATE_ACTIVE,
         health=health_to_proto(record.health),
         in_flight=record.in_flight,
-        latency_estimate=duration(record.latency.estimate()),
+        latency_estimate=duration(record.latency_estimate(now)),
         error_rate=record.errors.rate(now),
         last_heartbeat=timestamp(wall_now - (now - record.last_heartbeat)),
     )

@@ -114,6 +114,7 @@ class SchedulerCore:
             attempt_timeout=config.attempt_timeout,
             observer=observer,
             hedge=config.hedge,
+            worker_wait=config.worker_wait,
         )
         self.executor = Executor(self.dispatcher, store)
         self.workflows = workflows or WorkflowLibrary.load(config.workflows_dir)
@@ -402,9 +403,23 @@ class SchedulerCore:
         """Remove a worker (reason: heartbeat_timeout or stream_closed), re-queueing its work."""
         return await self.dispatcher.evict(worker_id, reason)
 
-    async def evict_silent(self) -> list[str]:
-        """Evict every worker silent for longer than the liveness timeout."""
-        cutoff = self.clock.now() - self.config.liveness_timeout
+    async def evict_silent(self, stalled: float = 0.0) -> list[str]:
+        """Evict every worker silent for longer than the liveness timeout.
+
+        `stalled` is how many seconds the scheduler itself did not run just
+        before this sweep (the sweeper measures it). After a stall of half a
+        heartbeat interval or more, heartbeats may wait unread in the sockets:
+        they say nothing of the workers, so everyone gets a fresh liveness
+        window from now, and no one is evicted for the scheduler's own pause.
+        """
+        now = self.clock.now()
+        if stalled >= self.config.heartbeat_interval / 2:
+            self.registry.restart_liveness(now)
+            log.warning(
+                "scheduler stalled: liveness windows restart",
+                extra={"stalled_s": round(stalled, 3), "workers": len(self.registry)},
+            )
+        cutoff = now - self.config.liveness_timeout
         evicted = [r.worker_id for r in self.registry.silent_since(cutoff)]
         for worker_id in evicted:
             await self.evict(worker_id, "heartbeat_timeout")

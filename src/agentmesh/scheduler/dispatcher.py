@@ -4,7 +4,9 @@ A subtask waits for a worker slot of its tier (`slots`), runs, and is
 raced by a hedge when it runs slow (`hedging`). A failed attempt is retried on
 another worker after a jittered backoff when its error is retryable and the
 deadline leaves room. An evicted worker's attempts are cancelled and go
-back to the queue at once.
+back to the queue at once. When no live worker offers the capability (in
+a tier that can serve it), the subtask waits up to `worker_wait` for one
+to register before it fails with UNAVAILABLE.
 
 Nothing here knows gRPC: workers are reached through a `WorkerTransport`.
 """
@@ -79,6 +81,7 @@ class Dispatcher:
         observer: DispatchObserver | None = None,
         hedge: HedgePolicy | None = None,
         outliers: OutlierPolicy | None = None,
+        worker_wait: float = 0.0,
     ) -> None:
         self.registry = registry
         self.transport = transport
@@ -88,8 +91,17 @@ class Dispatcher:
         #: Longest a single attempt may take, within the subtask's deadline.
         self.attempt_timeout = attempt_timeout
         self.observer = observer or NullObserver()
+        #: Longest a subtask waits for a worker of its capability (or its preferred
+        #: worker) to register, within its deadline.
+        self.worker_wait = worker_wait
         self.slots = Slots(
-            registry, policy, clock, self.observer, queue_bound=queue_bound, aging=aging
+            registry,
+            policy,
+            clock,
+            self.observer,
+            queue_bound=queue_bound,
+            aging=aging,
+            worker_wait=worker_wait,
         )
         self._running = _Running()
         self.hedger = Hedger(hedge or HedgePolicy(), self.observer)
@@ -101,6 +113,7 @@ class Dispatcher:
     def workers_changed(self, worker: WorkerRecord) -> None:
         """A worker joined, freed a slot, or changed its capacity: serve its queues."""
         for capability in worker.spec.capabilities:
+            self.slots.worker_joined(capability)
             self.slots.pump(capability)
 
     async def evict(self, worker_id: str, reason: str) -> WorkerRecord | None:
@@ -130,7 +143,7 @@ class Dispatcher:
         attempt = 0
         while True:
             attempt += 1
-            tier, reserved = self._choose_tier(call, minimum)
+            tier, reserved = await self._wait_for_tier(call, minimum)
             try:
                 worker = await self.slots.acquire(call, tier, frozenset(avoid))
             except TierGone:
@@ -233,6 +246,17 @@ class Dispatcher:
         ]
         return self.slots.policy.pick(free, now) if free else None
 
+    async def _wait_for_tier(self, call: SubtaskCall, minimum: int) -> tuple[int, float]:
+        """`_choose_tier`, waiting up to `worker_wait` (within the deadline) for a worker
+        of a tier that can serve the subtask to register when none is live."""
+        give_up = min(call.deadline, self.clock.now() + self.worker_wait)
+        while True:
+            try:
+                return self._choose_tier(call, minimum)
+            except Unavailable:
+                if not await self.slots.wait_for_worker(call.capability, give_up):
+                    raise
+
     def _choose_tier(self, call: SubtaskCall, minimum: int) -> tuple[int, float]:
         """The tier for the next attempt, and what is reserved of the budget for it."""
         now = self.clock.now()
@@ -309,6 +333,7 @@ class Dispatcher:
         task = asyncio.ensure_future(self.transport.execute(worker, call, attempt, timeout))
         running = _Attempt(task)
         self._running.by_worker.setdefault(worker.worker_id, set()).add(running)
+        pending = worker.pending.start(started)
         code = "OK"
         try:
             result = await task
@@ -327,6 +352,7 @@ class Dispatcher:
             raise
         finally:
             now = self.clock.now()
+            worker.pending.finish(pending)
             self._running.by_worker.get(worker.worker_id, set()).discard(running)
             self.observer.attempt_finished(call.capability, worker.worker_id, now - started, code)
             self._release(worker, now - started, code, now)
@@ -334,7 +360,7 @@ class Dispatcher:
     def _release(self, worker: WorkerRecord, seconds: float, code: str, now: float) -> None:
         worker.in_flight = max(worker.in_flight - 1, 0)
         if code == "OK":
-            worker.latency.observe(seconds, now)
+            worker.observe_latency(seconds, now)
         if code != "CANCELLED":
             # A worker's own failures count against it; a deadline that was
             # simply too short for anyone would also land here, which the

@@ -67,10 +67,12 @@ class LatencyWeighted:
     worker's latency whatever its other slots do; the small load term only
     spreads work among workers of equal speed (a full worker counts as at
     most 1.5× slower), and never makes a worker twice as slow look better.
-    The latency estimate is the scheduler's own peak-EWMA of observed calls,
-    raised to the worker's self-reported estimate when that is higher (a
-    worker slows down before the scheduler has seen it). Ties go to a random
-    candidate so that equal workers share the load.
+    The latency is the worker's `latency_estimate`: the scheduler's own
+    peak-EWMA of observed calls, raised to the worker's self-reported
+    estimate when that is higher (a worker slows down before the scheduler
+    has seen it), decayed towards its peers' typical latency while it gets
+    no samples, and at least the age of its oldest outstanding attempt.
+    Ties go to a random candidate so that equal workers share the load.
     """
 
     #: How much a 100% error rate multiplies the cost.
@@ -83,7 +85,7 @@ class LatencyWeighted:
 
     def latency(self, worker: WorkerRecord, now: float) -> float:
         """Expected seconds for one subtask, errors counted as lost time."""
-        latency = max(worker.latency.estimate(), worker.health.latency)
+        latency = worker.latency_estimate(now)
         return latency * (1.0 + self.error_penalty * worker.errors.rate(now))
 
     def worth_waiting(
@@ -114,12 +116,64 @@ class LatencyWeighted:
         return best[0] if len(best) == 1 else self._rng.choice(best)
 
 
+class Probing:
+    """Another policy, plus an occasional pick of a worker it has not heard from.
+
+    A latency-based policy stops sending work to a worker that looked slow,
+    and so never learns that it is fast again. A free candidate with no
+    answer for `idle_after` seconds is picked instead, with probability
+    `share` per pick, at most once per `every` seconds per worker; the
+    probe's answer updates its estimate either way.
+    """
+
+    #: Seconds without an answer after which a worker is worth a probe.
+    idle_after = 5.0
+    #: Seconds between two probes of the same worker.
+    every = 5.0
+    #: Chance that a pick with an idle candidate probes it.
+    share = 0.05
+
+    def __init__(self, inner: Policy, rng: random.Random) -> None:
+        self.inner = inner
+        self._rng = rng
+        self._probed: dict[str, float] = {}
+
+    def pick(self, candidates: Sequence[WorkerRecord], now: float) -> WorkerRecord:
+        idle = [w for w in candidates if self._idle(w, now)]
+        if idle and self._rng.random() < self.share:
+            worker = self._rng.choice(idle)
+            # Forget probes long past, so the map stays as small as the mesh.
+            self._probed = {k: t for k, t in self._probed.items() if now - t < self.every}
+            self._probed[worker.worker_id] = now
+            return worker
+        return self.inner.pick(candidates, now)
+
+    def worth_waiting(
+        self, chosen: WorkerRecord, busy: Sequence[WorkerRecord], waiting: int, now: float
+    ) -> bool:
+        """Never hold a probe back; otherwise as the inner policy says."""
+        if self._probed.get(chosen.worker_id) == now:
+            return False
+        return self.inner.worth_waiting(chosen, busy, waiting, now)
+
+    def _idle(self, worker: WorkerRecord, now: float) -> bool:
+        return (
+            worker.in_flight == 0
+            and now - worker.latency.observed_at >= self.idle_after
+            and now - self._probed.get(worker.worker_id, float("-inf")) >= self.every
+        )
+
+
 def _utilisation(worker: WorkerRecord) -> float:
     return worker.in_flight / worker.spec.capacity
 
 
+def _latency_weighted(rng: random.Random) -> Policy:
+    return Probing(LatencyWeighted(rng), rng)
+
+
 POLICIES: dict[str, Callable[[random.Random], Policy]] = {
-    "latency_weighted": LatencyWeighted,
+    "latency_weighted": _latency_weighted,
     "round_robin": RoundRobin,
     "p2c": PowerOfTwoChoices,
 }

@@ -98,11 +98,19 @@ class SchedulerServer:
         await self.core.recover()
 
     async def _sweep_forever(self) -> None:
-        """Evict silent workers; check four times per heartbeat interval."""
+        """Evict silent workers; check four times per heartbeat interval.
+
+        A sweep that runs much later than scheduled measures a stall of the
+        scheduler itself (SIGSTOP, a blocked event loop), during which
+        heartbeats went unread; the core then evicts no one for it.
+        """
         period = self.config.heartbeat_interval / 4
+        loop = asyncio.get_running_loop()
         while True:
+            due = loop.time() + period
             await asyncio.sleep(period)
-            for worker_id in await self.core.evict_silent():
+            stalled = max(loop.time() - due, 0.0)
+            for worker_id in await self.core.evict_silent(stalled):
                 log.warning("worker evicted: heartbeats stopped", extra={"worker_id": worker_id})
 
     async def shutdown(self, grace: float = 5.0) -> None:
