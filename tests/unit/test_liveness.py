@@ -49,3 +49,14 @@ async def test_a_short_lag_of_the_sweep_changes_nothing() -> None:
     core, clock = core_with_workers(1)
     clock.advance(3.0)
     assert await core.evict_silent(stalled=0.1) == ["w0"]
+
+
+async def test_the_metrics_snapshot_shows_the_latency_balancing_uses() -> None:
+    core, clock = core_with_workers(2)
+    w0 = core.registry.get("w0")
+    assert w0 is not None
+    w0.observe_latency(16.0, clock.now())  # slow once
+    clock.advance(60.0)  # then nothing for a minute: the estimate has decayed since
+    now = clock.now()
+    shown = {w.worker_id: w.latency for w in core.snapshot().workers}
+    assert shown["w0"] == w0.latency_estimate(now) < 16.0

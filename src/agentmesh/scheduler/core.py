@@ -358,7 +358,7 @@ class SchedulerCore:
                     worker_id=w.worker_id,
                     in_flight=w.in_flight,
                     capacity=w.spec.capacity,
-                    latency=w.latency.estimate(),
+                    latency=w.latency_estimate(now),
                     error_ratio=w.errors.rate(now),
                     queue_length=w.health.queue_length,
                     heartbeat_age=now - w.last_heartbeat,
