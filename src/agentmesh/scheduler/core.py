@@ -28,9 +28,10 @@ from agentmesh.errors import (
     FieldViolation,
     InvalidArgument,
     NotFound,
+    Unavailable,
 )
 from agentmesh.metrics import MeshSnapshot, WorkerView
-from agentmesh.scheduler import admission, planner
+from agentmesh.scheduler import admission, planner, requests
 from agentmesh.scheduler.admission import Admission
 from agentmesh.scheduler.calls import (
     DispatchObserver,
@@ -42,22 +43,25 @@ from agentmesh.scheduler.calls import (
 )
 from agentmesh.scheduler.dispatcher import Dispatcher
 from agentmesh.scheduler.executor import (
+    DONE,
     PENDING,
     QUEUED,
     REQUEST_FAILED,
+    REQUEST_RUNNING,
     RUNNING_STATE,
     ErrorRecord,
     Executor,
     RequestRecord,
+    SubtaskRecord,
     new_record,
 )
-from agentmesh.scheduler.plans import Plan, validate_plan
+from agentmesh.scheduler.plans import Plan, plan_to_dict, validate_plan
 from agentmesh.scheduler.policies import make_policy
 from agentmesh.scheduler.registry import HealthReport, Registry, WorkerRecord, WorkerSpec
 from agentmesh.scheduler.requests import RequestIndex
 from agentmesh.scheduler.stats import Finished, RequestWindow
 from agentmesh.scheduler.store import Store
-from agentmesh.scheduler.tiers import NUANCED
+from agentmesh.scheduler.tiers import NUANCED, Budget
 from agentmesh.scheduler.workflows import WorkflowLibrary
 
 log = logging.getLogger(__name__)
@@ -71,7 +75,14 @@ class Source:
     plan: Plan | None = None
     goal: str = ""
 
+    def canonical(self) -> dict[str, Any]:
+        """The source as plain data, for the request's fingerprint."""
+        plan = plan_to_dict(self.plan) if self.plan is not None else None
+        return {"workflow": self.workflow, "plan": plan, "goal": self.goal}
 
+
+#: Seconds a commit is still waited for when the request's deadline has passed.
+COMMIT_GRACE = 1.0
 ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$")
 
 
@@ -183,23 +194,25 @@ class SchedulerCore:
     ) -> RequestRecord:
         """Run a request to its outcome, or attach to it when its id is known.
 
-        Returns the record, finished; a failed request is a record in state
-        FAILED, not an exception. Raises for what is refused before the
-        request is accepted.
+        Returns the record, finished and committed to the store; a failed
+        request is a record in state FAILED, not an exception. A known id
+        with other parameters is refused (ALREADY_EXISTS); a known request
+        that failed with a retryable code runs again. Raises for what is
+        refused before the request is accepted. `on_plan` is called once the
+        request is committed, before any subtask runs.
         """
         span = trace.get_current_span()
+        print_ = requests.fingerprint(source.canonical(), data, priority, cost_budget)
         if request_id:
             admission.check_request_id(request_id)
             span.set_attribute(telemetry.REQUEST_ID, request_id)
-            running = self.requests.running(request_id)
-            if running is not None:
-                return await asyncio.shield(running)
-            known = self._lookup(request_id)
+            known = await self._known(request_id, print_, timeout, on_plan, on_event)
             if known is not None:
                 return known
         else:
             request_id = uuid.uuid4().hex
             span.set_attribute(telemetry.REQUEST_ID, request_id)
+        self._check_store()
         deadline = self.admission.deadline_from(timeout)
         self.admission.check_input(
             data, input_size if input_size is not None else admission.json_size(data)
@@ -215,21 +228,148 @@ class SchedulerCore:
         ) as decompose:
             plan = await self.make_plan(source, data, deadline)
             decompose.set_attribute("agentmesh.steps", len(plan.steps))
+        if self.requests.get(request_id) is not None:
+            # The same id arrived while this one was planned: one of them runs.
+            known = await self._known(request_id, print_, timeout, on_plan, on_event)
+            if known is not None:
+                return known
         self.admission.admit(plan, self.requests.active(), self.dispatcher.slots.has_room)
         record = new_record(request_id, plan, data, priority, time.time(), cost_budget)
+        return await self._start(record, deadline, print_, on_plan, on_event)
+
+    async def _known(
+        self,
+        request_id: str,
+        print_: str,
+        timeout: float | None,
+        on_plan: Callable[[RequestRecord], None] | None,
+        on_event: EventSink,
+    ) -> RequestRecord | None:
+        """The outcome for a known request id: attached, stored, or run again; None if unknown."""
+        running = self.requests.running(request_id)
+        if running is not None:
+            requests.check_same(request_id, self.requests.fingerprint(request_id), print_)
+            record = await asyncio.shield(running)
+        else:
+            record = self.requests.get(request_id)
+            known = self.requests.fingerprint(request_id)
+            if record is None and self.store is not None:
+                stored = self.store.load(request_id)
+                if stored is not None:
+                    record, known = stored.record, stored.fingerprint
+            if record is None:
+                return None
+            requests.check_same(request_id, known, print_)
+            if requests.rerunnable(record):
+                return await self._rerun(record, print_, timeout, on_plan, on_event)
+        await self._durable(self.admission.deadline_from(timeout))
+        return record
+
+    async def _rerun(
+        self,
+        record: RequestRecord,
+        print_: str,
+        timeout: float | None,
+        on_plan: Callable[[RequestRecord], None] | None,
+        on_event: EventSink,
+    ) -> RequestRecord:
+        """Run a request that failed with a retryable code again, keeping its finished subtasks."""
+        self._check_store()
+        deadline = self.admission.deadline_from(timeout)
+        self.admission.admit(record.plan, self.requests.active(), self.dispatcher.slots.has_room)
+        log.info("running a failed request again", extra={"request_id": record.request_id})
+        kept = {s.id: s for s in record.subtasks.values() if s.state == DONE}
+        record.subtasks = {
+            s.id: kept.get(s.id) or SubtaskRecord(s.id, s.capability) for s in record.plan.steps
+        }
+        record.state, record.answer, record.error, record.finished_at = (
+            REQUEST_RUNNING,
+            None,
+            None,
+            None,
+        )
+        if record.budget is not None:
+            record.budget = Budget(record.budget.limit)
+            record.budget.spent = sum(s.usage.cost_usd for s in kept.values())
+        return await self._start(record, deadline, print_, on_plan, on_event)
+
+    async def _start(
+        self,
+        record: RequestRecord,
+        deadline: float,
+        print_: str,
+        on_plan: Callable[[RequestRecord], None] | None,
+        on_event: EventSink,
+    ) -> RequestRecord:
+        """Store the request, run it, and return it once its outcome is committed."""
         if self.store is not None:
-            self.store.save_request(record, time.time() + (deadline - self.clock.now()))
-        if on_plan is not None:
-            on_plan(record)
-        task = asyncio.create_task(self._run(record, deadline, on_event), name=request_id)
-        self.requests.start(record, task)
+            self.store.save_request(record, self._wall(deadline), print_)
+        task = asyncio.create_task(
+            self._run(record, deadline, on_event, on_plan=on_plan), name=record.request_id
+        )
+        self.requests.start(record, task, print_)
         # Cancelling the caller (the client went away) cancels the request.
-        return await task
+        await task
+        await self._durable(deadline)
+        return record
+
+    def _check_store(self) -> None:
+        """Refuse new work while the store cannot write: it could not be kept."""
+        if self.store is not None and not self.store.up:
+            raise Unavailable(
+                f"the request store cannot write ({self.store.problem}); "
+                "new requests are refused until it can",
+                reason="STORE_UNAVAILABLE",
+                metadata={"store": getattr(self.store, "path", "")},
+            )
+
+    async def _durable(self, deadline: float) -> None:
+        """Wait until what is queued for the store is committed, within the deadline.
+
+        Raises UNAVAILABLE (STORE_UNAVAILABLE) when it is not: what the
+        scheduler would answer could be lost. A deadline already past still
+        gets COMMIT_GRACE seconds, since a healthy store commits in
+        milliseconds.
+        """
+        if self.store is None:
+            return
+        timeout = max(deadline - self.clock.now(), COMMIT_GRACE)
+        if not await self.store.committed(timeout):
+            raise Unavailable(
+                f"the request store could not commit within the deadline ({self.store.problem})",
+                reason="STORE_UNAVAILABLE",
+                metadata={"store": getattr(self.store, "path", "")},
+            )
+
+    def _wall(self, deadline: float) -> float:
+        """A deadline on the injected clock as wall-clock time, for the store."""
+        return time.time() + (deadline - self.clock.now())
 
     async def _run(
-        self, record: RequestRecord, deadline: float, on_event: EventSink
+        self,
+        record: RequestRecord,
+        deadline: float,
+        on_event: EventSink,
+        *,
+        on_plan: Callable[[RequestRecord], None] | None = None,
+        delay: float = 0.0,
     ) -> RequestRecord:
+        """Run a stored request: after `delay` (recovery) or once its row is committed."""
         logs.REQUEST_ID.set(record.request_id)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        else:
+            try:
+                await self._durable(deadline)
+            except Unavailable as error:
+                # Not committed, so not accepted: nothing ran, and a repeat runs it.
+                record.state, record.error = REQUEST_FAILED, ErrorRecord.of(error)
+                record.finished_at = time.time()
+                if self.store is not None:
+                    self.store.finish_request(record)
+                return record
+        if on_plan is not None:
+            on_plan(record)
         started = self.clock.now()
         try:
             await self.executor.execute(record, deadline, on_event)
@@ -266,36 +406,35 @@ class SchedulerCore:
     def get(self, request_id: str) -> RequestRecord:
         if not request_id:
             raise InvalidArgument("request_id is empty", [FieldViolation("request_id", "required")])
-        record = self._lookup(request_id)
+        record = self.requests.get(request_id)
+        if record is None and self.store is not None:
+            stored = self.store.load(request_id)
+            record = stored.record if stored is not None else None
         if record is None:
             raise NotFound(f"no request {request_id!r}", reason="UNKNOWN_REQUEST")
         return record
 
-    def _lookup(self, request_id: str) -> RequestRecord | None:
-        """A request from memory, or from the store when memory has let it go."""
-        record = self.requests.get(request_id)
-        if record is None and self.store is not None:
-            record = self.store.load(request_id)
-        return record
+    def recover(self, delay: float = 0.0) -> int:
+        """Register every request the store has unfinished (after a restart); how many.
 
-    async def recover(self) -> int:
-        """Resume every request the store has unfinished (after a restart); how many.
-
-        Finished subtasks keep their outputs and are not run again; the
-        others are dispatched again, preferring the worker that had them. A
-        request whose deadline passed while the scheduler was down fails
-        with DEADLINE_EXCEEDED.
+        Each becomes a running request at once, so that a repeat of its id
+        attaches to it; it resumes after `delay` seconds (time for workers to
+        register again). Finished subtasks keep their outputs and are not
+        run again; the others are dispatched again, preferring the worker
+        that had them. A request whose deadline passed while the scheduler
+        was down fails with DEADLINE_EXCEEDED.
         """
         if self.store is None:
             return 0
         resumed = 0
-        for record, wall_deadline in self.store.unfinished():
+        for stored in self.store.unfinished():
+            record = stored.record
             if self.requests.running(record.request_id) is not None:
                 continue
             for subtask in record.subtasks.values():
                 if subtask.state in (QUEUED, RUNNING_STATE):
                     subtask.state = PENDING
-            remaining = wall_deadline - time.time()
+            remaining = stored.deadline - time.time()
             if remaining <= 0:
                 record.state = REQUEST_FAILED
                 record.error = ErrorRecord(
@@ -305,11 +444,13 @@ class SchedulerCore:
                 self.store.finish_request(record)
                 continue
             deadline = self.clock.now() + remaining
-            task = asyncio.create_task(self._run(record, deadline, ignore_events))
-            self.requests.start(record, task)
+            task = asyncio.create_task(
+                self._run(record, deadline, ignore_events, delay=delay), name=record.request_id
+            )
+            self.requests.start(record, task, stored.fingerprint)
             resumed += 1
         if resumed:
-            log.info("resumed unfinished requests", extra={"count": resumed})
+            log.info("resuming unfinished requests", extra={"count": resumed, "delay_s": delay})
         return resumed
 
     async def dispatch(
@@ -325,6 +466,12 @@ class SchedulerCore:
         """One subtask, routed and retried like a plan step."""
         if request_id:
             admission.check_request_id(request_id)
+            self.requests.claim_dispatch(
+                request_id,
+                requests.fingerprint(
+                    {"capability": capability, "difficulty": difficulty}, data, priority, 0.0
+                ),
+            )
         deadline = self.admission.deadline_from(timeout)
         self.admission.check_input(data, admission.json_size(data))
         if capability not in self.capabilities():
