@@ -6,6 +6,7 @@ Also: old store files are migrated, damaged ones refused at open.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -74,8 +75,7 @@ async def test_a_deleted_store_file_is_a_failure_not_a_new_file(tmp_path: Path) 
     store = SqliteStore(path, observer=watch)
     store.save_request(new_record("before", PLAN, dict(TEXT), 0, 1.0), deadline=4e9)
     assert await store.committed(5)
-    for leftover in tmp_path.iterdir():
-        leftover.unlink()
+    shutil.rmtree(tmp_path)
     store.save_request(new_record("after", PLAN, dict(TEXT), 0, 1.0), deadline=4e9)
     assert not await store.committed(0.2)
     assert not store.up and "deleted or replaced" in store.problem

@@ -83,6 +83,8 @@ class Source:
 
 #: Seconds a commit is still waited for when the request's deadline has passed.
 COMMIT_GRACE = 1.0
+#: ErrorInfo reason of refusals and failures caused by a store that cannot write.
+STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
 ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$")
 
 
@@ -310,8 +312,14 @@ class SchedulerCore:
         self.requests.start(record, task, print_)
         # Cancelling the caller (the client went away) cancels the request.
         await task
+        if record.error is not None and record.error.reason == STORE_UNAVAILABLE:
+            raise Unavailable(record.error.message, reason=STORE_UNAVAILABLE, metadata=self._where)
         await self._durable(deadline)
         return record
+
+    @property
+    def _where(self) -> dict[str, str]:
+        return {"store": getattr(self.store, "path", "")}
 
     def _check_store(self) -> None:
         """Refuse new work while the store cannot write: it could not be kept."""
@@ -319,26 +327,27 @@ class SchedulerCore:
             raise Unavailable(
                 f"the request store cannot write ({self.store.problem}); "
                 "new requests are refused until it can",
-                reason="STORE_UNAVAILABLE",
-                metadata={"store": getattr(self.store, "path", "")},
+                reason=STORE_UNAVAILABLE,
+                metadata=self._where,
             )
 
     async def _durable(self, deadline: float) -> None:
         """Wait until what is queued for the store is committed, within the deadline.
 
         Raises UNAVAILABLE (STORE_UNAVAILABLE) when it is not: what the
-        scheduler would answer could be lost. A deadline already past still
-        gets COMMIT_GRACE seconds, since a healthy store commits in
-        milliseconds.
+        scheduler would answer could be lost. The wait ends a little before
+        the deadline, so that the caller hears why; a deadline already past
+        (the caller has gone) still gets COMMIT_GRACE seconds.
         """
         if self.store is None:
             return
-        timeout = max(deadline - self.clock.now(), COMMIT_GRACE)
+        remaining = deadline - self.clock.now()
+        timeout = remaining - min(0.1, remaining / 10) if remaining > 0 else COMMIT_GRACE
         if not await self.store.committed(timeout):
             raise Unavailable(
                 f"the request store could not commit within the deadline ({self.store.problem})",
-                reason="STORE_UNAVAILABLE",
-                metadata={"store": getattr(self.store, "path", "")},
+                reason=STORE_UNAVAILABLE,
+                metadata=self._where,
             )
 
     def _wall(self, deadline: float) -> float:
