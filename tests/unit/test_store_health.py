@@ -84,9 +84,7 @@ async def test_a_deleted_store_file_is_a_failure_not_a_new_file(tmp_path: Path) 
 
 
 def make_core(store: SqliteStore) -> SchedulerCore:
-    core = SchedulerCore(
-        SchedulerConfig(), FakeTransport(Flaky()), clock=FakeClock(), store=store
-    )
+    core = SchedulerCore(SchedulerConfig(), FakeTransport(Flaky()), clock=FakeClock(), store=store)
     core.register(WorkerSpec("w", "127.0.0.1:1", frozenset({"summarize", "sentiment"}), 4))
     return core
 

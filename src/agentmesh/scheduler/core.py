@@ -20,7 +20,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from agentmesh import logs, telemetry
+from agentmesh import telemetry
 from agentmesh.agents.skills import SKILLS
 from agentmesh.clock import Clock
 from agentmesh.config import SchedulerConfig
@@ -28,7 +28,6 @@ from agentmesh.errors import (
     FieldViolation,
     InvalidArgument,
     NotFound,
-    Unavailable,
 )
 from agentmesh.metrics import MeshSnapshot, WorkerView
 from agentmesh.scheduler import admission, planner, requests
@@ -43,25 +42,18 @@ from agentmesh.scheduler.calls import (
 )
 from agentmesh.scheduler.dispatcher import Dispatcher
 from agentmesh.scheduler.executor import (
-    DONE,
-    PENDING,
-    QUEUED,
-    REQUEST_FAILED,
-    REQUEST_RUNNING,
-    RUNNING_STATE,
-    ErrorRecord,
     Executor,
     RequestRecord,
-    SubtaskRecord,
     new_record,
 )
+from agentmesh.scheduler.lifecycle import RequestRunner
 from agentmesh.scheduler.plans import Plan, plan_to_dict, validate_plan
 from agentmesh.scheduler.policies import make_policy
 from agentmesh.scheduler.registry import HealthReport, Registry, WorkerRecord, WorkerSpec
 from agentmesh.scheduler.requests import RequestIndex
-from agentmesh.scheduler.stats import Finished, RequestWindow
+from agentmesh.scheduler.stats import RequestWindow
 from agentmesh.scheduler.store import Store
-from agentmesh.scheduler.tiers import NUANCED, Budget
+from agentmesh.scheduler.tiers import NUANCED
 from agentmesh.scheduler.workflows import WorkflowLibrary
 
 log = logging.getLogger(__name__)
@@ -81,10 +73,6 @@ class Source:
         return {"workflow": self.workflow, "plan": plan, "goal": self.goal}
 
 
-#: Seconds a commit is still waited for when the request's deadline has passed.
-COMMIT_GRACE = 1.0
-#: ErrorInfo reason of refusals and failures caused by a store that cannot write.
-STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
 ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$")
 
 
@@ -106,9 +94,6 @@ class SchedulerCore:
         self.clock = clock
         #: Where requests are persisted; None keeps them in memory only.
         self.store = store
-        #: Set while the scheduler shuts down: requests it cancels stay
-        #: unfinished in the store, to be resumed by the next scheduler.
-        self.stopping = False
         rng = rng or random.Random()
         self.registry = Registry(
             initial_latency=0.05,
@@ -133,6 +118,20 @@ class SchedulerCore:
         self.requests = RequestIndex(config.retained_requests)
         self.admission = Admission(config, clock)
         self.stats = RequestWindow()
+        self.runner = RequestRunner(self.executor, store, self.requests, self.stats, clock)
+
+    @property
+    def stopping(self) -> bool:
+        """Set while the scheduler shuts down: cancelled requests stay unfinished in the store."""
+        return self.runner.stopping
+
+    @stopping.setter
+    def stopping(self, value: bool) -> None:
+        self.runner.stopping = value
+
+    def recover(self, delay: float = 0.0) -> int:
+        """Register the store's unfinished requests, to resume after `delay`; how many."""
+        return self.runner.recover(delay)
 
     # -- requests ---------------------------------------------------------------
 
@@ -214,7 +213,7 @@ class SchedulerCore:
         else:
             request_id = uuid.uuid4().hex
             span.set_attribute(telemetry.REQUEST_ID, request_id)
-        self._check_store()
+        self.runner.check_store()
         deadline = self.admission.deadline_from(timeout)
         self.admission.check_input(
             data, input_size if input_size is not None else admission.json_size(data)
@@ -237,7 +236,7 @@ class SchedulerCore:
                 return known
         self.admission.admit(plan, self.requests.active(), self.dispatcher.slots.has_room)
         record = new_record(request_id, plan, data, priority, time.time(), cost_budget)
-        return await self._start(record, deadline, print_, on_plan, on_event)
+        return await self.runner.start(record, deadline, print_, on_plan, on_event)
 
     async def _known(
         self,
@@ -264,7 +263,7 @@ class SchedulerCore:
             requests.check_same(request_id, known, print_)
             if requests.rerunnable(record):
                 return await self._rerun(record, print_, timeout, on_plan, on_event)
-        await self._durable(self.admission.deadline_from(timeout))
+        await self.runner.durable(self.admission.deadline_from(timeout))
         return record
 
     async def _rerun(
@@ -275,142 +274,11 @@ class SchedulerCore:
         on_plan: Callable[[RequestRecord], None] | None,
         on_event: EventSink,
     ) -> RequestRecord:
-        """Run a request that failed with a retryable code again, keeping its finished subtasks."""
-        self._check_store()
+        """Run a request that failed with a retryable code again: admitted as a new one."""
+        self.runner.check_store()
         deadline = self.admission.deadline_from(timeout)
         self.admission.admit(record.plan, self.requests.active(), self.dispatcher.slots.has_room)
-        log.info("running a failed request again", extra={"request_id": record.request_id})
-        kept = {s.id: s for s in record.subtasks.values() if s.state == DONE}
-        record.subtasks = {
-            s.id: kept.get(s.id) or SubtaskRecord(s.id, s.capability) for s in record.plan.steps
-        }
-        record.state, record.answer, record.error, record.finished_at = (
-            REQUEST_RUNNING,
-            None,
-            None,
-            None,
-        )
-        if record.budget is not None:
-            record.budget = Budget(record.budget.limit)
-            record.budget.spent = sum(s.usage.cost_usd for s in kept.values())
-        return await self._start(record, deadline, print_, on_plan, on_event)
-
-    async def _start(
-        self,
-        record: RequestRecord,
-        deadline: float,
-        print_: str,
-        on_plan: Callable[[RequestRecord], None] | None,
-        on_event: EventSink,
-    ) -> RequestRecord:
-        """Store the request, run it, and return it once its outcome is committed."""
-        if self.store is not None:
-            self.store.save_request(record, self._wall(deadline), print_)
-        task = asyncio.create_task(
-            self._run(record, deadline, on_event, on_plan=on_plan), name=record.request_id
-        )
-        self.requests.start(record, task, print_)
-        # Cancelling the caller (the client went away) cancels the request.
-        await task
-        if record.error is not None and record.error.reason == STORE_UNAVAILABLE:
-            raise Unavailable(record.error.message, reason=STORE_UNAVAILABLE, metadata=self._where)
-        await self._durable(deadline)
-        return record
-
-    @property
-    def _where(self) -> dict[str, str]:
-        return {"store": getattr(self.store, "path", "")}
-
-    def _check_store(self) -> None:
-        """Refuse new work while the store cannot write: it could not be kept."""
-        if self.store is not None and not self.store.up:
-            raise Unavailable(
-                f"the request store cannot write ({self.store.problem}); "
-                "new requests are refused until it can",
-                reason=STORE_UNAVAILABLE,
-                metadata=self._where,
-            )
-
-    async def _durable(self, deadline: float) -> None:
-        """Wait until what is queued for the store is committed, within the deadline.
-
-        Raises UNAVAILABLE (STORE_UNAVAILABLE) when it is not: what the
-        scheduler would answer could be lost. The wait ends a little before
-        the deadline, so that the caller hears why; a deadline already past
-        (the caller has gone) still gets COMMIT_GRACE seconds.
-        """
-        if self.store is None:
-            return
-        remaining = deadline - self.clock.now()
-        timeout = remaining - min(0.1, remaining / 10) if remaining > 0 else COMMIT_GRACE
-        if not await self.store.committed(timeout):
-            raise Unavailable(
-                f"the request store could not commit within the deadline ({self.store.problem})",
-                reason=STORE_UNAVAILABLE,
-                metadata=self._where,
-            )
-
-    def _wall(self, deadline: float) -> float:
-        """A deadline on the injected clock as wall-clock time, for the store."""
-        return time.time() + (deadline - self.clock.now())
-
-    async def _run(
-        self,
-        record: RequestRecord,
-        deadline: float,
-        on_event: EventSink,
-        *,
-        on_plan: Callable[[RequestRecord], None] | None = None,
-        delay: float = 0.0,
-    ) -> RequestRecord:
-        """Run a stored request: after `delay` (recovery) or once its row is committed."""
-        logs.REQUEST_ID.set(record.request_id)
-        if delay > 0:
-            await asyncio.sleep(delay)
-        else:
-            try:
-                await self._durable(deadline)
-            except Unavailable as error:
-                # Not committed, so not accepted: nothing ran, and a repeat runs it.
-                record.state, record.error = REQUEST_FAILED, ErrorRecord.of(error)
-                record.finished_at = time.time()
-                if self.store is not None:
-                    self.store.finish_request(record)
-                return record
-        if on_plan is not None:
-            on_plan(record)
-        started = self.clock.now()
-        try:
-            await self.executor.execute(record, deadline, on_event)
-        finally:
-            record.finished_at = time.time()
-            if self.store is not None and not (self.stopping and record.state == "CANCELLED"):
-                self.store.finish_request(record)
-            now = self.clock.now()
-            self.dispatcher.observer.request_finished(
-                record.plan.workflow, record.state, now - started
-            )
-            self.stats.record(
-                Finished(
-                    request_id=record.request_id,
-                    workflow=record.plan.workflow,
-                    state=record.state,
-                    duration=now - started,
-                    at=now,
-                    wall_time=record.finished_at,
-                    error_code=record.error.code if record.error else "",
-                )
-            )
-            log.info(
-                "request finished",
-                extra={
-                    "workflow": record.plan.workflow,
-                    "state": record.state,
-                    "duration_ms": round((now - started) * 1000, 1),
-                    "error": record.error.message if record.error else None,
-                },
-            )
-        return record
+        return await self.runner.rerun(record, deadline, print_, on_plan, on_event)
 
     def get(self, request_id: str) -> RequestRecord:
         if not request_id:
@@ -422,45 +290,6 @@ class SchedulerCore:
         if record is None:
             raise NotFound(f"no request {request_id!r}", reason="UNKNOWN_REQUEST")
         return record
-
-    def recover(self, delay: float = 0.0) -> int:
-        """Register every request the store has unfinished (after a restart); how many.
-
-        Each becomes a running request at once, so that a repeat of its id
-        attaches to it; it resumes after `delay` seconds (time for workers to
-        register again). Finished subtasks keep their outputs and are not
-        run again; the others are dispatched again, preferring the worker
-        that had them. A request whose deadline passed while the scheduler
-        was down fails with DEADLINE_EXCEEDED.
-        """
-        if self.store is None:
-            return 0
-        resumed = 0
-        for stored in self.store.unfinished():
-            record = stored.record
-            if self.requests.running(record.request_id) is not None:
-                continue
-            for subtask in record.subtasks.values():
-                if subtask.state in (QUEUED, RUNNING_STATE):
-                    subtask.state = PENDING
-            remaining = stored.deadline - time.time()
-            if remaining <= 0:
-                record.state = REQUEST_FAILED
-                record.error = ErrorRecord(
-                    "DEADLINE_EXCEEDED", "the deadline passed while the scheduler was down"
-                )
-                record.finished_at = time.time()
-                self.store.finish_request(record)
-                continue
-            deadline = self.clock.now() + remaining
-            task = asyncio.create_task(
-                self._run(record, deadline, ignore_events, delay=delay), name=record.request_id
-            )
-            self.requests.start(record, task, stored.fingerprint)
-            resumed += 1
-        if resumed:
-            log.info("resuming unfinished requests", extra={"count": resumed, "delay_s": delay})
-        return resumed
 
     async def dispatch(
         self,

@@ -317,4 +317,3 @@ def _subtask_row(subtask: SubtaskRecord) -> dict[str, Any]:
     row["usage"] = vars(subtask.usage)
     row["error"] = asdict(subtask.error) if subtask.error else None
     return row
-

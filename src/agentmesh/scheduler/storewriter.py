@@ -251,4 +251,3 @@ def _inode(path: str) -> tuple[int, int] | None:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
