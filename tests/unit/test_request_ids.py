@@ -165,3 +165,14 @@ async def test_a_repeat_during_the_recovery_delay_waits_for_the_result(tmp_path:
     repeat = await core.submit("unfinished", Source(plan=PLAN), dict(TEXT))
     assert repeat.state == "SUCCEEDED" and repeat.answer == {"label": TEXT["text"]}
     assert worker.ran == ["first", "second"]
+
+
+async def test_a_dispatch_id_reused_with_another_input_is_refused(tmp_path: Path) -> None:
+    worker = Flaky()
+    core = make_core(tmp_path / "s.db", worker)
+    first = await core.dispatch("d-1", "summarize", {"text": "one"})
+    again = await core.dispatch("d-1", "summarize", {"text": "one"})
+    assert first.result.output == again.result.output == {"text": "one"}
+    with pytest.raises(AlreadyExists) as refused:
+        await core.dispatch("d-1", "summarize", {"text": "two"})
+    assert refused.value.metadata == {"request_id": "d-1"}
