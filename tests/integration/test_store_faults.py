@@ -9,8 +9,10 @@ the scheduler acknowledged must be in the store after a SIGKILL.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -163,8 +165,6 @@ def damage(path: Path, kind: str) -> None:
     if kind == "garbage":
         path.write_bytes(b"this is not a database\n" * 500)
         return
-    import sqlite3
-
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE filler (x TEXT)")
         db.executemany("INSERT INTO filler VALUES (?)", [("x" * 500,)] * 200)
@@ -182,7 +182,7 @@ def test_a_damaged_store_stops_the_scheduler_with_one_line(tmp_path: Path, kind:
     env = {"AGENTMESH_STORE": str(store), "AGENTMESH_LISTEN": "127.0.0.1:0"}
     result = subprocess.run(
         [sys.executable, "-m", "agentmesh", "scheduler"],
-        env={**__import__("os").environ, **env},
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=60,

@@ -176,3 +176,17 @@ async def test_a_dispatch_id_reused_with_another_input_is_refused(tmp_path: Path
     with pytest.raises(AlreadyExists) as refused:
         await core.dispatch("d-1", "summarize", {"text": "two"})
     assert refused.value.metadata == {"request_id": "d-1"}
+
+
+async def test_a_request_whose_caller_left_is_run_again_by_a_repeat(tmp_path: Path) -> None:
+    worker = Flaky()
+    core = make_core(tmp_path / "s.db", worker)
+    core.dispatcher.transport.delay = 0.05  # type: ignore[attr-defined]
+    first = asyncio.create_task(core.submit("left", Source(plan=PLAN), dict(TEXT)))
+    await asyncio.sleep(0.01)
+    attached = asyncio.create_task(core.submit("left", Source(plan=PLAN), dict(TEXT)))
+    await asyncio.sleep(0.01)
+    first.cancel()  # the first caller goes away: its request is cancelled
+    record = await attached  # the caller still waiting runs it again, under the same id
+    assert record.state == "SUCCEEDED" and record.request_id == "left"
+    assert first.cancelled()

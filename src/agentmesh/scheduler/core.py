@@ -247,23 +247,34 @@ class SchedulerCore:
         on_event: EventSink,
     ) -> RequestRecord | None:
         """The outcome for a known request id: attached, stored, or run again; None if unknown."""
+        deadline = self.clock.now() + (
+            timeout if timeout is not None else self.config.default_deadline
+        )
         running = self.requests.running(request_id)
         if running is not None:
             requests.check_same(request_id, self.requests.fingerprint(request_id), print_)
-            record = await asyncio.shield(running)
-        else:
-            record = self.requests.get(request_id)
-            known = self.requests.fingerprint(request_id)
-            if record is None and self.store is not None:
-                stored = self.store.load(request_id)
-                if stored is not None:
-                    record, known = stored.record, stored.fingerprint
-            if record is None:
-                return None
-            requests.check_same(request_id, known, print_)
-            if requests.rerunnable(record):
-                return await self._rerun(record, print_, timeout, on_plan, on_event)
-        await self.runner.durable(self.admission.deadline_from(timeout))
+            try:
+                record = await asyncio.shield(running)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not running.cancelled() or (current is not None and current.cancelling()):
+                    raise
+                # The caller that started it went away: this repeat runs it again.
+            else:
+                await self.runner.durable(deadline)
+                return record
+        record = self.requests.get(request_id)
+        known = self.requests.fingerprint(request_id)
+        if record is None and self.store is not None:
+            stored = self.store.load(request_id)
+            if stored is not None:
+                record, known = stored.record, stored.fingerprint
+        if record is None:
+            return None
+        requests.check_same(request_id, known, print_)
+        if requests.rerunnable(record):
+            return await self._rerun(record, print_, timeout, on_plan, on_event)
+        await self.runner.durable(deadline)
         return record
 
     async def _rerun(

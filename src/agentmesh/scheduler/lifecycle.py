@@ -23,6 +23,7 @@ from agentmesh.scheduler.executor import (
     DONE,
     PENDING,
     QUEUED,
+    REQUEST_CANCELLED,
     REQUEST_FAILED,
     REQUEST_RUNNING,
     RUNNING_STATE,
@@ -166,6 +167,11 @@ class RequestRunner:
         else:
             try:
                 await self.durable(deadline)
+            except asyncio.CancelledError:
+                record.state = REQUEST_CANCELLED
+                record.error = ErrorRecord("CANCELLED", "the request was cancelled")
+                record.finished_at = time.time()
+                raise
             except Unavailable as error:
                 # Not committed, so not accepted: nothing ran, and a repeat runs it.
                 record.state, record.error = REQUEST_FAILED, ErrorRecord.of(error)

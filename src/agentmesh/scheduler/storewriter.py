@@ -137,7 +137,7 @@ class GroupWriter:
             stopping = any(item is _STOP for item in pending)
             try:
                 self._commit(pending)
-            except (sqlite3.Error, OSError, StoreGone) as error:
+            except Exception as error:  # whatever failed, the batch is kept and retried
                 self._failed(error)
                 if stopping:
                     writes = sum(isinstance(item, tuple) for item in pending)
