@@ -203,11 +203,11 @@ class SchedulerCore:
         request is committed, before any subtask runs.
         """
         span = trace.get_current_span()
-        print_ = requests.fingerprint(source.canonical(), data, priority, cost_budget)
+        fingerprint = requests.fingerprint(source.canonical(), data, priority, cost_budget)
         if request_id:
             admission.check_request_id(request_id)
             span.set_attribute(telemetry.REQUEST_ID, request_id)
-            known = await self._known(request_id, print_, timeout, on_plan, on_event)
+            known = await self._known(request_id, fingerprint, timeout, on_plan, on_event)
             if known is not None:
                 return known
         else:
@@ -231,17 +231,17 @@ class SchedulerCore:
             decompose.set_attribute("agentmesh.steps", len(plan.steps))
         if self.requests.get(request_id) is not None:
             # The same id arrived while this one was planned: one of them runs.
-            known = await self._known(request_id, print_, timeout, on_plan, on_event)
+            known = await self._known(request_id, fingerprint, timeout, on_plan, on_event)
             if known is not None:
                 return known
         self.admission.admit(plan, self.requests.active(), self.dispatcher.slots.has_room)
         record = new_record(request_id, plan, data, priority, time.time(), cost_budget)
-        return await self.runner.start(record, deadline, print_, on_plan, on_event)
+        return await self.runner.start(record, deadline, fingerprint, on_plan, on_event)
 
     async def _known(
         self,
         request_id: str,
-        print_: str,
+        fingerprint: str,
         timeout: float | None,
         on_plan: Callable[[RequestRecord], None] | None,
         on_event: EventSink,
@@ -252,7 +252,7 @@ class SchedulerCore:
         )
         running = self.requests.running(request_id)
         if running is not None:
-            requests.check_same(request_id, self.requests.fingerprint(request_id), print_)
+            requests.check_same(request_id, self.requests.fingerprint(request_id), fingerprint)
             try:
                 record = await asyncio.shield(running)
             except asyncio.CancelledError:
@@ -271,16 +271,16 @@ class SchedulerCore:
                 record, known = stored.record, stored.fingerprint
         if record is None:
             return None
-        requests.check_same(request_id, known, print_)
+        requests.check_same(request_id, known, fingerprint)
         if requests.rerunnable(record):
-            return await self._rerun(record, print_, timeout, on_plan, on_event)
+            return await self._rerun(record, fingerprint, timeout, on_plan, on_event)
         await self.runner.durable(deadline)
         return record
 
     async def _rerun(
         self,
         record: RequestRecord,
-        print_: str,
+        fingerprint: str,
         timeout: float | None,
         on_plan: Callable[[RequestRecord], None] | None,
         on_event: EventSink,
@@ -289,7 +289,7 @@ class SchedulerCore:
         self.runner.check_store()
         deadline = self.admission.deadline_from(timeout)
         self.admission.admit(record.plan, self.requests.active(), self.dispatcher.slots.has_room)
-        return await self.runner.rerun(record, deadline, print_, on_plan, on_event)
+        return await self.runner.rerun(record, deadline, fingerprint, on_plan, on_event)
 
     def get(self, request_id: str) -> RequestRecord:
         if not request_id:

@@ -71,7 +71,7 @@ class RequestRunner:
         self,
         record: RequestRecord,
         deadline: float,
-        print_: str,
+        fingerprint: str,
         on_plan: PlanSink | None,
         on_event: EventSink,
     ) -> RequestRecord:
@@ -90,23 +90,23 @@ class RequestRunner:
         if record.budget is not None:
             record.budget = Budget(record.budget.limit)
             record.budget.spent = sum(s.usage.cost_usd for s in kept.values())
-        return await self.start(record, deadline, print_, on_plan, on_event)
+        return await self.start(record, deadline, fingerprint, on_plan, on_event)
 
     async def start(
         self,
         record: RequestRecord,
         deadline: float,
-        print_: str,
+        fingerprint: str,
         on_plan: PlanSink | None,
         on_event: EventSink,
     ) -> RequestRecord:
         """Store the request, run it, and return it once its outcome is committed."""
         if self.store is not None:
-            self.store.save_request(record, self._wall(deadline), print_)
+            self.store.save_request(record, self._wall(deadline), fingerprint)
         task = asyncio.create_task(
             self._run(record, deadline, on_event, on_plan=on_plan), name=record.request_id
         )
-        self.requests.start(record, task, print_)
+        self.requests.start(record, task, fingerprint)
         # Cancelling the caller (the client went away) cancels the request.
         await task
         if record.error is not None and record.error.reason == STORE_UNAVAILABLE:
@@ -171,6 +171,8 @@ class RequestRunner:
                 record.state = REQUEST_CANCELLED
                 record.error = ErrorRecord("CANCELLED", "the request was cancelled")
                 record.finished_at = time.time()
+                if self.store is not None and not self.stopping:
+                    self.store.finish_request(record)
                 raise
             except Unavailable as error:
                 # Not committed, so not accepted: nothing ran, and a repeat runs it.

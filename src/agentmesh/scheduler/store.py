@@ -144,14 +144,6 @@ class SqliteStore:
     def problem(self) -> str:
         return self._writer.problem
 
-    @property
-    def observer(self) -> StoreObserver | None:
-        return self._writer.observer
-
-    @observer.setter
-    def observer(self, observer: StoreObserver | None) -> None:
-        self._writer.observer = observer
-
     # -- writes (queued) -------------------------------------------------------------
 
     def save_request(self, record: RequestRecord, deadline: float, fingerprint: str = "") -> None:

@@ -229,9 +229,7 @@ class GroupWriter:
         if self.up:
             return
         self.up = True
-        log.warning(
-            f"the request store {self.path} can write again ({self.problem} is over)",
-        )
+        log.warning(f"the request store {self.path} can write again: serving new requests")
         self.problem = ""
         if self.observer is not None:
             self.observer.store_state(True)
