@@ -1,5 +1,9 @@
 """Generate the Python code (messages, .pyi stubs, gRPC stubs) for protos/.
 
+Also writes `agentmesh/v1/agentmesh.binpb`, the contracts as a
+FileDescriptorSet with their comments (source info), which server
+reflection serves so that `grpcurl describe` shows the documentation.
+
 Run by `make protos`; the test suite calls `generate` into a scratch folder
 to prove that the committed code is not stale.
 """
@@ -28,6 +32,9 @@ def generate(out_dir: Path) -> None:
         f"--python_out={out_dir}",
         f"--pyi_out={out_dir}",
         f"--grpc_python_out={out_dir}",
+        "--include_imports",
+        "--include_source_info",
+        f"--descriptor_set_out={out_dir / 'agentmesh' / 'v1' / 'agentmesh.binpb'}",
         *(str(p.relative_to(PROTO_ROOT)) for p in proto_files()),
     ]
     if protoc.main(args) != 0:

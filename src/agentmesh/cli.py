@@ -42,18 +42,38 @@ def _target(args: argparse.Namespace) -> str:
     return args.target or os.environ.get("AGENTMESH_SCHEDULER", "127.0.0.1:50051")
 
 
+class UsageError(Exception):
+    """A mistake in the command line or its input files: one line, exit status 2."""
+
+
 def _read_input(source: str) -> dict[str, Any]:
-    """A request input from a JSON file, or stdin ('-'); plain text becomes {"text": ...}."""
-    raw = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    """A request input: a JSON object from a `.json` file, or from another file or stdin
+    ('-') that holds one; any other text becomes {"text": ...}."""
+    try:
+        raw = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise UsageError(f"cannot read {source}: {reason}") from None
     try:
         data = json.loads(raw)
-    except json.JSONDecodeError:
+    except json.JSONDecodeError as error:
+        if source.endswith(".json"):
+            raise UsageError(f"{source} is not valid JSON: {error}") from None
         return {"text": raw}
-    return data if isinstance(data, dict) else {"text": raw}
+    if isinstance(data, dict):
+        return data
+    if source.endswith(".json"):
+        raise UsageError(f"{source} holds a JSON {type(data).__name__}, not an object")
+    return {"text": raw}
+
+
+def _as_dict(message: Any) -> Any:
+    """A message as JSON-ready data, with the .proto field names grpcurl prints."""
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
 def _print_json(message: Any) -> None:
-    print(json.dumps(json_format.MessageToDict(message), indent=2, ensure_ascii=False))
+    print(json.dumps(_as_dict(message), indent=2, ensure_ascii=False))
 
 
 # -- commands ---------------------------------------------------------------------
@@ -268,8 +288,12 @@ def cmd_workers(args: argparse.Namespace) -> int:
     with Client(_target(args), timeout=args.timeout) as client:
         workers = client.list_workers(args.capability)
     if args.json:
-        print(json.dumps([json_format.MessageToDict(w) for w in workers], indent=2))
+        print(json.dumps([_as_dict(w) for w in workers], indent=2))
         return 0
+    if not workers:
+        which = f"offers capability {args.capability!r}" if args.capability else "is registered"
+        print(f"agentmesh: no worker {which}", file=sys.stderr)
+        return 1
     print(
         f"{'WORKER':<18} {'STATE':<9} {'IN-FLIGHT':>9} {'LATENCY':>9} {'ERRORS':>7}  CAPABILITIES"
     )
@@ -367,5 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AgentmeshError as error:
         print(f"agentmesh: {error.code_name}: {error.message}", file=sys.stderr)
         return 1
+    except UsageError as error:
+        print(f"agentmesh {args.command}: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130

@@ -2,7 +2,9 @@
 
 A handler raises AgentmeshError subclasses; these decorators turn them
 into statuses with typed details, and turn anything else into INTERNAL with
-a log line, so that no call ever ends as UNKNOWN.
+a log line, so that no call ever ends as UNKNOWN. Messages that do not
+decode, or that hold an enum value the contract does not define, never
+reach a handler's logic: they are refused with INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 from grpc import aio
 
 from agentmesh.errors import AgentmeshError, FieldViolation, InvalidArgument
@@ -72,17 +76,64 @@ def streaming(
 
 
 class Undecodable:
-    """Stands for a request message whose bytes did not decode."""
+    """Stands for a request message that did not decode, or that the contract refuses."""
 
-    def __init__(self, error: str) -> None:
+    def __init__(self, error: str, refusal: InvalidArgument | None = None) -> None:
         self.error = error
+        self._refusal = refusal
 
     def refuse(self) -> InvalidArgument:
-        return InvalidArgument(
+        return self._refusal or InvalidArgument(
             f"the request message could not be decoded: {self.error}",
             [FieldViolation("request", "a well-formed agentmesh.v1 message")],
             reason="UNDECODABLE",
         )
+
+
+def enum_violations(message: Message, prefix: str = "") -> list[FieldViolation]:
+    """The enum fields of a message (at any depth) holding a value their enum does not define.
+
+    proto3 enums are open: a client may send any int32 and protobuf keeps it.
+    Well-known types (Struct, Duration, ...) hold no enums and are not walked.
+    """
+    violations: list[FieldViolation] = []
+    for field, value in message.ListFields():
+        path = f"{prefix}{field.name}"
+        if field.type == FieldDescriptor.TYPE_ENUM:
+            values = value if field.is_repeated else [value]
+            for number in values:
+                if number not in field.enum_type.values_by_number:
+                    names = ", ".join(v.name for v in field.enum_type.values)
+                    violations.append(
+                        FieldViolation(path, f"{number} is not a {field.enum_type.name}: {names}")
+                    )
+        elif field.type == FieldDescriptor.TYPE_MESSAGE and not (
+            field.message_type.full_name.startswith("google.protobuf.")
+        ):
+            if field.message_type.GetOptions().map_entry:
+                items = [(f"{path}.{k}.", v) for k, v in value.items() if isinstance(v, Message)]
+            elif field.is_repeated:
+                items = [(f"{path}[{i}].", v) for i, v in enumerate(value)]
+            else:
+                items = [(f"{path}.", value)]
+            for where, item in items:
+                violations.extend(enum_violations(item, where))
+    return violations
+
+
+def _refuse_unknown_enums(request: Message) -> Message | Undecodable:
+    violations = enum_violations(request)
+    if not violations:
+        return request
+    return Undecodable(
+        "unknown enum value",
+        InvalidArgument(
+            "the request holds an enum value the contract does not define: "
+            + "; ".join(f"{v.field}: {v.description}" for v in violations[:5]),
+            violations,
+            reason="UNKNOWN_ENUM_VALUE",
+        ),
+    )
 
 
 class RejectUndecodable(aio.ServerInterceptor):  # type: ignore[misc]
@@ -90,7 +141,9 @@ class RejectUndecodable(aio.ServerInterceptor):  # type: ignore[misc]
 
     gRPC decodes a request before any handler runs and answers a decode
     error with UNKNOWN; this wraps the decoder of agentmesh's own methods so
-    the handler receives an `Undecodable` instead, and refuses it.
+    the handler receives an `Undecodable` instead, and refuses it. A message
+    with an enum value outside its enum (a priority of 99) is refused the
+    same way, naming the field.
     """
 
     async def intercept_service(
@@ -109,7 +162,7 @@ class RejectUndecodable(aio.ServerInterceptor):  # type: ignore[misc]
 
         def tolerant(data: bytes) -> Any:
             try:
-                return decode(data)
+                return _refuse_unknown_enums(decode(data))
             except Exception as error:  # protobuf's DecodeError and its kin
                 return Undecodable(str(error))
 

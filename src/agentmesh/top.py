@@ -113,11 +113,13 @@ def workers_table(workers: Sequence[scheduler_pb2.WorkerStatus], now: datetime) 
     table = _table(f"workers ({len(workers)})", expand=True)
     table.add_column("worker", no_wrap=True)
     table.add_column("state", no_wrap=True)
-    table.add_column("in-flight", justify="right", no_wrap=True)
+    table.add_column("load", justify="right", no_wrap=True)
     table.add_column("latency", justify="right", no_wrap=True)
     table.add_column("errors", justify="right", no_wrap=True)
-    table.add_column("heartbeat", justify="right", no_wrap=True)
-    table.add_column("capabilities", overflow="fold", ratio=1)
+    table.add_column("beat", justify="right", no_wrap=True)
+    # Wide enough for the longest name, so that names wrap between, never inside, words.
+    longest = max((len(c) for w in workers for c in w.info.capabilities), default=0)
+    table.add_column("capabilities", ratio=1, min_width=longest + 1)
     if not workers:
         table.add_row(Text("no workers registered", style="dim"))
     for w in sorted(workers, key=lambda w: w.info.worker_id):

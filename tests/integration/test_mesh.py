@@ -84,6 +84,19 @@ def test_grpcurl_lists_services_by_reflection(mesh: Mesh) -> None:
     assert '"status": "SERVING"' in health.stdout
 
 
+def test_grpcurl_describe_shows_the_contracts_documentation(mesh: Mesh) -> None:
+    """Reflection serves the .proto comments: the status codes, the retry rules."""
+    result = grpcurl(mesh.target, "describe", "agentmesh.v1.SchedulerService")
+    assert result.returncode == 0, result.stderr
+    assert "Status codes:" in result.stdout and "RESOURCE_EXHAUSTED" in result.stdout
+    result = grpcurl(mesh.target, "describe", "agentmesh.v1.SubmitRequest")
+    assert "request_id" in result.stdout and "retries safe" in result.stdout, result.stdout
+    worker = next(w for w in mesh.client.list_workers() if w.info.worker_id == "w1")
+    result = grpcurl(worker.info.address, "describe", "agentmesh.v1.WorkerService")
+    assert result.returncode == 0, result.stderr
+    assert "Status codes" in result.stdout, result.stdout
+
+
 @pytest.mark.parametrize("ticket", TICKETS, ids=lambda p: p.stem)
 def test_every_ticket_through_grpcurl(mesh: Mesh, ticket: Path) -> None:
     body = json.dumps({"workflow": "support_ticket", "input": json.loads(ticket.read_text())})

@@ -178,3 +178,93 @@ async def test_a_resumed_request_does_not_run_finished_steps_again() -> None:
     assert record.state == "SUCCEEDED"
     assert [c[1] for c in transport.calls] == ["y"]
     assert record.answer == {"y": {"from_x": "from before the restart"}}
+
+
+async def test_request_priority_applies_to_workflow_steps_unless_a_step_raises_it() -> None:
+    """A CRITICAL ticket's steps run at CRITICAL; a step's own priority can only raise it."""
+    from agentmesh.scheduler.workflows import WorkflowLibrary
+
+    seen: dict[str, int] = {}
+
+    def record_priority(worker, call, attempt) -> ExecuteResult:
+        seen[call.subtask_id] = call.priority
+        return ExecuteResult({"ok": True})
+
+    library = WorkflowLibrary.load(None)
+    plan = library.decompose("support_ticket", {"text": "My order never came."}, 64)
+    capabilities = {step.capability for step in plan.steps} - {"translate"}
+    critical, low, high = 4, 1, 3
+    record = new_record("req-1", plan, {"text": "My order never came."}, critical, 0.0)
+    await executor(FakeTransport(record_priority), capabilities=capabilities).execute(
+        record, 10_000.0, lambda event: None
+    )
+    assert seen and set(seen.values()) == {critical}
+
+    raised = Plan(
+        steps=(
+            Step("x", "a", {"text": Binding(("request.text",))}, priority=high),
+            Step("y", "b", {"text": Binding(("request.text",))}, priority=low),
+            Step("z", "c", {"text": Binding(("request.text",))}),
+        )
+    )
+    seen.clear()
+    record = new_record("req-2", raised, {"text": "hi"}, low, 0.0)
+    await executor(FakeTransport(record_priority)).execute(record, 10_000.0, lambda event: None)
+    assert seen == {"x": high, "y": low, "z": low}
+    seen.clear()
+    record = new_record("req-3", raised, {"text": "hi"}, 0, 0.0)
+    await executor(FakeTransport(record_priority)).execute(record, 10_000.0, lambda event: None)
+    assert seen == {"x": high, "y": 2, "z": 2}  # unspecified is NORMAL; a step cannot lower it
+
+
+async def test_a_finished_request_never_shows_a_step_still_running() -> None:
+    """Seen at every turn of the loop: once the request has its outcome, every step is final."""
+
+    class Mixed(FakeTransport):
+        async def execute(self, worker, call, attempt, timeout):
+            if call.capability == "a":
+                await asyncio.sleep(0.01)
+                raise InvalidArgument("input rejected")
+            await asyncio.sleep(3600)
+
+    plan = Plan(
+        steps=(Step("bad", "a"), Step("slow", "b"), Step("after", "c", depends_on=("slow",)))
+    )
+    record = new_record("req-f", plan, {"text": "hi"}, 0, 0.0)
+    seen: list[tuple[str, set[str]]] = []
+    running = asyncio.create_task(executor(Mixed()).execute(record, 10_000.0, lambda e: None))
+    while not running.done():
+        seen.append((record.state, {s.state for s in record.subtasks.values()}))
+        await asyncio.sleep(0)
+    unfinished = {"PENDING", "QUEUED", "RUNNING"}
+    assert [states for state, states in seen if state != "RUNNING" and states & unfinished] == []
+    assert record.state == "FAILED"
+    for step in ("slow", "after"):
+        assert record.subtasks[step].state == "CANCELLED"
+        assert "step 'bad'" in record.subtasks[step].reason
+
+
+async def test_a_step_refused_for_its_input_fails_the_request_with_field_violations() -> None:
+    from agentmesh.errors import FieldViolation
+
+    def behaviour(worker, call, attempt):
+        return fail_with(
+            InvalidArgument("input for a is invalid", [FieldViolation("input.text", "required")])
+        )
+
+    record, _ = await run(Plan(steps=(Step("first", "a"),)), FakeTransport(behaviour))
+    assert record.error is not None and record.error.code == "INVALID_ARGUMENT"
+    assert record.error.violations == (FieldViolation("steps.first.input.text", "required"),)
+    error = record.error.to_error(request_id="req-1")
+    assert isinstance(error, InvalidArgument) and error.violations == record.error.violations
+    assert error.metadata == {"step": "first", "capability": "a", "request_id": "req-1"}
+
+
+async def test_an_unexpected_error_fails_the_request_with_internal() -> None:
+    def behaviour(worker, call, attempt):
+        raise KeyError("a bug")
+
+    record, _ = await run(Plan(steps=(Step("x", "a"), Step("y", "b"))), FakeTransport(behaviour))
+    assert record.state == "FAILED" and record.error is not None
+    assert record.error.code == "INTERNAL"
+    assert {s.state for s in record.subtasks.values()} <= {"FAILED", "CANCELLED"}

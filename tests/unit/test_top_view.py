@@ -343,3 +343,10 @@ def test_run_top_keeps_polling_through_errors_and_ctrl_c_exits_0() -> None:
     assert code == 0
     assert not script  # every scripted answer was asked for: the error did not stop the loop
     assert log[-1] == "close"  # the channel is closed on the way out
+
+
+def test_capability_names_are_never_split_in_a_narrow_terminal() -> None:
+    names = ("classify", "detect_language", "draft_reply", "extract_entities", "summarize")
+    text = text_of(render([worker("builtin-1", capabilities=names)], stats(), now=NOW), width=80)
+    words = set(re.findall(r"[a-z_]+", text))
+    assert set(names) <= words, sorted(set(names) - words)

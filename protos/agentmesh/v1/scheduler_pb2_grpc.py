@@ -31,7 +31,10 @@ class SchedulerServiceStub:
 
     Errors carry typed details (google.rpc.BadRequest, RetryInfo, ErrorInfo)
     in the `grpc-status-details-bin` trailer. The server never answers
-    UNKNOWN. Every RPC honours the call's deadline.
+    UNKNOWN. Every RPC honours the call's deadline. A message that does not
+    decode, or that holds an enum value its enum does not define (a priority
+    of 99, say), is refused with INVALID_ARGUMENT and a field violation naming
+    the field, whatever the RPC.
     """
 
     def __init__(self, channel):
@@ -93,7 +96,10 @@ class SchedulerServiceServicer:
 
     Errors carry typed details (google.rpc.BadRequest, RetryInfo, ErrorInfo)
     in the `grpc-status-details-bin` trailer. The server never answers
-    UNKNOWN. Every RPC honours the call's deadline.
+    UNKNOWN. Every RPC honours the call's deadline. A message that does not
+    decode, or that holds an enum value its enum does not define (a priority
+    of 99, say), is refused with INVALID_ARGUMENT and a field violation naming
+    the field, whatever the RPC.
     """
 
     def Submit(self, request, context):
@@ -313,7 +319,10 @@ class SchedulerService:
 
     Errors carry typed details (google.rpc.BadRequest, RetryInfo, ErrorInfo)
     in the `grpc-status-details-bin` trailer. The server never answers
-    UNKNOWN. Every RPC honours the call's deadline.
+    UNKNOWN. Every RPC honours the call's deadline. A message that does not
+    decode, or that holds an enum value its enum does not define (a priority
+    of 99, say), is refused with INVALID_ARGUMENT and a field violation naming
+    the field, whatever the RPC.
     """
 
     @staticmethod

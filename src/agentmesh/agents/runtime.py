@@ -26,10 +26,9 @@ from typing import Any
 import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
-from agentmesh import logs, telemetry
+from agentmesh import logs, reflection, telemetry
 from agentmesh.agents.backend import Backend, BackendResult
 from agentmesh.agents.results import make_result_store
 from agentmesh.agents.skills import SKILLS, Skill, input_violations, output_violations
@@ -107,13 +106,9 @@ class Worker:
         self.server = aio.server(interceptors=[RejectUndecodable()])
         worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(self), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (
-                SERVICE_NAME,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
+        reflection.enable(
             self.server,
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name),
         )
         self.address = ""
         self.draining = False

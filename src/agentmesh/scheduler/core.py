@@ -30,7 +30,7 @@ from agentmesh.errors import (
     NotFound,
 )
 from agentmesh.metrics import MeshSnapshot, WorkerView
-from agentmesh.scheduler import admission, planner, requests
+from agentmesh.scheduler import admission, contracts, planner, requests
 from agentmesh.scheduler.admission import Admission
 from agentmesh.scheduler.calls import (
     DispatchObserver,
@@ -234,6 +234,7 @@ class SchedulerCore:
             known = await self._known(request_id, fingerprint, timeout, on_plan, on_event)
             if known is not None:
                 return known
+        contracts.check_plan_inputs(plan, data)
         self.admission.admit(plan, self.requests.active(), self.dispatcher.slots.has_room)
         record = new_record(request_id, plan, data, priority, time.time(), cost_budget)
         return await self.runner.start(record, deadline, fingerprint, on_plan, on_event)
@@ -329,6 +330,7 @@ class SchedulerCore:
                 [FieldViolation("capability", f"known: {', '.join(sorted(self.capabilities()))}")],
                 reason="UNKNOWN_CAPABILITY",
             )
+        contracts.check_input(capability, data, "input", "the input")
         call = SubtaskCall(
             request_id=request_id or uuid.uuid4().hex,
             subtask_id="dispatch",

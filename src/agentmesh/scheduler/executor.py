@@ -10,12 +10,14 @@ When every step has finished, the answer is bound from their outputs.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agentmesh.agents.backend import Usage
-from agentmesh.errors import AgentmeshError, Cancelled
+from agentmesh.errors import AgentmeshError, Cancelled, FieldViolation, error_for_code
+from agentmesh.scheduler import contracts
 from agentmesh.scheduler.calls import (
     FAILED,
     SKIPPED,
@@ -25,8 +27,16 @@ from agentmesh.scheduler.calls import (
     SubtaskEvent,
 )
 from agentmesh.scheduler.dispatcher import Dispatcher
-from agentmesh.scheduler.plans import Plan, Step, condition_holds, resolve_bindings
+from agentmesh.scheduler.plans import (
+    Plan,
+    Step,
+    condition_holds,
+    resolve_bindings,
+    step_priority,
+)
 from agentmesh.scheduler.tiers import Budget
+
+log = logging.getLogger(__name__)
 
 # Subtask states, the names of agentmesh.v1.SubtaskState.
 PENDING, QUEUED, RUNNING_STATE, DONE, FAILED_STATE, SKIPPED_STATE, CANCELLED_STATE = (
@@ -55,10 +65,41 @@ class ErrorRecord:
     message: str
     reason: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
+    #: The fields at fault, for INVALID_ARGUMENT.
+    violations: tuple[FieldViolation, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Loaded from JSON, violations arrive as dicts.
+        object.__setattr__(
+            self,
+            "violations",
+            tuple(
+                v if isinstance(v, FieldViolation) else FieldViolation(**v) for v in self.violations
+            ),
+        )
 
     @classmethod
     def of(cls, error: AgentmeshError) -> ErrorRecord:
-        return cls(error.code_name, error.message, error.reason, dict(error.metadata))
+        return cls(
+            error.code_name,
+            error.message,
+            error.reason,
+            dict(error.metadata),
+            getattr(error, "violations", ()),
+        )
+
+    def to_error(self, **metadata: str) -> AgentmeshError:
+        """The error this record stands for, with its violations and extra metadata."""
+        kwargs: dict[str, Any] = {}
+        if self.violations:
+            kwargs["violations"] = self.violations
+        return error_for_code(
+            self.code,
+            self.message,
+            reason=self.reason,
+            metadata={**self.metadata, **metadata},
+            **kwargs,
+        )
 
 
 @dataclass
@@ -166,25 +207,44 @@ class Executor:
             )
             for step in record.plan.steps
         ]
+        answer: dict[str, Any] | None = None
+        error: ErrorRecord | None = None
         try:
             await _first_failure(tasks)
-            record.answer = resolve_bindings(record.plan.answer, record.input, outputs)
-            record.state = REQUEST_SUCCEEDED
-        except AgentmeshError as error:
-            record.state = REQUEST_FAILED
-            record.error = ErrorRecord.of(error)
+            answer = resolve_bindings(record.plan.answer, record.input, outputs)
+        except AgentmeshError as failure:
+            error = ErrorRecord.of(failure)
         except asyncio.CancelledError:
-            record.state = REQUEST_CANCELLED
-            record.error = ErrorRecord("CANCELLED", "the request was cancelled")
+            error = ErrorRecord("CANCELLED", "the request was cancelled")
             raise
+        except Exception as bug:
+            log.exception("request failed on an unexpected error")
+            error = ErrorRecord("INTERNAL", f"internal error: {type(bug).__name__}")
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for subtask in record.subtasks.values():
-                if subtask.state in (PENDING, QUEUED, RUNNING_STATE):
-                    subtask.state = CANCELLED_STATE
-                    self._save(record, subtask)
+            # The outcome is set once every step has its final state, so that
+            # nobody sees a finished request with a step still running.
+            if error is not None:
+                self.cancel_unfinished(record, f"not run to the end: {error.message}")
+            record.answer = answer
+            record.error = error
+            record.state = (
+                REQUEST_SUCCEEDED
+                if error is None
+                else REQUEST_CANCELLED
+                if error.code == "CANCELLED"
+                else REQUEST_FAILED
+            )
+
+    def cancel_unfinished(self, record: RequestRecord, reason: str) -> None:
+        """Give every step that has not finished the final state CANCELLED, with the reason."""
+        for subtask in record.subtasks.values():
+            if subtask.state in (PENDING, QUEUED, RUNNING_STATE):
+                subtask.state = CANCELLED_STATE
+                subtask.reason = reason
+                self._save(record, subtask)
 
     async def _run_step(
         self,
@@ -225,12 +285,13 @@ class Executor:
         on_event: EventSink,
     ) -> None:
         clock = self.dispatcher.clock
+        data = resolve_bindings(step.inputs, record.input, outputs)
         call = SubtaskCall(
             request_id=record.request_id,
             subtask_id=step.id,
             capability=step.capability,
-            input=resolve_bindings(step.inputs, record.input, outputs),
-            priority=step.priority or record.priority,
+            input=data,
+            priority=step_priority(step.priority, record.priority),
             difficulty=step.difficulty,
             deadline=deadline,
             budget=record.budget,
@@ -249,6 +310,8 @@ class Executor:
         subtask.state = QUEUED
         subtask.started_at = clock.now()
         try:
+            if not contracts.checked_at_admission(step):
+                contracts.check_input(step.capability, data, "input", "its input")
             outcome = await self.dispatcher.run(call, follow)
         except AgentmeshError as error:
             subtask.state = FAILED_STATE
@@ -304,12 +367,17 @@ class Executor:
 
 def _step_failure(step: Step, error: AgentmeshError, attempts: int) -> AgentmeshError:
     """The request's error for a required step that failed: its code, and which step."""
-    failure = type(error)(
-        f"step {step.id!r} ({step.capability}) failed after {attempts} attempt(s): {error.message}",
-        reason=error.reason or "SUBTASK_FAILED",
-        metadata={**error.metadata, "step": step.id, "capability": step.capability},
+    violations = tuple(
+        FieldViolation(f"steps.{step.id}.{v.field}", v.description)
+        for v in getattr(error, "violations", ())
     )
-    failure.code_name = error.code_name
+    failure = ErrorRecord(
+        error.code_name,
+        f"step {step.id!r} ({step.capability}) failed after {attempts} attempt(s): {error.message}",
+        error.reason or "SUBTASK_FAILED",
+        error.metadata,
+        violations,
+    ).to_error(step=step.id, capability=step.capability)
     return failure
 
 

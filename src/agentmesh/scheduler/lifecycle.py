@@ -242,6 +242,7 @@ class RequestRunner:
                 record.error = ErrorRecord(
                     "DEADLINE_EXCEEDED", "the deadline passed while the scheduler was down"
                 )
+                self.executor.cancel_unfinished(record, record.error.message)
                 record.finished_at = time.time()
                 self.store.finish_request(record)
                 continue

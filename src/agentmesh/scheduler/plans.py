@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentmesh.errors import FieldViolation, InvalidArgument
+from agentmesh.scheduler.queues import NORMAL
 
 STEP_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 REFERENCE = re.compile(r"^(request|steps\.[a-z][a-z0-9_]{0,63})(\.[A-Za-z0-9_-]+)*$")
@@ -51,6 +52,14 @@ class Step:
     difficulty: int = 0
     optional: bool = False
     when: Condition | None = None
+
+
+def step_priority(step: int, request: int) -> int:
+    """The priority class a step runs at: its request's, or its own when that is higher.
+
+    An unspecified request priority is NORMAL; a step cannot lower its request's.
+    """
+    return max(step, request or NORMAL)
 
 
 @dataclass(frozen=True)

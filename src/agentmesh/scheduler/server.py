@@ -9,9 +9,9 @@ from types import TracebackType
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
+from agentmesh import reflection
 from agentmesh.clock import SystemClock
 from agentmesh.config import SchedulerConfig
 from agentmesh.handlers import RejectUndecodable
@@ -63,13 +63,9 @@ class SchedulerServer:
             SchedulerServicer(self.core), self.server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (
-                SERVICE_NAME,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
+        reflection.enable(
             self.server,
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name),
         )
         self.port = 0
         self.metrics_port = 0

@@ -6,13 +6,14 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from grpc import aio
 from opentelemetry import trace
 
 from agentmesh import telemetry
-from agentmesh.errors import FieldViolation, InvalidArgument, NotFound, error_for_code
+from agentmesh.errors import FieldViolation, InvalidArgument, NotFound
 from agentmesh.handlers import Undecodable, streaming, unary
 from agentmesh.scheduler import convert
 from agentmesh.scheduler.calls import SubtaskEvent
@@ -272,10 +273,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
 def _finished(record: RequestRecord) -> scheduler_pb2.Request:
     """The response for a finished request; a failed one becomes its status."""
     if record.error is not None:
-        raise error_for_code(
-            record.error.code,
-            record.error.message,
-            reason=record.error.reason or f"REQUEST_{record.state}",
-            metadata={**record.error.metadata, "request_id": record.request_id},
-        )
+        error = record.error
+        if not error.reason:
+            error = replace(error, reason=f"REQUEST_{record.state}")
+        raise error.to_error(request_id=record.request_id)
     return convert.request_to_proto(record)

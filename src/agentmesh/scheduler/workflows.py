@@ -76,7 +76,8 @@ def parse_workflow(data: Mapping[str, Any]) -> Workflow:
             capability=raw["capability"],
             inputs={k: parse_binding(v) for k, v in raw.get("inputs", {}).items()},
             depends_on=tuple(raw.get("depends_on", ())),
-            priority=PRIORITIES[raw.get("priority", "normal")],
+            # Unset, a step runs at its request's priority (see plans.step_priority).
+            priority=PRIORITIES[raw["priority"]] if "priority" in raw else 0,
             difficulty=DIFFICULTIES[raw.get("difficulty", "simple")],
             optional=bool(raw.get("optional", False)),
             when=parse_condition(raw["when"]) if "when" in raw else None,

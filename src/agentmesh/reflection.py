@@ -1,0 +1,63 @@
+"""Server reflection that serves the agentmesh.v1 contracts with their comments.
+
+grpcio-reflection builds its answers from the descriptor pool with
+`FileDescriptor.CopyToProto`, which leaves out the `.proto` comments (the
+source info), so `grpcurl describe` would show no documentation: not the
+status codes an RPC returns, nor whether it may be retried. `make protos`
+writes the contracts as a FileDescriptorSet with source info
+(`agentmesh/v1/agentmesh.binpb`); this servicer answers as grpcio-reflection
+does and puts those documented files in place of the bare ones.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from importlib import resources
+
+from google.protobuf import descriptor_pb2
+from grpc import aio
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
+
+
+@functools.cache
+def documented_files() -> dict[str, bytes]:
+    """The agentmesh.v1 .proto files, serialized with their comments, by file name."""
+    raw = resources.files("agentmesh.v1").joinpath("agentmesh.binpb").read_bytes()
+    files = descriptor_pb2.FileDescriptorSet.FromString(raw).file
+    return {f.name: f.SerializeToString() for f in files if f.name.startswith("agentmesh/")}
+
+
+class DocumentedReflection(reflection.aio.ReflectionServicer):  # type: ignore[misc]
+    """grpcio-reflection's servicer, answering with the documented agentmesh files."""
+
+    def _file_by_filename(
+        self, request: reflection_pb2.ServerReflectionRequest, filename: str
+    ) -> reflection_pb2.ServerReflectionResponse:
+        return _documented(super()._file_by_filename(request, filename))
+
+    def _file_containing_symbol(
+        self, request: reflection_pb2.ServerReflectionRequest, symbol: str
+    ) -> reflection_pb2.ServerReflectionResponse:
+        return _documented(super()._file_containing_symbol(request, symbol))
+
+
+def _documented(
+    response: reflection_pb2.ServerReflectionResponse,
+) -> reflection_pb2.ServerReflectionResponse:
+    if response.HasField("file_descriptor_response"):
+        files = response.file_descriptor_response.file_descriptor_proto
+        documented = documented_files()
+        for i, raw in enumerate(files):
+            name = descriptor_pb2.FileDescriptorProto.FromString(raw).name
+            if name in documented:
+                files[i] = documented[name]
+    return response
+
+
+def enable(server: aio.Server, service_names: Iterable[str]) -> None:
+    """Serve reflection for these services (and reflection itself) on an aio server."""
+    names = (*service_names, reflection.SERVICE_NAME)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        DocumentedReflection(names), server
+    )
