@@ -56,7 +56,7 @@ class SchedulerServer:
         )
         self.metrics.registry.register(MeshCollector(self.core.snapshot))
         self.metrics.heartbeat_interval.set(config.heartbeat_interval)
-        self.metrics.store_up.set(1)
+        self.metrics.store_up.set(0 if self.store is not None and not self.store.up else 1)
         self.health = health.aio.HealthServicer()
         self.server = aio.server(interceptors=[RejectUndecodable()], options=server_options(config))
         scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(
