@@ -81,6 +81,7 @@ def _print_json(message: Any) -> None:
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
     from agentmesh.scheduler.server import SchedulerServer
+    from agentmesh.scheduler.store import StoreError
 
     overrides = {"listen": args.listen} if args.listen else {}
     if args.policy:
@@ -89,7 +90,11 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
     async def serve() -> None:
         # gRPC's aio server binds to the loop it is made in: make it inside this one.
-        await SchedulerServer(config).run()
+        try:
+            server = SchedulerServer(config)
+        except StoreError as error:
+            raise SystemExit(f"agentmesh: {error}") from None
+        await server.run()
 
     with tracing("agentmesh-scheduler"):
         asyncio.run(serve())

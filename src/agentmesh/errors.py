@@ -7,6 +7,7 @@ client side.
     AgentmeshError                      INTERNAL
     ├── InvalidArgument                 INVALID_ARGUMENT (field violations)
     ├── NotFound                        NOT_FOUND
+    ├── AlreadyExists                   ALREADY_EXISTS
     ├── Unavailable                     UNAVAILABLE (the capability, if any)
     ├── ResourceExhausted               RESOURCE_EXHAUSTED (retry delay)
     ├── DeadlineExceeded                DEADLINE_EXCEEDED
@@ -73,6 +74,10 @@ class NotFound(AgentmeshError):
     code_name = "NOT_FOUND"
 
 
+class AlreadyExists(AgentmeshError):
+    code_name = "ALREADY_EXISTS"
+
+
 class Unavailable(AgentmeshError):
     code_name = "UNAVAILABLE"
 
@@ -121,6 +126,7 @@ ERRORS_BY_CODE: dict[str, type[AgentmeshError]] = {
         AgentmeshError,
         InvalidArgument,
         NotFound,
+        AlreadyExists,
         Unavailable,
         ResourceExhausted,
         DeadlineExceeded,

@@ -141,6 +141,17 @@ class SchedulerMetrics:
             "How often workers are asked to report their health.",
             registry=registry,
         )
+        self.store_up = Gauge(
+            "agentmesh_store_up",
+            "1 while the request store commits writes; 0 while it cannot and new requests "
+            "are refused with UNAVAILABLE.",
+            registry=registry,
+        )
+        self.store_write_errors = Counter(
+            "agentmesh_store_write_errors",
+            "Commits of the request store that failed (each retry counts).",
+            registry=registry,
+        )
         self.tokens = Counter(
             "agentmesh_tokens",
             "Model tokens spent by subtasks, by model and direction (input, output).",

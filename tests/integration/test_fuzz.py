@@ -54,6 +54,8 @@ DOCUMENTED = frozenset(
         Code.RESOURCE_EXHAUSTED,
         Code.DEADLINE_EXCEEDED,
         Code.FAILED_PRECONDITION,
+        # A request id reused with other parameters (Submit, StreamSubmit, Dispatch).
+        Code.ALREADY_EXISTS,
     }
 )
 

@@ -36,8 +36,9 @@ def test_a_request_and_its_transitions_survive_a_reopen(tmp_path: Path) -> None:
     store.close()
 
     reopened = SqliteStore(path)
-    [(loaded, deadline)] = list(reopened.unfinished())
-    assert deadline == 2e9
+    [stored] = list(reopened.unfinished())
+    loaded = stored.record
+    assert stored.deadline == 2e9
     assert loaded.plan == PLAN
     assert loaded.input == {"text": "hi"} and loaded.priority == 3
     assert loaded.budget is not None and loaded.budget.limit == 0.5
@@ -51,6 +52,7 @@ def test_a_request_and_its_transitions_survive_a_reopen(tmp_path: Path) -> None:
     reopened.flush()
     assert list(reopened.unfinished()) == []
     final = reopened.load("r1")
-    assert final is not None and final.state == "FAILED" and final.error == loaded.error
+    assert final is not None
+    assert final.record.state == "FAILED" and final.record.error == loaded.error
     assert reopened.load("nope") is None
     reopened.close()

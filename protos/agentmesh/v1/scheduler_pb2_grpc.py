@@ -105,12 +105,28 @@ class SchedulerServiceServicer:
     def Submit(self, request, context):
         """Runs one request end to end: decomposes it (from a workflow or the
         supplied plan), dispatches its subtasks, and returns the aggregated
-        result. The request id is the idempotency key: a request id that is
-        already known returns that request's result (or waits for it while it
-        runs) and never runs it twice.
+        result. Nothing is answered before it is durable: the result is sent
+        once the request's final state is committed to the scheduler's store.
+
+        The request id is an idempotency key for one set of parameters (the
+        workflow, plan or goal, the input, the priority and the cost budget):
+        - a repeat with the same parameters returns the request's result, or
+        waits for it while the request runs (also while a restarted
+        scheduler waits to resume it); it never runs a request twice;
+        - a repeat of a request that FAILED with a retryable code
+        (UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED) or was
+        CANCELLED runs it again under the same id: the subtasks that
+        succeeded keep their outputs, the others run again;
+        - a repeat of a request that failed with any other code returns the
+        same failure;
+        - a repeat with other parameters is refused with ALREADY_EXISTS.
 
         Status codes:
         OK
+        ALREADY_EXISTS       the request id is already used by a request with
+        other parameters (ErrorInfo reason
+        REQUEST_ID_REUSED, metadata request_id); use a new
+        id; not retryable.
         INVALID_ARGUMENT     empty or oversized input, a malformed plan (cycle,
         unknown capability, bad reference, too many steps),
         with BadRequest field violations; not retryable.
@@ -119,7 +135,11 @@ class SchedulerServiceServicer:
         step needs (ErrorInfo names it), and none
         registered within AGENTMESH_WORKER_WAIT (5 s by
         default, within the deadline); or a required
-        subtask kept failing; retryable with backoff.
+        subtask kept failing; or the scheduler's store
+        cannot write (reason STORE_UNAVAILABLE, metadata
+        store; health is NOT_SERVING meanwhile), so the
+        request was not accepted or its outcome not
+        committed; retryable with backoff, same request id.
         RESOURCE_EXHAUSTED   the scheduler is at its admission bound; retry
         after the RetryInfo delay.
         DEADLINE_EXCEEDED    the deadline is below the minimum the scheduler
@@ -140,9 +160,13 @@ class SchedulerServiceServicer:
     def StreamSubmit(self, request, context):
         """Same as Submit, streaming progress events (plan made, subtask started,
         finished, retried, skipped) and then the result as the last message.
-        Same status codes as Submit; on failure the stream ends with the status
-        after the events so far. Retryable as Submit is (the request id makes a
-        retry attach to the running request).
+        The plan event is the acceptance: it is sent once the request is
+        committed to the store, before any subtask runs. A repeat that attaches
+        to a running request gets no plan event, only its result.
+        Same status codes and request id rules as Submit (ALREADY_EXISTS for an
+        id reused with other parameters); on failure the stream ends with the
+        status after the events so far. Retryable as Submit is (the request id
+        makes a retry attach to the running request).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -150,6 +174,10 @@ class SchedulerServiceServicer:
 
     def GetRequest(self, request, context):
         """A request's state and, once finished, its result.
+
+        Answers at once, also for a request that a restarted scheduler has not
+        resumed yet (state RUNNING); Submit with the same id waits for the
+        result instead.
 
         Status codes: OK; INVALID_ARGUMENT for an empty request id; NOT_FOUND
         for an unknown one. Safe to retry.
@@ -175,7 +203,10 @@ class SchedulerServiceServicer:
         same queueing and retries as a plan step; for clients that orchestrate
         themselves and for workers offloading work.
 
-        Status codes: as Submit. Retryable when given the same request id.
+        Status codes: as Submit. Retryable when given the same request id. A
+        request id this scheduler saw recently (in memory, not across restarts)
+        with another capability, difficulty, priority or input is refused with
+        ALREADY_EXISTS (reason REQUEST_ID_REUSED, metadata request_id).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

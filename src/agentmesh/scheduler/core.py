@@ -20,7 +20,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from agentmesh import logs, telemetry
+from agentmesh import telemetry
 from agentmesh.agents.skills import SKILLS
 from agentmesh.clock import Clock
 from agentmesh.config import SchedulerConfig
@@ -30,7 +30,7 @@ from agentmesh.errors import (
     NotFound,
 )
 from agentmesh.metrics import MeshSnapshot, WorkerView
-from agentmesh.scheduler import admission, contracts, planner
+from agentmesh.scheduler import admission, contracts, planner, requests
 from agentmesh.scheduler.admission import Admission
 from agentmesh.scheduler.calls import (
     DispatchObserver,
@@ -42,20 +42,16 @@ from agentmesh.scheduler.calls import (
 )
 from agentmesh.scheduler.dispatcher import Dispatcher
 from agentmesh.scheduler.executor import (
-    PENDING,
-    QUEUED,
-    REQUEST_FAILED,
-    RUNNING_STATE,
-    ErrorRecord,
     Executor,
     RequestRecord,
     new_record,
 )
-from agentmesh.scheduler.plans import Plan, validate_plan
+from agentmesh.scheduler.lifecycle import RequestRunner
+from agentmesh.scheduler.plans import Plan, plan_to_dict, validate_plan
 from agentmesh.scheduler.policies import make_policy
 from agentmesh.scheduler.registry import HealthReport, Registry, WorkerRecord, WorkerSpec
 from agentmesh.scheduler.requests import RequestIndex
-from agentmesh.scheduler.stats import Finished, RequestWindow
+from agentmesh.scheduler.stats import RequestWindow
 from agentmesh.scheduler.store import Store
 from agentmesh.scheduler.tiers import NUANCED
 from agentmesh.scheduler.workflows import WorkflowLibrary
@@ -70,6 +66,11 @@ class Source:
     workflow: str = ""
     plan: Plan | None = None
     goal: str = ""
+
+    def canonical(self) -> dict[str, Any]:
+        """The source as plain data, for the request's fingerprint."""
+        plan = plan_to_dict(self.plan) if self.plan is not None else None
+        return {"workflow": self.workflow, "plan": plan, "goal": self.goal}
 
 
 ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$")
@@ -93,9 +94,6 @@ class SchedulerCore:
         self.clock = clock
         #: Where requests are persisted; None keeps them in memory only.
         self.store = store
-        #: Set while the scheduler shuts down: requests it cancels stay
-        #: unfinished in the store, to be resumed by the next scheduler.
-        self.stopping = False
         rng = rng or random.Random()
         self.registry = Registry(
             initial_latency=0.05,
@@ -121,6 +119,20 @@ class SchedulerCore:
         self.requests = RequestIndex(config.retained_requests)
         self.admission = Admission(config, clock)
         self.stats = RequestWindow()
+        self.runner = RequestRunner(self.executor, store, self.requests, self.stats, clock)
+
+    @property
+    def stopping(self) -> bool:
+        """Set while the scheduler shuts down: cancelled requests stay unfinished in the store."""
+        return self.runner.stopping
+
+    @stopping.setter
+    def stopping(self, value: bool) -> None:
+        self.runner.stopping = value
+
+    def recover(self, delay: float = 0.0) -> int:
+        """Register the store's unfinished requests, to resume after `delay`; how many."""
+        return self.runner.recover(delay)
 
     # -- requests ---------------------------------------------------------------
 
@@ -184,23 +196,25 @@ class SchedulerCore:
     ) -> RequestRecord:
         """Run a request to its outcome, or attach to it when its id is known.
 
-        Returns the record, finished; a failed request is a record in state
-        FAILED, not an exception. Raises for what is refused before the
-        request is accepted.
+        Returns the record, finished and committed to the store; a failed
+        request is a record in state FAILED, not an exception. A known id
+        with other parameters is refused (ALREADY_EXISTS); a known request
+        that failed with a retryable code runs again. Raises for what is
+        refused before the request is accepted. `on_plan` is called once the
+        request is committed, before any subtask runs.
         """
         span = trace.get_current_span()
+        fingerprint = requests.fingerprint(source.canonical(), data, priority, cost_budget)
         if request_id:
             admission.check_request_id(request_id)
             span.set_attribute(telemetry.REQUEST_ID, request_id)
-            running = self.requests.running(request_id)
-            if running is not None:
-                return await asyncio.shield(running)
-            known = self._lookup(request_id)
+            known = await self._known(request_id, fingerprint, timeout, on_plan, on_event)
             if known is not None:
                 return known
         else:
             request_id = uuid.uuid4().hex
             span.set_attribute(telemetry.REQUEST_ID, request_id)
+        self.runner.check_store()
         deadline = self.admission.deadline_from(timeout)
         self.admission.check_input(
             data, input_size if input_size is not None else admission.json_size(data)
@@ -216,104 +230,79 @@ class SchedulerCore:
         ) as decompose:
             plan = await self.make_plan(source, data, deadline)
             decompose.set_attribute("agentmesh.steps", len(plan.steps))
+        if self.requests.get(request_id) is not None:
+            # The same id arrived while this one was planned: one of them runs.
+            known = await self._known(request_id, fingerprint, timeout, on_plan, on_event)
+            if known is not None:
+                return known
         contracts.check_plan_inputs(plan, data)
         self.admission.admit(plan, self.requests.active(), self.dispatcher.slots.has_room)
         record = new_record(request_id, plan, data, priority, time.time(), cost_budget)
-        if self.store is not None:
-            self.store.save_request(record, time.time() + (deadline - self.clock.now()))
-        if on_plan is not None:
-            on_plan(record)
-        task = asyncio.create_task(self._run(record, deadline, on_event), name=request_id)
-        self.requests.start(record, task)
-        # Cancelling the caller (the client went away) cancels the request.
-        return await task
+        return await self.runner.start(record, deadline, fingerprint, on_plan, on_event)
 
-    async def _run(
-        self, record: RequestRecord, deadline: float, on_event: EventSink
-    ) -> RequestRecord:
-        logs.REQUEST_ID.set(record.request_id)
-        started = self.clock.now()
-        try:
-            await self.executor.execute(record, deadline, on_event)
-        finally:
-            record.finished_at = time.time()
-            if self.store is not None and not (self.stopping and record.state == "CANCELLED"):
-                self.store.finish_request(record)
-            now = self.clock.now()
-            self.dispatcher.observer.request_finished(
-                record.plan.workflow, record.state, now - started
-            )
-            self.stats.record(
-                Finished(
-                    request_id=record.request_id,
-                    workflow=record.plan.workflow,
-                    state=record.state,
-                    duration=now - started,
-                    at=now,
-                    wall_time=record.finished_at,
-                    error_code=record.error.code if record.error else "",
-                )
-            )
-            log.info(
-                "request finished",
-                extra={
-                    "workflow": record.plan.workflow,
-                    "state": record.state,
-                    "duration_ms": round((now - started) * 1000, 1),
-                    "error": record.error.message if record.error else None,
-                },
-            )
+    async def _known(
+        self,
+        request_id: str,
+        fingerprint: str,
+        timeout: float | None,
+        on_plan: Callable[[RequestRecord], None] | None,
+        on_event: EventSink,
+    ) -> RequestRecord | None:
+        """The outcome for a known request id: attached, stored, or run again; None if unknown."""
+        deadline = self.clock.now() + (
+            timeout if timeout is not None else self.config.default_deadline
+        )
+        running = self.requests.running(request_id)
+        if running is not None:
+            requests.check_same(request_id, self.requests.fingerprint(request_id), fingerprint)
+            try:
+                record = await asyncio.shield(running)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not running.cancelled() or (current is not None and current.cancelling()):
+                    raise
+                # The caller that started it went away: this repeat runs it again.
+            else:
+                await self.runner.durable(deadline)
+                return record
+        record = self.requests.get(request_id)
+        known = self.requests.fingerprint(request_id)
+        if record is None and self.store is not None:
+            stored = self.store.load(request_id)
+            if stored is not None:
+                record, known = stored.record, stored.fingerprint
+        if record is None:
+            return None
+        requests.check_same(request_id, known, fingerprint)
+        if requests.rerunnable(record):
+            return await self._rerun(record, fingerprint, timeout, on_plan, on_event)
+        await self.runner.durable(deadline)
         return record
+
+    async def _rerun(
+        self,
+        record: RequestRecord,
+        fingerprint: str,
+        timeout: float | None,
+        on_plan: Callable[[RequestRecord], None] | None,
+        on_event: EventSink,
+    ) -> RequestRecord:
+        """Run a request that failed with a retryable code again: admitted as a new one."""
+        self.runner.check_store()
+        deadline = self.admission.deadline_from(timeout)
+        self.admission.admit(record.plan, self.requests.active(), self.dispatcher.slots.has_room)
+        return await self.runner.rerun(record, deadline, fingerprint, on_plan, on_event)
 
     def get(self, request_id: str) -> RequestRecord:
         if not request_id:
             raise InvalidArgument("request_id is empty", [FieldViolation("request_id", "required")])
-        record = self._lookup(request_id)
+        record = self.requests.get(request_id)
+        if record is None and self.store is not None:
+            stored = self.store.load(request_id)
+            record = stored.record if stored is not None else None
         if record is None:
             raise NotFound(f"no request {request_id!r}", reason="UNKNOWN_REQUEST")
         return record
-
-    def _lookup(self, request_id: str) -> RequestRecord | None:
-        """A request from memory, or from the store when memory has let it go."""
-        record = self.requests.get(request_id)
-        if record is None and self.store is not None:
-            record = self.store.load(request_id)
-        return record
-
-    async def recover(self) -> int:
-        """Resume every request the store has unfinished (after a restart); how many.
-
-        Finished subtasks keep their outputs and are not run again; the
-        others are dispatched again, preferring the worker that had them. A
-        request whose deadline passed while the scheduler was down fails
-        with DEADLINE_EXCEEDED.
-        """
-        if self.store is None:
-            return 0
-        resumed = 0
-        for record, wall_deadline in self.store.unfinished():
-            if self.requests.running(record.request_id) is not None:
-                continue
-            for subtask in record.subtasks.values():
-                if subtask.state in (QUEUED, RUNNING_STATE):
-                    subtask.state = PENDING
-            remaining = wall_deadline - time.time()
-            if remaining <= 0:
-                record.state = REQUEST_FAILED
-                record.error = ErrorRecord(
-                    "DEADLINE_EXCEEDED", "the deadline passed while the scheduler was down"
-                )
-                self.executor.cancel_unfinished(record, record.error.message)
-                record.finished_at = time.time()
-                self.store.finish_request(record)
-                continue
-            deadline = self.clock.now() + remaining
-            task = asyncio.create_task(self._run(record, deadline, ignore_events))
-            self.requests.start(record, task)
-            resumed += 1
-        if resumed:
-            log.info("resumed unfinished requests", extra={"count": resumed})
-        return resumed
 
     async def dispatch(
         self,
@@ -328,6 +317,12 @@ class SchedulerCore:
         """One subtask, routed and retried like a plan step."""
         if request_id:
             admission.check_request_id(request_id)
+            self.requests.claim_dispatch(
+                request_id,
+                requests.fingerprint(
+                    {"capability": capability, "difficulty": difficulty}, data, priority, 0.0
+                ),
+            )
         deadline = self.admission.deadline_from(timeout)
         self.admission.check_input(data, admission.json_size(data))
         if capability not in self.capabilities():

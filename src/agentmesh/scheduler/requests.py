@@ -3,14 +3,68 @@
 The store (`store.py`) holds every request durably; this index is what the
 scheduler consults first, and where a running request's task lives, so that
 a repeated request id attaches to it.
+
+A request id is an idempotency key for one set of parameters: each request
+keeps a fingerprint (a digest of its source, input, priority and cost
+budget), and a repeat is compared with it before it is answered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
 
-from agentmesh.scheduler.executor import RequestRecord
+from agentmesh.errors import AlreadyExists
+from agentmesh.scheduler.executor import REQUEST_CANCELLED, REQUEST_FAILED, RequestRecord
+
+#: Failures after which a repeat of the request runs it again, under the same
+#: id: the same call may succeed later (and a cancelled one was never refused).
+RERUN_CODES = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "CANCELLED"})
+
+
+def fingerprint(
+    source: Mapping[str, Any], data: Mapping[str, Any], priority: int, cost_budget: float
+) -> str:
+    """A digest of a request's parameters, the same for the same parameters in any key order."""
+    canonical = json.dumps(
+        {"source": source, "input": data, "priority": priority, "cost_budget": cost_budget},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_same(request_id: str, known: str | None, given: str) -> None:
+    """Refuse a request id reused with other parameters (ALREADY_EXISTS, REQUEST_ID_REUSED).
+
+    An unknown fingerprint (None, or empty for a request stored before
+    fingerprints were kept) is taken as the same.
+    """
+    if known and known != given:
+        raise AlreadyExists(
+            f"request id {request_id!r} is already used by a request with other parameters "
+            "(workflow, plan or goal, input, priority or cost budget); a new request needs "
+            "a new request id",
+            reason="REQUEST_ID_REUSED",
+            metadata={"request_id": request_id},
+        )
+
+
+def rerunnable(record: RequestRecord) -> bool:
+    """Whether a repeat runs this finished request again: it failed with a retryable code."""
+    if record.state == REQUEST_CANCELLED:
+        return True
+    return (
+        record.state == REQUEST_FAILED
+        and record.error is not None
+        and record.error.code in RERUN_CODES
+    )
 
 
 class RequestIndex:
@@ -20,9 +74,15 @@ class RequestIndex:
         self.retained = retained
         self._running: dict[str, asyncio.Task[RequestRecord]] = {}
         self._records: OrderedDict[str, RequestRecord] = OrderedDict()
+        self._fingerprints: dict[str, str] = {}
+        #: Dispatch calls' request ids and fingerprints, the most recent `retained`.
+        self._dispatched: OrderedDict[str, str] = OrderedDict()
 
     def get(self, request_id: str) -> RequestRecord | None:
         return self._records.get(request_id)
+
+    def fingerprint(self, request_id: str) -> str | None:
+        return self._fingerprints.get(request_id)
 
     def running(self, request_id: str) -> asyncio.Task[RequestRecord] | None:
         return self._running.get(request_id)
@@ -30,15 +90,29 @@ class RequestIndex:
     def active(self) -> int:
         return len(self._running)
 
-    def start(self, record: RequestRecord, task: asyncio.Task[RequestRecord]) -> None:
+    def start(
+        self, record: RequestRecord, task: asyncio.Task[RequestRecord], fingerprint: str = ""
+    ) -> None:
         self._records[record.request_id] = record
+        self._records.move_to_end(record.request_id)
+        self._fingerprints[record.request_id] = fingerprint
         self._running[record.request_id] = task
-        task.add_done_callback(lambda _: self._finish(record.request_id))
+        task.add_done_callback(lambda done: self._finish(record.request_id, done))
 
-    def _finish(self, request_id: str) -> None:
-        self._running.pop(request_id, None)
+    def claim_dispatch(self, request_id: str, fingerprint: str) -> None:
+        """Remember a Dispatch call's id; refuse it when it was used with other parameters."""
+        check_same(request_id, self._dispatched.get(request_id), fingerprint)
+        self._dispatched[request_id] = fingerprint
+        self._dispatched.move_to_end(request_id)
+        while len(self._dispatched) > self.retained:
+            self._dispatched.popitem(last=False)
+
+    def _finish(self, request_id: str, task: asyncio.Task[RequestRecord]) -> None:
+        if self._running.get(request_id) is task:  # not a run that replaced it
+            del self._running[request_id]
         while len(self._records) > self.retained:
             oldest = next(iter(self._records))
             if oldest in self._running:
                 break
             self._records.popitem(last=False)
+            self._fingerprints.pop(oldest, None)

@@ -49,12 +49,14 @@ class SchedulerServer:
         self.config = config
         self.metrics = SchedulerMetrics(CollectorRegistry())
         self.transport = GrpcTransport()
-        self.store = SqliteStore(config.store) if config.store else None
+        # Raises StoreError for a store that cannot be opened or is damaged.
+        self.store = SqliteStore(config.store, observer=self) if config.store else None
         self.core = SchedulerCore(
             config, self.transport, clock=SystemClock(), observer=self.metrics, store=self.store
         )
         self.metrics.registry.register(MeshCollector(self.core.snapshot))
         self.metrics.heartbeat_interval.set(config.heartbeat_interval)
+        self.metrics.store_up.set(0 if self.store is not None and not self.store.up else 1)
         self.health = health.aio.HealthServicer()
         self.server = aio.server(interceptors=[RejectUndecodable()], options=server_options(config))
         scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(
@@ -68,9 +70,9 @@ class SchedulerServer:
         self.port = 0
         self.metrics_port = 0
         self._sweeper: asyncio.Task[None] | None = None
-        self._recovery: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._shutdown_started = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def address(self) -> str:
@@ -80,22 +82,46 @@ class SchedulerServer:
         self.port = self.server.add_insecure_port(self.config.listen)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.config.listen}")
+        self._loop = asyncio.get_running_loop()
+        # Unfinished requests are known before the first call is served, so a
+        # repeat of one attaches to it; they resume after the recovery delay.
+        self.core.recover(self.config.recovery_delay)
         await self.server.start()
         if self.config.metrics_listen:
             self.metrics_port = serve_metrics(self.config.metrics_listen, self.metrics.registry)
-        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
-        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        await self._set_health(self.store is None or self.store.up)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="liveness-sweeper")
-        self._recovery = asyncio.create_task(self._recover(), name="recovery")
         log.info(
             "scheduler serving",
             extra={"address": self.address, "metrics_port": self.metrics_port},
         )
 
-    async def _recover(self) -> None:
-        """Resume what a previous scheduler left unfinished, once workers are back."""
-        await asyncio.sleep(self.config.recovery_delay)
-        await self.core.recover()
+    async def _set_health(self, serving: bool) -> None:
+        if self._shutdown_started:
+            return
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        await self.health.set("", status)
+        await self.health.set(SERVICE_NAME, status)
+
+    # -- StoreObserver (called on the store's writer thread) --------------------------
+
+    def store_write_failed(self) -> None:
+        self.metrics.store_write_errors.inc()
+
+    def store_state(self, up: bool) -> None:
+        """A store that cannot write makes the scheduler NOT_SERVING until it can."""
+        self.metrics.store_up.set(1 if up else 0)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._set_health(up), loop)
+        except RuntimeError:  # the loop is closing
+            pass
 
     async def _sweep_forever(self) -> None:
         """Evict silent workers; check four times per heartbeat interval.
@@ -121,9 +147,8 @@ class SchedulerServer:
         self._shutdown_started = True
         self.core.stopping = True
         await self.health.enter_graceful_shutdown()
-        for task in (self._sweeper, self._recovery):
-            if task is not None:
-                task.cancel()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         await self.server.stop(grace)
         await self.transport.close()
         if self.store is not None:

@@ -1,44 +1,77 @@
 """Durable requests: every request, its plan and every subtask transition, in SQLite.
 
 `SqliteStore` is the embedded default (one file, WAL). Writes are queued by
-the event loop and committed by one writer thread in small groups (every
-few milliseconds), so persisting a transition costs the loop a queue put;
-what a crash can lose is the last few milliseconds of transitions, which
-recovery then re-runs (and the workers' idempotency answers from their
-store). `Store` is the interface another database can implement for
-several scheduler replicas.
+the event loop and committed by one writer thread in small groups
+(`storewriter.GroupWriter`), so persisting a transition costs the loop a
+queue put. What the scheduler acknowledges it first waits for: a request's
+rows are committed before its plan or result is sent, and its final state
+before its result is. Subtask transitions in between are not waited for: a
+crash can lose the last few milliseconds of them, which recovery re-runs
+(and the workers' idempotency answers from their store). `Store` is the
+interface another database can implement for several scheduler replicas.
 """
 
 from __future__ import annotations
 
 import json
-import queue
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from agentmesh.agents.backend import Usage
-from agentmesh.scheduler.executor import ErrorRecord, RequestRecord, SubtaskRecord
+from agentmesh.scheduler.executor import DONE, ErrorRecord, RequestRecord, SubtaskRecord
 from agentmesh.scheduler.plans import plan_from_dict, plan_to_dict
+from agentmesh.scheduler.storewriter import GroupWriter, StoreObserver
 from agentmesh.scheduler.tiers import Budget
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StoredRequest:
+    """A request as the store returns it."""
+
+    record: RequestRecord
+    #: Wall-clock deadline (time.time()).
+    deadline: float
+    #: Digest of the parameters it was submitted with; empty for rows from
+    #: before fingerprints were kept.
+    fingerprint: str
 
 
 class Store(Protocol):
-    def save_request(self, record: RequestRecord, deadline: float) -> None:
-        """Record a new request with its plan; `deadline` is wall-clock time."""
+    """Where requests are kept durably."""
+
+    @property
+    def up(self) -> bool:
+        """Whether writes are being committed; False refuses new work."""
+        ...
+
+    @property
+    def problem(self) -> str:
+        """Why the store is down (empty while it is up)."""
+        ...
+
+    def save_request(self, record: RequestRecord, deadline: float, fingerprint: str = "") -> None:
+        """Record a request with its plan and subtasks; `deadline` is wall-clock time."""
         ...
 
     def save_subtask(self, request_id: str, subtask: SubtaskRecord) -> None: ...
 
     def finish_request(self, record: RequestRecord) -> None: ...
 
-    def load(self, request_id: str) -> RequestRecord | None: ...
+    async def committed(self, timeout: float) -> bool:
+        """Wait until every write queued so far is committed; False after `timeout` seconds."""
+        ...
 
-    def unfinished(self) -> Iterator[tuple[RequestRecord, float]]:
-        """Every request not finished yet, with its wall-clock deadline."""
+    def load(self, request_id: str) -> StoredRequest | None: ...
+
+    def unfinished(self) -> Iterator[StoredRequest]:
+        """Every request not finished yet."""
         ...
 
     def close(self) -> None: ...
@@ -56,7 +89,8 @@ CREATE TABLE IF NOT EXISTS requests (
     answer TEXT,
     error TEXT,
     created_at REAL NOT NULL,
-    finished_at REAL
+    finished_at REAL,
+    fingerprint TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS requests_running ON requests (state) WHERE state = 'RUNNING';
 CREATE TABLE IF NOT EXISTS subtasks (
@@ -67,34 +101,56 @@ CREATE TABLE IF NOT EXISTS subtasks (
 );
 """
 
-_STOP = object()
+#: Columns added since the first schema, added to older files on open.
+MIGRATIONS = {"fingerprint": "ALTER TABLE requests ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''"}
+
+COLUMNS = (
+    "request_id, plan, input, priority, budget, deadline, state, answer, error,"
+    " created_at, finished_at, fingerprint"
+)
+
+
+class StoreError(Exception):
+    """The store cannot be used at start: its message says which file and what to do."""
 
 
 class SqliteStore:
-    """Requests in one SQLite file (":memory:" keeps them in this process only)."""
+    """Requests in one SQLite file (":memory:" keeps them in this process only).
 
-    def __init__(self, path: str | Path, *, flush_interval: float = 0.005) -> None:
+    Raises StoreError when the file cannot be opened or fails its integrity
+    check, rather than serving from a damaged store.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        flush_interval: float = 0.005,
+        observer: StoreObserver | None = None,
+    ) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # One connection, used by the writer thread and (under the lock) by readers.
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self._db = _open(self.path)
         self._lock = threading.Lock()
-        self._writes: queue.Queue[Any] = queue.Queue()
-        self._flush_interval = flush_interval
-        self._writer = threading.Thread(target=self._write_forever, name="store", daemon=True)
-        self._writer.start()
+        self._writer = GroupWriter(
+            self._db, self._lock, self.path, flush_interval=flush_interval, observer=observer
+        )
+
+    @property
+    def up(self) -> bool:
+        return self._writer.up
+
+    @property
+    def problem(self) -> str:
+        return self._writer.problem
 
     # -- writes (queued) -------------------------------------------------------------
 
-    def save_request(self, record: RequestRecord, deadline: float) -> None:
-        self._writes.put(
+    def save_request(self, record: RequestRecord, deadline: float, fingerprint: str = "") -> None:
+        self._writer.put(
             (
                 "INSERT OR REPLACE INTO requests (request_id, plan, input, priority, budget,"
-                " deadline, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " deadline, state, created_at, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.request_id,
                     json.dumps(plan_to_dict(record.plan)),
@@ -104,6 +160,7 @@ class SqliteStore:
                     deadline,
                     record.state,
                     record.created_at,
+                    fingerprint,
                 ),
             )
         )
@@ -111,7 +168,7 @@ class SqliteStore:
             self.save_subtask(record.request_id, subtask)
 
     def save_subtask(self, request_id: str, subtask: SubtaskRecord) -> None:
-        self._writes.put(
+        self._writer.put(
             (
                 "INSERT OR REPLACE INTO subtasks (request_id, subtask_id, record) VALUES (?, ?, ?)",
                 (request_id, subtask.id, json.dumps(_subtask_row(subtask))),
@@ -119,7 +176,7 @@ class SqliteStore:
         )
 
     def finish_request(self, record: RequestRecord) -> None:
-        self._writes.put(
+        self._writer.put(
             (
                 "UPDATE requests SET state = ?, answer = ?, error = ?, finished_at = ?"
                 " WHERE request_id = ?",
@@ -133,52 +190,31 @@ class SqliteStore:
             )
         )
 
-    def _write_forever(self) -> None:
-        while True:
-            batch = [self._writes.get()]
-            try:
-                while True:
-                    batch.append(self._writes.get(timeout=self._flush_interval))
-                    if len(batch) >= 1000:
-                        break
-            except queue.Empty:
-                pass
-            markers = [item for item in batch if isinstance(item, _Marker)]
-            with self._lock:
-                self._db.execute("BEGIN")
-                for item in batch:
-                    if isinstance(item, tuple):
-                        self._db.execute(*item)
-                self._db.execute("COMMIT")
-            for marker in markers:
-                marker.done.set()
-            if _STOP in batch:
-                return
+    async def committed(self, timeout: float) -> bool:
+        return await self._writer.committed(timeout)
 
-    def flush(self) -> None:
-        """Wait until every queued write is committed."""
-        done = threading.Event()
-        self._writes.put(_Marker(done))
-        done.wait(10)
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Block until every queued write is committed; False on timeout."""
+        return self._writer.flush(timeout)
 
     # -- reads ----------------------------------------------------------------------
 
-    def load(self, request_id: str) -> RequestRecord | None:
+    def load(self, request_id: str) -> StoredRequest | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT * FROM requests WHERE request_id = ?", (request_id,)
+                f"SELECT {COLUMNS} FROM requests WHERE request_id = ?", (request_id,)
             ).fetchone()
-            if row is None:
-                return None
-            return self._record(row)[0]
+            return None if row is None else self._stored(row)
 
-    def unfinished(self) -> Iterator[tuple[RequestRecord, float]]:
+    def unfinished(self) -> Iterator[StoredRequest]:
         with self._lock:
-            rows = self._db.execute("SELECT * FROM requests WHERE state = 'RUNNING'").fetchall()
-            records = [self._record(row) for row in rows]
-        yield from records
+            rows = self._db.execute(
+                f"SELECT {COLUMNS} FROM requests WHERE state = 'RUNNING'"
+            ).fetchall()
+            stored = [self._stored(row) for row in rows]
+        yield from stored
 
-    def _record(self, row: tuple[Any, ...]) -> tuple[RequestRecord, float]:
+    def _stored(self, row: tuple[Any, ...]) -> StoredRequest:
         (
             request_id,
             plan,
@@ -191,6 +227,7 @@ class SqliteStore:
             error,
             created,
             finished,
+            fingerprint,
         ) = row
         record = RequestRecord(
             request_id=request_id,
@@ -214,12 +251,56 @@ class SqliteStore:
             record.subtasks[fields["id"]] = SubtaskRecord(**fields)
         # Keep the plan's step order.
         record.subtasks = {s.id: record.subtasks[s.id] for s in record.plan.steps}
-        return record, deadline
+        if record.budget is not None:
+            # What the finished subtasks cost stays spent when the request resumes.
+            record.budget.spent = sum(
+                s.usage.cost_usd for s in record.subtasks.values() if s.state == DONE
+            )
+        return StoredRequest(record, deadline, fingerprint or "")
 
     def close(self) -> None:
-        self._writes.put(_STOP)
-        self._writer.join(10)
+        self._writer.close()
         self._db.close()
+
+
+def _open(path: str) -> sqlite3.Connection:
+    """The store's connection, checked and migrated; StoreError says what is wrong."""
+    where = f"the scheduler's request store {path!r} (AGENTMESH_STORE)"
+    created = False
+    try:
+        if path != ":memory:":
+            file = Path(path)
+            file.parent.mkdir(parents=True, exist_ok=True)
+            created = not file.exists()
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    except (OSError, sqlite3.Error) as error:
+        raise StoreError(f"cannot open {where}: {error}") from None
+    try:
+        # quick_check reads every page: a damaged file is refused here, not
+        # discovered by the first request that touches the damage.
+        problems = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
+        if problems != ["ok"]:
+            detail = " ".join(" ".join(problems).split())  # one line, whatever SQLite says
+            raise sqlite3.DatabaseError(detail[:200] + ("..." if len(detail) > 200 else ""))
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+        for column, statement in MIGRATIONS.items():
+            if column not in columns:
+                db.execute(statement)
+    except sqlite3.DatabaseError as error:
+        db.close()
+        raise StoreError(
+            f"{where} is damaged ({error}): move it aside or restore a backup, then start "
+            "the scheduler again (without the file it starts an empty store)"
+        ) from None
+    except sqlite3.Error as error:
+        db.close()
+        raise StoreError(f"cannot open {where}: {error}") from None
+    if created:
+        log.info("created a new request store", extra={"store": path})
+    return db
 
 
 def _subtask_row(subtask: SubtaskRecord) -> dict[str, Any]:
@@ -228,10 +309,3 @@ def _subtask_row(subtask: SubtaskRecord) -> dict[str, Any]:
     row["usage"] = vars(subtask.usage)
     row["error"] = asdict(subtask.error) if subtask.error else None
     return row
-
-
-class _Marker:
-    """Set once the writer has committed everything queued before it."""
-
-    def __init__(self, done: threading.Event) -> None:
-        self.done = done

@@ -1,0 +1,251 @@
+"""The store's writer: one thread that commits queued writes in groups, and keeps trying.
+
+The event loop queues statements (a queue put) and, where it must not
+acknowledge anything before it is durable, waits for a commit marker.
+The writer takes what is queued, commits it in one transaction (group
+commit: a marker commits at once, other writes wait a few milliseconds for
+company), then releases the markers it committed.
+
+A commit that fails (disk full, a file size limit, a read-only file, the
+file deleted or replaced under the scheduler) is neither dropped nor
+acknowledged: the writer keeps the batch and retries it with backoff,
+adding what is queued meanwhile, reports the store down once (one log
+line, the observer's `store_state(False)`), and reports it up again when a
+commit succeeds. Markers wait for that commit; their waiters give up at
+their own deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+#: One SQL statement and its parameters.
+Statement = tuple[str, tuple[Any, ...]]
+
+_STOP = object()
+
+
+class StoreObserver(Protocol):
+    """Told by the writer thread (not the event loop) how the store fares."""
+
+    def store_write_failed(self) -> None:
+        """A commit failed (each retry counts)."""
+
+    def store_state(self, up: bool) -> None:
+        """The store went down (cannot commit) or came back up."""
+
+
+class StoreGone(Exception):
+    """The store's file was deleted or replaced while the scheduler had it open."""
+
+
+class _Marker:
+    """Calls `done` once everything queued before it is committed."""
+
+    def __init__(self, done: Callable[[], None]) -> None:
+        self.done = done
+
+
+class GroupWriter:
+    """Commits statements on `db` from one thread; `up` says whether commits succeed."""
+
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        lock: threading.Lock,
+        path: str,
+        *,
+        flush_interval: float = 0.005,
+        retry_initial: float = 0.05,
+        retry_max: float = 2.0,
+        check_interval: float = 1.0,
+        observer: StoreObserver | None = None,
+    ) -> None:
+        self.path = path
+        self.observer = observer
+        #: False while commits fail; new work is refused meanwhile.
+        self.up = True
+        #: Why the store is down, for log lines and refusals.
+        self.problem = ""
+        self._db = db
+        self._lock = lock
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._flush_interval = flush_interval
+        self._retry_initial = retry_initial
+        self._retry_max = retry_max
+        self._check_interval = check_interval
+        self._inode = _inode(path)
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._write_forever, name="store", daemon=True)
+        self._thread.start()
+
+    def put(self, statement: Statement) -> None:
+        self._queue.put(statement)
+
+    async def committed(self, timeout: float) -> bool:
+        """Wait until everything queued so far is committed; False when `timeout` passes first."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def done() -> None:
+            try:
+                loop.call_soon_threadsafe(_resolve, future)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+        self._queue.put(_Marker(done))
+        try:
+            await asyncio.wait_for(future, max(timeout, 0.0))
+        except TimeoutError:
+            return False
+        return True
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Block until everything queued so far is committed; False on timeout."""
+        event = threading.Event()
+        self._queue.put(_Marker(event.set))
+        return event.wait(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Commit what is queued (one try if the store is down) and stop the thread."""
+        self._queue.put(_STOP)
+        self._wake.set()
+        self._thread.join(timeout)
+
+    # -- the thread ------------------------------------------------------------------
+
+    def _write_forever(self) -> None:
+        pending: list[Any] = []
+        delay = self._retry_initial
+        while True:
+            if not pending:
+                try:
+                    pending.append(self._queue.get(timeout=self._check_interval))
+                except queue.Empty:
+                    self._check_idle()
+                    continue
+            self._gather(pending)
+            stopping = any(item is _STOP for item in pending)
+            try:
+                self._commit(pending)
+            except Exception as error:  # whatever failed, the batch is kept and retried
+                self._failed(error)
+                if stopping:
+                    writes = sum(isinstance(item, tuple) for item in pending)
+                    log.error(
+                        "request store closed with writes it could not commit",
+                        extra={"store": self.path, "writes": writes},
+                    )
+                    return
+                self._wake.wait(delay)
+                delay = min(delay * 2, self._retry_max)
+                continue
+            self._recovered()
+            delay = self._retry_initial
+            for item in pending:
+                if isinstance(item, _Marker):
+                    item.done()
+            pending = []
+            if stopping:
+                return
+
+    def _gather(self, pending: list[Any]) -> None:
+        """Add what is queued to `pending`; without a marker, wait briefly for more."""
+        added = 0
+        while added < 1000:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                if any(isinstance(i, _Marker) or i is _STOP for i in pending):
+                    return  # someone waits for this commit: do not delay it
+                try:
+                    item = self._queue.get(timeout=self._flush_interval)
+                except queue.Empty:
+                    return
+            pending.append(item)
+            added += 1
+
+    def _commit(self, pending: list[Any]) -> None:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                for item in pending:
+                    if isinstance(item, tuple):
+                        self._db.execute(*item)
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    try:
+                        self._db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # SQLite may have rolled back already
+                raise
+        # Checked after the commit: a commit into a deleted file is not durable.
+        self._check_file()
+
+    def _check_file(self) -> None:
+        if self._inode is not None and _inode(self.path) != self._inode:
+            raise StoreGone(f"the file {self.path} was deleted or replaced while in use")
+
+    def _check_idle(self) -> None:
+        """With nothing to write, notice a deleted file, or a store that came back."""
+        try:
+            self._check_file()
+        except StoreGone as error:
+            self._failed(error)
+            return
+        if not self.up:
+            self._recovered()
+
+    def _failed(self, error: BaseException) -> None:
+        if self.observer is not None:
+            self.observer.store_write_failed()
+        if not self.up:
+            return
+        self.up = False
+        self.problem = f"{type(error).__name__}: {error}"
+        advice = (
+            "restore the file, or restart the scheduler"
+            if isinstance(error, StoreGone)
+            else "free space or fix the file's permissions; writes are retried"
+        )
+        log.error(
+            f"the request store {self.path} (AGENTMESH_STORE) cannot write ({self.problem}): "
+            f"new requests are refused with UNAVAILABLE until it can; {advice}"
+        )
+        if self.observer is not None:
+            self.observer.store_state(False)
+
+    def _recovered(self) -> None:
+        if self.up:
+            return
+        self.up = True
+        log.warning(f"the request store {self.path} can write again: serving new requests")
+        self.problem = ""
+        if self.observer is not None:
+            self.observer.store_state(True)
+
+
+def _inode(path: str) -> tuple[int, int] | None:
+    """The (device, inode) the path names now; None for memory or a missing file."""
+    if path == ":memory:":
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return (-1, -1)
+    return (stat.st_dev, stat.st_ino)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
