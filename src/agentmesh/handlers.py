@@ -44,7 +44,7 @@ def unary(
     async def wrapper(self: S, request: Req, context: aio.ServicerContext[Any, Any]) -> Resp:
         try:
             if isinstance(request, Undecodable):
-                raise request.refuse()
+                raise _refused(self, method.__name__, request)
             return await method(self, request, context)
         except (asyncio.CancelledError, aio.AbortError):
             raise
@@ -64,7 +64,7 @@ def streaming(
     ) -> AsyncIterator[Resp]:
         try:
             if isinstance(request, Undecodable):
-                raise request.refuse()
+                raise _refused(self, method.__name__, request)
             async for item in method(self, request, context):
                 yield item
         except (asyncio.CancelledError, aio.AbortError):
@@ -73,6 +73,16 @@ def streaming(
             await abort(context, error)
 
     return wrapper
+
+
+def _refused(servicer: object, method: str, request: Undecodable) -> InvalidArgument:
+    """The refusal of a request the handler never sees, told to the servicer's
+    `call_refused(method, error)` if it has one (so that it can count it)."""
+    error = request.refuse()
+    observe = getattr(servicer, "call_refused", None)
+    if observe is not None:
+        observe(method, error)
+    return error
 
 
 class Undecodable:

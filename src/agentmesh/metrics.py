@@ -66,8 +66,9 @@ class SchedulerMetrics:
         self.registry = registry
         self.requests = Counter(
             "agentmesh_requests",
-            "Requests finished, by workflow and outcome (succeeded, failed, cancelled).",
-            ["workflow", "outcome"],
+            "Requests answered, by workflow, outcome (succeeded, failed, cancelled, or refused "
+            "before it was accepted) and status code.",
+            ["workflow", "outcome", "code"],
             registry=registry,
         )
         self.request_seconds = Histogram(
@@ -204,10 +205,13 @@ class SchedulerMetrics:
     def worker_evicted(self, reason: str) -> None:
         self.evictions.labels(reason).inc()
 
-    def request_finished(self, workflow: str, outcome: str, seconds: float) -> None:
+    def request_finished(self, workflow: str, outcome: str, code: str, seconds: float) -> None:
         name = workflow or "custom_plan"
-        self.requests.labels(name, outcome.lower()).inc()
+        self.requests.labels(name, outcome.lower(), code).inc()
         self.request_seconds.labels(name).observe(seconds, exemplar=exemplar())
+
+    def request_refused(self, workflow: str, code: str) -> None:
+        self.requests.labels(workflow or "custom_plan", "refused", code).inc()
 
 
 class MeshCollector(Collector):

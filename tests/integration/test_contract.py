@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import urllib.request
 from collections.abc import Iterator
 
 import grpc
@@ -151,3 +153,41 @@ def test_a_step_input_that_breaks_its_schema_fails_with_field_violations(
         scheduler_pb2.DispatchRequest(capability="sentiment", input=struct({"txt": "hi"})),
     )
     assert code == Code.INVALID_ARGUMENT and "input" in violations
+
+
+def requests_total(mesh: Mesh) -> dict[tuple[str, str, str], float]:
+    """agentmesh_requests_total by (workflow, outcome, code)."""
+    url = f"http://127.0.0.1:{mesh.metrics_port}/metrics"
+    body = urllib.request.urlopen(url, timeout=5).read().decode()
+    counts = {}
+    for labels, value in re.findall(r"^agentmesh_requests_total\{([^}]*)\} (\S+)$", body, re.M):
+        found = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        counts[(found["workflow"], found["outcome"], found["code"])] = float(value)
+    return counts
+
+
+def test_every_answered_request_is_counted_by_code(
+    mesh: Mesh, stub: scheduler_pb2_grpc.SchedulerServiceStub
+) -> None:
+    before = requests_total(mesh)
+    calls = [
+        (stub.Submit, scheduler_pb2.SubmitRequest(workflow="nope", input=struct(TICKET))),
+        (stub.Submit, scheduler_pb2.SubmitRequest(workflow="support_ticket")),
+        (
+            stub.StreamSubmit,
+            scheduler_pb2.StreamSubmitRequest(
+                workflow="support_ticket", input=struct(TICKET), priority=99
+            ),
+        ),
+    ]
+    for call, request in calls:
+        refused(call, request)
+    mesh.client.submit("support_ticket", TICKET)
+    after = requests_total(mesh)
+    grew = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
+    assert grew == {
+        ("unknown", "refused", "NOT_FOUND"): 1.0,
+        ("support_ticket", "refused", "INVALID_ARGUMENT"): 1.0,
+        ("unknown", "refused", "INVALID_ARGUMENT"): 1.0,
+        ("support_ticket", "succeeded", "OK"): 1.0,
+    }

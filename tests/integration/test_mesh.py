@@ -217,7 +217,9 @@ def test_metrics_endpoint_serves_prometheus_text(mesh: Mesh) -> None:
     mesh.client.submit("support_ticket", json.loads(TICKETS[0].read_text()))
     url = f"http://127.0.0.1:{mesh.metrics_port}/metrics"
     body = urllib.request.urlopen(url, timeout=5).read().decode()
-    assert 'agentmesh_requests_total{outcome="succeeded",workflow="support_ticket"}' in body
+    assert (
+        'agentmesh_requests_total{code="OK",outcome="succeeded",workflow="support_ticket"}' in body
+    )
     assert "agentmesh_subtask_attempt_duration_seconds_bucket" in body
 
 

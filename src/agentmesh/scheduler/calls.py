@@ -123,7 +123,13 @@ class DispatchObserver(Protocol):
 
     def worker_evicted(self, reason: str) -> None: ...
 
-    def request_finished(self, workflow: str, outcome: str, seconds: float) -> None: ...
+    def request_finished(self, workflow: str, outcome: str, code: str, seconds: float) -> None:
+        """An accepted request ended: its workflow ("" for a plan), state and status code."""
+        ...
+
+    def request_refused(self, workflow: str, code: str) -> None:
+        """A request was answered with an error before it was accepted."""
+        ...
 
 
 class NullObserver:
@@ -158,5 +164,8 @@ class NullObserver:
     def worker_evicted(self, reason: str) -> None:
         pass
 
-    def request_finished(self, workflow: str, outcome: str, seconds: float) -> None:
+    def request_finished(self, workflow: str, outcome: str, code: str, seconds: float) -> None:
+        pass
+
+    def request_refused(self, workflow: str, code: str) -> None:
         pass

@@ -25,6 +25,7 @@ from agentmesh.agents.skills import SKILLS
 from agentmesh.clock import Clock
 from agentmesh.config import SchedulerConfig
 from agentmesh.errors import (
+    AgentmeshError,
     FieldViolation,
     InvalidArgument,
     NotFound,
@@ -203,42 +204,63 @@ class SchedulerCore:
         refused before the request is accepted. `on_plan` is called once the
         request is committed, before any subtask runs.
         """
-        span = trace.get_current_span()
-        fingerprint = requests.fingerprint(source.canonical(), data, priority, cost_budget)
-        if request_id:
-            admission.check_request_id(request_id)
-            span.set_attribute(telemetry.REQUEST_ID, request_id)
-            known = await self._known(request_id, fingerprint, timeout, on_plan, on_event)
-            if known is not None:
-                return known
-        else:
-            request_id = uuid.uuid4().hex
-            span.set_attribute(telemetry.REQUEST_ID, request_id)
-        self.runner.check_store()
-        deadline = self.admission.deadline_from(timeout)
-        self.admission.check_input(
-            data, input_size if input_size is not None else admission.json_size(data)
-        )
-        if not math.isfinite(cost_budget) or cost_budget < 0:
-            raise InvalidArgument(
-                f"cost_budget_usd is {cost_budget}",
-                [FieldViolation("cost_budget_usd", "a finite amount: 0 (no limit) or more")],
+        started = False
+        try:
+            span = trace.get_current_span()
+            fingerprint = requests.fingerprint(source.canonical(), data, priority, cost_budget)
+            if request_id:
+                admission.check_request_id(request_id)
+                span.set_attribute(telemetry.REQUEST_ID, request_id)
+                known = await self._known(request_id, fingerprint, timeout, on_plan, on_event)
+                if known is not None:
+                    return known
+            else:
+                request_id = uuid.uuid4().hex
+                span.set_attribute(telemetry.REQUEST_ID, request_id)
+            self.runner.check_store()
+            deadline = self.admission.deadline_from(timeout)
+            self.admission.check_input(
+                data, input_size if input_size is not None else admission.json_size(data)
             )
-        with telemetry.tracer().start_as_current_span(
-            "decompose",
-            attributes={telemetry.REQUEST_ID: request_id, telemetry.WORKFLOW: source.workflow},
-        ) as decompose:
-            plan = await self.make_plan(source, data, deadline)
-            decompose.set_attribute("agentmesh.steps", len(plan.steps))
-        if self.requests.get(request_id) is not None:
-            # The same id arrived while this one was planned: one of them runs.
-            known = await self._known(request_id, fingerprint, timeout, on_plan, on_event)
-            if known is not None:
-                return known
-        contracts.check_plan_inputs(plan, data)
-        self.admission.admit(plan, self.requests.active(), self.dispatcher.slots.has_room)
-        record = new_record(request_id, plan, data, priority, time.time(), cost_budget)
-        return await self.runner.start(record, deadline, fingerprint, on_plan, on_event)
+            if not math.isfinite(cost_budget) or cost_budget < 0:
+                raise InvalidArgument(
+                    f"cost_budget_usd is {cost_budget}",
+                    [FieldViolation("cost_budget_usd", "a finite amount: 0 (no limit) or more")],
+                )
+            with telemetry.tracer().start_as_current_span(
+                "decompose",
+                attributes={telemetry.REQUEST_ID: request_id, telemetry.WORKFLOW: source.workflow},
+            ) as decompose:
+                plan = await self.make_plan(source, data, deadline)
+                decompose.set_attribute("agentmesh.steps", len(plan.steps))
+            if self.requests.get(request_id) is not None:
+                # The same id arrived while this one was planned: one of them runs.
+                known = await self._known(request_id, fingerprint, timeout, on_plan, on_event)
+                if known is not None:
+                    return known
+            contracts.check_plan_inputs(plan, data)
+            self.admission.admit(plan, self.requests.active(), self.dispatcher.slots.has_room)
+            record = new_record(request_id, plan, data, priority, time.time(), cost_budget)
+            started = True
+            return await self.runner.start(record, deadline, fingerprint, on_plan, on_event)
+        except AgentmeshError as error:
+            if not started:  # an accepted request is counted when it finishes
+                self.refused(source, error)
+            raise
+
+    def refused(self, source: Source | None, error: AgentmeshError) -> None:
+        """Count a request answered with an error before it was accepted.
+
+        Its workflow label is a known workflow's name, or "unknown" (also for
+        a request that could not be read), or "custom_plan", so that clients
+        cannot grow the label set.
+        """
+        label = "custom_plan"
+        if source is None:
+            label = "unknown"
+        elif source.workflow:
+            label = source.workflow if source.workflow in self.workflows.names() else "unknown"
+        self.dispatcher.observer.request_refused(label, error.code_name)
 
     async def _known(
         self,

@@ -192,7 +192,10 @@ class RequestRunner:
                 self.store.finish_request(record)
             now = self.clock.now()
             self.executor.dispatcher.observer.request_finished(
-                record.plan.workflow, record.state, now - started
+                record.plan.workflow,
+                record.state,
+                record.error.code if record.error else "OK",
+                now - started,
             )
             self.stats.record(
                 Finished(

@@ -13,7 +13,7 @@ from grpc import aio
 from opentelemetry import trace
 
 from agentmesh import telemetry
-from agentmesh.errors import FieldViolation, InvalidArgument, NotFound
+from agentmesh.errors import AgentmeshError, FieldViolation, InvalidArgument, NotFound
 from agentmesh.handlers import Undecodable, streaming, unary
 from agentmesh.scheduler import convert
 from agentmesh.scheduler.calls import SubtaskEvent
@@ -54,6 +54,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         # The Heartbeat stream that currently speaks for each worker, so that
         # the end of a stale stream does not evict a worker that re-registered.
         self._streams: dict[str, object] = {}
+
+    def call_refused(self, method: str, error: AgentmeshError) -> None:
+        """A call refused before its handler ran: undecodable, or an enum out of range."""
+        if method in ("Submit", "StreamSubmit"):
+            self.core.refused(None, error)
 
     @unary
     async def Submit(
@@ -108,10 +113,16 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         **follow: Any,
     ) -> RequestRecord:
         """Submit and StreamSubmit alike: the request to the core, with the call's deadline."""
+        try:
+            source = _source(request, self.core.config.max_steps)
+            data = convert.struct_to_dict(request.input)
+        except AgentmeshError as error:
+            self.core.refused(Source(workflow=request.workflow), error)
+            raise
         return await self.core.submit(
             request.request_id,
-            _source(request, self.core.config.max_steps),
-            convert.struct_to_dict(request.input),
+            source,
+            data,
             priority=request.priority,
             cost_budget=request.cost_budget_usd,
             input_size=request.input.ByteSize(),
