@@ -51,15 +51,31 @@ class WorkerServiceServicer:
     def Execute(self, request, context):
         """Runs one subtask and returns its schema-valid output.
 
-        Idempotent per (request_id, subtask_id): a subtask the worker has
-        already run returns the stored result without running it again, and a
-        duplicate of a subtask still running waits for that run. The call's
-        deadline bounds the work; cancelling the call cancels the work.
+        Idempotent per (request_id, subtask_id), which must both be set: a
+        subtask the worker has already run returns the stored result without
+        running it again (replayed), and a duplicate of a subtask still running
+        waits for that run. A repeat must be the same work: the worker keeps the
+        capability and a digest of the input with each result, and refuses the
+        same ids with another capability or input. Each skill has an input
+        budget (its max_input_bytes, the input as JSON in UTF-8 bytes).
+
+        The call's deadline bounds the work. Cancelling the call cancels the
+        work when the caller is a live scheduler (the worker checks on its
+        Heartbeat stream); when the scheduler's connection is gone instead, the
+        subtask runs on until done or the call's deadline, and its result is
+        stored, so that a restarted scheduler's repeat is a replay.
 
         Status codes:
         OK
-        INVALID_ARGUMENT     the input does not match the skill's input schema
+        INVALID_ARGUMENT     request_id or subtask_id is empty, the input is
+        over the skill's budget (reason INPUT_TOO_LARGE,
+        a field violation on `input` naming the limit),
+        or it does not match the skill's input schema
         (BadRequest details); not retryable.
+        FAILED_PRECONDITION  the ids name a subtask this worker ran, or is
+        running, with another capability or input
+        (ErrorInfo reason SUBTASK_MISMATCH); not
+        retryable: new work needs new ids.
         UNIMPLEMENTED        the worker does not offer this capability;
         retryable on another worker.
         UNAVAILABLE          the worker is draining or its model backend is

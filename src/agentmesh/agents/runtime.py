@@ -3,9 +3,12 @@
 A worker runs each subtask once: the result of a (request id, subtask id)
 it has finished is kept (a bounded window, in memory or in a SQLite file
 that outlives the process) and returned again on a repeat, and a repeat of
-a subtask still running waits for that run. Concurrency is bounded by the
-configured capacity; subtasks beyond it wait inside the worker and are
-reported as its queue.
+a subtask still running waits for that run; the same ids with another
+capability or input are refused. Concurrency is bounded by the configured
+capacity; subtasks beyond it wait inside the worker and are reported as its
+queue. A subtask whose call is cancelled stops if the scheduler is alive,
+and otherwise finishes and is kept for the restarted scheduler's repeat
+(`_settle`); registering and beating are `membership.py`'s.
 
 On SIGTERM (or `shutdown()`) the worker drains: health goes NOT_SERVING,
 the scheduler is told it is draining and sends no more work, in-flight
@@ -19,27 +22,22 @@ import logging
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from agentmesh import logs, reflection, telemetry
 from agentmesh.agents.backend import Backend, BackendResult
-from agentmesh.agents.results import make_result_store
-from agentmesh.agents.skills import SKILLS, Skill, input_violations, output_violations
+from agentmesh.agents.checks import check_ids, check_input, check_same_work
+from agentmesh.agents.membership import Membership
+from agentmesh.agents.results import Key, Stored, input_digest, make_result_store
+from agentmesh.agents.skills import SKILLS, Skill, output_violations
 from agentmesh.config import WorkerConfig
-from agentmesh.errors import (
-    AgentmeshError,
-    FieldViolation,
-    InvalidArgument,
-    Unavailable,
-    Unimplemented,
-)
+from agentmesh.errors import AgentmeshError, Unavailable, Unimplemented
 from agentmesh.handlers import RejectUndecodable, unary
 from agentmesh.metrics import WorkerMetrics, serve_metrics
 from agentmesh.scheduler.convert import (
@@ -49,13 +47,26 @@ from agentmesh.scheduler.convert import (
     usage_to_proto,
 )
 from agentmesh.scheduler.load import ErrorRate, PeakEwma
-from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc, worker_pb2, worker_pb2_grpc
+from agentmesh.v1 import worker_pb2, worker_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
 EXECUTE = f"{SERVICE_NAME}/Execute"
 Context = aio.ServicerContext[Any, Any]
+
+
+DETACHED_LIMIT = 60.0
+"""Seconds a subtask called without a deadline may run on once its caller is gone."""
+
+
+@dataclass(frozen=True)
+class _Running:
+    """A subtask running now, with the work it was asked for."""
+
+    capability: str
+    digest: str
+    task: asyncio.Task[worker_pb2.ExecuteResponse]
 
 
 class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
@@ -77,7 +88,9 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                 telemetry.ATTEMPT: request.attempt,
             },
         ) as span:
-            response = await self.worker.execute(request)
+            left = context.time_remaining()
+            deadline = None if left is None else asyncio.get_running_loop().time() + left
+            response = await self.worker.execute(request, deadline)
             span.set_attribute("agentmesh.replayed", response.replayed)
             return response
 
@@ -112,36 +125,45 @@ class Worker:
         )
         self.address = ""
         self.draining = False
-        self.heartbeat_interval = 1.0
         self._slots = asyncio.Semaphore(config.capacity)
         self._in_flight = 0
         self._waiting = 0
         self._results = make_result_store(config.store, config.results_kept)
-        self._running: dict[tuple[str, str], asyncio.Task[worker_pb2.ExecuteResponse]] = {}
+        self._running: dict[Key, _Running] = {}
+        self._settling: set[asyncio.Task[None]] = set()
         self._latency = PeakEwma(0.05, 10.0, time.monotonic())
         self._errors = ErrorRate(30.0, time.monotonic())
-        self._channel: aio.Channel | None = None
-        self._heartbeats: asyncio.Task[None] | None = None
-        self._registered = asyncio.Event()
-        self._stop_beating = asyncio.Event()
-        self._wake = asyncio.Event()  # send a beat now, without waiting for the interval
+        self.membership = Membership(config.scheduler, self.info, self.health_report)
         self._stopped = asyncio.Event()
         self._shutdown_started = False
 
     # -- Execute ------------------------------------------------------------------
 
-    async def execute(self, request: worker_pb2.ExecuteRequest) -> worker_pb2.ExecuteResponse:
+    async def execute(
+        self, request: worker_pb2.ExecuteRequest, deadline: float | None = None
+    ) -> worker_pb2.ExecuteResponse:
+        """Run one subtask, or answer a repeat of it; `deadline` is the call's, on the loop's clock.
+
+        A repeat must be the same work: the same capability and input under
+        the same ids. If the call is cancelled while the subtask runs, the
+        subtask goes on detached until `_settle` knows why (see `link.py`).
+        """
         logs.REQUEST_ID.set(request.request_id)
         logs.SUBTASK_ID.set(request.subtask_id)
+        check_ids(request)
         key = (request.request_id, request.subtask_id)
+        data = struct_to_dict(request.input)
+        digest = input_digest(data)
         stored = self._results.get(key)
         if stored is not None:
+            check_same_work(request, digest, stored.capability, stored.input_digest, "finished")
             self.metrics.replays.inc()
-            return _replayed(stored)
+            return _replayed(stored.response)
         running = self._running.get(key)
         if running is not None:
+            check_same_work(request, digest, running.capability, running.digest, "running")
             self.metrics.replays.inc()
-            return _replayed(await asyncio.shield(running))
+            return _replayed(await asyncio.shield(running.task))
         if self.draining:
             raise Unavailable(f"worker {self.worker_id} is draining", reason="DRAINING")
         if request.capability not in self.skills:
@@ -151,24 +173,53 @@ class Worker:
                 reason="CAPABILITY_NOT_OFFERED",
             )
         skill = SKILLS[request.capability]
-        data = struct_to_dict(request.input)
-        violations = input_violations(skill, data)
-        if violations:
-            raise InvalidArgument(
-                f"input for {skill.name} is invalid: "
-                + "; ".join(f"{f}: {d}" for f, d in violations[:5]),
-                [FieldViolation(f, d) for f, d in violations],
-                reason="INVALID_INPUT",
-            )
-        task = asyncio.create_task(self._run(skill.name, data))
-        self._running[key] = task
+        check_input(skill, data)
+        task = asyncio.create_task(self._run_and_keep(key, skill.name, digest, data))
+        self._running[key] = _Running(skill.name, digest, task)
         try:
-            response = await task
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                settle = asyncio.create_task(self._settle(task, deadline))
+                self._settling.add(settle)
+                settle.add_done_callback(self._settling.discard)
+            raise
+
+    async def _run_and_keep(
+        self, key: Key, capability: str, digest: str, data: dict[str, Any]
+    ) -> worker_pb2.ExecuteResponse:
+        try:
+            response = await self._run(capability, data)
+            # Stored before the reply: a repeat after a lost reply, or a restart, is answered
+            # from it; so is the restarted scheduler's repeat of a subtask finished detached.
+            self._results.put(key, Stored(capability, digest, response))
+            return response
         finally:
             self._running.pop(key, None)
-        # Stored before the reply: a repeat after a lost reply, or a restart, is answered from it.
-        self._results.put(key, response)
-        return response
+
+    async def _settle(
+        self, task: asyncio.Task[worker_pb2.ExecuteResponse], deadline: float | None
+    ) -> None:
+        """A running subtask's call was cancelled: stop it, or finish it if the scheduler is gone.
+
+        A live scheduler cancelled it on purpose (the request was cancelled,
+        a hedge won, the worker was evicted): it stops. A scheduler that is
+        gone cancelled every call on its connection by dying; the subtask
+        finishes, within the call's deadline, and its result is stored for
+        the restarted scheduler's repeat.
+        """
+        loop = asyncio.get_running_loop()
+        interval = self.membership.heartbeat_interval
+        if await self.membership.link.alive(timeout=max(2.5 * interval, 1.0)):
+            task.cancel()
+            return
+        left = DETACHED_LIMIT if deadline is None else deadline - loop.time()
+        log.warning(
+            "the scheduler is gone; finishing the subtask to keep its result",
+            extra={"seconds_left": round(left, 3)},
+        )
+        await asyncio.wait([task], timeout=max(left, 0.0))
+        task.cancel()  # past the call's deadline nobody will ask for it
 
     async def _run(self, capability: str, data: dict[str, Any]) -> worker_pb2.ExecuteResponse:
         skill = SKILLS[capability]
@@ -264,58 +315,6 @@ class Worker:
             draining=self.draining,
         )
 
-    async def _register(self, stub: scheduler_pb2_grpc.SchedulerServiceStub) -> None:
-        """Register, retrying with backoff until the scheduler answers."""
-        delay = 0.1
-        while True:
-            try:
-                response = await stub.Register(
-                    scheduler_pb2.RegisterRequest(worker=self.info()), timeout=5.0
-                )
-            except grpc.RpcError as error:
-                log.warning(
-                    "cannot register with the scheduler; retrying",
-                    extra={"scheduler": self.config.scheduler, "error": str(error.code())},  # type: ignore[attr-defined]
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            self.heartbeat_interval = response.heartbeat_interval.ToTimedelta().total_seconds()
-            self._registered.set()
-            log.info("registered", extra={"worker_id": self.worker_id, "address": self.address})
-            return
-
-    async def _beats(self) -> AsyncIterator[scheduler_pb2.HeartbeatRequest]:
-        while True:
-            yield scheduler_pb2.HeartbeatRequest(
-                worker_id=self.worker_id, health=self.health_report()
-            )
-            if self._stop_beating.is_set():
-                return
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.heartbeat_interval)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-
-    async def _heartbeat_forever(self) -> None:
-        """Keep one Heartbeat stream open, registering again whenever it is lost."""
-        assert self._channel is not None
-        stub = scheduler_pb2_grpc.SchedulerServiceStub(self._channel)
-        while not self._stop_beating.is_set():
-            await self._register(stub)
-            try:
-                async for reply in stub.Heartbeat(self._beats()):
-                    if reply.directive == scheduler_pb2.HEARTBEAT_DIRECTIVE_REGISTER:
-                        break
-                    self.heartbeat_interval = reply.heartbeat_interval.ToTimedelta().total_seconds()
-            except grpc.RpcError as error:
-                log.warning(
-                    "heartbeat stream lost; registering again",
-                    extra={"error": str(error.code())},  # type: ignore[attr-defined]
-                )
-                await asyncio.sleep(0.2)
-
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -329,11 +328,10 @@ class Worker:
             serve_metrics(self.config.metrics_listen, self.metrics.registry)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-        self._channel = aio.insecure_channel(self.config.scheduler)
-        self._heartbeats = asyncio.create_task(self._heartbeat_forever(), name="heartbeats")
+        self.membership.start()
 
     async def wait_registered(self, timeout: float) -> None:
-        await asyncio.wait_for(self._registered.wait(), timeout)
+        await asyncio.wait_for(self.membership.registered.wait(), timeout)
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Drain and stop: safe to call more than once."""
@@ -343,22 +341,17 @@ class Worker:
         self._shutdown_started = True
         grace = self.config.drain_timeout if grace is None else grace
         self.draining = True
-        self._wake.set()
+        self.membership.beat_now()
         await self.health.enter_graceful_shutdown()
         deadline = time.monotonic() + grace
         if self._running:
-            await asyncio.wait(list(self._running.values()), timeout=grace)
+            await asyncio.wait([r.task for r in self._running.values()], timeout=grace)
+        for settle in list(self._settling):  # what is still running is given up with the process
+            settle.cancel()
         # The last beat says "draining"; closing the stream removes the worker.
-        self._stop_beating.set()
-        self._wake.set()
-        if self._heartbeats is not None:
-            try:
-                await asyncio.wait_for(self._heartbeats, 2.0)
-            except (TimeoutError, asyncio.CancelledError):
-                self._heartbeats.cancel()
+        await self.membership.stop()
         await self.server.stop(max(deadline - time.monotonic(), 0.5))
-        if self._channel is not None:
-            await self._channel.close()
+        await self.membership.close()
         self._results.close()
         self._stopped.set()
 

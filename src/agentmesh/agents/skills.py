@@ -11,6 +11,7 @@ unnoticed. Validation uses JSON Schema draft 2020-12, and formats (such as
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -266,6 +267,15 @@ _CATALOGUE = (
 
 SKILLS: Mapping[str, Skill] = MappingProxyType({skill.name: skill for skill in _CATALOGUE})
 """The catalogue, keyed by skill name."""
+
+
+def input_bytes(data: Mapping[str, Any]) -> int:
+    """The size of an input as JSON in UTF-8 bytes: what `Skill.max_input_bytes` counts.
+
+    The same measure as the scheduler's request input limit (`json.dumps`
+    with its default separators, characters unescaped).
+    """
+    return len(json.dumps(data, ensure_ascii=False).encode())
 
 
 @functools.cache

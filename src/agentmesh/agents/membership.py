@@ -1,0 +1,134 @@
+"""A worker's place in the mesh: Register, then one Heartbeat stream kept open.
+
+The stream carries the worker's health up and directives down; when it is
+lost, or the scheduler says it no longer knows the worker, the worker
+registers again. What is heard on these calls also feeds the worker's
+`SchedulerLink`, which tells a live scheduler from a gone one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+from grpc import aio
+
+from agentmesh.agents.link import SchedulerLink
+from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc, worker_pb2
+
+log = logging.getLogger(__name__)
+
+
+class Membership:
+    """Registers with the scheduler and beats until `stop()`."""
+
+    def __init__(
+        self,
+        scheduler: str,
+        info: Callable[[], worker_pb2.WorkerInfo],
+        health: Callable[[], worker_pb2.WorkerHealth],
+    ) -> None:
+        """`info` and `health` are read afresh for each Register call and each beat."""
+        self.scheduler = scheduler
+        self.heartbeat_interval = 1.0
+        """Seconds between beats; the scheduler's answer sets it."""
+        self.registered = asyncio.Event()
+        self._info = info
+        self._health = health
+        self._wake = asyncio.Event()  # send a beat now, without waiting for the interval
+        self.link = SchedulerLink(self._wake.set)
+        self._stop = asyncio.Event()
+        self._channel: aio.Channel | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Register and keep beating, in the background."""
+        self._channel = aio.insecure_channel(self.scheduler)
+        self._task = asyncio.create_task(self._forever(), name="heartbeats")
+
+    def beat_now(self) -> None:
+        """Send a beat without waiting for the interval (such as "draining")."""
+        self._wake.set()
+
+    async def stop(self, timeout: float = 2.0) -> None:
+        """Send a last beat, close the stream (the scheduler removes the worker), stop."""
+        self._stop.set()
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+
+    async def _register(self, stub: scheduler_pb2_grpc.SchedulerServiceStub) -> None:
+        """Register, retrying with backoff until the scheduler answers."""
+        delay = 0.1
+        while True:
+            tick = self.link.sent()
+            info = self._info()
+            try:
+                response = await stub.Register(
+                    scheduler_pb2.RegisterRequest(worker=info), timeout=5.0
+                )
+            except grpc.RpcError as error:
+                self.link.lost()
+                log.warning(
+                    "cannot register with the scheduler; retrying",
+                    extra={"scheduler": self.scheduler, "error": str(error.code())},  # type: ignore[attr-defined]
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            self.link.answered(tick)
+            self.heartbeat_interval = response.heartbeat_interval.ToTimedelta().total_seconds()
+            self.registered.set()
+            log.info("registered", extra={"worker_id": info.worker_id, "address": info.address})
+            return
+
+    async def _beats(self, sent: deque[int]) -> AsyncIterator[scheduler_pb2.HeartbeatRequest]:
+        """Beats for one stream; `sent` gets each one's tick, for its answer to match."""
+        worker_id = self._info().worker_id
+        while True:
+            sent.append(self.link.sent())
+            yield scheduler_pb2.HeartbeatRequest(worker_id=worker_id, health=self._health())
+            if self._stop.is_set():
+                return
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.heartbeat_interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def _forever(self) -> None:
+        """Keep one Heartbeat stream open, registering again whenever it is lost."""
+        assert self._channel is not None
+        stub = scheduler_pb2_grpc.SchedulerServiceStub(self._channel)
+        while not self._stop.is_set():
+            await self._register(stub)
+            sent: deque[int] = deque()
+            call = stub.Heartbeat(self._beats(sent))
+            try:
+                async for reply in call:
+                    # The scheduler answers each beat, in order.
+                    self.link.answered(sent.popleft() if sent else 0)
+                    if reply.directive == scheduler_pb2.HEARTBEAT_DIRECTIVE_REGISTER:
+                        break
+                    self.heartbeat_interval = reply.heartbeat_interval.ToTimedelta().total_seconds()
+                else:
+                    self.link.lost()  # the scheduler ended the stream
+            except grpc.RpcError as error:
+                self.link.lost()
+                log.warning(
+                    "heartbeat stream lost; registering again",
+                    extra={"error": str(error.code())},  # type: ignore[attr-defined]
+                )
+                await asyncio.sleep(0.2)
+            finally:
+                call.cancel()  # after a REGISTER directive, the old stream says nothing more
