@@ -23,12 +23,14 @@ Each skill rests on a well-kept library rather than home-made heuristics:
 `translate` is not offered: translation needs a model, and a backend that
 returned the text unchanged would be lying. The models and analysers are
 built once per backend (so once per worker process); calls run in threads
-and may overlap.
+and may overlap. `builtin_limits` keeps their cost linear in the input and
+makes them stop when cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import re
 import threading
@@ -47,11 +49,17 @@ from py3langid.langid import MODEL_FILE, LanguageIdentifier
 from pysbd.languages import LANGUAGE_CODES as PYSBD_LANGUAGES
 from sumy.nlp.stemmers import Stemmer, null_stemmer
 from sumy.parsers.plaintext import PlaintextParser
-from sumy.summarizers.text_rank import TextRankSummarizer
 from sumy.utils import get_stop_words, normalize_language
-from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from agentmesh.agents.backend import BackendResult, Usage
+from agentmesh.agents.builtin_limits import (
+    BoundedTextRank,
+    LinearVader,
+    best_sentences,
+    checkpoint,
+    near_digits,
+    run_stoppable,
+)
 from agentmesh.agents.lexicons import DATA, Lexicon, SentimentCues, fold
 from agentmesh.agents.skills import Skill
 from agentmesh.errors import Unimplemented
@@ -78,6 +86,9 @@ LANGUAGES_READ = frozenset((*LANGUAGES, "nl", "pl"))
 OTHER_LANGUAGE_PRIOR = 0.1
 
 DEFAULT_MAX_SENTENCES = 3
+
+STOP_WAIT = 5.0
+"""Seconds a cancelled run waits for its thread to reach a checkpoint and stop."""
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}")
 _WORD = re.compile(r"\w+")
@@ -154,12 +165,12 @@ class _SentenceTokenizer:
         return tuple(_WORD.findall(sentence))
 
 
-def _summarizer(language: str) -> tuple[_SentenceTokenizer, TextRankSummarizer]:
+def _summarizer(language: str) -> tuple[_SentenceTokenizer, BoundedTextRank]:
     code = language if language in PYSBD_LANGUAGES else "en"
     if language not in LANGUAGES:
-        return _SentenceTokenizer("english", code), TextRankSummarizer(null_stemmer)
+        return _SentenceTokenizer("english", code), BoundedTextRank(null_stemmer)
     name = normalize_language(language)
-    summarizer = TextRankSummarizer(Stemmer(name))
+    summarizer = BoundedTextRank(Stemmer(name))
     summarizer.stop_words = get_stop_words(name)
     return _SentenceTokenizer(name, code), summarizer
 
@@ -214,7 +225,7 @@ class BuiltinBackend:
         self._phone_regions = tuple(phone_regions)
         self._lexicon = lexicon or Lexicon.load()
         self._now = now
-        self._vader = SentimentIntensityAnalyzer()
+        self._vader = LinearVader()
         self._cues = SentimentCues.load()
         self._identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
         self._summarizers = {lang: _summarizer(lang) for lang in (*LANGUAGES, "")}
@@ -236,13 +247,28 @@ class BuiltinBackend:
         return frozenset(self._skills)
 
     async def run(self, skill: Skill, data: Mapping[str, Any]) -> BackendResult:
-        """Run one skill in a thread; the builtin backend costs no tokens and no money."""
+        """Run one skill in a thread; the builtin backend costs no tokens and no money.
+
+        The work is CPU-bound, so it runs off the event loop, which goes on
+        serving heartbeats, health checks and other calls. Cancelling the
+        call stops the thread at its next checkpoint (between stages,
+        sentence blocks, sentiment words) and returns once it has stopped,
+        so a cancelled subtask frees its slot and its CPU together.
+        """
         handler = self._skills.get(skill.name)
         if handler is None:
             raise Unimplemented(
                 f"the builtin backend cannot run {skill.name!r}", reason="SKILL_NOT_SUPPORTED"
             )
-        output = await asyncio.to_thread(handler, data)
+        stop = threading.Event()
+        work = asyncio.ensure_future(asyncio.to_thread(run_stoppable, handler, data, stop))
+        try:
+            output = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            stop.set()
+            with contextlib.suppress(Exception):  # Stopped, or slower than STOP_WAIT
+                await asyncio.wait_for(asyncio.shield(work), STOP_WAIT)
+            raise
         return BackendResult(output=output, usage=Usage(), model=self.model)
 
     # -- language and sentiment ---------------------------------------------------------
@@ -296,6 +322,7 @@ class BuiltinBackend:
         and "$249.99 on March 3rd" is not read as a date in 1999."""
         emails = [(m.start(), m.end(), m.group()) for m in _EMAIL.finditer(text)]
         rest = _blank(text, [(s, e) for s, e, _ in emails])
+        checkpoint()
         order_ids = [
             (m.start(), m.end(), next((g for g in m.groups() if g), m.group()))
             for m in self._order_ids.finditer(rest)
@@ -304,8 +331,11 @@ class BuiltinBackend:
         products = [(m.start(), m.end()) for m in self._products.finditer(rest)]
         product_names = [self._canonical[fold(" ".join(rest[s:e].split()))] for s, e in products]
         rest = _blank(rest, products)
+        checkpoint()
         phones, rest = self._phone_numbers(rest)
+        checkpoint()
         amounts, rest = self._amounts(rest)
+        checkpoint()
         return {
             "order_ids": _unique(i for _, _, i in order_ids),
             "emails": _unique(e for _, _, e in emails),
@@ -319,6 +349,7 @@ class BuiltinBackend:
         """E.164 numbers: international ones first, then each region's national format."""
         found: list[tuple[int, str]] = []
         for region in (None, *self._phone_regions):
+            checkpoint()
             # phonenumbers takes "04.03.2025" for a number in Hamburg.
             matches = [
                 m
@@ -372,11 +403,16 @@ class BuiltinBackend:
         depends on when the ticket was written, which the text does not say.
         A mention is relative if its day moves when "now" moves. So is one
         whose day is not written as a number: dateparser reads "März 2025 mit
-        einem" ("March 2025 with a") as 1 March.
+        einem" ("March 2025 with a") as 1 March. So only the text near digits
+        is scanned.
         """
         now = self._now()
-        found = self._search_dates(text, languages, now)
-        moved = dict(self._search_dates(text, languages, now - timedelta(days=45)))
+        found: list[tuple[str, datetime]] = []
+        moved: dict[str, datetime] = {}
+        for piece in near_digits(text):  # the rest cannot hold a date kept here
+            checkpoint()
+            found += self._search_dates(piece, languages, now)
+            moved.update(self._search_dates(piece, languages, now - timedelta(days=45)))
         return _unique(
             date.date().isoformat()
             for mention, date in found
@@ -394,7 +430,8 @@ class BuiltinBackend:
         language = self._identify(text)[0]
         tokenizer, summarizer = self._summarizers.get(language, self._summarizers[""])
         document = PlaintextParser.from_string(text, tokenizer).document
-        summary = " ".join(str(sentence) for sentence in summarizer(document, count))
+        checkpoint()
+        summary = " ".join(str(s) for s in best_sentences(summarizer, document, count))
         if not summary:  # e.g. a text of headings only, which TextRank skips
             first = tokenizer.to_sentences(text.strip())
             summary = first[0] if first else text.strip()[:300] or text
@@ -407,9 +444,11 @@ class BuiltinBackend:
         sentiment = _given(data, "sentiment", "score", float)
         if sentiment is None:
             sentiment = self._sentiment(text)["score"]
+        checkpoint()
         amounts = _given(data, "entities", "amounts", list)
         if amounts is None:
             amounts = self._amounts(text)[0]
+        checkpoint()
         largest = max(
             (
                 a["value"]

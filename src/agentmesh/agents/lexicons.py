@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentmesh.agents.builtin_limits import checkpoint
 from agentmesh.agents.skills import URGENCIES
 
 DATA = Path(__file__).parent / "data"
@@ -83,10 +84,10 @@ class Lexicon:
         A fallback intent (a complaint) counts only when no other has a hit.
         """
         folded = fold(text)
-        hits = {
-            name: sum(len(k.findall(folded)) for k in keywords)
-            for name, keywords in self.intents.items()
-        }
+        hits = {}
+        for name, keywords in self.intents.items():
+            checkpoint()  # a long text takes a while per intent
+            hits[name] = sum(len(k.findall(folded)) for k in keywords)
         if any(n for name, n in hits.items() if name not in self.fallback):
             hits = {name: n for name, n in hits.items() if name not in self.fallback}
         ranked = sorted(hits.items(), key=lambda item: -item[1])  # stable: file order on ties
@@ -135,8 +136,10 @@ class SentimentCues:
         folded = fold(text)
         negative = 0
         for k in self.negative:
+            checkpoint()  # hundreds of cues, each a pass over the text
             folded, hits = k.subn(" ", folded)
             negative += hits
+        checkpoint()
         positive = sum(len(k.findall(folded)) for k in self.positive)
         cues = negative + positive
         return (positive - negative) / (cues + 1), cues

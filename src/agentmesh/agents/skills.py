@@ -39,7 +39,8 @@ class Skill:
     """The largest input the skill takes, as JSON in UTF-8 bytes. The scheduler refuses a
     step whose input is larger before dispatching it, and a worker refuses it with
     INVALID_ARGUMENT: a skill's work grows with its input, and one oversized input must not
-    occupy a worker for longer than a subtask's deadline. Default 64 KiB."""
+    occupy a worker for longer than a subtask's deadline. Default 64 KiB; each builtin skill
+    takes at most about a second of CPU at its budget. Measured by `input_bytes`."""
 
 
 _TEXT = {"type": "string", "minLength": 1}
@@ -139,6 +140,7 @@ _CATALOGUE = (
         input_schema=_input({"text": _TEXT}),
         output_schema=_output({"language": _LANGUAGE_CODE, "confidence": _UNIT_INTERVAL}),
         instructions="Name the language of the text as an ISO 639-1 code, with your confidence.",
+        max_input_bytes=262_144,  # a language model pass: about 0.03 s at the budget
     ),
     Skill(
         name="sentiment",
@@ -149,6 +151,7 @@ _CATALOGUE = (
             "Rate the customer's sentiment: a label and a score from -1 (very negative) "
             "to 1 (very positive)."
         ),
+        # The default: ticket cues and VADER, about 0.6 s at the budget.
     ),
     Skill(
         name="summarize",
@@ -169,6 +172,9 @@ _CATALOGUE = (
             "Summarise the text (or the texts, as one) in at most max_sentences sentences, "
             "in the language of the text, keeping names, ids and amounts exact."
         ),
+        # TextRank in blocks: about 0.8 s at the budget; room for a long_document chunk
+        # (at most 1/63 of a request input) and for its reduce step's 63 chunk summaries.
+        max_input_bytes=131_072,
     ),
     Skill(
         name="classify",
@@ -200,6 +206,9 @@ _CATALOGUE = (
             "intent, names the order and amounts involved, and apologises if they are upset. "
             "Promise nothing the context does not support."
         ),
+        # Builtin, with nothing supplied, it works out intent, entities and sentiment too:
+        # about 1 s at the budget (in the support_ticket workflow, a tenth of that).
+        max_input_bytes=32_768,
     ),
     Skill(
         name="translate",
