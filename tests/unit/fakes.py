@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import random
 from collections.abc import Callable, Iterable
 
@@ -32,6 +34,49 @@ class FakeClock:
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.time += max(seconds, 0.0)
+        await asyncio.sleep(0)
+
+
+class SimClock:
+    """Simulated time: sleeps wake in time order, only as the test moves the clock."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.time = start
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    def now(self) -> float:
+        return self.time
+
+    async def sleep(self, seconds: float) -> None:
+        wake = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.time + max(seconds, 0.0), next(self._seq), wake))
+        await wake
+
+    def next_wake(self) -> float:
+        """When the earliest pending sleep ends (inf when none)."""
+        while self._sleepers and self._sleepers[0][2].done():
+            heapq.heappop(self._sleepers)  # cancelled sleeps
+        return self._sleepers[0][0] if self._sleepers else float("inf")
+
+    def advance_to(self, when: float) -> None:
+        """Move the clock to `when`, waking every sleep that ends by then."""
+        self.time = when
+        while self._sleepers and self._sleepers[0][0] <= when:
+            _, _, wake = heapq.heappop(self._sleepers)
+            if not wake.done():
+                wake.set_result(None)
+
+    async def advance(self, seconds: float) -> None:
+        """Let what is runnable run, move time on by `seconds`, and let the woken run."""
+        await settle()
+        self.advance_to(self.time + seconds)
+        await settle()
+
+
+async def settle(turns: int = 40) -> None:
+    """Give the event loop this many turns, so that every runnable task gets to its next wait."""
+    for _ in range(turns):
         await asyncio.sleep(0)
 
 
@@ -73,6 +118,7 @@ def make_dispatcher(
     workers: int = 2,
     capabilities: Iterable[str] = ("echo",),
     capacity: int = 1,
+    worker_wait: float = 0.0,
 ) -> Dispatcher:
     """A dispatcher over `workers` registered workers w0, w1, ... with seeded randomness."""
     clock = clock or FakeClock()
@@ -87,6 +133,7 @@ def make_dispatcher(
         queue_bound=100,
         aging=5.0,
         attempt_timeout=10.0,
+        worker_wait=worker_wait,
     )
     for i in range(workers):
         spec = WorkerSpec(f"w{i}", f"127.0.0.1:{i}", frozenset(capabilities), capacity)

@@ -8,12 +8,11 @@ that takes a simulated latency per attempt.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import itertools
 import random
 from collections import Counter
 
-from fakes import FakeClock, make_dispatcher
+from fakes import FakeClock, SimClock, make_dispatcher, settle
 
 from agentmesh.scheduler.calls import ExecuteResult, SubtaskCall
 from agentmesh.scheduler.convert import worker_status_to_proto
@@ -167,35 +166,6 @@ async def test_the_dispatcher_counts_attempts_outstanding_on_a_worker() -> None:
 # -- the whole dispatcher on simulated time ------------------------------------------------
 
 
-class SimClock:
-    """Simulated time: sleeps wake in time order as `advance_to` moves the clock."""
-
-    def __init__(self) -> None:
-        self.time = 0.0
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._seq = itertools.count()
-
-    def now(self) -> float:
-        return self.time
-
-    async def sleep(self, seconds: float) -> None:
-        wake = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self.time + max(seconds, 0.0), next(self._seq), wake))
-        await wake
-
-    def next_wake(self) -> float:
-        while self._sleepers and self._sleepers[0][2].done():
-            heapq.heappop(self._sleepers)  # cancelled sleeps
-        return self._sleepers[0][0] if self._sleepers else float("inf")
-
-    def advance_to(self, when: float) -> None:
-        self.time = when
-        while self._sleepers and self._sleepers[0][0] <= when:
-            _, _, wake = heapq.heappop(self._sleepers)
-            if not wake.done():
-                wake.set_result(None)
-
-
 class SimTransport:
     """Every worker answers in about 100 ms (worker w0 too: it was slow only once)."""
 
@@ -211,11 +181,6 @@ class SimTransport:
 
     async def forget(self, worker_id: str) -> None:
         pass
-
-
-async def settle() -> None:
-    for _ in range(40):
-        await asyncio.sleep(0)
 
 
 async def test_after_one_slow_answer_a_steady_stream_returns_to_the_worker() -> None:

@@ -7,52 +7,16 @@ decides exactly when a grace runs out.
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
-import random
 
 import pytest
-from fakes import FakeTransport
+from fakes import FakeTransport, SimClock, make_dispatcher, settle
 
 from agentmesh.errors import Unavailable
 from agentmesh.scheduler.calls import ExecuteResult, SubtaskCall
 from agentmesh.scheduler.dispatcher import Dispatcher
-from agentmesh.scheduler.policies import LatencyWeighted
-from agentmesh.scheduler.registry import Registry, WorkerSpec
-from agentmesh.scheduler.retry import RetryPolicy
+from agentmesh.scheduler.registry import WorkerSpec
 
 GRACE = 5.0
-
-
-class ManualClock:
-    """Time moves only in `advance`; sleeps end when it passes their end."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.time = start
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._seq = itertools.count()
-
-    def now(self) -> float:
-        return self.time
-
-    async def sleep(self, seconds: float) -> None:
-        wake = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self.time + max(seconds, 0.0), next(self._seq), wake))
-        await wake
-
-    async def advance(self, seconds: float) -> None:
-        await settle()  # what is runnable runs, and sleeps, before time moves
-        self.time += seconds
-        while self._sleepers and self._sleepers[0][0] <= self.time:
-            _, _, wake = heapq.heappop(self._sleepers)
-            if not wake.done():
-                wake.set_result(None)
-        await settle()
-
-
-async def settle() -> None:
-    for _ in range(20):
-        await asyncio.sleep(0)
 
 
 class Gated(FakeTransport):
@@ -71,20 +35,9 @@ class Gated(FakeTransport):
         return ExecuteResult({"by": worker.worker_id})
 
 
-def make(transport: FakeTransport, *worker_ids: str) -> tuple[Dispatcher, ManualClock]:
-    clock = ManualClock()
-    dispatcher = Dispatcher(
-        Registry(initial_latency=0.05, latency_decay=10.0, error_decay=30.0),
-        transport,
-        LatencyWeighted(random.Random(1)),
-        retry=RetryPolicy(),
-        clock=clock,
-        rng=random.Random(2),
-        queue_bound=100,
-        aging=5.0,
-        attempt_timeout=10.0,
-        worker_wait=GRACE,
-    )
+def make(transport: FakeTransport, *worker_ids: str) -> tuple[Dispatcher, SimClock]:
+    clock = SimClock(1000.0)
+    dispatcher = make_dispatcher(transport, clock=clock, workers=0, worker_wait=GRACE)
     for worker_id in worker_ids:
         join(dispatcher, worker_id)
     return dispatcher, clock
