@@ -114,7 +114,7 @@ def test_a_ticket_over_a_skills_input_budget_is_refused_before_any_worker_runs(
     )
     code, message, violations = refused(stub.Submit, request)
     assert code == Code.INVALID_ARGUMENT, message
-    assert "bytes" in message and "long_document" in message
+    assert "the input of step" in message and "long_document" in message
     assert any(f.startswith("steps.") and f.endswith(".input") for f in violations), violations
     # Refused at admission: nothing was accepted under that id.
     code, _, _ = refused(stub.GetRequest, scheduler_pb2.GetRequestRequest(request_id="too-long-1"))

@@ -73,5 +73,5 @@ def check_plan_inputs(plan: Plan, data: Mapping[str, Any]) -> None:
             step.capability,
             resolve_bindings(step.inputs, data, {}),
             f"steps.{step.id}.input",
-            f"step {step.id!r}",
+            f"the input of step {step.id!r}",
         )
