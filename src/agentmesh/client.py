@@ -58,6 +58,18 @@ def _submit_fields(
     }
 
 
+def _dispatch_request(
+    capability: str, data: Mapping[str, Any], request_id: str, priority: int, difficulty: int
+) -> scheduler_pb2.DispatchRequest:
+    return scheduler_pb2.DispatchRequest(
+        request_id=request_id,
+        capability=capability,
+        input=dict_to_struct(dict(data)),
+        priority=priority,  # type: ignore[arg-type]
+        difficulty=difficulty,  # type: ignore[arg-type]
+    )
+
+
 class Client:
     """A blocking client; `with Client(target) as c:` closes the channel."""
 
@@ -142,11 +154,12 @@ class Client:
         data: Mapping[str, Any],
         *,
         request_id: str = "",
+        priority: int = 0,
+        difficulty: int = 0,
         timeout: float | None = None,
     ) -> scheduler_pb2.DispatchResponse:
-        request = scheduler_pb2.DispatchRequest(
-            request_id=request_id, capability=capability, input=dict_to_struct(dict(data))
-        )
+        """One subtask, routed to the best worker offering the capability, with retries."""
+        request = _dispatch_request(capability, data, request_id, priority, difficulty)
         try:
             return self._stub.Dispatch(request, timeout=timeout or self.timeout)
         except grpc.RpcError as error:
@@ -252,6 +265,40 @@ class AsyncClient:
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return response.request
+
+    async def decompose(
+        self,
+        source: Source,
+        data: Mapping[str, Any],
+        *,
+        timeout: float | None = None,
+    ) -> plan_pb2.Plan:
+        """As `Client.decompose`."""
+        request = scheduler_pb2.DecomposeRequest(
+            input=dict_to_struct(dict(data)), **_source(source)
+        )
+        try:
+            response = await self._stub.Decompose(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return response.plan
+
+    async def dispatch(
+        self,
+        capability: str,
+        data: Mapping[str, Any],
+        *,
+        request_id: str = "",
+        priority: int = 0,
+        difficulty: int = 0,
+        timeout: float | None = None,
+    ) -> scheduler_pb2.DispatchResponse:
+        """As `Client.dispatch`."""
+        request = _dispatch_request(capability, data, request_id, priority, difficulty)
+        try:
+            return await self._stub.Dispatch(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
 
     async def list_workers(
         self, capability: str = "", *, timeout: float | None = None

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agentmesh.v1 import scheduler_pb2
+from agentmesh.v1 import plan_pb2, scheduler_pb2
 from google.protobuf import json_format
 from mesh import ROOT, Mesh, wait_for
 
@@ -176,6 +176,24 @@ def test_async_client_and_concurrent_requests(mesh: Mesh) -> None:
     assert all(r.state == scheduler_pb2.REQUEST_STATE_SUCCEEDED for r in results)
     used = {s.worker_id for r in results for s in r.subtasks if s.worker_id}
     assert used == WORKERS  # the load was spread over every worker
+
+
+def test_the_asyncio_client_has_every_method_of_the_sync_one(mesh: Mesh) -> None:
+    from agentmesh.client import Client
+
+    public = {n for n in dir(Client) if not n.startswith("_")} - {"close", "timeout"}
+    assert public <= {n for n in dir(AsyncClient) if not n.startswith("_")}
+    data = json.loads(TICKETS[0].read_text())
+
+    async def main() -> tuple[object, object]:
+        async with AsyncClient(mesh.target, timeout=60) as client:
+            plan = await client.decompose("support_ticket", data)
+            mood = await client.dispatch("sentiment", data, priority=plan_pb2.PRIORITY_HIGH)
+            return plan, mood
+
+    plan, mood = asyncio.run(main())
+    assert [s.id for s in plan.steps][:2] == ["entities", "language"]  # type: ignore[attr-defined]
+    assert mood.output["label"] in ("positive", "neutral", "negative")  # type: ignore[attr-defined]
 
 
 def test_decompose_returns_a_plan_that_submit_accepts(mesh: Mesh) -> None:
