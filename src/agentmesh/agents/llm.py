@@ -17,13 +17,16 @@ variable that holds the key, and any provider text is redacted.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email.utils
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentmesh.agents import generation
 from agentmesh.agents.backend import BackendResult, Usage
 from agentmesh.agents.prices import Price
 from agentmesh.agents.skills import SKILLS, Skill, output_violations
@@ -75,16 +78,22 @@ class ModelConfig:
     """The NAME of the environment variable holding the API key (never the key).
     Env AGENTMESH_API_KEY_ENV. Default OPENAI_API_KEY or ANTHROPIC_API_KEY."""
     temperature: float | None = None
-    """Sampling temperature; None leaves it to the server. Env AGENTMESH_MODEL_TEMPERATURE.
-    Default unset (Anthropic's current API no longer takes one)."""
+    """Sampling temperature for every skill. Env AGENTMESH_MODEL_TEMPERATURE. Default unset:
+    a server at a base URL gets each skill's own (0 for extraction, 0.3 for prose); a
+    provider's API gets none and uses its default (some models take no temperature)."""
     max_tokens: int = 1024
-    """Most tokens one answer may have. Env AGENTMESH_MODEL_MAX_TOKENS. Default 1024."""
+    """Most tokens one answer may have; each skill asks for no more than its answer schema
+    needs (`generation.token_budget`). Env AGENTMESH_MODEL_MAX_TOKENS. Default 1024."""
     timeout: float = 60.0
     """Seconds one model call may take. Env AGENTMESH_MODEL_TIMEOUT. Default 60 s."""
     extra_body: Mapping[str, Any] = field(default_factory=dict)
     """More request fields, for what a server takes beyond the SDK's parameters (such as
     OpenAI's frequency_penalty, or vLLM's and llama.cpp's sampling options).
     Env AGENTMESH_MODEL_EXTRA_BODY, a JSON object. Default none."""
+    concurrency: int = 0
+    """Most calls the worker has at the model at once (its capacity is capped to it).
+    Env AGENTMESH_MODEL_CONCURRENCY. Default 0: what the server reports (llama.cpp's
+    slots), else no cap beyond the worker's capacity."""
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
@@ -97,6 +106,10 @@ class ModelConfig:
             )
         if not self.timeout > 0:
             raise ValueError(f"AGENTMESH_MODEL_TIMEOUT must be above 0, not {self.timeout}")
+        if self.concurrency < 0:
+            raise ValueError(
+                f"AGENTMESH_MODEL_CONCURRENCY must be 0 or more, not {self.concurrency}"
+            )
 
     @classmethod
     def from_env(cls, provider: str, env: Mapping[str, str]) -> ModelConfig:
@@ -112,15 +125,27 @@ class ModelConfig:
             temperature=_number(env, "AGENTMESH_MODEL_TEMPERATURE", float) if temperature else None,
             max_tokens=_number(env, "AGENTMESH_MODEL_MAX_TOKENS", int, cls.max_tokens),
             timeout=_number(env, "AGENTMESH_MODEL_TIMEOUT", float, cls.timeout),
+            concurrency=_number(env, "AGENTMESH_MODEL_CONCURRENCY", int, cls.concurrency),
             extra_body=_json_object(env, "AGENTMESH_MODEL_EXTRA_BODY"),
         )
 
-    def body(self) -> dict[str, Any]:
+    def temperature_for(self, skill: Skill) -> float | None:
+        """The temperature a call for `skill` sends; None sends none."""
+        if self.temperature is not None:
+            return self.temperature
+        return generation.temperature(skill) if self.base_url else None
+
+    def max_tokens_for(self, skill: Skill) -> int:
+        """The token limit of a call for `skill`: its answer's budget, within max_tokens."""
+        return min(self.max_tokens, generation.token_budget(skill))
+
+    def body(self, skill: Skill | None = None) -> dict[str, Any]:
         """The request fields the SDK has no parameter for: extra_body, and the temperature
         for providers whose SDK no longer takes one."""
         body = dict(self.extra_body)
-        if self.temperature is not None and self.provider == "anthropic":
-            body.setdefault("temperature", self.temperature)
+        temperature = self.temperature if skill is None else self.temperature_for(skill)
+        if temperature is not None and self.provider == "anthropic":
+            body.setdefault("temperature", temperature)
         return body
 
     @property
@@ -144,6 +169,20 @@ class ModelConfig:
             f"{self.api_key_env} (or name another variable with AGENTMESH_API_KEY_ENV, "
             "or point AGENTMESH_MODEL_BASE_URL at a server that needs none)"
         )
+
+
+def http_options(config: ModelConfig) -> dict[str, Any]:
+    """The SDK's HTTP client options: no kept-alive connections to a server at a base URL.
+
+    llama.cpp's server closes a connection after a streamed answer without saying so,
+    and the next call on it would fail as unreachable; a connection on loopback costs
+    next to nothing. A provider's own API keeps its connections.
+    """
+    if not config.base_url:
+        return {}
+    import httpx2
+
+    return {"limits": httpx2.Limits(max_keepalive_connections=0)}
 
 
 def _number(env: Mapping[str, str], name: str, kind: type, default: Any = None) -> Any:
@@ -308,6 +347,8 @@ class ModelBackend:
     def __init__(self, config: ModelConfig, price: Price, api_key: str) -> None:
         self.config = config
         self.model = config.model
+        # Calls the model takes at once; the worker caps its capacity to it (None: no cap).
+        self.concurrency: int | None = config.concurrency or None
         self.input_price_per_mtok = price.input_per_mtok
         self.output_price_per_mtok = price.output_per_mtok
         self._price = price
@@ -333,6 +374,16 @@ class ModelBackend:
             if mapped is None:
                 raise
             raise mapped from error
+
+    @contextlib.asynccontextmanager
+    async def deadline(self) -> AsyncIterator[None]:
+        """AGENTMESH_MODEL_TIMEOUT over a whole call (the SDKs' timeouts bound each read of
+        a stream, not the answer); its expiry closes the call and is MODEL_TIMEOUT."""
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                yield
+        except TimeoutError:
+            raise timeout_error(self.config) from None
 
     async def complete(self, skill: Skill, data: Mapping[str, Any], repair: Repair | None) -> Reply:
         """One call to the model. Provider modules implement this."""
@@ -482,14 +533,20 @@ def _excerpt(text: str, limit: int) -> str:
 def make_model_backend(provider: str, env: Mapping[str, str]) -> ModelBackend:
     """The `openai` or `anthropic` backend configured from `env`; ValueError if misconfigured."""
     from agentmesh.agents.prices import price_for
+    from agentmesh.agents.serverinfo import server_slots
 
     config = ModelConfig.from_env(provider, env)
     api_key = config.api_key(env)
     price = price_for(config.model, env)
+    backend: ModelBackend
     if provider == "openai":
         from agentmesh.agents.openai_backend import OpenAIBackend
 
-        return OpenAIBackend(config, price, api_key)
-    from agentmesh.agents.anthropic_backend import AnthropicBackend
+        backend = OpenAIBackend(config, price, api_key)
+    else:
+        from agentmesh.agents.anthropic_backend import AnthropicBackend
 
-    return AnthropicBackend(config, price, api_key)
+        backend = AnthropicBackend(config, price, api_key)
+    if backend.concurrency is None and config.base_url:
+        backend.concurrency = server_slots(config.base_url, api_key)
+    return backend
