@@ -41,12 +41,12 @@ DEFAULT_STRING_LENGTH = 32
 """maxLength of a free string in an answer (an order id, a product, an amount's text)."""
 
 STRING_LENGTHS: Mapping[str, int] = MappingProxyType(
-    {"summary": 240, "reply": 360, "text": 480, "capability": 64}
+    {"summary": 200, "reply": 300, "text": 400, "capability": 64}
 )
 """maxLength of an answer's free top-level strings by field name: prose gets room."""
 
-DEFAULT_MAX_ITEMS = 3
-"""maxItems of an array in an answer that sets none (entities found in one ticket)."""
+DEFAULT_MAX_ITEMS = 2
+"""maxItems of an array in an answer that sets none (the entities of one ticket)."""
 
 CHARS_PER_TOKEN = 2.0
 """A pessimistic count of characters per token, for budgets: most tokenisers average
