@@ -17,6 +17,7 @@ import pytest
 from local_model import MODEL_ALIAS, local_model  # noqa: F401 (a fixture)
 
 from agentmesh import localmodel
+from agentmesh.agents import generation
 from agentmesh.agents.llm import make_model_backend
 from agentmesh.agents.skills import SKILLS, Skill
 from agentmesh.errors import DeadlineExceeded
@@ -26,16 +27,21 @@ pytestmark = [pytest.mark.integration, pytest.mark.llm]
 
 KEY_ENV = "AGENTMESH_TEST_MODEL_KEY"
 
-# An answer the grammar makes long (at least 2,000 characters): without cancellation the
-# server would keep generating it for tens of seconds after the caller is gone.
+# An answer the grammar makes long (at least 6,000 characters, cut at MAX_TOKENS, which
+# with the prompt fills a 2,048-token slot): without cancellation the server would keep
+# generating it for several seconds after the caller is gone, even on a quiet machine.
 LONG = Skill(
     name="summarize",
     description="Write a long summary.",
     input_schema=SKILLS["summarize"].input_schema,
     output_schema={
         "type": "object",
-        "properties": {"summary": {"type": "string", "minLength": 2000, "maxLength": 4000}},
-        "required": ["summary"],
+        # In parts: llama.cpp's grammars repeat a character at most about 2,000 times.
+        "properties": {
+            part: {"type": "string", "minLength": 1900, "maxLength": 1990}
+            for part in ("beginning", "middle", "end")
+        },
+        "required": ["beginning", "middle", "end"],
         "additionalProperties": False,
     },
     instructions="Write a very long summary.",
@@ -58,6 +64,13 @@ async def wait_slots(server: LocalModelServer, busy: bool, timeout: float) -> fl
     return time.monotonic() - started
 
 
+@pytest.fixture(autouse=True)
+def no_stop_sequences(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The long answer must not end early: a model made to write 6,000 characters may
+    write a chat-turn marker among them, which would stop it (a test of stops elsewhere)."""
+    monkeypatch.setattr(generation, "STOP_SEQUENCES", ())
+
+
 def model_env(server: LocalModelServer, timeout: float = 120.0) -> dict[str, str]:
     return {
         "AGENTMESH_MODEL": MODEL_ALIAS,
@@ -65,6 +78,7 @@ def model_env(server: LocalModelServer, timeout: float = 120.0) -> dict[str, str
         "AGENTMESH_API_KEY_ENV": KEY_ENV,
         KEY_ENV: server.config.api_key,
         "AGENTMESH_MODEL_TIMEOUT": str(timeout),
+        "AGENTMESH_MODEL_MAX_TOKENS": "1800",
         "AGENTMESH_MODEL_EXTRA_BODY": localmodel.EXTRA_BODY,
     }
 
@@ -88,10 +102,10 @@ async def test_a_timed_out_call_frees_the_model_servers_slot(
 ) -> None:
     await wait_slots(local_model, busy=False, timeout=120)
     # The timeout runs from the call's start: long enough to start generating, far too
-    # short for 2,000 characters.
-    backend = make_model_backend("openai", model_env(local_model, timeout=6.0))
+    # short for 1,800 tokens.
+    backend = make_model_backend("openai", model_env(local_model, timeout=4.0))
     call = asyncio.create_task(backend.run(LONG, {"text": "The history of coffee."}))
-    await wait_slots(local_model, busy=True, timeout=6.0)
+    await wait_slots(local_model, busy=True, timeout=4.0)
     with pytest.raises(DeadlineExceeded) as caught:
         await call
     assert caught.value.reason == "MODEL_TIMEOUT"
