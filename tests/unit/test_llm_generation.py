@@ -5,6 +5,7 @@ worker's capacity following the model server's slots."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import re
 import threading
@@ -86,6 +87,28 @@ def test_patterns_avoid_the_escapes_grammars_mishandle() -> None:
         assert bool(re.search(pattern, number)) == bool(re.search(contract["pattern"], number))
 
 
+def test_the_date_pattern_allows_real_dates_only() -> None:
+    dates = generation.answer_schema(SKILLS["extract_entities"])["properties"]["dates"]
+    assert dates["items"] == {"type": "string", "pattern": generation.DATE_PATTERN}
+    allowed = 0
+    for year in (1000, 2024, 2025, 2999):
+        for month in range(1, 13):
+            for day in range(1, 32):
+                text = f"{year}-{month:02d}-{day:02d}"
+                if re.search(generation.DATE_PATTERN, text):
+                    allowed += 1
+                    datetime.date.fromisoformat(text)  # a real date
+                    assert not output_violations(SKILLS["extract_entities"], _entities(text))
+    assert allowed == 4 * 365  # every day of the year but 29 February
+    for refused in ("2024-11-31", "2024-02-30", "0000-01-01", "2024-13-01", "2024-1-01"):
+        assert not re.search(generation.DATE_PATTERN, refused), refused
+
+
+def _entities(date: str) -> dict[str, Any]:
+    empty: dict[str, Any] = {k: [] for k in SKILLS["extract_entities"].output_schema["required"]}
+    return {**empty, "dates": [date]}
+
+
 def test_free_strings_and_arrays_are_bounded() -> None:
     summary = generation.answer_schema(SKILLS["summarize"])["properties"]["summary"]
     assert summary["maxLength"] == generation.STRING_LENGTHS["summary"]
@@ -106,7 +129,7 @@ def _largest(schema: dict[str, Any]) -> Any:
         return {k: _largest(v) for k, v in schema["properties"].items()}
     if kind == "array":
         return [_largest(schema["items"])] * schema["maxItems"]
-    if schema.get("format") == "date":
+    if schema.get("pattern") == generation.DATE_PATTERN:
         return "2025-03-05"
     if "pattern" in schema:
         return "+123456789012345"

@@ -11,6 +11,7 @@ is a tighter copy of the contract, written in what a grammar enforces:
 - a bounded number becomes an enum of its values in steps of `NUMBER_STEP`
   (a confidence of 0.85, never 9808174158313889);
 - a two-letter language code becomes an enum of the ISO 639-1 codes;
+- a date is a pattern of real dates (`DATE_PATTERN`);
 - a pattern is written without escapes the converter mishandles
   (`grammar_pattern`);
 - a free string gets a `maxLength` (`STRING_LENGTHS` by field name, else
@@ -66,6 +67,15 @@ WRITING_SKILLS = frozenset({"summarize", "draft_reply", "translate"})
 
 LANGUAGE_CODE_PATTERN = "^[a-z]{2}$"
 
+DATE_PATTERN = (
+    "^[12][0-9]{3}-("
+    "(01|03|05|07|08|10|12)-(0[1-9]|[12][0-9]|3[01])|"
+    "(04|06|09|11)-(0[1-9]|[12][0-9]|30)|"
+    "02-(0[1-9]|1[0-9]|2[0-8]))$"
+)
+"""Real dates (years 1000-2999, no 29 February): a grammar's `format: date` lets the model
+write 2024-11-31, which the contract's date check refuses."""
+
 LANGUAGE_CODES = tuple(
     """aa ab ae af ak am an ar as av ay az ba be bg bi bm bn bo br bs ca ce ch co cr cs cu
     cv cy da de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi
@@ -119,6 +129,9 @@ def _tighten(schema: Any, field: str, top: bool = True) -> Any:
         return {"enum": _steps(float(out["minimum"]), float(out["maximum"]))}
     if out.get("pattern") == LANGUAGE_CODE_PATTERN:
         return {"enum": list(LANGUAGE_CODES)}
+    if out.get("format") == "date":
+        del out["format"]
+        out["pattern"] = DATE_PATTERN
     if "pattern" in out:
         out["pattern"] = grammar_pattern(out["pattern"])
     strings = kind == "string" or (isinstance(kind, list) and "string" in kind)
