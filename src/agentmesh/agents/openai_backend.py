@@ -25,16 +25,13 @@ from agentmesh.agents.llm import (
     ModelConfig,
     Repair,
     Reply,
-    connection_error,
     http_options,
     output_format_name,
     parse_json_object,
-    sdk_error,
-    status_error,
     system_prompt,
-    timeout_error,
     user_prompt,
 )
+from agentmesh.agents.model_errors import connection_error, sdk_error, status_error, timeout_error
 from agentmesh.agents.prices import Price
 from agentmesh.agents.skills import Skill
 from agentmesh.errors import AgentmeshError
