@@ -19,7 +19,15 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import report, s1_overhead, s2_throughput, s3_tail, s5_retry_storm, s6_reference
+from bench import (
+    report,
+    s1_overhead,
+    s2_throughput,
+    s3_tail,
+    s5_retry_storm,
+    s6_reference,
+    s7_local_model,
+)
 from bench.harness import ROOT
 from bench.stats import ScenarioResult, Target
 
@@ -32,8 +40,9 @@ SCENARIOS: dict[str, Runner] = {
     "S3": s3_tail.run,
     "S5": s5_retry_storm.run,
     "S6": s6_reference.run,
+    "S7": s7_local_model.run,
 }
-ALL_KEYS = ("S1", "S2", "S3", "S4", "S5", "S6")
+ALL_KEYS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7")
 DEFAULT_SEED = 20_250_601
 
 

@@ -19,12 +19,16 @@ from agentmesh import logs
 from agentmesh.agents.backends import BACKENDS, make_backend
 from agentmesh.client import Client, Goal, Source
 from agentmesh.config import SchedulerConfig, WorkerConfig
-from agentmesh.errors import AgentmeshError
+from agentmesh.errors import AgentmeshError, DeadlineExceeded
 from agentmesh.telemetry import configure_tracing
 from agentmesh.v1 import scheduler_pb2
 
 #: What `agentmesh run` starts: workers offering every builtin skill.
 DEFAULT_WORKERS = 3
+
+#: `agentmesh submit`'s default deadline, in seconds: long enough for a ticket's plan on a
+#: small local model under load; offline workers answer in milliseconds anyway.
+SUBMIT_TIMEOUT = 300.0
 
 
 @contextlib.contextmanager
@@ -135,14 +139,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     scheduler = Child("scheduler", ("scheduler",))
     model: Child | None = None
     model_url = ""
+    shares: list[int] = []
     if args.backend == "local":
         # llama.cpp's server with Gemma 3 270M (`make local-model`), supervised like the
-        # others; workers reach it through the openai backend, and one through anthropic.
+        # others, with a slot for each worker at least; workers reach it through the
+        # openai backend, the one whose answers its grammars hold to their schemas.
         from agentmesh import localmodel
 
         model_port = localmodel.free_port()
-        model = localmodel.child(model_port)
+        slots = max(localmodel.LocalModelConfig.parallel, args.workers)
+        shares = localmodel.slot_shares(slots, args.workers)
+        model = localmodel.child(model_port, parallel=slots)
         model_url = f"http://127.0.0.1:{model_port}"
+        # Deadlines sized for a model on a CPU, unless set: a step takes seconds, not ms.
+        scheduler = Child(
+            "scheduler",
+            ("scheduler",),
+            tuple((k, v) for k, v in localmodel.SCHEDULER_ENV.items() if k not in os.environ),
+        )
     workers = []
     targets: list[dict[str, Any]] = []
     for i in range(1, args.workers + 1):
@@ -152,16 +166,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             ("AGENTMESH_WORKER_LISTEN", f"{host}:0"),
         ]
         if model is not None:
-            backend = "anthropic" if i == args.workers and args.workers > 1 else "openai"
+            backend = "openai"
             env += [
                 ("AGENTMESH_BACKEND", backend),
-                ("AGENTMESH_MODEL", "gemma-3-270m"),
-                ("AGENTMESH_MODEL_BASE_URL", model_url + ("/v1" if backend == "openai" else "")),
+                ("AGENTMESH_MODEL", localmodel.MODEL_ALIAS),
+                ("AGENTMESH_MODEL_BASE_URL", f"{model_url}/v1"),
                 # A variable that holds no key: a real OPENAI_API_KEY must not go to it.
                 ("AGENTMESH_API_KEY_ENV", "AGENTMESH_LOCAL_MODEL_API_KEY"),
-                ("AGENTMESH_MODEL_MAX_TOKENS", "256"),
-                ("AGENTMESH_MODEL_TEMPERATURE", "0"),
-                # Penalties keep the tiny model from repeating itself up to the token limit.
+                ("AGENTMESH_MODEL_MAX_TOKENS", "512"),
+                # The worker's share of the server's slots: together they fill them, no more.
+                ("AGENTMESH_MODEL_CONCURRENCY", str(shares[i - 1])),
+                # Penalties keep the tiny model from repeating itself (whitespace included).
                 ("AGENTMESH_MODEL_EXTRA_BODY", localmodel.EXTRA_BODY),
             ]
         worker_id = f"{backend}-{i}"
@@ -193,7 +208,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             # JSON is YAML too: Prometheus reads it as a file_sd target file.
             text = json.dumps(targets, indent=2) + "\n"
             await asyncio.to_thread(Path(args.prometheus_targets).write_text, text)
-        _banner(config)
+        _banner(config, model_url and f"{model_url} ({sum(shares)} slots)")
         try:
             await supervisor.wait_stopped()
         finally:
@@ -260,13 +275,14 @@ def _workers(client: Client) -> list[Any]:
         return []
 
 
-def _banner(config: SchedulerConfig) -> None:
+def _banner(config: SchedulerConfig, model: str = "") -> None:
     metrics = f"http://{config.metrics_listen}/metrics" if config.metrics_listen else "(off)"
     target = "" if config.listen == SchedulerConfig.listen else f" --target {config.listen}"
+    model_line = f"the local model (llama.cpp) on {model}\n" if model else ""
     print(
         f"""
 agentmesh is running: scheduler on {config.listen}, metrics on {metrics}
-
+{model_line}
 Try it (from the repository root, in another terminal):
 
   .venv/bin/agentmesh submit examples/tickets/01_refund_broken_laptop_en.json{target}
@@ -289,10 +305,27 @@ def _source(args: argparse.Namespace) -> Source:
 def cmd_submit(args: argparse.Namespace) -> int:
     data = _read_input(args.input)
     options: dict[str, Any] = {"request_id": args.request_id, "cost_budget_usd": args.budget}
+    try:
+        _submit(args, data, options)
+    except DeadlineExceeded as error:
+        raise DeadlineExceeded(f"{error.message}; {_deadline_hint(args)}") from None
+    return 0
+
+
+def _deadline_hint(args: argparse.Namespace) -> str:
+    return (
+        f"the request did not fit in its deadline of {args.timeout:g} s (--timeout): "
+        "a model on a CPU takes seconds a step, so give it more"
+    )
+
+
+def _submit(args: argparse.Namespace, data: dict[str, Any], options: dict[str, Any]) -> None:
     with Client(_target(args), timeout=args.timeout) as client:
         if args.no_stream:
-            _print_json(client.submit(_source(args), data, **options))
-            return 0
+            result = client.submit(_source(args), data, **options)
+            _print_json(result)
+            _say_if_late(args, result)
+            return
         for message in client.stream_submit(_source(args), data, **options):
             event = message.WhichOneof("event")
             if event == "plan":
@@ -307,7 +340,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 print(f"  {e.subtask_id}: {kind}{where}{detail}", file=sys.stderr)
             else:
                 _print_json(message.result)
-    return 0
+                _say_if_late(args, message.result)
+
+
+def _say_if_late(args: argparse.Namespace, request: Any) -> None:
+    """A request that ran out of time says so, and how to give it more."""
+    if request.error.code == "DEADLINE_EXCEEDED":
+        print(f"agentmesh: {_deadline_hint(args)}", file=sys.stderr)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -361,7 +400,7 @@ def parser() -> argparse.ArgumentParser:
         choices=["builtin", "local"],
         default="builtin",
         help="builtin: offline workers (default); local: workers on a local llama.cpp model "
-        "(openai backend, and one anthropic), after `make local-model`",
+        "(openai backend, a server slot each), after `make local-model`",
     )
     run.add_argument(
         "--prometheus-targets",
@@ -396,7 +435,12 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--workflow", default="support_ticket")
         sub.add_argument("--goal", help="a free-form goal for the planner, instead of a workflow")
         sub.add_argument("--target", help="scheduler host:port")
-        sub.add_argument("--timeout", type=float, default=60.0)
+        sub.add_argument(
+            "--timeout",
+            type=float,
+            default=SUBMIT_TIMEOUT if name == "submit" else 60.0,
+            help="seconds the request may take (its deadline)",
+        )
         if name == "submit":
             sub.add_argument("--request-id", default="")
             sub.add_argument(

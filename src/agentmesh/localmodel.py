@@ -42,7 +42,12 @@ MODEL_ALIAS = "gemma-3-270m"
 
 EXTRA_BODY = '{"frequency_penalty": 1.0, "presence_penalty": 0.5}'
 """AGENTMESH_MODEL_EXTRA_BODY for workers on the local model: without the penalties the
-270M model often repeats itself until the token limit cuts its JSON off."""
+270M model often repeats itself (whitespace between JSON fields included) until the
+token limit cuts its JSON off."""
+
+SCHEDULER_ENV = {"AGENTMESH_DEFAULT_DEADLINE": "300", "AGENTMESH_ATTEMPT_TIMEOUT": "120"}
+"""The scheduler's deadlines under `agentmesh run --backend local` (unless set): a step on
+the local model takes seconds, and a ticket's plan queues behind others for the slots."""
 
 CHILD_NAME = "local-model"
 """The supervised child that runs the server under `agentmesh run --backend local`."""
@@ -231,9 +236,17 @@ class LocalModelServer:
 # -- under `agentmesh run --backend local` ------------------------------------------
 
 
-def child(port: int, host: str = "127.0.0.1") -> Child:
-    """The supervised child that serves the local model on host:port."""
-    return Child(CHILD_NAME, ("--host", host, "--port", str(port)), module="agentmesh.localmodel")
+def child(port: int, host: str = "127.0.0.1", parallel: int = LocalModelConfig.parallel) -> Child:
+    """The supervised child that serves the local model on host:port with `parallel` slots."""
+    args = ("--host", host, "--port", str(port), "--parallel", str(parallel))
+    return Child(CHILD_NAME, args, module="agentmesh.localmodel")
+
+
+def slot_shares(slots: int, workers: int) -> list[int]:
+    """Each worker's share of the server's slots: together exactly `slots`, at least 1 each."""
+    if workers < 1 or slots < workers:
+        raise ValueError(f"{slots} slots cannot give {workers} workers one each")
+    return [slots // workers + (1 if i < slots % workers else 0) for i in range(workers)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,12 +1,15 @@
 """Prompts, structured-output requests and the one-repair flow, with fake SDK clients.
 
 The fakes stand in for `AsyncOpenAI` / `AsyncAnthropic` only at the
-`create` call and answer with the SDKs' own response types.
+streaming call (`create(stream=True)`, `messages.stream`) and answer with
+the SDKs' own types.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,8 +18,9 @@ import httpx2
 import openai
 import pytest
 from anthropic.types import Message
-from openai.types.chat import ChatCompletion
+from openai.types.chat import ChatCompletionChunk
 
+from agentmesh.agents import generation
 from agentmesh.agents.anthropic_backend import AnthropicBackend
 from agentmesh.agents.backends import BACKENDS
 from agentmesh.agents.llm import (
@@ -38,47 +42,107 @@ INVALID = {"label": "furious", "score": 7}
 PRICE = Price(input_per_mtok=2.0, output_per_mtok=10.0)
 
 
-class FakeOpenAI:
-    """`client.chat.completions.create(**kwargs)` answering from a script."""
+class FakeStream:
+    """An SDK stream: async iteration over events, `async with` closes it."""
 
-    def __init__(self, *answers: str | Exception, finish_reason: str = "stop") -> None:
+    def __init__(self, events: list[Any], hang: bool = False) -> None:
+        self.events = events
+        self.hang = hang
+        self.closed = False
+
+    async def __aenter__(self) -> FakeStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.closed = True
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Any]:
+        for event in self.events:
+            yield event
+        if self.hang:  # a model still generating
+            await asyncio.Event().wait()
+
+
+class FakeOpenAI:
+    """`client.chat.completions.create(**kwargs, stream=True)` answering from a script."""
+
+    def __init__(
+        self, *answers: str | Exception, finish_reason: str = "stop", hang: bool = False
+    ) -> None:
         self.answers = list(answers)
         self.finish_reason = finish_reason
+        self.hang = hang
         self.calls: list[dict[str, Any]] = []
+        self.streams: list[FakeStream] = []
         self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
 
-    async def _create(self, **kwargs: Any) -> ChatCompletion:
+    async def _create(self, **kwargs: Any) -> FakeStream:
         self.calls.append(kwargs)
+        assert kwargs["stream"] is True and kwargs["stream_options"] == {"include_usage": True}
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
-        return ChatCompletion.model_validate(
-            {
-                "id": f"chatcmpl-{len(self.calls)}",
-                "object": "chat.completion",
-                "created": 0,
-                "model": "served-model",
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": self.finish_reason,
-                        "message": {"role": "assistant", "content": answer},
-                    }
-                ],
-                "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
-            }
-        )
+        head = {"id": f"chatcmpl-{len(self.calls)}", "object": "chat.completion.chunk"}
+        head |= {"created": 0, "model": "served-model"}
+        # The answer in two pieces, the finish reason, then usage alone (include_usage).
+        half = len(answer) // 2
+        pieces = [
+            {"index": 0, "delta": {"role": "assistant", "content": answer[:half]}},
+            {"index": 0, "delta": {"content": answer[half:]}, "finish_reason": self.finish_reason},
+        ]
+        usage = {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
+        chunks = [ChatCompletionChunk.model_validate({**head, "choices": [p]}) for p in pieces]
+        if self.hang:
+            chunks = chunks[:1]
+        else:
+            last = {**head, "choices": [], "usage": usage}
+            chunks.append(ChatCompletionChunk.model_validate(last))
+        stream = FakeStream(chunks, hang=self.hang)
+        self.streams.append(stream)
+        return stream
+
+
+class FakeMessageStream:
+    """`client.messages.stream(...)`: entering sends the request, the final message is the
+    answer; leaving closes it."""
+
+    def __init__(self, client: FakeAnthropic, kwargs: dict[str, Any]) -> None:
+        self.client = client
+        self.kwargs = kwargs
+        self.closed = False
+
+    async def __aenter__(self) -> FakeMessageStream:
+        self.message = await self.client.answer(**self.kwargs)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.closed = True
+
+    async def get_final_message(self) -> Message:
+        if self.client.hang:
+            await asyncio.Event().wait()
+        return self.message
 
 
 class FakeAnthropic:
-    """`client.messages.create(**kwargs)` answering with tool calls or text from a script."""
+    """`client.messages.stream(**kwargs)` answering with tool calls or text from a script."""
 
-    def __init__(self, *answers: dict[str, Any] | str | Exception) -> None:
+    def __init__(self, *answers: dict[str, Any] | str | Exception, hang: bool = False) -> None:
         self.answers = list(answers)
+        self.hang = hang
         self.calls: list[dict[str, Any]] = []
-        self.messages = SimpleNamespace(create=self._create)
+        self.streams: list[FakeMessageStream] = []
+        self.messages = SimpleNamespace(stream=self._stream)
 
-    async def _create(self, **kwargs: Any) -> Message:
+    def _stream(self, **kwargs: Any) -> FakeMessageStream:
+        stream = FakeMessageStream(self, kwargs)
+        self.streams.append(stream)
+        return stream
+
+    async def answer(self, **kwargs: Any) -> Message:
         self.calls.append(kwargs)
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
@@ -192,7 +256,7 @@ def test_config_from_env() -> None:
 
 async def test_openai_asks_for_the_schema_and_reports_usage() -> None:
     client = FakeOpenAI(json.dumps(VALID))
-    backend = openai_backend(client, temperature=0.0, max_tokens=64)
+    backend = openai_backend(client, temperature=0.0, max_tokens=16)
     result = await backend.run(SENTIMENT, {"text": "awful"})
     assert result.output == VALID
     assert result.model == "served-model"
@@ -201,9 +265,10 @@ async def test_openai_asks_for_the_schema_and_reports_usage() -> None:
     (call,) = client.calls
     assert call["response_format"] == {
         "type": "json_schema",
-        "json_schema": {"name": "sentiment", "schema": SENTIMENT.output_schema},
+        "json_schema": {"name": "sentiment", "schema": generation.answer_schema(SENTIMENT)},
     }
-    assert call["model"] == "gpt-test" and call["max_tokens"] == 64 and call["temperature"] == 0.0
+    assert call["model"] == "gpt-test" and call["max_tokens"] == 16 and call["temperature"] == 0.0
+    assert call["stop"] == list(generation.STOP_SEQUENCES)
     assert [m["role"] for m in call["messages"]] == ["system", "user"]
     assert json.loads(call["messages"][1]["content"]) == {"text": "awful"}
 
@@ -276,7 +341,7 @@ async def test_openai_sdk_errors_are_mapped_in_run() -> None:
 
 async def test_anthropic_forces_the_answer_tool_and_reports_usage() -> None:
     client = FakeAnthropic(VALID)
-    result = await anthropic_backend(client, max_tokens=64).run(SENTIMENT, {"text": "awful"})
+    result = await anthropic_backend(client, max_tokens=16).run(SENTIMENT, {"text": "awful"})
     assert result.output == VALID
     # Cached prompt tokens count as input.
     assert (result.usage.input_tokens, result.usage.output_tokens) == (100, 20)
@@ -285,12 +350,13 @@ async def test_anthropic_forces_the_answer_tool_and_reports_usage() -> None:
         {
             "name": "sentiment",
             "description": f"Give the answer. {SENTIMENT.description}",
-            "input_schema": SENTIMENT.output_schema,
+            "input_schema": generation.answer_schema(SENTIMENT),
         }
     ]
+    assert call["stop_sequences"] == list(generation.STOP_SEQUENCES)
     assert call["tool_choice"] == {"type": "tool", "name": "sentiment"}
     assert call["system"] == system_prompt(SENTIMENT)
-    assert call["max_tokens"] == 64
+    assert call["max_tokens"] == 16
     assert "extra_body" not in call  # no temperature configured
 
 

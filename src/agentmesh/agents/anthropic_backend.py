@@ -6,7 +6,9 @@ as tool use: one tool whose `input_schema` is the skill's output schema,
 and `tool_choice` forcing it; the tool call's input is the answer. A server
 that answers with text instead (some compatible servers do not force the
 tool) has the JSON parsed from the text. The repair call answers the tool
-call with an error `tool_result`. The SDK's own retries and spans are off:
+call with an error `tool_result`. The answer is streamed, so that a
+cancelled or timed-out call closes its connection and the server stops
+generating for it. The SDK's own retries and spans are off:
 the scheduler owns retries, and the worker already records the model call
 as a GenAI span.
 """
@@ -20,20 +22,19 @@ from typing import Any
 import anthropic
 from anthropic import AsyncAnthropic
 
+from agentmesh.agents import generation
 from agentmesh.agents.llm import (
     ModelBackend,
     ModelConfig,
     Repair,
     Reply,
-    connection_error,
+    http_options,
     output_format_name,
     parse_json_object,
-    sdk_error,
-    status_error,
     system_prompt,
-    timeout_error,
     user_prompt,
 )
+from agentmesh.agents.model_errors import connection_error, sdk_error, status_error, timeout_error
 from agentmesh.agents.prices import Price
 from agentmesh.agents.skills import Skill
 from agentmesh.errors import AgentmeshError
@@ -51,6 +52,7 @@ class AnthropicBackend(ModelBackend):
             base_url=config.base_url or None,
             timeout=config.timeout,
             max_retries=0,
+            http_client=anthropic.DefaultAsyncHttpxClient(**http_options(config)),
             open_telemetry=False,
         )
 
@@ -60,19 +62,22 @@ class AnthropicBackend(ModelBackend):
             messages += repair_turns(repair)
         options: dict[str, Any] = {}
         # The SDK no longer has a temperature parameter; compatible servers still read it.
-        body = self.config.body()
+        body = self.config.body(skill)
         if body:
             options["extra_body"] = body
         name = output_format_name(skill)
-        response = await self.client.messages.create(
-            model=self.config.model,
-            max_tokens=self.config.max_tokens,
-            system=system_prompt(skill),
-            messages=messages,
-            tools=[answer_tool(skill)],
-            tool_choice={"type": "tool", "name": name},
-            **options,
-        )
+        async with self.deadline():
+            async with self.client.messages.stream(
+                model=self.config.model,
+                max_tokens=self.config.max_tokens_for(skill),
+                system=system_prompt(skill),
+                messages=messages,
+                tools=[answer_tool(skill)],
+                tool_choice={"type": "tool", "name": name},
+                stop_sequences=list(generation.STOP_SEQUENCES),
+                **options,
+            ) as stream:
+                response = await stream.get_final_message()
         return reply_from(response, name, self.config.model)
 
     def map_error(self, error: Exception) -> AgentmeshError | None:
@@ -84,7 +89,7 @@ def answer_tool(skill: Skill) -> dict[str, Any]:
     return {
         "name": output_format_name(skill),
         "description": f"Give the answer. {skill.description}",
-        "input_schema": dict(skill.output_schema),
+        "input_schema": generation.answer_schema(skill),
     }
 
 

@@ -10,31 +10,24 @@ Output still invalid after that fails with reason OUTPUT_INVALID (INTERNAL,
 so the scheduler retries it on another worker or a higher tier).
 
 Provider errors become agentmesh errors through one status table
-(`STATUS_ERRORS`), shared by both SDKs' mapping functions. An API key never
-appears in an error message: authentication failures name the environment
-variable that holds the key, and any provider text is redacted.
+(`model_errors.STATUS_ERRORS`), shared by both SDKs' mapping functions.
 """
 
 from __future__ import annotations
 
-import email.utils
+import asyncio
+import contextlib
 import json
-import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentmesh.agents import generation
 from agentmesh.agents.backend import BackendResult, Usage
+from agentmesh.agents.model_errors import excerpt, timeout_error
 from agentmesh.agents.prices import Price
 from agentmesh.agents.skills import SKILLS, Skill, output_violations
-from agentmesh.errors import (
-    AgentmeshError,
-    DeadlineExceeded,
-    FailedPrecondition,
-    InvalidArgument,
-    ResourceExhausted,
-    Unavailable,
-)
+from agentmesh.errors import AgentmeshError
 
 PROVIDERS = ("openai", "anthropic")
 """The model providers, each a backend of the same name."""
@@ -49,13 +42,6 @@ NO_KEY = "no-key"
 """Sent as the API key to a server at a base URL when no key is configured: local
 servers (llama.cpp, vLLM, Ollama) usually take none, but the SDKs insist on one."""
 
-DEFAULT_RETRY_AFTER = 5.0
-"""Seconds to wait after a rate limit whose answer did not say how long."""
-
-MAX_RETRY_AFTER = 300.0
-"""A provider's retry delay is capped at this many seconds."""
-
-_MAX_DETAIL = 300  # characters of a provider's error text kept in a message
 _MAX_REPAIR_VIOLATIONS = 10
 
 
@@ -75,16 +61,22 @@ class ModelConfig:
     """The NAME of the environment variable holding the API key (never the key).
     Env AGENTMESH_API_KEY_ENV. Default OPENAI_API_KEY or ANTHROPIC_API_KEY."""
     temperature: float | None = None
-    """Sampling temperature; None leaves it to the server. Env AGENTMESH_MODEL_TEMPERATURE.
-    Default unset (Anthropic's current API no longer takes one)."""
+    """Sampling temperature for every skill. Env AGENTMESH_MODEL_TEMPERATURE. Default unset:
+    a server at a base URL gets each skill's own (0 for extraction, 0.3 for prose); a
+    provider's API gets none and uses its default (some models take no temperature)."""
     max_tokens: int = 1024
-    """Most tokens one answer may have. Env AGENTMESH_MODEL_MAX_TOKENS. Default 1024."""
+    """Most tokens one answer may have; each skill asks for no more than its answer schema
+    needs (`generation.token_budget`). Env AGENTMESH_MODEL_MAX_TOKENS. Default 1024."""
     timeout: float = 60.0
     """Seconds one model call may take. Env AGENTMESH_MODEL_TIMEOUT. Default 60 s."""
     extra_body: Mapping[str, Any] = field(default_factory=dict)
     """More request fields, for what a server takes beyond the SDK's parameters (such as
     OpenAI's frequency_penalty, or vLLM's and llama.cpp's sampling options).
     Env AGENTMESH_MODEL_EXTRA_BODY, a JSON object. Default none."""
+    concurrency: int = 0
+    """Most calls the worker has at the model at once (its capacity is capped to it).
+    Env AGENTMESH_MODEL_CONCURRENCY. Default 0: what the server reports (llama.cpp's
+    slots), else no cap beyond the worker's capacity."""
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
@@ -97,6 +89,10 @@ class ModelConfig:
             )
         if not self.timeout > 0:
             raise ValueError(f"AGENTMESH_MODEL_TIMEOUT must be above 0, not {self.timeout}")
+        if self.concurrency < 0:
+            raise ValueError(
+                f"AGENTMESH_MODEL_CONCURRENCY must be 0 or more, not {self.concurrency}"
+            )
 
     @classmethod
     def from_env(cls, provider: str, env: Mapping[str, str]) -> ModelConfig:
@@ -112,15 +108,27 @@ class ModelConfig:
             temperature=_number(env, "AGENTMESH_MODEL_TEMPERATURE", float) if temperature else None,
             max_tokens=_number(env, "AGENTMESH_MODEL_MAX_TOKENS", int, cls.max_tokens),
             timeout=_number(env, "AGENTMESH_MODEL_TIMEOUT", float, cls.timeout),
+            concurrency=_number(env, "AGENTMESH_MODEL_CONCURRENCY", int, cls.concurrency),
             extra_body=_json_object(env, "AGENTMESH_MODEL_EXTRA_BODY"),
         )
 
-    def body(self) -> dict[str, Any]:
+    def temperature_for(self, skill: Skill) -> float | None:
+        """The temperature a call for `skill` sends; None sends none."""
+        if self.temperature is not None:
+            return self.temperature
+        return generation.temperature(skill) if self.base_url else None
+
+    def max_tokens_for(self, skill: Skill) -> int:
+        """The token limit of a call for `skill`: its answer's budget, within max_tokens."""
+        return min(self.max_tokens, generation.token_budget(skill))
+
+    def body(self, skill: Skill | None = None) -> dict[str, Any]:
         """The request fields the SDK has no parameter for: extra_body, and the temperature
         for providers whose SDK no longer takes one."""
         body = dict(self.extra_body)
-        if self.temperature is not None and self.provider == "anthropic":
-            body.setdefault("temperature", self.temperature)
+        temperature = self.temperature if skill is None else self.temperature_for(skill)
+        if temperature is not None and self.provider == "anthropic":
+            body.setdefault("temperature", temperature)
         return body
 
     @property
@@ -144,6 +152,20 @@ class ModelConfig:
             f"{self.api_key_env} (or name another variable with AGENTMESH_API_KEY_ENV, "
             "or point AGENTMESH_MODEL_BASE_URL at a server that needs none)"
         )
+
+
+def http_options(config: ModelConfig) -> dict[str, Any]:
+    """The SDK's HTTP client options: no kept-alive connections to a server at a base URL.
+
+    llama.cpp's server closes a connection after a streamed answer without saying so,
+    and the next call on it would fail as unreachable; a connection on loopback costs
+    next to nothing. A provider's own API keeps its connections.
+    """
+    if not config.base_url:
+        return {}
+    import httpx2
+
+    return {"limits": httpx2.Limits(max_keepalive_connections=0)}
 
 
 def _number(env: Mapping[str, str], name: str, kind: type, default: Any = None) -> Any:
@@ -245,7 +267,7 @@ class Repair:
     @property
     def message(self) -> str:
         """The user turn that asks for a corrected answer."""
-        lines = [f"- {path}: {_excerpt(text, 200)}" for path, text in self.violations]
+        lines = [f"- {path}: {excerpt(text, 200)}" for path, text in self.violations]
         shown = lines[:_MAX_REPAIR_VIOLATIONS]
         if len(lines) > len(shown):
             shown.append(f"- ... and {len(lines) - len(shown)} more")
@@ -264,7 +286,7 @@ def reply_violations(skill: Skill, reply: Reply) -> list[tuple[str, str]]:
     """Where the reply breaks the skill's output schema; empty if it is valid."""
     if not isinstance(reply.output, dict):
         why = "was cut off at the token limit" if reply.truncated else "is not a JSON object"
-        return [("output", f"the answer {why}: {_excerpt(reply.text, 200)!r}")]
+        return [("output", f"the answer {why}: {excerpt(reply.text, 200)!r}")]
     return output_violations(skill, reply.output)
 
 
@@ -288,7 +310,7 @@ async def run_structured(
     if violations:
         raise AgentmeshError(
             f"model {last.model!r} gave no valid output for {skill.name} after one repair: "
-            + "; ".join(f"{path}: {_excerpt(text, 200)}" for path, text in violations[:5]),
+            + "; ".join(f"{path}: {excerpt(text, 200)}" for path, text in violations[:5]),
             reason="OUTPUT_INVALID",
             metadata={
                 "capability": skill.name,
@@ -308,6 +330,8 @@ class ModelBackend:
     def __init__(self, config: ModelConfig, price: Price, api_key: str) -> None:
         self.config = config
         self.model = config.model
+        # Calls the model takes at once; the worker caps its capacity to it (None: no cap).
+        self.concurrency: int | None = config.concurrency or None
         self.input_price_per_mtok = price.input_per_mtok
         self.output_price_per_mtok = price.output_per_mtok
         self._price = price
@@ -334,6 +358,16 @@ class ModelBackend:
                 raise
             raise mapped from error
 
+    @contextlib.asynccontextmanager
+    async def deadline(self) -> AsyncIterator[None]:
+        """AGENTMESH_MODEL_TIMEOUT over a whole call (the SDKs' timeouts bound each read of
+        a stream, not the answer); its expiry closes the call and is MODEL_TIMEOUT."""
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                yield
+        except TimeoutError:
+            raise timeout_error(self.config) from None
+
     async def complete(self, skill: Skill, data: Mapping[str, Any], repair: Repair | None) -> Reply:
         """One call to the model. Provider modules implement this."""
         raise NotImplementedError
@@ -343,153 +377,23 @@ class ModelBackend:
         raise NotImplementedError
 
 
-# -- errors -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StatusRule:
-    """How one HTTP status from a provider becomes an agentmesh error."""
-
-    error: type[AgentmeshError]
-    reason: str
-
-
-STATUS_ERRORS: Mapping[int, StatusRule] = {
-    400: StatusRule(InvalidArgument, "MODEL_BAD_REQUEST"),
-    401: StatusRule(FailedPrecondition, "MODEL_AUTH"),
-    403: StatusRule(FailedPrecondition, "MODEL_AUTH"),
-    404: StatusRule(FailedPrecondition, "MODEL_NOT_FOUND"),
-    408: StatusRule(DeadlineExceeded, "MODEL_TIMEOUT"),
-    409: StatusRule(Unavailable, "MODEL_UNAVAILABLE"),
-    413: StatusRule(InvalidArgument, "MODEL_BAD_REQUEST"),
-    422: StatusRule(InvalidArgument, "MODEL_BAD_REQUEST"),
-    429: StatusRule(ResourceExhausted, "MODEL_RATE_LIMITED"),
-}
-"""Provider HTTP statuses and the errors they become; any other 5xx is UNAVAILABLE
-(MODEL_UNAVAILABLE), anything else INTERNAL (MODEL_ERROR)."""
-
-
-def status_error(
-    config: ModelConfig,
-    status: int,
-    headers: Mapping[str, str],
-    detail: str,
-    secret: str,
-    *,
-    now: float | None = None,
-) -> AgentmeshError:
-    """The agentmesh error for a provider's HTTP error answer."""
-    rule = STATUS_ERRORS.get(status)
-    if rule is None:
-        rule = (
-            StatusRule(Unavailable, "MODEL_UNAVAILABLE")
-            if status >= 500
-            else StatusRule(AgentmeshError, "MODEL_ERROR")
-        )
-    metadata = {"provider": config.provider, "model": config.model, "http_status": str(status)}
-    if rule.reason == "MODEL_AUTH":
-        # The provider's text is dropped: some echo part of the key back.
-        message = (
-            f"{config.where} refused the API key (HTTP {status}); "
-            f"check the key in the environment variable {config.api_key_env}"
-        )
-        return FailedPrecondition(message, reason=rule.reason, metadata=metadata)
-    text = redact(detail, secret)
-    if rule.reason == "MODEL_NOT_FOUND":
-        message = (
-            f"{config.where} has no model {config.model!r} or path (HTTP 404); check "
-            f"AGENTMESH_MODEL and AGENTMESH_MODEL_BASE_URL: {text}"
-        )
-    else:
-        message = (
-            f"{config.provider} model {config.model!r} at {config.where}: HTTP {status}: {text}"
-        )
-    if rule.error is ResourceExhausted:
-        return ResourceExhausted(
-            message,
-            retry_after=retry_after(headers, now),
-            reason=rule.reason,
-            metadata=metadata,
-        )
-    return rule.error(message, reason=rule.reason, metadata=metadata)
-
-
-def timeout_error(config: ModelConfig) -> DeadlineExceeded:
-    return DeadlineExceeded(
-        f"{config.provider} model {config.model!r} at {config.where} did not answer within "
-        f"{config.timeout:g} s (AGENTMESH_MODEL_TIMEOUT)",
-        reason="MODEL_TIMEOUT",
-        metadata={"provider": config.provider, "model": config.model},
-    )
-
-
-def connection_error(config: ModelConfig) -> Unavailable:
-    return Unavailable(
-        f"cannot connect to {config.where} for {config.provider} model {config.model!r}",
-        reason="MODEL_UNREACHABLE",
-        metadata={"provider": config.provider, "model": config.model},
-    )
-
-
-def sdk_error(config: ModelConfig, error: Exception, secret: str) -> AgentmeshError:
-    """Any other SDK failure: INTERNAL, naming its class."""
-    return AgentmeshError(
-        f"{config.provider} SDK failed calling {config.model!r} at {config.where}: "
-        f"{type(error).__name__}: {redact(str(error), secret)}",
-        reason="MODEL_ERROR",
-        metadata={"provider": config.provider, "model": config.model},
-    )
-
-
-def retry_after(headers: Mapping[str, str], now: float | None = None) -> float:
-    """Seconds to wait, from `retry-after-ms` or `retry-after` (seconds or an HTTP date)."""
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return _clamp(float(millis) / 1000)
-        except ValueError:
-            pass
-    raw = headers.get("retry-after")
-    if raw:
-        try:
-            return _clamp(float(raw))
-        except ValueError:
-            pass
-        try:
-            when = email.utils.parsedate_to_datetime(raw).timestamp()
-        except (TypeError, ValueError):
-            return DEFAULT_RETRY_AFTER
-        return _clamp(when - (time.time() if now is None else now))
-    return DEFAULT_RETRY_AFTER
-
-
-def _clamp(seconds: float) -> float:
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
-
-
-def redact(text: str, secret: str) -> str:
-    """`text` shortened, with the secret (if any) blotted out."""
-    if secret and len(secret) >= 4:
-        text = text.replace(secret, "[redacted]")
-    return _excerpt(text, _MAX_DETAIL)
-
-
-def _excerpt(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def make_model_backend(provider: str, env: Mapping[str, str]) -> ModelBackend:
     """The `openai` or `anthropic` backend configured from `env`; ValueError if misconfigured."""
     from agentmesh.agents.prices import price_for
+    from agentmesh.agents.serverinfo import server_slots
 
     config = ModelConfig.from_env(provider, env)
     api_key = config.api_key(env)
     price = price_for(config.model, env)
+    backend: ModelBackend
     if provider == "openai":
         from agentmesh.agents.openai_backend import OpenAIBackend
 
-        return OpenAIBackend(config, price, api_key)
-    from agentmesh.agents.anthropic_backend import AnthropicBackend
+        backend = OpenAIBackend(config, price, api_key)
+    else:
+        from agentmesh.agents.anthropic_backend import AnthropicBackend
 
-    return AnthropicBackend(config, price, api_key)
+        backend = AnthropicBackend(config, price, api_key)
+    if backend.concurrency is None and config.base_url:
+        backend.concurrency = server_slots(config.base_url, api_key)
+    return backend

@@ -4,8 +4,11 @@ Any OpenAI-compatible server works at AGENTMESH_MODEL_BASE_URL (with its
 `/v1`), such as llama.cpp's `llama-server`, vLLM or Ollama. The answer is
 asked for as structured output (`response_format` of type `json_schema`,
 the skill's output schema); servers that honour it constrain the model to
-the schema, and the answer is validated either way. The SDK's own retries
-are off: the scheduler owns retries.
+the schema, and the answer is validated either way. The answer is
+streamed: a cancelled or timed-out call closes its connection, which is how
+a server such as llama.cpp learns to stop generating for it (a plain
+request keeps its slot busy until the answer is complete). The SDK's own
+retries are off: the scheduler owns retries.
 """
 
 from __future__ import annotations
@@ -16,20 +19,19 @@ from typing import Any
 import openai
 from openai import AsyncOpenAI
 
+from agentmesh.agents import generation
 from agentmesh.agents.llm import (
     ModelBackend,
     ModelConfig,
     Repair,
     Reply,
-    connection_error,
+    http_options,
     output_format_name,
     parse_json_object,
-    sdk_error,
-    status_error,
     system_prompt,
-    timeout_error,
     user_prompt,
 )
+from agentmesh.agents.model_errors import connection_error, sdk_error, status_error, timeout_error
 from agentmesh.agents.prices import Price
 from agentmesh.agents.skills import Skill
 from agentmesh.errors import AgentmeshError
@@ -47,6 +49,7 @@ class OpenAIBackend(ModelBackend):
             base_url=config.base_url or None,
             timeout=config.timeout,
             max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(**http_options(config)),
         )
 
     async def complete(self, skill: Skill, data: Mapping[str, Any], repair: Repair | None) -> Reply:
@@ -60,44 +63,65 @@ class OpenAIBackend(ModelBackend):
                 {"role": "user", "content": repair.message},
             ]
         options: dict[str, Any] = {}
-        if self.config.temperature is not None:
-            options["temperature"] = self.config.temperature
+        temperature = self.config.temperature_for(skill)
+        if temperature is not None:
+            options["temperature"] = temperature
         if self.config.extra_body:
             options["extra_body"] = self.config.body()
-        response = await self.client.chat.completions.create(
-            model=self.config.model,
-            messages=messages,
-            max_tokens=self.config.max_tokens,
-            response_format=response_format(skill),
-            **options,
-        )
-        return reply_from(response, self.config.model)
+        async with self.deadline():
+            stream = await self.client.chat.completions.create(
+                model=self.config.model,
+                messages=messages,
+                max_tokens=self.config.max_tokens_for(skill),
+                response_format=response_format(skill),
+                stop=list(generation.STOP_SEQUENCES),
+                stream=True,
+                stream_options={"include_usage": True},
+                **options,
+            )
+            async with stream:
+                return await reply_from_stream(stream, self.config.model)
 
     def map_error(self, error: Exception) -> AgentmeshError | None:
         return map_openai_error(error, self.config, self._secret)
 
 
 def response_format(skill: Skill) -> dict[str, Any]:
-    """Structured output: the answer must follow the skill's output schema."""
+    """Structured output: the answer must follow the skill's output schema, as a grammar
+    can enforce it (`generation.answer_schema`)."""
     return {
         "type": "json_schema",
-        "json_schema": {"name": output_format_name(skill), "schema": dict(skill.output_schema)},
+        "json_schema": {
+            "name": output_format_name(skill),
+            "schema": generation.answer_schema(skill),
+        },
     }
 
 
-def reply_from(response: Any, model: str) -> Reply:
-    """A `Reply` from a `ChatCompletion`."""
-    choice = response.choices[0] if response.choices else None
-    message = choice.message if choice is not None else None
-    text = (message.content or message.refusal or "") if message is not None else ""
-    usage = response.usage
+async def reply_from_stream(stream: Any, model: str) -> Reply:
+    """A `Reply` from a stream of `ChatCompletionChunk`s (usage comes in the last one)."""
+    parts: list[str] = []
+    finish_reason = None
+    served = ""
+    input_tokens = output_tokens = 0
+    async for chunk in stream:
+        served = chunk.model or served
+        for choice in chunk.choices or []:
+            delta = choice.delta
+            if delta is not None:
+                parts.append(delta.content or getattr(delta, "refusal", None) or "")
+            finish_reason = choice.finish_reason or finish_reason
+        if chunk.usage is not None:
+            input_tokens = chunk.usage.prompt_tokens or 0
+            output_tokens = chunk.usage.completion_tokens or 0
+    text = "".join(parts)
     return Reply(
         output=parse_json_object(text),
         text=text,
-        input_tokens=(usage.prompt_tokens or 0) if usage else 0,
-        output_tokens=(usage.completion_tokens or 0) if usage else 0,
-        model=response.model or model,
-        truncated=choice is not None and choice.finish_reason == "length",
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        model=served or model,
+        truncated=finish_reason == "length",
     )
 
 

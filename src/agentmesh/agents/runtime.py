@@ -125,7 +125,11 @@ class Worker:
         )
         self.address = ""
         self.draining = False
-        self._slots = asyncio.Semaphore(config.capacity)
+        # A model server that runs fewer calls at once caps the capacity: the rest wait in
+        # the mesh, where priorities and deadlines apply, not inside the server.
+        limit = getattr(backend, "concurrency", None) or config.capacity
+        self.capacity = min(config.capacity, limit)
+        self._slots = asyncio.Semaphore(self.capacity)
         self._in_flight = 0
         self._waiting = 0
         self._results = make_result_store(config.store, config.results_kept)
@@ -300,7 +304,7 @@ class Worker:
             backend=self.backend.name,
             model=self.backend.model,
             tier=self.tier,
-            capacity=self.config.capacity,
+            capacity=self.capacity,
             input_price_per_mtok=self.backend.input_price_per_mtok,
             output_price_per_mtok=self.backend.output_price_per_mtok,
         )
@@ -308,7 +312,7 @@ class Worker:
     def health_report(self) -> worker_pb2.WorkerHealth:
         return worker_pb2.WorkerHealth(
             in_flight=self._in_flight,
-            capacity=self.config.capacity,
+            capacity=self.capacity,
             queue_length=self._waiting,
             latency_estimate=duration(self._latency.estimate()),
             error_rate=self._errors.rate(time.monotonic()),
