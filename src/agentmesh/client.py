@@ -92,10 +92,7 @@ class Client:
         request = scheduler_pb2.SubmitRequest(
             **_submit_fields(source, data, request_id, priority, cost_budget_usd)
         )
-        try:
-            return self._stub.Submit(request, timeout=timeout or self.timeout).request
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+        return self._call("Submit", request, timeout).request
 
     def stream_submit(
         self,
@@ -124,13 +121,8 @@ class Client:
     def get_request(
         self, request_id: str, *, timeout: float | None = None
     ) -> scheduler_pb2.Request:
-        try:
-            return self._stub.GetRequest(
-                scheduler_pb2.GetRequestRequest(request_id=request_id),
-                timeout=timeout or self.timeout,
-            ).request
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+        request = scheduler_pb2.GetRequestRequest(request_id=request_id)
+        return self._call("GetRequest", request, timeout).request
 
     def decompose(
         self,
@@ -143,10 +135,7 @@ class Client:
         request = scheduler_pb2.DecomposeRequest(
             input=dict_to_struct(dict(data)), **_source(source)
         )
-        try:
-            return self._stub.Decompose(request, timeout=timeout or self.timeout).plan
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+        return self._call("Decompose", request, timeout).plan
 
     def dispatch(
         self,
@@ -160,33 +149,25 @@ class Client:
     ) -> scheduler_pb2.DispatchResponse:
         """One subtask, routed to the best worker offering the capability, with retries."""
         request = _dispatch_request(capability, data, request_id, priority, difficulty)
-        try:
-            return self._stub.Dispatch(request, timeout=timeout or self.timeout)
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+        return self._call("Dispatch", request, timeout)
 
     def list_workers(
         self, capability: str = "", *, timeout: float | None = None
     ) -> list[scheduler_pb2.WorkerStatus]:
-        try:
-            return list(
-                self._stub.ListWorkers(
-                    scheduler_pb2.ListWorkersRequest(capability=capability),
-                    timeout=timeout or self.timeout,
-                ).workers
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+        request = scheduler_pb2.ListWorkersRequest(capability=capability)
+        return list(self._call("ListWorkers", request, timeout).workers)
 
     def get_stats(
         self, recent_requests: int = 0, *, timeout: float | None = None
     ) -> scheduler_pb2.GetStatsResponse:
         """Queues, request outcomes, rate, latency percentiles and the recent requests."""
+        request = scheduler_pb2.GetStatsRequest(recent_requests=recent_requests)
+        return self._call("GetStats", request, timeout)
+
+    def _call(self, method: str, request: Any, timeout: float | None) -> Any:
+        """A unary call with the client's default deadline; errors as agentmesh errors."""
         try:
-            return self._stub.GetStats(
-                scheduler_pb2.GetStatsRequest(recent_requests=recent_requests),
-                timeout=timeout or self.timeout,
-            )
+            return getattr(self._stub, method)(request, timeout=timeout or self.timeout)
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
 
@@ -226,11 +207,7 @@ class AsyncClient:
         request = scheduler_pb2.SubmitRequest(
             **_submit_fields(source, data, request_id, priority, cost_budget_usd)
         )
-        try:
-            response = await self._stub.Submit(request, timeout=timeout or self.timeout)
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return response.request
+        return (await self._call("Submit", request, timeout)).request
 
     async def stream_submit(
         self,
@@ -257,14 +234,8 @@ class AsyncClient:
     async def get_request(
         self, request_id: str, *, timeout: float | None = None
     ) -> scheduler_pb2.Request:
-        try:
-            response = await self._stub.GetRequest(
-                scheduler_pb2.GetRequestRequest(request_id=request_id),
-                timeout=timeout or self.timeout,
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return response.request
+        request = scheduler_pb2.GetRequestRequest(request_id=request_id)
+        return (await self._call("GetRequest", request, timeout)).request
 
     async def decompose(
         self,
@@ -277,11 +248,7 @@ class AsyncClient:
         request = scheduler_pb2.DecomposeRequest(
             input=dict_to_struct(dict(data)), **_source(source)
         )
-        try:
-            response = await self._stub.Decompose(request, timeout=timeout or self.timeout)
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return response.plan
+        return (await self._call("Decompose", request, timeout)).plan
 
     async def dispatch(
         self,
@@ -295,31 +262,24 @@ class AsyncClient:
     ) -> scheduler_pb2.DispatchResponse:
         """As `Client.dispatch`."""
         request = _dispatch_request(capability, data, request_id, priority, difficulty)
-        try:
-            return await self._stub.Dispatch(request, timeout=timeout or self.timeout)
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+        return await self._call("Dispatch", request, timeout)
 
     async def list_workers(
         self, capability: str = "", *, timeout: float | None = None
     ) -> list[scheduler_pb2.WorkerStatus]:
-        try:
-            response = await self._stub.ListWorkers(
-                scheduler_pb2.ListWorkersRequest(capability=capability),
-                timeout=timeout or self.timeout,
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return list(response.workers)
+        request = scheduler_pb2.ListWorkersRequest(capability=capability)
+        return list((await self._call("ListWorkers", request, timeout)).workers)
 
     async def get_stats(
         self, recent_requests: int = 0, *, timeout: float | None = None
     ) -> scheduler_pb2.GetStatsResponse:
+        request = scheduler_pb2.GetStatsRequest(recent_requests=recent_requests)
+        return await self._call("GetStats", request, timeout)
+
+    async def _call(self, method: str, request: Any, timeout: float | None) -> Any:
+        """As `Client._call`."""
         try:
-            return await self._stub.GetStats(
-                scheduler_pb2.GetStatsRequest(recent_requests=recent_requests),
-                timeout=timeout or self.timeout,
-            )
+            return await getattr(self._stub, method)(request, timeout=timeout or self.timeout)
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
 
