@@ -49,7 +49,7 @@ run: install $(if $(filter local,$(BACKEND)),local-model)
 	$(BIN)/agentmesh run --backend $(BACKEND) \
 	  --prometheus-targets deploy/prometheus/targets/agentmesh-workers-run.yml
 
-test: install local-model $(BUF) prometheus
+test: install local-model $(BUF) prometheus lint
 	AGENTMESH_BUF=$(abspath $(BUF)) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 protos: install
@@ -60,9 +60,11 @@ protos: install
 bench: install
 	$(BIN)/python -m bench
 
+# ruff, the contracts' lint, and the layers (import-linter, see pyproject.toml).
 lint: install $(BUF)
 	$(BIN)/ruff check src tests scripts bench
 	cd protos && $(abspath $(BUF)) lint
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache

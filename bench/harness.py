@@ -37,8 +37,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agentmesh.client import Client
 from agentmesh.errors import AgentmeshError
-from agentmesh.scheduler.convert import dict_to_struct
 from agentmesh.status import from_rpc_error
+from agentmesh.wire import dict_to_struct
 
 ROOT = Path(__file__).resolve().parents[1]
 

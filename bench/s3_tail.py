@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentmesh.config import SchedulerConfig
+from agentmesh.scheduler.config import SchedulerConfig
 from bench.harness import (
     Cluster,
     Mesh,

@@ -17,9 +17,10 @@ from google.protobuf import json_format
 
 from agentmesh import logs
 from agentmesh.agents.backends import BACKENDS, make_backend
+from agentmesh.agents.config import WorkerConfig
 from agentmesh.client import Client, Goal, Source
-from agentmesh.config import SchedulerConfig, WorkerConfig
 from agentmesh.errors import AgentmeshError, DeadlineExceeded
+from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.telemetry import configure_tracing
 from agentmesh.v1 import scheduler_pb2
 

@@ -19,9 +19,9 @@ from typing import Any
 import grpc
 from grpc import aio
 
-from agentmesh.scheduler.convert import dict_to_struct
 from agentmesh.status import from_rpc_error
 from agentmesh.v1 import plan_pb2, scheduler_pb2, scheduler_pb2_grpc
+from agentmesh.wire import dict_to_struct
 
 #: Deadline of a call that names none, in seconds.
 DEFAULT_TIMEOUT = 60.0

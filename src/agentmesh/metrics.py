@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from agentmesh.agents.backend import Usage
+from agentmesh.usage import Usage
 
 #: Latency buckets in seconds, from sub-millisecond dispatch to slow model calls.
 LATENCY_BUCKETS = (

@@ -105,7 +105,7 @@ def test_plans_dispatch_and_registration_refuse_enum_values_outside_the_enum(
 def test_a_ticket_over_a_skills_input_budget_is_refused_before_any_worker_runs(
     mesh: Mesh, stub: scheduler_pb2_grpc.SchedulerServiceStub
 ) -> None:
-    from agentmesh.agents.skills import SKILLS
+    from agentmesh.skills import SKILLS
 
     steps = ("extract_entities", "detect_language", "sentiment", "summarize")
     text = "My laptop arrived broken. " * (max(SKILLS[c].max_input_bytes for c in steps) // 26 + 1)

@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mesh import ROOT, Mesh, wait_for
 
-from agentmesh.agents.skills import SKILLS
+from agentmesh.skills import SKILLS
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,6 @@ from mesh import Mesh, free_port
 
 from agentmesh import localmodel
 from agentmesh.agents.llm import make_model_backend
-from agentmesh.agents.skills import SKILLS, output_violations
 from agentmesh.client import Goal
 from agentmesh.errors import (
     AgentmeshError,
@@ -35,6 +34,7 @@ from agentmesh.errors import (
     Unavailable,
 )
 from agentmesh.localmodel import LocalModelServer
+from agentmesh.skills import SKILLS, output_violations
 
 pytestmark = [pytest.mark.integration, pytest.mark.llm]
 

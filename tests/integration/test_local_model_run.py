@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from mesh import ROOT, free_port, wait_for
 
-from agentmesh.agents.skills import SKILLS, output_violations
+from agentmesh.skills import SKILLS, output_violations
 
 pytestmark = [pytest.mark.integration, pytest.mark.llm]
 

@@ -16,9 +16,9 @@ from agentmesh.v1 import plan_pb2, scheduler_pb2
 from google.protobuf import json_format
 from mesh import ROOT, Mesh, wait_for
 
-from agentmesh.agents.skills import SKILLS, output_violations
 from agentmesh.client import AsyncClient
 from agentmesh.errors import NotFound
+from agentmesh.skills import SKILLS, output_violations
 
 pytestmark = pytest.mark.integration
 

@@ -17,12 +17,13 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agentmesh.agents.backends import make_backend
+from agentmesh.agents.config import WorkerConfig
 from agentmesh.agents.runtime import Worker
-from agentmesh.config import SchedulerConfig, WorkerConfig
-from agentmesh.scheduler.convert import dict_to_struct
+from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.server import SchedulerServer
 from agentmesh.scheduler.store import SqliteStore
 from agentmesh.status import from_rpc_error
+from agentmesh.wire import dict_to_struct
 
 pytestmark = pytest.mark.integration
 

@@ -11,12 +11,14 @@ import pytest
 from agentmesh.v1 import worker_pb2, worker_pb2_grpc
 from grpc import aio
 
-from agentmesh.agents.backend import BackendResult, Usage
+from agentmesh.agents.backend import BackendResult
+from agentmesh.agents.config import WorkerConfig
 from agentmesh.agents.runtime import Worker
-from agentmesh.agents.skills import Skill
-from agentmesh.config import SchedulerConfig, WorkerConfig
-from agentmesh.scheduler.convert import dict_to_struct
+from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.server import SchedulerServer
+from agentmesh.skills import Skill
+from agentmesh.usage import Usage
+from agentmesh.wire import dict_to_struct
 
 pytestmark = pytest.mark.integration
 

@@ -16,10 +16,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mesh import ROOT, Mesh, free_port, wait_for
 from test_scheduler_gone import worker_counts
 
-from agentmesh.agents.skills import SKILLS, input_bytes
 from agentmesh.errors import InvalidArgument
-from agentmesh.scheduler.convert import dict_to_struct
+from agentmesh.skills import SKILLS, input_bytes
 from agentmesh.status import from_rpc_error
+from agentmesh.wire import dict_to_struct
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ from grpc import aio
 from test_worker import CountingBackend, scheduler, start_worker
 
 from agentmesh.errors import AgentmeshError, FailedPrecondition, InvalidArgument
-from agentmesh.scheduler.convert import dict_to_struct
 from agentmesh.scheduler.server import SchedulerServer
 from agentmesh.status import from_rpc_error
+from agentmesh.wire import dict_to_struct
 
 pytestmark = pytest.mark.integration
 __all__ = ["scheduler"]  # the fixture, shared with test_worker

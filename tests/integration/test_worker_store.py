@@ -10,7 +10,7 @@ import pytest
 from agentmesh.v1 import worker_pb2, worker_pb2_grpc
 from mesh import Mesh, completed_runs, free_port
 
-from agentmesh.scheduler.convert import dict_to_struct
+from agentmesh.wire import dict_to_struct
 
 pytestmark = pytest.mark.integration
 

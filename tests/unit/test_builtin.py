@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from agentmesh.agents.backend import Usage
 from agentmesh.agents.builtin import BuiltinBackend
-from agentmesh.agents.skills import SKILLS, output_violations
 from agentmesh.errors import Unimplemented
+from agentmesh.skills import SKILLS, output_violations
+from agentmesh.usage import Usage
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 TICKETS = {

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from agentmesh.config import SchedulerConfig, WorkerConfig
+from agentmesh.agents.config import WorkerConfig
+from agentmesh.scheduler.config import SchedulerConfig
 
 
 def test_defaults() -> None:

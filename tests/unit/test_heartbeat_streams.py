@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from agentmesh.v1 import scheduler_pb2, worker_pb2
 from fakes import FakeClock, FakeTransport
 
-from agentmesh.config import SchedulerConfig
+from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.core import SchedulerCore
 from agentmesh.scheduler.servicer import SchedulerServicer
 

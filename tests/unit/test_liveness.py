@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fakes import FakeClock, FakeTransport
 
-from agentmesh.config import SchedulerConfig
+from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.core import SchedulerCore
 from agentmesh.scheduler.registry import HealthReport, WorkerSpec
 

@@ -25,12 +25,12 @@ from test_llm_structured import (
 
 from agentmesh.agents import generation
 from agentmesh.agents.builtin import BuiltinBackend
+from agentmesh.agents.config import WorkerConfig
 from agentmesh.agents.llm import ModelConfig, make_model_backend
 from agentmesh.agents.runtime import Worker
 from agentmesh.agents.serverinfo import server_root, server_slots
-from agentmesh.agents.skills import SKILLS, output_violations
-from agentmesh.config import WorkerConfig
 from agentmesh.errors import DeadlineExceeded
+from agentmesh.skills import SKILLS, output_violations
 
 SENTIMENT = SKILLS["sentiment"]
 

@@ -33,8 +33,8 @@ from agentmesh.agents.llm import (
 )
 from agentmesh.agents.openai_backend import OpenAIBackend
 from agentmesh.agents.prices import Price
-from agentmesh.agents.skills import SKILLS
 from agentmesh.errors import AgentmeshError, ResourceExhausted
+from agentmesh.skills import SKILLS
 
 SENTIMENT = SKILLS["sentiment"]
 VALID = {"label": "negative", "score": -0.8}

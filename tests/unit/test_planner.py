@@ -3,9 +3,9 @@
 import pytest
 from fakes import FakeClock, FakeTransport
 
-from agentmesh.config import SchedulerConfig
 from agentmesh.errors import InvalidArgument, Unavailable
 from agentmesh.scheduler.calls import ExecuteResult
+from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.core import SchedulerCore, Source
 from agentmesh.scheduler.planner import plan_from_output, planner_input
 from agentmesh.scheduler.registry import WorkerSpec

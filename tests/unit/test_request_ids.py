@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from fakes import FakeClock, FakeTransport
 
-from agentmesh.config import SchedulerConfig
 from agentmesh.errors import AlreadyExists, FailedPrecondition, Unavailable
 from agentmesh.scheduler.calls import ExecuteResult, SubtaskCall
+from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.core import SchedulerCore, Source
 from agentmesh.scheduler.executor import new_record
 from agentmesh.scheduler.plans import Binding, Plan, Step

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from agentmesh.v1 import worker_pb2
 
-from agentmesh.agents.backend import Usage
 from agentmesh.agents.results import (
     MemoryResults,
     ResultStore,
@@ -18,7 +17,8 @@ from agentmesh.agents.results import (
     input_digest,
     make_result_store,
 )
-from agentmesh.scheduler.convert import dict_to_struct, duration, usage_to_proto
+from agentmesh.usage import Usage
+from agentmesh.wire import dict_to_struct, duration, usage_to_proto
 
 MakeStore = Callable[[int], ResultStore]
 

@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from agentmesh.agents.backend import Usage
 from agentmesh.scheduler.executor import ErrorRecord, new_record
 from agentmesh.scheduler.plans import NOT_EQUALS, Binding, Condition, Plan, Step
 from agentmesh.scheduler.store import SqliteStore
+from agentmesh.usage import Usage
 
 PLAN = Plan(
     steps=(

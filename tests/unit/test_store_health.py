@@ -14,8 +14,8 @@ import pytest
 from fakes import FakeClock, FakeTransport
 from test_request_ids import PLAN, TEXT, Flaky
 
-from agentmesh.config import SchedulerConfig
 from agentmesh.errors import Unavailable
+from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.core import SchedulerCore, Source
 from agentmesh.scheduler.executor import RequestRecord, new_record
 from agentmesh.scheduler.registry import WorkerSpec

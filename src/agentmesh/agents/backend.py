@@ -6,16 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agentmesh.agents.skills import Skill
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Tokens and money one subtask cost."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
+from agentmesh.skills import Skill
+from agentmesh.usage import Usage
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ from sumy.nlp.stemmers import Stemmer, null_stemmer
 from sumy.parsers.plaintext import PlaintextParser
 from sumy.utils import get_stop_words, normalize_language
 
-from agentmesh.agents.backend import BackendResult, Usage
+from agentmesh.agents.backend import BackendResult
 from agentmesh.agents.builtin_limits import (
     BoundedTextRank,
     LinearVader,
@@ -61,8 +61,9 @@ from agentmesh.agents.builtin_limits import (
     run_stoppable,
 )
 from agentmesh.agents.lexicons import DATA, Lexicon, SentimentCues, fold
-from agentmesh.agents.skills import Skill
 from agentmesh.errors import Unimplemented
+from agentmesh.skills import Skill
+from agentmesh.usage import Usage
 
 DEFAULT_ORDER_ID_PATTERN = r"""(?ix)
     (?<![\w-])(?P<prefixed>ORD-?\d{4,12})(?![\w-])          # ORD-123456

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agentmesh.agents.skills import Skill, input_bytes, input_violations
 from agentmesh.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from agentmesh.skills import Skill, input_bytes, input_violations
 from agentmesh.v1 import worker_pb2
 
 

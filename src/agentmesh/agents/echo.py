@@ -11,9 +11,10 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
-from agentmesh.agents.backend import BackendResult, Usage
-from agentmesh.agents.skills import Skill
+from agentmesh.agents.backend import BackendResult
 from agentmesh.errors import Unimplemented
+from agentmesh.skills import Skill
+from agentmesh.usage import Usage
 
 #: The smallest valid output of each skill.
 OUTPUTS: Mapping[str, Mapping[str, Any]] = types.MappingProxyType(

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from agentmesh.agents.skills import Skill
+from agentmesh.skills import Skill
 
 NUMBER_STEP = 0.05
 """A bounded number is asked for in steps of this size (21 values for 0..1)."""

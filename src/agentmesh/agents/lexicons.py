@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentmesh.agents.builtin_limits import checkpoint
-from agentmesh.agents.skills import URGENCIES
+from agentmesh.skills import URGENCIES
 
 DATA = Path(__file__).parent / "data"
 

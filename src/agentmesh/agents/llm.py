@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentmesh.agents import generation
-from agentmesh.agents.backend import BackendResult, Usage
+from agentmesh.agents.backend import BackendResult
 from agentmesh.agents.model_errors import excerpt, timeout_error
 from agentmesh.agents.prices import Price
-from agentmesh.agents.skills import SKILLS, Skill, output_violations
 from agentmesh.errors import AgentmeshError
+from agentmesh.skills import SKILLS, Skill, output_violations
+from agentmesh.usage import Usage
 
 PROVIDERS = ("openai", "anthropic")
 """The model providers, each a backend of the same name."""

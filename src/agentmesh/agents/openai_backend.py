@@ -33,8 +33,8 @@ from agentmesh.agents.llm import (
 )
 from agentmesh.agents.model_errors import connection_error, sdk_error, status_error, timeout_error
 from agentmesh.agents.prices import Price
-from agentmesh.agents.skills import Skill
 from agentmesh.errors import AgentmeshError
+from agentmesh.skills import Skill
 
 
 class OpenAIBackend(ModelBackend):

@@ -33,21 +33,21 @@ from prometheus_client import CollectorRegistry
 from agentmesh import logs, reflection, telemetry
 from agentmesh.agents.backend import Backend, BackendResult
 from agentmesh.agents.checks import check_ids, check_input, check_same_work
+from agentmesh.agents.config import WorkerConfig
 from agentmesh.agents.membership import Membership
 from agentmesh.agents.results import Key, Stored, input_digest, make_result_store
-from agentmesh.agents.skills import SKILLS, Skill, output_violations
-from agentmesh.config import WorkerConfig
 from agentmesh.errors import AgentmeshError, Unavailable, Unimplemented
+from agentmesh.estimators import ErrorRate, PeakEwma
 from agentmesh.handlers import RejectUndecodable, unary
 from agentmesh.metrics import WorkerMetrics, serve_metrics
-from agentmesh.scheduler.convert import (
+from agentmesh.skills import SKILLS, Skill, output_violations
+from agentmesh.v1 import worker_pb2, worker_pb2_grpc
+from agentmesh.wire import (
     dict_to_struct,
     duration,
     struct_to_dict,
     usage_to_proto,
 )
-from agentmesh.scheduler.load import ErrorRate, PeakEwma
-from agentmesh.v1 import worker_pb2, worker_pb2_grpc
 
 log = logging.getLogger(__name__)
 

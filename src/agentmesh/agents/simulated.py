@@ -20,9 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agentmesh.agents.backend import Backend, BackendResult, Usage
-from agentmesh.agents.skills import Skill
+from agentmesh.agents.backend import Backend, BackendResult
 from agentmesh.errors import Unavailable
+from agentmesh.skills import Skill
+from agentmesh.usage import Usage
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from agentmesh.clock import Clock
-from agentmesh.config import SchedulerConfig
 from agentmesh.errors import DeadlineExceeded, FieldViolation, InvalidArgument, ResourceExhausted
+from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.plans import Plan
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")

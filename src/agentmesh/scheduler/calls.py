@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agentmesh.agents.backend import Usage
 from agentmesh.scheduler.registry import WorkerRecord
 from agentmesh.scheduler.tiers import Budget
+from agentmesh.usage import Usage
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agentmesh.agents.skills import SKILLS, input_violations
 from agentmesh.errors import FieldViolation, InvalidArgument
 from agentmesh.scheduler.admission import json_size
 from agentmesh.scheduler.plans import Plan, Step, resolve_bindings
+from agentmesh.skills import SKILLS, input_violations
 
 
 def check_input(capability: str, data: Mapping[str, Any], field: str, what: str) -> None:

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf import json_format, struct_pb2
 
-from agentmesh.agents.backend import Usage
-from agentmesh.errors import FieldViolation, InvalidArgument
 from agentmesh.scheduler.calls import SubtaskEvent
 from agentmesh.scheduler.executor import RequestRecord, SubtaskRecord
 from agentmesh.scheduler.plans import EQUALS, NOT_EQUALS, Binding, Condition, Plan, Step
 from agentmesh.scheduler.registry import HealthReport, WorkerRecord, WorkerSpec
 from agentmesh.v1 import plan_pb2, scheduler_pb2, worker_pb2
+from agentmesh.wire import (
+    dict_to_struct,
+    duration,
+    timestamp,
+    to_python,
+    usage_to_proto,
+)
 
 _OPERATORS = {
     plan_pb2.CONDITION_OPERATOR_EQUALS: EQUALS,
@@ -20,46 +25,10 @@ _OPERATORS = {
 }
 
 
-def struct_to_dict(message: struct_pb2.Struct, field: str = "input") -> dict[str, Any]:
-    """A Struct as plain Python; whole numbers come back as int (Struct keeps only doubles).
-
-    InvalidArgument for what JSON cannot hold (NaN, infinities).
-    """
-    return _whole_numbers(_to_python(message, field))
-
-
-def _to_python(message: struct_pb2.Struct | struct_pb2.Value, field: str) -> Any:
-    try:
-        return json_format.MessageToDict(message)
-    except ValueError as error:
-        raise InvalidArgument(
-            f"{field} holds a value JSON cannot: {error}",
-            [FieldViolation(field, "numbers must be finite")],
-            reason="INVALID_NUMBER",
-        ) from None
-
-
-def _whole_numbers(data: Any) -> Any:
-    if isinstance(data, float) and data.is_integer() and abs(data) < 2**53:
-        return int(data)
-    if isinstance(data, dict):
-        return {k: _whole_numbers(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_whole_numbers(v) for v in data]
-    return data
-
-
-def dict_to_struct(data: dict[str, Any] | None) -> struct_pb2.Struct:
-    struct = struct_pb2.Struct()
-    if data:
-        struct.update(data)
-    return struct
-
-
 def _value_to_python(value: struct_pb2.Value) -> Any:
     if value.WhichOneof("kind") is None:
         return None
-    return _to_python(value, "plan")
+    return to_python(value, "plan")
 
 
 def _python_to_value(data: Any) -> struct_pb2.Value | None:
@@ -68,20 +37,6 @@ def _python_to_value(data: Any) -> struct_pb2.Value | None:
     value = struct_pb2.Value()
     json_format.ParseDict(data, value)
     return value
-
-
-def duration(seconds: float) -> duration_pb2.Duration:
-    message = duration_pb2.Duration()
-    message.FromNanoseconds(int(seconds * 1e9))
-    return message
-
-
-def timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
-    if seconds is None:
-        return None
-    message = timestamp_pb2.Timestamp()
-    message.FromNanoseconds(int(seconds * 1e9))
-    return message
 
 
 # -- plans ------------------------------------------------------------------------
@@ -155,14 +110,6 @@ def plan_to_proto(plan: Plan) -> plan_pb2.Plan:
 
 
 # -- requests -----------------------------------------------------------------------
-
-
-def usage_to_proto(usage: Usage) -> worker_pb2.Usage:
-    return worker_pb2.Usage(
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cost_usd=usage.cost_usd,
-    )
 
 
 def _error(code: str, message: str) -> scheduler_pb2.Error:

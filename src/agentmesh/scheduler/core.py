@@ -21,9 +21,7 @@ from typing import Any
 from opentelemetry import trace
 
 from agentmesh import telemetry
-from agentmesh.agents.skills import SKILLS
 from agentmesh.clock import Clock
-from agentmesh.config import SchedulerConfig
 from agentmesh.errors import (
     AgentmeshError,
     FieldViolation,
@@ -41,6 +39,7 @@ from agentmesh.scheduler.calls import (
     WorkerTransport,
     ignore_events,
 )
+from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.dispatcher import Dispatcher
 from agentmesh.scheduler.executor import (
     Executor,
@@ -56,6 +55,7 @@ from agentmesh.scheduler.stats import RequestWindow
 from agentmesh.scheduler.store import Store
 from agentmesh.scheduler.tiers import NUANCED
 from agentmesh.scheduler.workflows import WorkflowLibrary
+from agentmesh.skills import SKILLS
 
 log = logging.getLogger(__name__)
 

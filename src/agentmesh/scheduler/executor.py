@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agentmesh.agents.backend import Usage
 from agentmesh.errors import AgentmeshError, Cancelled, FieldViolation, error_for_code
 from agentmesh.scheduler import contracts
 from agentmesh.scheduler.calls import (
@@ -35,6 +34,7 @@ from agentmesh.scheduler.plans import (
     step_priority,
 )
 from agentmesh.scheduler.tiers import Budget
+from agentmesh.usage import Usage
 
 log = logging.getLogger(__name__)
 

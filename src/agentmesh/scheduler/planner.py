@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from agentmesh.agents.skills import SKILLS
 from agentmesh.scheduler.plans import Binding, Plan, Step
 from agentmesh.scheduler.tiers import NUANCED, SIMPLE
+from agentmesh.skills import SKILLS
 
 #: The capability that makes plans; a plan never uses it itself.
 PLAN = "plan"

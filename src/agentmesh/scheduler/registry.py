@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from agentmesh.scheduler.load import ErrorRate, PeakEwma, Pending, decay_toward
+from agentmesh.estimators import ErrorRate, PeakEwma, decay_toward
+from agentmesh.scheduler.load import Pending
 
 
 def _no_typical_latency() -> float:

@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry
 
 from agentmesh import reflection
 from agentmesh.clock import SystemClock
-from agentmesh.config import SchedulerConfig
 from agentmesh.handlers import RejectUndecodable
 from agentmesh.metrics import MeshCollector, SchedulerMetrics, serve_metrics
+from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.core import SchedulerCore
 from agentmesh.scheduler.servicer import SchedulerServicer
 from agentmesh.scheduler.store import SqliteStore

@@ -12,7 +12,7 @@ from typing import Any
 from grpc import aio
 from opentelemetry import trace
 
-from agentmesh import telemetry
+from agentmesh import telemetry, wire
 from agentmesh.errors import AgentmeshError, FieldViolation, InvalidArgument, NotFound
 from agentmesh.handlers import Undecodable, streaming, unary
 from agentmesh.scheduler import convert
@@ -115,7 +115,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         """Submit and StreamSubmit alike: the request to the core, with the call's deadline."""
         try:
             source = _source(request, self.core.config.max_steps)
-            data = convert.struct_to_dict(request.input)
+            data = wire.struct_to_dict(request.input)
         except AgentmeshError as error:
             self.core.refused(Source(workflow=request.workflow), error)
             raise
@@ -141,7 +141,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def Decompose(
         self, request: scheduler_pb2.DecomposeRequest, context: Context
     ) -> scheduler_pb2.DecomposeResponse:
-        data = convert.struct_to_dict(request.input)
+        data = wire.struct_to_dict(request.input)
         source = _source(request, self.core.config.max_steps)
         if source.plan is None:
             self.core.admission.check_input(data, request.input.ByteSize())
@@ -157,7 +157,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             outcome = await self.core.dispatch(
                 request.request_id,
                 request.capability,
-                convert.struct_to_dict(request.input),
+                wire.struct_to_dict(request.input),
                 priority=request.priority,
                 difficulty=request.difficulty,
                 timeout=context.time_remaining(),
@@ -165,12 +165,12 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         result = outcome.result
         return scheduler_pb2.DispatchResponse(
             request_id=request.request_id,
-            output=convert.dict_to_struct(result.output),
+            output=wire.dict_to_struct(result.output),
             worker_id=outcome.worker_id,
             model=result.model,
             attempts=outcome.attempts,
-            usage=convert.usage_to_proto(result.usage),
-            duration=convert.duration(result.duration),
+            usage=wire.usage_to_proto(result.usage),
+            duration=wire.duration(result.duration),
         )
 
     @unary
@@ -187,7 +187,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         )
         return scheduler_pb2.RegisterResponse(
             worker_id=record.worker_id,
-            heartbeat_interval=convert.duration(self.core.config.heartbeat_interval),
+            heartbeat_interval=wire.duration(self.core.config.heartbeat_interval),
         )
 
     @streaming
@@ -196,7 +196,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     ) -> AsyncIterator[scheduler_pb2.HeartbeatResponse]:
         token = object()
         worker_id = ""
-        interval = convert.duration(self.core.config.heartbeat_interval)
+        interval = wire.duration(self.core.config.heartbeat_interval)
         try:
             async for beat in request_iterator:
                 if isinstance(beat, Undecodable):
@@ -257,26 +257,26 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 scheduler_pb2.QueueStats(
                     capability=capability,
                     depth=depth,
-                    oldest_age=convert.duration(ages[capability]),
+                    oldest_age=wire.duration(ages[capability]),
                 )
                 for capability, depth in sorted(core.dispatcher.slots.queue_depths().items())
             ],
             active_requests=core.requests.active(),
-            window=convert.duration(core.stats.window),
+            window=wire.duration(core.stats.window),
             succeeded=summary.counts.get("SUCCEEDED", 0),
             failed=summary.counts.get("FAILED", 0),
             cancelled=summary.counts.get("CANCELLED", 0),
             requests_per_second=summary.rate,
-            latency_p50=convert.duration(summary.p50),
-            latency_p95=convert.duration(summary.p95),
-            latency_p99=convert.duration(summary.p99),
+            latency_p50=wire.duration(summary.p50),
+            latency_p95=wire.duration(summary.p95),
+            latency_p99=wire.duration(summary.p99),
             recent=[
                 scheduler_pb2.RequestSummary(
                     request_id=f.request_id,
                     workflow=f.workflow,
                     state=scheduler_pb2.RequestState.Value(f"REQUEST_STATE_{f.state}"),
-                    duration=convert.duration(f.duration),
-                    finished_at=convert.timestamp(f.wall_time),
+                    duration=wire.duration(f.duration),
+                    finished_at=wire.timestamp(f.wall_time),
                     error_code=f.error_code,
                 )
                 for f in core.stats.recent(request.recent_requests or DEFAULT_RECENT)

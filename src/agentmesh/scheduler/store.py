@@ -22,11 +22,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from agentmesh.agents.backend import Usage
 from agentmesh.scheduler.executor import DONE, ErrorRecord, RequestRecord, SubtaskRecord
 from agentmesh.scheduler.plans import plan_from_dict, plan_to_dict
 from agentmesh.scheduler.storewriter import GroupWriter, StoreObserver
 from agentmesh.scheduler.tiers import Budget
+from agentmesh.usage import Usage
 
 log = logging.getLogger(__name__)
 

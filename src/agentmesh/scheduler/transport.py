@@ -6,13 +6,13 @@ import grpc
 from grpc import aio
 
 from agentmesh import telemetry
-from agentmesh.agents.backend import Usage
 from agentmesh.errors import AgentmeshError, Unavailable
 from agentmesh.scheduler.calls import ExecuteResult, SubtaskCall
-from agentmesh.scheduler.convert import dict_to_struct, struct_to_dict
 from agentmesh.scheduler.registry import WorkerRecord
 from agentmesh.status import from_rpc_error
+from agentmesh.usage import Usage
 from agentmesh.v1 import worker_pb2, worker_pb2_grpc
+from agentmesh.wire import dict_to_struct, struct_to_dict
 
 
 class GrpcTransport:

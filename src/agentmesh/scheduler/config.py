@@ -1,22 +1,16 @@
-"""Configuration as frozen data, read once from the environment.
-
-Every setting has a default stated where it is defined and an
-`AGENTMESH_*` environment variable that overrides it (see the README's
-configuration table). Nothing here is read at import time.
-"""
+"""The scheduler's settings, as frozen data read once from the environment."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from agentmesh import settings
 from agentmesh.scheduler.hedging import HedgePolicy
 from agentmesh.scheduler.retry import RetryPolicy
-
-C = TypeVar("C")
 
 
 @dataclass(frozen=True)
@@ -83,7 +77,7 @@ class SchedulerConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> SchedulerConfig:
         env = os.environ if env is None else env
-        values = _from_env(cls, env)
+        values = settings.from_env(cls, env, skip=frozenset({"retry", "hedge"}))
         retry = RetryPolicy(
             max_attempts=int(env.get("AGENTMESH_RETRY_MAX_ATTEMPTS", RetryPolicy.max_attempts)),
             initial_backoff=float(
@@ -99,87 +93,3 @@ class SchedulerConfig:
             budget=float(env.get("AGENTMESH_HEDGE_BUDGET", HedgePolicy.budget)),
         )
         return cls(**{**values, "retry": retry, "hedge": hedge, **overrides})
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    scheduler: str = "127.0.0.1:50051"
-    """The scheduler to register with. Env AGENTMESH_SCHEDULER. Default 127.0.0.1:50051."""
-    listen: str = "127.0.0.1:0"
-    """host:port to serve WorkerService on; port 0 picks a free one.
-    Env AGENTMESH_WORKER_LISTEN. Default 127.0.0.1:0."""
-    advertise: str = ""
-    """Address the scheduler should call; default: the listen address with
-    its actual port. Env AGENTMESH_WORKER_ADVERTISE."""
-    metrics_listen: str = ""
-    """host:port of the worker's /metrics endpoint; empty turns it off.
-    Env AGENTMESH_WORKER_METRICS_LISTEN. Default off."""
-    worker_id: str = ""
-    """Stable id; default: a random one. Env AGENTMESH_WORKER_ID."""
-    skills: tuple[str, ...] = ()
-    """Skills to offer; default: every skill the backend can run.
-    Env AGENTMESH_SKILLS (comma-separated)."""
-    backend: str = "builtin"
-    """Model backend. Env AGENTMESH_BACKEND. Default builtin (offline, no model)."""
-    capacity: int = 4
-    """Subtasks run at once. Env AGENTMESH_CAPACITY. Default 4."""
-    tier: str = ""
-    """Model tier the worker declares: builtin, small or large. Env AGENTMESH_TIER.
-    Default: builtin for the builtin and sim backends, small for a model."""
-    drain_timeout: float = 10.0
-    """Seconds a draining worker waits for in-flight subtasks.
-    Env AGENTMESH_DRAIN_TIMEOUT. Default 10 s."""
-    results_kept: int = 10_000
-    """Finished subtasks remembered for idempotent replay.
-    Env AGENTMESH_RESULTS_KEPT. Default 10000."""
-    store: str = ""
-    """SQLite file of finished subtasks, kept across restarts; empty keeps them in
-    memory only. Env AGENTMESH_WORKER_STORE. Default: memory."""
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerConfig:
-        env = os.environ if env is None else env
-        values = _from_env(
-            cls,
-            env,
-            prefix_overrides={
-                "listen": "AGENTMESH_WORKER_LISTEN",
-                "advertise": "AGENTMESH_WORKER_ADVERTISE",
-                "metrics_listen": "AGENTMESH_WORKER_METRICS_LISTEN",
-                "worker_id": "AGENTMESH_WORKER_ID",
-                "store": "AGENTMESH_WORKER_STORE",
-            },
-        )
-        return cls(**{**values, **overrides})
-
-
-def _from_env(
-    cls: type[C], env: Mapping[str, str], prefix_overrides: Mapping[str, str] | None = None
-) -> dict[str, Any]:
-    """Field values found in env as AGENTMESH_<FIELD> (or a named variable), converted."""
-    values: dict[str, Any] = {}
-    for f in fields(cls):  # type: ignore[arg-type]
-        if f.name in ("retry", "hedge"):
-            continue
-        name = (prefix_overrides or {}).get(f.name, f"AGENTMESH_{f.name.upper()}")
-        raw = env.get(name)
-        if raw is None or (raw == "" and f.name not in ("metrics_listen", "store")):
-            continue
-        values[f.name] = _convert(f.type, raw, name)
-    return values
-
-
-def _convert(kind: Any, raw: str, name: str) -> Any:
-    kind = str(kind)
-    try:
-        if kind == "float":
-            return float(raw)
-        if kind == "int":
-            return int(raw)
-        if kind.startswith("tuple"):
-            return tuple(s.strip() for s in raw.split(",") if s.strip())
-        if kind.startswith("Path"):
-            return Path(raw)
-        return raw
-    except ValueError:
-        raise ValueError(f"environment variable {name}={raw!r} is not a valid {kind}") from None
