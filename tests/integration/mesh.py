@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -186,3 +187,34 @@ def refused(
                 violations |= {v.field: v.description for v in bad.field_violations}
         return error.code(), error.details(), violations  # type: ignore[attr-defined]
     raise AssertionError(f"the call did not fail: {request}")
+
+
+@contextlib.contextmanager
+def agentmesh_run(
+    *args: str, env: dict[str, str], timeout: float
+) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    """`agentmesh run ARGS` as a user starts it: yields the process and the lines it has
+    printed once its banner is out; on leaving, Ctrl-C and a wait (a kill if it hangs).
+    The exit status is the process's `returncode` afterwards."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agentmesh", "run", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: list[str] = []
+    stdout = process.stdout
+    assert stdout is not None
+    threading.Thread(target=lambda: lines.extend(stdout), daemon=True).start()
+    try:
+        wait_for(lambda: any("Stop with Ctrl-C" in line for line in lines), timeout, "the banner")
+        yield process, lines
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)

@@ -14,11 +14,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mesh import ROOT, free_port, wait_for
+from mesh import ROOT, agentmesh_run, free_port, wait_for
 
 from agentmesh.skills import SKILLS, output_violations
 
@@ -83,19 +81,7 @@ def test_make_run_backend_local_answers_every_example_ticket(tmp_path: Path) -> 
         "AGENTMESH_METRICS_LISTEN": "",
         "AGENTMESH_STORE": str(tmp_path / "scheduler.db"),
     }
-    run = subprocess.Popen(
-        [sys.executable, "-m", "agentmesh", "run", "--backend", "local"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(run.stdout), daemon=True)  # type: ignore[arg-type]
-    reader.start()
-    try:
-        wait_for(lambda: any("Stop with Ctrl-C" in line for line in lines), 300, "the banner")
+    with agentmesh_run("--backend", "local", env=env, timeout=300) as (_, lines):
         found = re.search(r"local model \(llama\.cpp\) on (\S+) \((\d+) slots\)", "".join(lines))
         assert found, "".join(lines)
         model_url, slots = found.group(1), int(found.group(2))
@@ -119,10 +105,3 @@ def test_make_run_backend_local_answers_every_example_ticket(tmp_path: Path) -> 
             f"{len(ran)} steps answered in {attempts} attempts ({len(steps) - len(ran)} skipped); "
             f"idle {idle_after:.1f} s after the last answer"
         )
-    finally:
-        run.send_signal(signal.SIGINT)
-        try:
-            run.wait(60)
-        except subprocess.TimeoutExpired:
-            run.kill()
-            run.wait(10)

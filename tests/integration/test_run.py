@@ -5,16 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import sqlite3
 import subprocess
-import sys
-import threading
 import urllib.request
 from pathlib import Path
 
 import pytest
-from mesh import ROOT, free_port, wait_for
+from mesh import ROOT, agentmesh_run, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -50,19 +47,7 @@ def test_run_prints_commands_that_work_and_stops_cleanly(tmp_path: Path) -> None
         "AGENTMESH_STORE": str(tmp_path / "scheduler.db"),
     }
     targets = tmp_path / "agentmesh-workers-run.yml"
-    supervisor = subprocess.Popen(
-        [sys.executable, "-m", "agentmesh", "run", "--prometheus-targets", str(targets)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(supervisor.stdout), daemon=True)  # type: ignore[arg-type]
-    reader.start()
-    try:
-        wait_for(lambda: any("Stop with Ctrl-C" in line for line in lines), 90, "the banner")
+    with agentmesh_run("--prometheus-targets", str(targets), env=env, timeout=90) as (run, lines):
         banner = "".join(lines)
         assert f"127.0.0.1:{port}" in banner and f"http://127.0.0.1:{metrics}/metrics" in banner
         commands = printed_commands(banner)
@@ -88,10 +73,7 @@ def test_run_prints_commands_that_work_and_stops_cleanly(tmp_path: Path) -> None
         for target in listed:
             body = urllib.request.urlopen(f"http://{target['targets'][0]}/metrics", timeout=5)
             assert b"agentmesh_worker_subtasks_total" in body.read()
-    finally:
-        supervisor.send_signal(signal.SIGINT)
-        code = supervisor.wait(30)
-    assert code == 0
+    assert run.returncode == 0
     assert not targets.exists()  # no stale targets once the mesh is gone
     # Each worker kept what it finished in its own file beside the scheduler's store.
     stores = sorted(tmp_path.glob("worker-*.db"))
