@@ -41,6 +41,9 @@ def test_importing_the_client_loads_no_server_part_and_no_server_library() -> No
 
 ROOT = Path(__file__).resolve().parents[2]
 
+#: What a checkout holds beside its sources once installed and run.
+LOCAL_FILES = ("build", "*.egg-info", "__pycache__")
+
 
 def _closure(names: list[str]) -> set[str]:
     """The distributions `names` require (no extras), transitively, as installed here."""
@@ -73,10 +76,15 @@ def _copy_installed(name: str, site: Path) -> None:
 def test_the_client_distribution_alone_calls_a_mesh(tmp_path: Path) -> None:
     """A fresh venv with only protos/ and clients/python/ and what they declare: the client
     imports, none of the server side comes with it, and a call fails the documented way."""
+    # Built from copies: a build leaves build/ and *.egg-info/ beside its sources.
+    sources = []
+    for part in ("protos", "clients/python"):
+        sources.append(tmp_path / "src" / part)
+        shutil.copytree(ROOT / part, sources[-1], ignore=shutil.ignore_patterns(*LOCAL_FILES))
     wheels = tmp_path / "wheels"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-index", "-w", str(wheels), str(ROOT / "protos"), str(ROOT / "clients/python")],
+         "--no-index", "-w", str(wheels), *map(str, sources)],
         check=True,
     )  # fmt: skip
     venv.EnvBuilder(with_pip=False).create(tmp_path / "venv")
