@@ -41,14 +41,15 @@ const LOADER_OPTIONS = {
   includeDirs: [PROTOS_DIR],
 };
 
-/** @type {{definitions: protoLoader.PackageDefinition, converter: Converter} | undefined} */
+/** @type {{Service: grpc.ServiceClientConstructor, converter: Converter} | undefined} */
 let loaded;
 
-/** The contracts, parsed once per process. */
+/** The contracts, parsed once per process: the stub's class and the converter. */
 function contracts() {
   if (!loaded) {
     const definitions = protoLoader.loadSync(['agentmesh/v1/scheduler.proto'], LOADER_OPTIONS);
-    loaded = { definitions, converter: new Converter(definitions) };
+    const proto = /** @type {any} */ (grpc.loadPackageDefinition(definitions));
+    loaded = { Service: proto.agentmesh.v1.SchedulerService, converter: new Converter(definitions) };
   }
   return loaded;
 }
@@ -126,15 +127,12 @@ export class Client {
    * @param {grpc.ChannelOptions} [options.channelOptions]
    */
   constructor(target, { timeout = DEFAULT_TIMEOUT, credentials, channelOptions } = {}) {
-    const { definitions, converter } = contracts();
-    const proto = /** @type {any} */ (grpc.loadPackageDefinition(definitions));
+    const { Service, converter } = contracts();
     /** Default deadline of a call, in seconds. */
     this.timeout = timeout;
     this.#converter = converter;
-    this.#stub = new proto.agentmesh.v1.SchedulerService(
-      target,
-      credentials ?? grpc.credentials.createInsecure(),
-      channelOptions,
+    this.#stub = /** @type {any} */ (
+      new Service(target, credentials ?? grpc.credentials.createInsecure(), channelOptions)
     );
   }
 
