@@ -47,6 +47,13 @@ $(BUF):
 	mkdir -p $(TOOLS)/buf-$(BUF_VERSION)
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS)/buf-$(BUF_VERSION) @bufbuild/buf@$(BUF_VERSION)
 
+# The Node client's dependencies, for tests/integration/test_node_client.py (npm ci: exactly
+# what clients/node/package-lock.json pins).
+NODE_CLIENT_MODULES := clients/node/node_modules
+$(NODE_CLIENT_MODULES): clients/node/package.json clients/node/package-lock.json
+	npm ci --silent --no-audit --no-fund --prefix clients/node
+	touch $@
+
 # promtool and prometheus, for tests/integration/test_prometheus.py (CI: Debian, as root).
 prometheus:
 	command -v promtool >/dev/null && command -v prometheus >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus)
@@ -55,7 +62,7 @@ run: install $(if $(filter local,$(BACKEND)),local-model)
 	$(BIN)/agentmesh run --backend $(BACKEND) \
 	  --prometheus-targets deploy/prometheus/targets/agentmesh-workers-run.yml
 
-test: install local-model $(BUF) prometheus lint
+test: install local-model $(BUF) $(NODE_CLIENT_MODULES) prometheus lint
 	AGENTMESH_BUF=$(abspath $(BUF)) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 protos: install
@@ -73,4 +80,4 @@ lint: install $(BUF)
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache $(NODE_CLIENT_MODULES)
