@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import grpc
+from google.protobuf import struct_pb2
 from grpc import aio
 
 from agentmesh.status import from_rpc_error
@@ -41,7 +42,24 @@ class Goal:
 Source = str | plan_pb2.Plan | Goal
 
 
-def _source(source: Source) -> dict[str, Any]:
+class _SourceFields(TypedDict, total=False):
+    """The `source` oneof of SubmitRequest, StreamSubmitRequest and DecomposeRequest."""
+
+    workflow: str
+    plan: plan_pb2.Plan
+    goal: str
+
+
+class _SubmitFields(_SourceFields, total=False):
+    """The fields SubmitRequest and StreamSubmitRequest share."""
+
+    request_id: str
+    input: struct_pb2.Struct
+    priority: plan_pb2.Priority.ValueType
+    cost_budget_usd: float
+
+
+def _source(source: Source) -> _SourceFields:
     if isinstance(source, plan_pb2.Plan):
         return {"plan": source}
     if isinstance(source, Goal):
@@ -51,11 +69,11 @@ def _source(source: Source) -> dict[str, Any]:
 
 def _submit_fields(
     source: Source, data: Mapping[str, Any], request_id: str, priority: int, budget: float
-) -> dict[str, Any]:
+) -> _SubmitFields:
     return {
         "request_id": request_id,
         "input": dict_to_struct(dict(data)),
-        "priority": priority,
+        "priority": plan_pb2.Priority.ValueType(priority),
         "cost_budget_usd": budget,
         **_source(source),
     }
