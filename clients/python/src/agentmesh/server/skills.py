@@ -40,7 +40,33 @@ class Skill:
     step whose input is larger before dispatching it, and a worker refuses it with
     INVALID_ARGUMENT: a skill's work grows with its input, and one oversized input must not
     occupy a worker for longer than a subtask's deadline. Default 64 KiB; each builtin skill
-    takes at most about a second of CPU at its budget. Measured by `input_bytes`."""
+    takes at most about a second of CPU at its budget. Measured by `input_bytes`. 0 or less:
+    no limit of the skill's own (a custom skill that declares none)."""
+    difficulty: int = 0
+    """The agentmesh.v1.Difficulty of a step using the skill that sets none. Default 0
+    (unspecified), which counts as simple."""
+
+    @functools.cached_property
+    def validators(self) -> tuple[Draft202012Validator, Draft202012Validator]:
+        """The input and output schemas, compiled once per skill (a frozen dataclass still
+        has a `__dict__` for `cached_property` to fill)."""
+        formats = Draft202012Validator.FORMAT_CHECKER
+        return (
+            Draft202012Validator(self.input_schema, format_checker=formats),
+            Draft202012Validator(self.output_schema, format_checker=formats),
+        )
+
+    @functools.cached_property
+    def schemas_key(self) -> str:
+        """The input and output schemas as canonical JSON (sorted keys, no spaces): two
+        skills with equal keys take and return the same objects."""
+        return json.dumps(
+            {"input": self.input_schema, "output": self.output_schema},
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            default=dict,  # a read-only mapping (MappingProxyType) is written as the dict it is
+        )
 
 
 _TEXT = {"type": "string", "minLength": 1}
@@ -263,6 +289,7 @@ _CATALOGUE = (
                 "answer": {"type": "object", "additionalProperties": {"type": "string"}},
             }
         ),
+        difficulty=2,  # nuanced: planning takes the large tier where there is one
         instructions=(
             "Plan how to reach the goal with the listed capabilities only. Give each step a "
             "lower_snake_case id, the capability it uses, its inputs as references "
@@ -287,25 +314,38 @@ def input_bytes(data: Mapping[str, Any]) -> int:
     return len(json.dumps(data, ensure_ascii=False).encode())
 
 
-@functools.cache
-def _validators(name: str) -> tuple[Draft202012Validator, Draft202012Validator]:
-    """Compile a skill's schemas once; keyed by name because `Skill` holds dicts."""
-    skill = SKILLS[name]
-    formats = Draft202012Validator.FORMAT_CHECKER
-    return (
-        Draft202012Validator(skill.input_schema, format_checker=formats),
-        Draft202012Validator(skill.output_schema, format_checker=formats),
+ANY_OBJECT: Mapping[str, Any] = MappingProxyType({"type": "object"})
+"""The schema of a capability that declares none: any object."""
+
+
+def open_skill(name: str, description: str = "") -> Skill:
+    """The contract of a capability that declares none and is not in the catalogue: any
+    object in and out, no input limit of its own."""
+    return Skill(
+        name=name,
+        description=description,
+        input_schema=dict(ANY_OBJECT),
+        output_schema=dict(ANY_OBJECT),
+        instructions="",
+        max_input_bytes=0,
     )
+
+
+def schema_problems(schema: Mapping[str, Any]) -> list[str]:
+    """Why `schema` is not a valid JSON Schema (draft 2020-12); empty if it is."""
+    validator = Draft202012Validator(Draft202012Validator.META_SCHEMA)
+    errors = sorted(validator.iter_errors(dict(schema)), key=lambda e: list(map(str, e.path)))
+    return [f"{'.'.join(map(str, e.absolute_path)) or 'the schema'}: {e.message}" for e in errors]
 
 
 def input_violations(skill: Skill, data: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The (field path, description) pairs where `data` breaks the input schema; empty if valid."""
-    return _violations("input", _validators(skill.name)[0], data)
+    return _violations("input", skill.validators[0], data)
 
 
 def output_violations(skill: Skill, data: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The (field path, description) pairs where `data` breaks the output schema; empty if valid."""
-    return _violations("output", _validators(skill.name)[1], data)
+    return _violations("output", skill.validators[1], data)
 
 
 def _violations(
