@@ -26,7 +26,7 @@ from agentmesh.errors import (
     InvalidArgument,
     NotFound,
 )
-from agentmesh.scheduler import admission, contracts, planner, requests
+from agentmesh.scheduler import admission, contracts, planner, requests, skillbook
 from agentmesh.scheduler.admission import Admission
 from agentmesh.scheduler.calls import (
     DispatchObserver,
@@ -55,7 +55,7 @@ from agentmesh.scheduler.workflows import WorkflowLibrary
 from agentmesh.server import telemetry
 from agentmesh.server.clock import Clock
 from agentmesh.server.metrics import MeshSnapshot, WorkerView
-from agentmesh.server.skills import SKILLS
+from agentmesh.server.skills import SKILLS, Skill
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,11 @@ class SchedulerCore:
         """Capabilities a plan may name: the skill catalogue and whatever workers offer."""
         return frozenset(SKILLS) | self.registry.capabilities()
 
+    def contract(self, capability: str) -> Skill | None:
+        """The contract a capability's inputs are checked against: the one its live workers
+        registered, else the catalogue's for a built-in skill; None for neither."""
+        return contracts.contract_of(self.registry, capability)
+
     async def make_plan(self, source: Source, data: Mapping[str, Any], deadline: float) -> Plan:
         """The checked plan for a request: its workflow's, the one it supplied, or a planner's."""
         if source.plan is not None:
@@ -166,7 +171,7 @@ class SchedulerCore:
                 request_id=uuid.uuid4().hex,
                 subtask_id="plan",
                 capability=planner.PLAN,
-                input=planner.planner_input(goal, data, capabilities),
+                input=planner.planner_input(goal, data, self.registry.skills()),
                 difficulty=NUANCED,
                 deadline=deadline,
             )
@@ -238,7 +243,7 @@ class SchedulerCore:
                 known = await self._known(request_id, fingerprint, timeout, on_plan, on_event)
                 if known is not None:
                     return known
-            contracts.check_plan_inputs(plan, data)
+            contracts.check_plan_inputs(plan, data, self.contract)
             self.admission.admit(plan, self.requests.active(), self.dispatcher.slots.has_room)
             record = new_record(request_id, plan, data, priority, time.time(), cost_budget)
             started = True
@@ -353,7 +358,7 @@ class SchedulerCore:
                 [FieldViolation("capability", f"known: {', '.join(sorted(self.capabilities()))}")],
                 reason="UNKNOWN_CAPABILITY",
             )
-        contracts.check_input(capability, data, "input", "the input")
+        contracts.check_input(self.contract(capability), data, "input", "the input")
         call = SubtaskCall(
             request_id=request_id or uuid.uuid4().hex,
             subtask_id="dispatch",
@@ -405,7 +410,7 @@ class SchedulerCore:
                 "invalid worker registration: " + ", ".join(v.field for v in violations),
                 violations,
             )
-        record = self.registry.register(spec, self.clock.now())
+        record = self.registry.register(skillbook.complete(spec), self.clock.now())
         self.dispatcher.workers_changed(record)
         return record
 
