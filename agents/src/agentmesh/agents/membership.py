@@ -17,9 +17,16 @@ import grpc
 from grpc import aio
 
 from agentmesh.agents.link import SchedulerLink
+from agentmesh.server.skills import SKILLS
+from agentmesh.server.skillspecs import skill_to_proto
 from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc, worker_pb2
 
 log = logging.getLogger(__name__)
+
+
+def skill_specs(info: worker_pb2.WorkerInfo) -> list[worker_pb2.SkillSpec]:
+    """The contracts of the skills a worker offers, sent with its registration."""
+    return [skill_to_proto(SKILLS[name]) for name in info.capabilities if name in SKILLS]
 
 
 class Membership:
@@ -75,7 +82,8 @@ class Membership:
             info = self._info()
             try:
                 response = await stub.Register(
-                    scheduler_pb2.RegisterRequest(worker=info), timeout=5.0
+                    scheduler_pb2.RegisterRequest(worker=info, skills=skill_specs(info)),
+                    timeout=5.0,
                 )
             except grpc.RpcError as error:
                 self.link.lost()
