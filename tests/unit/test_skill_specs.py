@@ -278,3 +278,16 @@ async def test_a_step_without_difficulty_takes_its_skills() -> None:
     for _ in range(3):
         outcome = await core.dispatch("", "reverse_text", {"text": "abc"})
         assert outcome.worker_id == "large"
+
+
+def test_a_python_worker_sends_the_contracts_of_the_skills_it_offers() -> None:
+    from agentmesh.agents.membership import skill_specs
+    from agentmesh.v1 import worker_pb2
+
+    sent = skill_specs(worker_pb2.WorkerInfo(capabilities=["summarize", "sentiment"]))
+    assert [s.name for s in sent] == ["summarize", "sentiment"]
+    for spec in sent:
+        skill = SKILLS[spec.name]
+        assert spec.description == skill.description
+        assert spec.max_input_bytes == skill.max_input_bytes
+        assert skill_from_proto(spec).schemas_key == skill.schemas_key
