@@ -122,6 +122,9 @@ class Registry:
         self._workers: dict[str, WorkerRecord] = {}
         #: Liveness is counted from here at the earliest (see `restart_liveness`).
         self._liveness_from = float("-inf")
+        #: Every live capability's contract, made again after a worker registers or leaves:
+        #: the executor looks one up for each step it dispatches.
+        self._contracts: dict[str, Skill] | None = None
 
     def __len__(self) -> int:
         return len(self._workers)
@@ -139,6 +142,7 @@ class Registry:
         other schemas: a capability has one contract in the mesh.
         """
         self.check_skills(spec)
+        self._contracts = None
         record = self._workers.get(spec.worker_id)
         if record is None:
             record = WorkerRecord(
@@ -168,6 +172,7 @@ class Registry:
         return record
 
     def remove(self, worker_id: str) -> WorkerRecord | None:
+        self._contracts = None
         return self._workers.pop(worker_id, None)
 
     def silent_since(self, cutoff: float) -> list[WorkerRecord]:
@@ -212,19 +217,19 @@ class Registry:
         Every worker offering it holds the same schemas (`check_skills`); the
         first registered one's spec speaks for them.
         """
-        for record in self._workers.values():
-            for skill in record.spec.skills:
-                if skill.name == capability:
-                    return skill
-        return None
+        return self._live_contracts().get(capability)
 
     def skills(self) -> dict[str, Skill]:
         """The contract of every capability some worker offers, by name."""
-        found: dict[str, Skill] = {}
-        for record in self._workers.values():
-            for skill in record.spec.skills:
-                found.setdefault(skill.name, skill)
-        return found
+        return dict(self._live_contracts())
+
+    def _live_contracts(self) -> dict[str, Skill]:
+        if self._contracts is None:
+            self._contracts = {}
+            for record in self._workers.values():
+                for skill in record.spec.skills:
+                    self._contracts.setdefault(skill.name, skill)
+        return self._contracts
 
     def check_skills(self, spec: WorkerSpec) -> None:
         """Refuse a worker whose contract for a capability differs from another worker's.
