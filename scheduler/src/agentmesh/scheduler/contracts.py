@@ -10,9 +10,11 @@ refused at admission, before anything runs.
 
 The contract is the one the capability's live workers registered
 (`Registry.skill`), so a worker's own capability is checked like a built-in
-one; with no live worker, a built-in skill's comes from the catalogue, and
-any other capability has none here (its step waits for a worker, and is
-checked once one has registered).
+one; with no live worker, a built-in skill's comes from the catalogue. Any
+other capability must be live for a plan or a Dispatch to name it, so it
+has a contract when its request is admitted; only a step whose workers all
+left before it was dispatched goes unchecked here (it waits for a worker,
+whose own check applies).
 """
 
 from __future__ import annotations
