@@ -2,8 +2,9 @@
 
 A request that names no workflow but a goal is planned by a worker offering
 the `plan` skill. It is told the goal, the fields of the request's input,
-and the capabilities the mesh offers now; its answer is converted here and
-then checked like any client-supplied plan.
+and the capabilities the mesh offers now with the descriptions their workers
+registered (a worker's own skill as much as a built-in one); its answer is
+converted here and then checked like any client-supplied plan.
 """
 
 from __future__ import annotations
