@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import grpc
 import pytest
 from agentmesh.v1 import plan_pb2, scheduler_pb2, scheduler_pb2_grpc, worker_pb2
-from mesh import ROOT, Mesh, refused, running_mesh, struct
+
+from tests.support.mesh import ROOT, Mesh, refused, running_mesh, struct
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 from agentmesh.v1 import scheduler_pb2
-from mesh import ROOT, Mesh, completed_runs, free_port, wait_for
 
 from agentmesh.errors import AgentmeshError
+from tests.support.mesh import ROOT, Mesh, completed_runs, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 

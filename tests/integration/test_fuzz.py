@@ -30,9 +30,9 @@ from google.protobuf import duration_pb2, struct_pb2
 from google.protobuf.message import Message
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from mesh import ROOT, Mesh, wait_for
 
 from agentmesh.skills import SKILLS
+from tests.support.mesh import ROOT, Mesh, wait_for
 
 pytestmark = pytest.mark.integration
 

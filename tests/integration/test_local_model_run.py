@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mesh import ROOT, agentmesh_run, free_port, wait_for
 
 from agentmesh.skills import SKILLS, output_violations
+from tests.support.mesh import ROOT, agentmesh_run, free_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.llm]
 

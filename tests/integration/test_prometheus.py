@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mesh import ROOT, Mesh, free_port, wait_for
 
 from agentmesh.errors import AgentmeshError
+from tests.support.mesh import ROOT, Mesh, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 from agentmesh.v1 import scheduler_pb2
-from mesh import ROOT, Mesh, completed_runs, free_port, wait_for
 
 from agentmesh.errors import AgentmeshError
+from tests.support.mesh import ROOT, Mesh, completed_runs, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 

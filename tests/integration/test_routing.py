@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 from agentmesh.v1 import scheduler_pb2, worker_pb2
-from mesh import ROOT, Mesh
 
 from agentmesh.errors import FailedPrecondition
+from tests.support.mesh import ROOT, Mesh
 
 pytestmark = pytest.mark.integration
 

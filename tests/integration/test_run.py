@@ -11,7 +11,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from mesh import ROOT, agentmesh_run, free_port
+
+from tests.support.mesh import ROOT, agentmesh_run, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from agentmesh.v1 import scheduler_pb2
-from mesh import ROOT, Mesh, free_port, wait_for
 
 from agentmesh.errors import AgentmeshError
+from tests.support.mesh import ROOT, Mesh, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 

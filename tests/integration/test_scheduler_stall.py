@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 from agentmesh.v1 import scheduler_pb2
-from mesh import ROOT, Mesh, wait_for
 
 from agentmesh.errors import AgentmeshError
+from tests.support.mesh import ROOT, Mesh, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mesh import ROOT, Mesh, free_port, wait_for
+
+from tests.support.mesh import ROOT, Mesh, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import grpc
 import pytest
 from agentmesh.v1 import worker_pb2, worker_pb2_grpc
-from mesh import Mesh, completed_runs, free_port
 
 from agentmesh.wire import dict_to_struct
+from tests.support.mesh import Mesh, completed_runs, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,6 @@ import asyncio
 import random
 
 import pytest
-from fakes import FakeClock, FakeTransport, fail_with, make_dispatcher
 
 from agentmesh.clock import SystemClock
 from agentmesh.errors import (
@@ -21,6 +20,7 @@ from agentmesh.scheduler.load import LatencyWindow, TokenBucket
 from agentmesh.scheduler.policies import RoundRobin
 from agentmesh.scheduler.registry import WorkerSpec
 from agentmesh.scheduler.tiers import Budget
+from tests.support.fakes import FakeClock, FakeTransport, fail_with, make_dispatcher
 
 
 def make(transport: FakeTransport, workers: int = 2, capacity: int = 1, clock=None):
