@@ -30,7 +30,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
-from agentmesh import logs, reflection, telemetry
+from agentmesh import logs, ports, reflection, telemetry
 from agentmesh.agents.backend import Backend, BackendResult
 from agentmesh.agents.checks import check_ids, check_input, check_same_work
 from agentmesh.agents.config import WorkerConfig
@@ -328,11 +328,16 @@ class Worker:
             raise OSError(f"cannot listen on {self.config.listen}")
         self.address = self.config.advertise or f"{self.config.listen.rpartition(':')[0]}:{port}"
         await self.server.start()
+        metrics = ""
         if self.config.metrics_listen:
-            serve_metrics(self.config.metrics_listen, self.metrics.registry)
+            metrics_port = serve_metrics(self.config.metrics_listen, self.metrics.registry)
+            metrics = ports.bound(self.config.metrics_listen, metrics_port)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         self.membership.start()
+        ports.announce(
+            "worker", self.config.ports_file, ports.bound(self.config.listen, port), metrics
+        )
 
     async def wait_registered(self, timeout: float) -> None:
         await asyncio.wait_for(self.membership.registered.wait(), timeout)

@@ -11,7 +11,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
-from agentmesh import reflection
+from agentmesh import ports, reflection
 from agentmesh.clock import SystemClock
 from agentmesh.handlers import RejectUndecodable
 from agentmesh.metrics import MeshCollector, SchedulerMetrics, serve_metrics
@@ -76,7 +76,8 @@ class SchedulerServer:
 
     @property
     def address(self) -> str:
-        return f"{self.config.listen.rpartition(':')[0]}:{self.port}"
+        """The gRPC address served, host:port, with the port bound (known once started)."""
+        return ports.bound(self.config.listen, self.port)
 
     async def start(self) -> None:
         self.port = self.server.add_insecure_port(self.config.listen)
@@ -87,14 +88,14 @@ class SchedulerServer:
         # repeat of one attaches to it; they resume after the recovery delay.
         self.core.recover(self.config.recovery_delay)
         await self.server.start()
+        metrics = ""
         if self.config.metrics_listen:
             self.metrics_port = serve_metrics(self.config.metrics_listen, self.metrics.registry)
+            metrics = ports.bound(self.config.metrics_listen, self.metrics_port)
         await self._set_health(self.store is None or self.store.up)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="liveness-sweeper")
-        log.info(
-            "scheduler serving",
-            extra={"address": self.address, "metrics_port": self.metrics_port},
-        )
+        # Last: whoever reads the ports file may call at once.
+        ports.announce("scheduler", self.config.ports_file, self.address, metrics)
 
     async def _set_health(self, serving: bool) -> None:
         if self._shutdown_started:
