@@ -34,7 +34,7 @@ from agentmesh.errors import (
 from agentmesh.localmodel import LocalModelServer
 from agentmesh.skills import SKILLS, output_violations
 from tests.support.local_model import MODEL_ALIAS
-from tests.support.mesh import Mesh, free_port
+from tests.support.mesh import Mesh, refusing_address
 
 pytestmark = [pytest.mark.integration, pytest.mark.llm]
 
@@ -234,8 +234,8 @@ def test_wrong_key_is_model_auth(local_model: LocalModelServer, provider: str) -
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_unreachable_server_is_unavailable(local_model: LocalModelServer, provider: str) -> None:
     env = model_env(local_model, provider, local_model.config.api_key)
-    env["AGENTMESH_MODEL_BASE_URL"] = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(Unavailable) as caught:
+    with refusing_address() as address, pytest.raises(Unavailable) as caught:
+        env["AGENTMESH_MODEL_BASE_URL"] = f"http://{address}"
         run_skill(env, provider, {"text": TICKET})
     assert caught.value.reason == "MODEL_UNREACHABLE"
     assert local_model.config.api_key not in caught.value.message
