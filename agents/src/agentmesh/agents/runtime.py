@@ -36,7 +36,7 @@ from agentmesh.agents.config import WorkerConfig
 from agentmesh.agents.membership import Membership
 from agentmesh.agents.results import Key, Stored, input_digest, make_result_store
 from agentmesh.errors import AgentmeshError, Unavailable, Unimplemented
-from agentmesh.server import logs, reflection, telemetry
+from agentmesh.server import logs, ports, reflection, telemetry
 from agentmesh.server.estimators import ErrorRate, PeakEwma
 from agentmesh.server.handlers import RejectUndecodable, unary
 from agentmesh.server.metrics import WorkerMetrics, serve_metrics
@@ -328,11 +328,16 @@ class Worker:
             raise OSError(f"cannot listen on {self.config.listen}")
         self.address = self.config.advertise or f"{self.config.listen.rpartition(':')[0]}:{port}"
         await self.server.start()
+        metrics = ""
         if self.config.metrics_listen:
-            serve_metrics(self.config.metrics_listen, self.metrics.registry)
+            metrics_port = serve_metrics(self.config.metrics_listen, self.metrics.registry)
+            metrics = ports.bound(self.config.metrics_listen, metrics_port)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         self.membership.start()
+        ports.announce(
+            "worker", self.config.ports_file, ports.bound(self.config.listen, port), metrics
+        )
 
     async def wait_registered(self, timeout: float) -> None:
         await asyncio.wait_for(self.membership.registered.wait(), timeout)

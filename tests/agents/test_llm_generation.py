@@ -15,13 +15,6 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
-from test_llm_structured import (
-    VALID,
-    FakeAnthropic,
-    FakeOpenAI,
-    anthropic_backend,
-    openai_backend,
-)
 
 from agentmesh.agents import generation
 from agentmesh.agents.builtin import BuiltinBackend
@@ -31,6 +24,13 @@ from agentmesh.agents.runtime import Worker
 from agentmesh.agents.serverinfo import server_root, server_slots
 from agentmesh.errors import DeadlineExceeded
 from agentmesh.server.skills import SKILLS, output_violations
+from tests.agents.test_llm_structured import (
+    VALID,
+    FakeAnthropic,
+    FakeOpenAI,
+    anthropic_backend,
+    openai_backend,
+)
 
 SENTIMENT = SKILLS["sentiment"]
 

@@ -11,8 +11,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from fakes import FakeClock, FakeTransport
-from test_request_ids import PLAN, TEXT, Flaky
 
 from agentmesh.errors import Unavailable
 from agentmesh.scheduler.config import SchedulerConfig
@@ -20,6 +18,8 @@ from agentmesh.scheduler.core import SchedulerCore, Source
 from agentmesh.scheduler.executor import RequestRecord, new_record
 from agentmesh.scheduler.registry import WorkerSpec
 from agentmesh.scheduler.store import SqliteStore, StoreError
+from tests.scheduler.test_request_ids import PLAN, TEXT, Flaky
+from tests.support.fakes import FakeClock, FakeTransport
 
 
 class Watch:

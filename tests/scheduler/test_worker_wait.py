@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from fakes import FakeTransport, SimClock, make_dispatcher, settle
 
 from agentmesh.errors import Unavailable
 from agentmesh.scheduler.calls import ExecuteResult, SubtaskCall
 from agentmesh.scheduler.dispatcher import Dispatcher
 from agentmesh.scheduler.registry import WorkerSpec
+from tests.support.fakes import FakeTransport, SimClock, make_dispatcher, settle
 
 GRACE = 5.0
 

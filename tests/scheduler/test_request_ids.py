@@ -11,7 +11,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from fakes import FakeClock, FakeTransport
 
 from agentmesh.errors import AlreadyExists, FailedPrecondition, Unavailable
 from agentmesh.scheduler.calls import ExecuteResult, SubtaskCall
@@ -21,6 +20,7 @@ from agentmesh.scheduler.executor import new_record
 from agentmesh.scheduler.plans import Binding, Plan, Step
 from agentmesh.scheduler.registry import WorkerRecord, WorkerSpec
 from agentmesh.scheduler.store import SqliteStore
+from tests.support.fakes import FakeClock, FakeTransport
 
 PLAN = Plan(
     steps=(

@@ -3,13 +3,12 @@
 import asyncio
 import random
 
-from fakes import FakeTransport, fail_with, make_dispatcher
-
 from agentmesh.errors import InvalidArgument
 from agentmesh.scheduler.calls import ExecuteResult
 from agentmesh.scheduler.executor import Executor, new_record
 from agentmesh.scheduler.plans import NOT_EQUALS, Binding, Condition, Plan, Step
 from agentmesh.scheduler.policies import RoundRobin
+from tests.support.fakes import FakeTransport, fail_with, make_dispatcher
 
 
 def executor(transport: FakeTransport, capabilities=("a", "b", "c")) -> Executor:

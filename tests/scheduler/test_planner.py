@@ -1,7 +1,6 @@
 """Planning a goal through a planner worker, with a fake transport."""
 
 import pytest
-from fakes import FakeClock, FakeTransport
 
 from agentmesh.errors import InvalidArgument, Unavailable
 from agentmesh.scheduler.calls import ExecuteResult
@@ -9,6 +8,7 @@ from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.core import SchedulerCore, Source
 from agentmesh.scheduler.planner import plan_from_output, planner_input
 from agentmesh.scheduler.registry import WorkerSpec
+from tests.support.fakes import FakeClock, FakeTransport
 
 GOOD_PLAN = {
     "steps": [

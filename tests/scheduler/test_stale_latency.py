@@ -12,12 +12,11 @@ import itertools
 import random
 from collections import Counter
 
-from fakes import FakeClock, SimClock, make_dispatcher, settle
-
 from agentmesh.scheduler.calls import ExecuteResult, SubtaskCall
 from agentmesh.scheduler.convert import worker_status_to_proto
 from agentmesh.scheduler.policies import LatencyWeighted, Probing, make_policy
 from agentmesh.scheduler.registry import HealthReport, Registry, WorkerRecord, WorkerSpec
+from tests.support.fakes import FakeClock, SimClock, make_dispatcher, settle
 
 
 def workers(n: int, capacity: int = 4, at: float = 0.0) -> tuple[Registry, list[WorkerRecord]]:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from fakes import FakeClock, FakeTransport
-
 from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.core import SchedulerCore
 from agentmesh.scheduler.registry import HealthReport, WorkerSpec
+from tests.support.fakes import FakeClock, FakeTransport
 
 
 def core_with_workers(n: int = 3) -> tuple[SchedulerCore, FakeClock]:

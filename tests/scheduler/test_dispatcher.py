@@ -4,7 +4,6 @@ import asyncio
 import random
 
 import pytest
-from fakes import FakeClock, FakeTransport, fail_with, make_dispatcher
 
 from agentmesh.errors import (
     AgentmeshError,
@@ -21,6 +20,7 @@ from agentmesh.scheduler.policies import RoundRobin
 from agentmesh.scheduler.registry import WorkerSpec
 from agentmesh.scheduler.tiers import Budget
 from agentmesh.server.clock import SystemClock
+from tests.support.fakes import FakeClock, FakeTransport, fail_with, make_dispatcher
 
 
 def make(transport: FakeTransport, workers: int = 2, capacity: int = 1, clock=None):

@@ -1,4 +1,9 @@
-"""A real mesh for integration tests: scheduler and workers as child processes."""
+"""A real mesh for integration tests: scheduler and workers as child processes.
+
+Every server listens on port 0 and says which port it got in its ports file
+(AGENTMESH_PORTS_FILE, `agentmesh.server.ports`): no test picks a free port and
+races another process for it.
+"""
 
 from __future__ import annotations
 
@@ -23,14 +28,46 @@ from grpc_status import rpc_status
 
 from agentmesh.client import Client
 from agentmesh.errors import AgentmeshError
+from agentmesh.server import ports
 
 ROOT = Path(__file__).resolve().parents[2]
 
+#: Any free port on loopback, for a server to pick and report.
+ANY_PORT = "127.0.0.1:0"
 
-def free_port() -> int:
+
+def port_of(address: str) -> int:
+    """The port of a host:port address."""
+    return int(address.rpartition(":")[2])
+
+
+@contextlib.contextmanager
+def refusing_address() -> Iterator[str]:
+    """A loopback host:port where connections are refused until a server listens there.
+
+    A socket bound to it and not listening holds the port for the block, so no
+    other process takes it; it sets SO_REUSEPORT, as gRPC servers do, so that a
+    scheduler told to listen there can bind it meanwhile, with no gap to race in.
+    """
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        yield f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def wait_ports(
+    path: Path, process: subprocess.Popen[Any], timeout: float, what: str
+) -> ports.Bound:
+    """The addresses a started process wrote to its ports file; fails at once if it exits."""
+
+    def announced() -> ports.Bound | None:
+        if process.poll() is not None:
+            raise AssertionError(f"{what} exited with {process.returncode} before serving")
+        return ports.read(path)
+
+    bound = wait_for(announced, timeout, f"{what} to write {path.name}")
+    assert isinstance(bound, ports.Bound)
+    return bound
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
@@ -46,31 +83,65 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> obje
 
 
 class Mesh:
-    """A scheduler process and named worker processes on loopback ports."""
+    """A scheduler process and named worker processes on loopback ports.
+
+    The scheduler starts on port 0 (gRPC and /metrics); `port`, `metrics_port`,
+    `target` and `client` are known once `start_scheduler()` has returned, and a
+    restarted scheduler comes back on the same ports, where its workers find it.
+    """
 
     def __init__(
         self, log_dir: Path, heartbeat_interval: float = 0.5, **scheduler_env: str
     ) -> None:
         self.log_dir = log_dir
-        self.port = free_port()
-        self.metrics_port = free_port()
-        self.target = f"127.0.0.1:{self.port}"
+        self.port = 0
+        self.metrics_port = 0
         self.heartbeat_interval = heartbeat_interval
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._scheduler_env = {
-            "AGENTMESH_LISTEN": self.target,
-            "AGENTMESH_METRICS_LISTEN": f"127.0.0.1:{self.metrics_port}",
+            "AGENTMESH_LISTEN": ANY_PORT,
+            "AGENTMESH_METRICS_LISTEN": ANY_PORT,
             "AGENTMESH_HEARTBEAT_INTERVAL": str(heartbeat_interval),
             "AGENTMESH_STORE": str(log_dir / "scheduler.db"),
             **scheduler_env,
         }
-        self.client = Client(self.target, timeout=30.0)
+        self._client: Client | None = None
+
+    @property
+    def target(self) -> str:
+        """The scheduler's gRPC address, host:port."""
+        if not self.port:
+            raise AssertionError("the scheduler's address is known once start_scheduler() ran")
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def client(self) -> Client:
+        """A client of the scheduler, made on first use."""
+        if self._client is None:
+            self._client = Client(self.target, timeout=30.0)
+        return self._client
+
+    def ports_file(self, name: str) -> Path:
+        """Where the process `name` writes the addresses it bound."""
+        return self.log_dir / f"{name}.ports.json"
+
+    def ports(self, name: str, timeout: float = 30.0) -> ports.Bound:
+        """The addresses the process `name` bound (waiting until it has written them)."""
+        return wait_ports(self.ports_file(name), self.processes[name], timeout, name)
+
+    def worker_metrics_port(self, name: str) -> int:
+        """The /metrics port a worker started with `metrics=True` got."""
+        address = self.ports(name).metrics
+        assert address, f"worker {name} serves no /metrics: start it with metrics=True"
+        return port_of(address)
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "ab")
+        # A new process writes its own file: an old one must not be taken for it.
+        self.ports_file(name).unlink(missing_ok=True)
         process = subprocess.Popen(
             [sys.executable, "-m", "agentmesh", *args],
-            env={**os.environ, **env},
+            env={**os.environ, "AGENTMESH_PORTS_FILE": str(self.ports_file(name)), **env},
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -79,7 +150,17 @@ class Mesh:
         return process
 
     def start_scheduler(self) -> None:
+        """Start the scheduler (again) and wait until it serves."""
         self._spawn("scheduler", ["scheduler"], self._scheduler_env)
+        bound = self.ports("scheduler")
+        if not self.port:
+            self.port = port_of(bound.grpc)
+            self.metrics_port = port_of(bound.metrics) if bound.metrics else 0
+            # Restarted, it comes back where the workers and the client know to find it.
+            self._scheduler_env |= {
+                "AGENTMESH_LISTEN": bound.grpc,
+                "AGENTMESH_METRICS_LISTEN": bound.metrics,
+            }
         wait_for(self._scheduler_up, 30, "the scheduler to serve")
 
     def _scheduler_up(self) -> bool:
@@ -90,11 +171,21 @@ class Mesh:
         return True
 
     def start_worker(
-        self, name: str, *, backend: str = "builtin", skills: str = "", **env: str
+        self,
+        name: str,
+        *,
+        backend: str = "builtin",
+        skills: str = "",
+        metrics: bool = False,
+        **env: str,
     ) -> None:
+        """Start a worker; with `metrics`, it serves /metrics on a port of its own
+        (`worker_metrics_port(name)`). `ports(name)` says where it listens."""
         args = ["worker", "--backend", backend]
         if skills:
             args += ["--skills", skills]
+        if metrics:
+            env = {"AGENTMESH_WORKER_METRICS_LISTEN": ANY_PORT, **env}
         self._spawn(
             name,
             args,
@@ -124,7 +215,8 @@ class Mesh:
         return (self.log_dir / f"{name}.log").read_text(errors="replace")
 
     def stop(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
         for process in self.processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGCONT)

@@ -1,8 +1,8 @@
 """The real local model for integration tests: one llama.cpp server per test session.
 
-Import the `local_model` fixture into a test module to use it. The server
-demands an API key (a random one, known to the tests), so that a wrong key
-gets the real 401 answer.
+The integration tests' conftest.py offers the `local_model` fixture, so that
+the whole session shares one server. The server demands an API key (a random
+one, known to the tests), so that a wrong key gets the real 401 answer.
 """
 
 from __future__ import annotations
