@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from agentmesh import settings
-from agentmesh.scheduler.hedging import HedgePolicy
+from agentmesh.scheduler.hedging import HedgePolicy, parse_hedge_after
 from agentmesh.scheduler.retry import RetryPolicy
 
 
@@ -89,7 +89,7 @@ class SchedulerConfig:
             ),
         )
         hedge = HedgePolicy(
-            after=env.get("AGENTMESH_HEDGE_AFTER", HedgePolicy.after),
+            after=parse_hedge_after(env.get("AGENTMESH_HEDGE_AFTER", "")),
             budget=float(env.get("AGENTMESH_HEDGE_BUDGET", HedgePolicy.budget)),
         )
         return cls(**{**values, "retry": retry, "hedge": hedge, **overrides})
