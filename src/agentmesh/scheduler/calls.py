@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from agentmesh.scheduler.registry import WorkerRecord
 from agentmesh.scheduler.tiers import Budget
+from agentmesh.tiers import Difficulty, Tier
 from agentmesh.usage import Usage
 
 
@@ -24,7 +25,7 @@ class SubtaskCall:
     capability: str
     input: dict[str, Any]
     priority: int = 0
-    difficulty: int = 0
+    difficulty: Difficulty = Difficulty.UNSPECIFIED
     #: Absolute deadline on the dispatcher's clock.
     deadline: float = float("inf")
     #: The request's cost budget, shared by its subtasks; None for no limit.
@@ -53,8 +54,8 @@ class Outcome:
     result: ExecuteResult
     worker_id: str
     attempts: int
-    #: The tier of the worker that produced the result (agentmesh.v1.Tier).
-    tier: int = 0
+    #: The tier of the worker that produced the result.
+    tier: Tier = Tier.UNSPECIFIED
 
 
 class WorkerTransport(Protocol):
