@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from agentmesh.v1 import plan_pb2, scheduler_pb2, worker_pb2
 
+from agentmesh.scheduler.calls import EventKind
 from agentmesh.scheduler.config import SchedulerConfig
-from agentmesh.scheduler.convert import REQUEST_STATES, SUBTASK_STATES
+from agentmesh.scheduler.convert import EVENT_KINDS, REQUEST_STATES, SUBTASK_STATES
 from agentmesh.scheduler.executor import new_record
 from agentmesh.scheduler.hedging import HedgeAfterDelay, HedgeAtPercentile, HedgeOff
 from agentmesh.scheduler.plans import Binding, Plan, Step
@@ -114,3 +115,11 @@ def test_the_hedge_setting_is_read_once_into_its_kind(raw: str, after: object) -
 def test_a_hedge_setting_that_is_neither_is_refused_when_read() -> None:
     with pytest.raises(ValueError, match="use p95 or a number of seconds"):
         SchedulerConfig.from_env({"AGENTMESH_HEDGE_AFTER": "soon"})
+
+
+def test_every_event_kind_maps_to_the_protobuf_kind_of_its_name() -> None:
+    assert {
+        scheduler_pb2.SubtaskEventKind.Name(v).removeprefix("SUBTASK_EVENT_KIND_")
+        for v in EVENT_KINDS.values()
+    } == {k.value for k in EventKind}
+    assert len(EVENT_KINDS) == len(scheduler_pb2.SubtaskEventKind.values()) - 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
 from agentmesh.scheduler.registry import WorkerRecord
@@ -72,19 +73,22 @@ class WorkerTransport(Protocol):
         ...
 
 
-# Kinds of progress events, the names of agentmesh.v1.SubtaskEventKind.
-STARTED, SUCCEEDED, RETRIED, FAILED, SKIPPED = (
-    "STARTED",
-    "SUCCEEDED",
-    "RETRIED",
-    "FAILED",
-    "SKIPPED",
-)
+class EventKind(StrEnum):
+    """Kinds of progress events: agentmesh.v1.SubtaskEventKind's names, without the prefix."""
+
+    STARTED = "STARTED"
+    SUCCEEDED = "SUCCEEDED"
+    RETRIED = "RETRIED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+
+
+STARTED, SUCCEEDED, RETRIED, FAILED, SKIPPED = EventKind
 
 
 @dataclass(frozen=True)
 class SubtaskEvent:
-    kind: str
+    kind: EventKind
     subtask_id: str
     capability: str
     worker_id: str = ""

@@ -6,7 +6,7 @@ from typing import Any
 
 from google.protobuf import json_format, struct_pb2
 
-from agentmesh.scheduler.calls import SubtaskEvent
+from agentmesh.scheduler.calls import EventKind, SubtaskEvent
 from agentmesh.scheduler.executor import RequestRecord, SubtaskRecord
 from agentmesh.scheduler.plans import EQUALS, NOT_EQUALS, Binding, Condition, Plan, Step
 from agentmesh.scheduler.registry import HealthReport, WorkerRecord, WorkerSpec
@@ -32,6 +32,10 @@ SUBTASK_STATES = {
 REQUEST_STATES = {
     state: scheduler_pb2.RequestState.Value(f"REQUEST_STATE_{state.value}")
     for state in RequestState
+}
+EVENT_KINDS = {
+    kind: scheduler_pb2.SubtaskEventKind.Value(f"SUBTASK_EVENT_KIND_{kind.value}")
+    for kind in EventKind
 }
 
 _OPERATORS = {
@@ -174,7 +178,7 @@ def event_to_proto(event: SubtaskEvent) -> scheduler_pb2.SubtaskEvent:
     return scheduler_pb2.SubtaskEvent(
         subtask_id=event.subtask_id,
         capability=event.capability,
-        kind=scheduler_pb2.SubtaskEventKind.Value(f"SUBTASK_EVENT_KIND_{event.kind}"),
+        kind=EVENT_KINDS[event.kind],
         worker_id=event.worker_id,
         attempt=event.attempt,
         message=event.message,
