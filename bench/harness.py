@@ -25,6 +25,12 @@ from types import TracebackType
 from typing import Any
 
 import grpc
+from grpc import aio
+from prometheus_client.parser import text_string_to_metric_families
+
+from agentmesh.client import Client
+from agentmesh.errors import AgentmeshError
+from agentmesh.status import from_rpc_error
 from agentmesh.v1 import (
     plan_pb2,
     scheduler_pb2,
@@ -32,12 +38,6 @@ from agentmesh.v1 import (
     worker_pb2,
     worker_pb2_grpc,
 )
-from grpc import aio
-from prometheus_client.parser import text_string_to_metric_families
-
-from agentmesh.client import Client
-from agentmesh.errors import AgentmeshError
-from agentmesh.status import from_rpc_error
 from agentmesh.wire import dict_to_struct
 
 ROOT = Path(__file__).resolve().parents[1]

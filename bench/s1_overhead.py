@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from agentmesh.v1 import worker_pb2_grpc
 
 from agentmesh.client import Client
+from agentmesh.v1 import worker_pb2_grpc
 from bench.harness import Cluster, Mesh, execute_request, sim_worker
 from bench.stats import ScenarioResult, Target, median, ms, percentile, ratio
 

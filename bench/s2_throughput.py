@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentmesh.v1 import plan_pb2
-
 from bench.harness import (
     Cluster,
     Mesh,

@@ -34,7 +34,6 @@ from functools import cache
 from pathlib import Path
 
 from agentmesh.v1 import plan_pb2, scheduler_pb2, worker_pb2
-
 from bench.harness import Cluster, Mesh, SchedulerCaller, WorkerSpec, sim_worker
 from bench.load import Call, closed_loop, rounds
 from bench.stats import ScenarioResult, Target, median, percentile, ratio

@@ -28,9 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from agentmesh.v1 import scheduler_pb2
-
 from agentmesh.client import Client
+from agentmesh.v1 import scheduler_pb2
 from bench.harness import ROOT
 from bench.stats import ScenarioResult, Target, median, percentile
 
@@ -45,7 +44,7 @@ def run(log_dir: Path, seed: int, smoke: bool) -> ScenarioResult:
     if smoke:
         return _skipped("smoke runs take seconds; a real model takes minutes")
     try:
-        from agentmesh import localmodel
+        from agentmesh.agents import localmodel
 
         localmodel.binary_path()
         localmodel.model_path()

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agentmesh.localmodel import MODEL_ALIAS, LocalModelConfig, LocalModelServer
+from agentmesh.agents.localmodel import MODEL_ALIAS, LocalModelConfig, LocalModelServer
 
 __all__ = ["MODEL_ALIAS", "local_model"]
 

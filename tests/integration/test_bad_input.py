@@ -7,9 +7,10 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from agentmesh.v1 import plan_pb2, scheduler_pb2, scheduler_pb2_grpc
 from google.protobuf import struct_pb2
 from mesh import ROOT, Mesh, refused, running_mesh, struct
+
+from agentmesh.v1 import plan_pb2, scheduler_pb2, scheduler_pb2_grpc
 
 pytestmark = pytest.mark.integration
 

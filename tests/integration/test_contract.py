@@ -9,8 +9,9 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from agentmesh.v1 import plan_pb2, scheduler_pb2, scheduler_pb2_grpc, worker_pb2
 from mesh import ROOT, Mesh, refused, running_mesh, struct
+
+from agentmesh.v1 import plan_pb2, scheduler_pb2, scheduler_pb2_grpc, worker_pb2
 
 pytestmark = pytest.mark.integration
 
@@ -105,7 +106,7 @@ def test_plans_dispatch_and_registration_refuse_enum_values_outside_the_enum(
 def test_a_ticket_over_a_skills_input_budget_is_refused_before_any_worker_runs(
     mesh: Mesh, stub: scheduler_pb2_grpc.SchedulerServiceStub
 ) -> None:
-    from agentmesh.skills import SKILLS
+    from agentmesh.server.skills import SKILLS
 
     steps = ("extract_entities", "detect_language", "sentiment", "summarize")
     text = "My laptop arrived broken. " * (max(SKILLS[c].max_input_bytes for c in steps) // 26 + 1)

@@ -10,10 +10,10 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from agentmesh.v1 import scheduler_pb2
 from mesh import ROOT, Mesh, completed_runs, free_port, wait_for
 
 from agentmesh.errors import AgentmeshError
+from agentmesh.v1 import scheduler_pb2
 
 pytestmark = pytest.mark.integration
 

@@ -18,13 +18,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from agentmesh.v1 import plan_pb2, scheduler_pb2
 from google.protobuf import json_format
 from local_model import MODEL_ALIAS, local_model  # noqa: F401 (a fixture)
 from mesh import Mesh, free_port
 
-from agentmesh import localmodel
+from agentmesh.agents import localmodel
 from agentmesh.agents.llm import make_model_backend
+from agentmesh.agents.localmodel import LocalModelServer
 from agentmesh.client import Goal
 from agentmesh.errors import (
     AgentmeshError,
@@ -33,8 +33,8 @@ from agentmesh.errors import (
     InvalidArgument,
     Unavailable,
 )
-from agentmesh.localmodel import LocalModelServer
-from agentmesh.skills import SKILLS, output_violations
+from agentmesh.server.skills import SKILLS, output_violations
+from agentmesh.v1 import plan_pb2, scheduler_pb2
 
 pytestmark = [pytest.mark.integration, pytest.mark.llm]
 

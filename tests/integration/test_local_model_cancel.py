@@ -16,12 +16,11 @@ import urllib.request
 import pytest
 from local_model import MODEL_ALIAS, local_model  # noqa: F401 (a fixture)
 
-from agentmesh import localmodel
-from agentmesh.agents import generation
+from agentmesh.agents import generation, localmodel
 from agentmesh.agents.llm import make_model_backend
+from agentmesh.agents.localmodel import LocalModelServer
 from agentmesh.errors import DeadlineExceeded
-from agentmesh.localmodel import LocalModelServer
-from agentmesh.skills import SKILLS, Skill
+from agentmesh.server.skills import SKILLS, Skill
 
 pytestmark = [pytest.mark.integration, pytest.mark.llm]
 

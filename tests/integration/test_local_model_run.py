@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from mesh import ROOT, agentmesh_run, free_port, wait_for
 
-from agentmesh.skills import SKILLS, output_violations
+from agentmesh.server.skills import SKILLS, output_violations
 
 pytestmark = [pytest.mark.integration, pytest.mark.llm]
 

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 
 import grpc
 import pytest
-from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
 from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2
 from grpc import aio
 from grpc_status import rpc_status
 from mesh import ROOT, Mesh, wait_for
+
+from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 pytestmark = pytest.mark.integration
 

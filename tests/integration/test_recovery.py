@@ -6,10 +6,10 @@ import json
 import threading
 
 import pytest
-from agentmesh.v1 import scheduler_pb2
 from mesh import ROOT, Mesh, completed_runs, free_port, wait_for
 
 from agentmesh.errors import AgentmeshError
+from agentmesh.v1 import scheduler_pb2
 
 pytestmark = pytest.mark.integration
 

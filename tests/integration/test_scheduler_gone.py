@@ -10,10 +10,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from agentmesh.v1 import scheduler_pb2
 from mesh import ROOT, Mesh, free_port, wait_for
 
 from agentmesh.errors import AgentmeshError
+from agentmesh.v1 import scheduler_pb2
 
 pytestmark = pytest.mark.integration
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from agentmesh.v1 import scheduler_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mesh import ROOT, Mesh, wait_for
 
 from agentmesh.errors import AgentmeshError, Unavailable
+from agentmesh.v1 import scheduler_pb2
 
 pytestmark = pytest.mark.integration
 

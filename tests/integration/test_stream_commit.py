@@ -12,7 +12,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -23,6 +22,7 @@ from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.server import SchedulerServer
 from agentmesh.scheduler.store import SqliteStore
 from agentmesh.status import from_rpc_error
+from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
 from agentmesh.wire import dict_to_struct
 
 pytestmark = pytest.mark.integration

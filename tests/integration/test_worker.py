@@ -8,7 +8,6 @@ from typing import Any
 
 import grpc
 import pytest
-from agentmesh.v1 import worker_pb2, worker_pb2_grpc
 from grpc import aio
 
 from agentmesh.agents.backend import BackendResult
@@ -16,8 +15,9 @@ from agentmesh.agents.config import WorkerConfig
 from agentmesh.agents.runtime import Worker
 from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.server import SchedulerServer
-from agentmesh.skills import Skill
+from agentmesh.server.skills import Skill
 from agentmesh.usage import Usage
+from agentmesh.v1 import worker_pb2, worker_pb2_grpc
 from agentmesh.wire import dict_to_struct
 
 pytestmark = pytest.mark.integration

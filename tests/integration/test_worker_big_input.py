@@ -11,14 +11,14 @@ from pathlib import Path
 
 import grpc
 import pytest
-from agentmesh.v1 import worker_pb2, worker_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mesh import ROOT, Mesh, free_port, wait_for
 from test_scheduler_gone import worker_counts
 
 from agentmesh.errors import InvalidArgument
-from agentmesh.skills import SKILLS, input_bytes
+from agentmesh.server.skills import SKILLS, input_bytes
 from agentmesh.status import from_rpc_error
+from agentmesh.v1 import worker_pb2, worker_pb2_grpc
 from agentmesh.wire import dict_to_struct
 
 pytestmark = pytest.mark.integration

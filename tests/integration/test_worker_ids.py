@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator, Awaitable
 
 import grpc
 import pytest
-from agentmesh.v1 import worker_pb2, worker_pb2_grpc
 from grpc import aio
 from test_worker import CountingBackend, scheduler, start_worker
 
 from agentmesh.errors import AgentmeshError, FailedPrecondition, InvalidArgument
 from agentmesh.scheduler.server import SchedulerServer
 from agentmesh.status import from_rpc_error
+from agentmesh.v1 import worker_pb2, worker_pb2_grpc
 from agentmesh.wire import dict_to_struct
 
 pytestmark = pytest.mark.integration

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from agentmesh.v1 import worker_pb2, worker_pb2_grpc
 from mesh import Mesh, completed_runs, free_port
 
+from agentmesh.v1 import worker_pb2, worker_pb2_grpc
 from agentmesh.wire import dict_to_struct
 
 pytestmark = pytest.mark.integration

@@ -8,13 +8,13 @@ import itertools
 import random
 from collections.abc import Callable, Iterable
 
-from agentmesh.clock import Clock
 from agentmesh.errors import AgentmeshError
 from agentmesh.scheduler.calls import ExecuteResult, SubtaskCall
 from agentmesh.scheduler.dispatcher import Dispatcher
 from agentmesh.scheduler.policies import LatencyWeighted, Policy
 from agentmesh.scheduler.registry import Registry, WorkerRecord, WorkerSpec
 from agentmesh.scheduler.retry import RetryPolicy
+from agentmesh.server.clock import Clock
 
 
 class FakeClock:

@@ -13,7 +13,7 @@ import pytest
 
 from agentmesh.agents.builtin import BuiltinBackend
 from agentmesh.errors import Unimplemented
-from agentmesh.skills import SKILLS, output_violations
+from agentmesh.server.skills import SKILLS, output_violations
 from agentmesh.usage import Usage
 
 EXAMPLES = Path(__file__).parents[2] / "examples"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from agentmesh.agents.builtin import BuiltinBackend
-from agentmesh.skills import SKILLS, output_violations
+from agentmesh.server.skills import SKILLS, output_violations
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from agentmesh.agents.builtin_limits import (
     near_digits,
     run_stoppable,
 )
-from agentmesh.skills import SKILLS
+from agentmesh.server.skills import SKILLS
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 DOCUMENT = (EXAMPLES / "long_document.txt").read_text(encoding="utf-8")

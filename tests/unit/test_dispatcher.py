@@ -6,7 +6,6 @@ import random
 import pytest
 from fakes import FakeClock, FakeTransport, fail_with, make_dispatcher
 
-from agentmesh.clock import SystemClock
 from agentmesh.errors import (
     AgentmeshError,
     DeadlineExceeded,
@@ -28,6 +27,7 @@ from agentmesh.scheduler.load import LatencyWindow, TokenBucket
 from agentmesh.scheduler.policies import RoundRobin
 from agentmesh.scheduler.registry import WorkerSpec
 from agentmesh.scheduler.tiers import Budget
+from agentmesh.server.clock import SystemClock
 
 
 def make(transport: FakeTransport, workers: int = 2, capacity: int = 1, clock=None):

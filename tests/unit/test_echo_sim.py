@@ -6,7 +6,7 @@ from agentmesh.agents.backends import make_backend
 from agentmesh.agents.echo import EchoBackend
 from agentmesh.agents.simulated import SimulatedBackend, SimulatedProfile
 from agentmesh.errors import Unavailable
-from agentmesh.skills import SKILLS, output_violations
+from agentmesh.server.skills import SKILLS, output_violations
 
 
 async def test_echo_answers_every_skill_it_offers_with_a_valid_output() -> None:

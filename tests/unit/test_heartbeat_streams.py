@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from agentmesh.v1 import scheduler_pb2, worker_pb2
 from fakes import FakeClock, FakeTransport
 
 from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.core import SchedulerCore
 from agentmesh.scheduler.servicer import SchedulerServicer
+from agentmesh.v1 import scheduler_pb2, worker_pb2
 
 INFO = worker_pb2.WorkerInfo(
     worker_id="w0", address="127.0.0.1:7000", capabilities=["echo"], capacity=1

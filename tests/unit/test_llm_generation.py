@@ -30,7 +30,7 @@ from agentmesh.agents.llm import ModelConfig, make_model_backend
 from agentmesh.agents.runtime import Worker
 from agentmesh.agents.serverinfo import server_root, server_slots
 from agentmesh.errors import DeadlineExceeded
-from agentmesh.skills import SKILLS, output_violations
+from agentmesh.server.skills import SKILLS, output_violations
 
 SENTIMENT = SKILLS["sentiment"]
 

@@ -34,7 +34,7 @@ from agentmesh.agents.llm import (
 from agentmesh.agents.openai_backend import OpenAIBackend
 from agentmesh.agents.prices import Price
 from agentmesh.errors import AgentmeshError, ResourceExhausted
-from agentmesh.skills import SKILLS
+from agentmesh.server.skills import SKILLS
 
 SENTIMENT = SKILLS["sentiment"]
 VALID = {"label": "negative", "score": -0.8}

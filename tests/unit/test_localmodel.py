@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agentmesh import localmodel
+from agentmesh.agents.backends import make_backend
+from agentmesh.agents.localmodel import MODEL_ALIAS
+from agentmesh.scheduler import run
 
 
 @pytest.mark.parametrize(
@@ -12,16 +14,29 @@ from agentmesh import localmodel
     [(3, 3, [1, 1, 1]), (2, 1, [2]), (5, 3, [2, 2, 1]), (4, 2, [2, 2])],
 )
 def test_workers_share_the_slots_exactly(slots: int, workers: int, shares: list[int]) -> None:
-    assert localmodel.slot_shares(slots, workers) == shares
+    assert run.slot_shares(slots, workers) == shares
     assert sum(shares) == slots and min(shares) >= 1
 
 
 def test_fewer_slots_than_workers_is_refused() -> None:
     with pytest.raises(ValueError, match="one each"):
-        localmodel.slot_shares(2, 3)
+        run.slot_shares(2, 3)
 
 
-def test_the_supervised_server_gets_its_slot_count() -> None:
-    child = localmodel.child(8089, parallel=3)
-    assert child.args[child.args.index("--parallel") + 1] == "3"
-    assert localmodel.SCHEDULER_ENV["AGENTMESH_ATTEMPT_TIMEOUT"]
+def test_the_local_backend_is_the_openai_one_on_the_local_server() -> None:
+    backend = make_backend(
+        "local",
+        {"AGENTMESH_MODEL_BASE_URL": "http://127.0.0.1:9/v1", "AGENTMESH_MODEL_CONCURRENCY": "2"},
+    )
+    assert backend.model == MODEL_ALIAS
+    # What the environment sets wins over the local defaults.
+    backend = make_backend(
+        "local",
+        {
+            "AGENTMESH_MODEL_BASE_URL": "http://127.0.0.1:9/v1",
+            "AGENTMESH_MODEL_CONCURRENCY": "2",
+            "AGENTMESH_MODEL": "other",
+        },
+    )
+    assert backend.model == "other"
+

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agentmesh.v1 import worker_pb2
 
 from agentmesh.agents.convert import outcome_to_proto
 from agentmesh.agents.results import (
@@ -20,6 +19,7 @@ from agentmesh.agents.results import (
 )
 from agentmesh.agents.subtask import Outcome
 from agentmesh.usage import Usage
+from agentmesh.v1 import worker_pb2
 from agentmesh.wire import dict_to_struct, duration, usage_to_proto
 
 MakeStore = Callable[[int], ResultStore]

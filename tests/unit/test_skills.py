@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from agentmesh.skills import SKILLS, input_violations, output_violations
+from agentmesh.server.skills import SKILLS, input_violations, output_violations
 
 VALID_ENTITIES: dict[str, Any] = {
     "order_ids": ["ORD-123456"],

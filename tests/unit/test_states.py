@@ -8,7 +8,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from agentmesh.v1 import plan_pb2, scheduler_pb2, worker_pb2
 
 from agentmesh.scheduler.calls import EventKind
 from agentmesh.scheduler.config import SchedulerConfig
@@ -19,6 +18,7 @@ from agentmesh.scheduler.plans import Binding, Plan, Step
 from agentmesh.scheduler.states import RequestState, SubtaskState
 from agentmesh.scheduler.store import SqliteStore
 from agentmesh.tiers import Difficulty, Tier
+from agentmesh.v1 import plan_pb2, scheduler_pb2, worker_pb2
 from agentmesh.wire import difficulty_from_proto, tier_from_proto, tier_to_proto
 
 PLAN = Plan(

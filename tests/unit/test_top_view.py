@@ -7,7 +7,6 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from agentmesh.v1 import scheduler_pb2, worker_pb2
 from google.protobuf import duration_pb2, timestamp_pb2
 from rich.console import Console, RenderableType
 
@@ -21,6 +20,7 @@ from agentmesh.top import (
     render_unreachable,
     run_top,
 )
+from agentmesh.v1 import scheduler_pb2, worker_pb2
 
 NOW = datetime(2025, 5, 1, 12, 0, 0, tzinfo=UTC)
 

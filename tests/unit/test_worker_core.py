@@ -24,7 +24,7 @@ from agentmesh.errors import (
     Unavailable,
     Unimplemented,
 )
-from agentmesh.skills import Skill
+from agentmesh.server.skills import Skill
 from agentmesh.usage import Usage
 
 SECONDS = 2.0

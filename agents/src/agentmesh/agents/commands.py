@@ -1,0 +1,65 @@
+"""The agents' subcommands of the `agentmesh` CLI: `worker` and `local-model`.
+
+Registered under the `agentmesh.commands` entry point group (see agentmesh.cli):
+the CLI offers them wherever `agentmesh-agents` is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from typing import Any
+
+from agentmesh.agents.backends import BACKENDS
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `worker` and `local-model` to the CLI's subcommands."""
+    worker = commands.add_parser("worker", help="serve a worker agent")
+    worker.add_argument(
+        "--skills", help="comma-separated skills (default: all the backend can run)"
+    )
+    worker.add_argument("--backend", choices=BACKENDS, help="model backend (default builtin)")
+    worker.add_argument("--capacity", type=int)
+    worker.add_argument("--target", help="scheduler host:port")
+    worker.set_defaults(handler=cmd_worker)
+
+    from agentmesh.agents import localmodel
+
+    model = commands.add_parser(
+        "local-model",
+        help="serve the local model (llama.cpp, Gemma 3 270M; `make local-model`)",
+    )
+    localmodel.add_arguments(model)
+    model.set_defaults(handler=localmodel.serve)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from agentmesh.agents.backends import make_backend
+    from agentmesh.agents.config import WorkerConfig
+    from agentmesh.agents.runtime import Worker
+    from agentmesh.server import logs, telemetry
+
+    logs.configure(args.log_level)
+    overrides: dict[str, Any] = {}
+    if args.skills:
+        overrides["skills"] = tuple(s.strip() for s in args.skills.split(",") if s.strip())
+    if args.backend:
+        overrides["backend"] = args.backend
+    if args.capacity:
+        overrides["capacity"] = args.capacity
+    if args.target:
+        overrides["scheduler"] = args.target
+    config = WorkerConfig.from_env(**overrides)
+
+    async def serve() -> None:
+        try:
+            worker = Worker(config, make_backend(config.backend, os.environ))
+        except ValueError as error:
+            raise SystemExit(f"agentmesh: {error}") from None
+        await worker.run()
+
+    with telemetry.tracing("agentmesh-worker"):
+        asyncio.run(serve())
+    return 0

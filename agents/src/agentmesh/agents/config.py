@@ -1,0 +1,62 @@
+"""A worker's settings, as frozen data read once from the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agentmesh.server import settings
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    scheduler: str = "127.0.0.1:50051"
+    """The scheduler to register with. Env AGENTMESH_SCHEDULER. Default 127.0.0.1:50051."""
+    listen: str = "127.0.0.1:0"
+    """host:port to serve WorkerService on; port 0 picks a free one.
+    Env AGENTMESH_WORKER_LISTEN. Default 127.0.0.1:0."""
+    advertise: str = ""
+    """Address the scheduler should call; default: the listen address with
+    its actual port. Env AGENTMESH_WORKER_ADVERTISE."""
+    metrics_listen: str = ""
+    """host:port of the worker's /metrics endpoint; empty turns it off.
+    Env AGENTMESH_WORKER_METRICS_LISTEN. Default off."""
+    worker_id: str = ""
+    """Stable id; default: a random one. Env AGENTMESH_WORKER_ID."""
+    skills: tuple[str, ...] = ()
+    """Skills to offer; default: every skill the backend can run.
+    Env AGENTMESH_SKILLS (comma-separated)."""
+    backend: str = "builtin"
+    """Model backend. Env AGENTMESH_BACKEND. Default builtin (offline, no model)."""
+    capacity: int = 4
+    """Subtasks run at once. Env AGENTMESH_CAPACITY. Default 4."""
+    tier: str = ""
+    """Model tier the worker declares: builtin, small or large. Env AGENTMESH_TIER.
+    Default: builtin for the builtin and sim backends, small for a model."""
+    drain_timeout: float = 10.0
+    """Seconds a draining worker waits for in-flight subtasks.
+    Env AGENTMESH_DRAIN_TIMEOUT. Default 10 s."""
+    results_kept: int = 10_000
+    """Finished subtasks remembered for idempotent replay.
+    Env AGENTMESH_RESULTS_KEPT. Default 10000."""
+    store: str = ""
+    """SQLite file of finished subtasks, kept across restarts; empty keeps them in
+    memory only. Env AGENTMESH_WORKER_STORE. Default: memory."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerConfig:
+        env = os.environ if env is None else env
+        values = settings.from_env(
+            cls,
+            env,
+            prefix_overrides={
+                "listen": "AGENTMESH_WORKER_LISTEN",
+                "advertise": "AGENTMESH_WORKER_ADVERTISE",
+                "metrics_listen": "AGENTMESH_WORKER_METRICS_LISTEN",
+                "worker_id": "AGENTMESH_WORKER_ID",
+                "store": "AGENTMESH_WORKER_STORE",
+            },
+        )
+        return cls(**{**values, **overrides})

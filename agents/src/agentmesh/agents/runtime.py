@@ -1,0 +1,184 @@
+"""A worker process assembled: the core, its servicer, membership, health, metrics.
+
+`WorkerCore` (`core.py`) runs subtasks; `WorkerServicer` (`servicer.py`)
+serves it as WorkerService; `Membership` (`membership.py`) registers and
+streams health, and its `SchedulerLink` tells the core whether the
+scheduler is alive when a call is cancelled. `Worker` wires them to one
+gRPC server, as `scheduler/server.py` does for the scheduler.
+
+On SIGTERM (or `shutdown()`) the worker drains: health goes NOT_SERVING,
+the scheduler is told it is draining and sends no more work, in-flight
+subtasks finish, the Heartbeat stream closes, and the server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import uuid
+from types import TracebackType
+
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client import CollectorRegistry
+
+from agentmesh.agents.backend import Backend
+from agentmesh.agents.config import WorkerConfig
+from agentmesh.agents.convert import health_to_proto, info_to_proto
+from agentmesh.agents.core import WorkerCore
+from agentmesh.agents.membership import Membership
+from agentmesh.agents.results import make_result_store
+from agentmesh.agents.servicer import SERVICE_NAME, WorkerServicer
+from agentmesh.server import reflection
+from agentmesh.server.clock import Clock, SystemClock
+from agentmesh.server.handlers import RejectUndecodable
+from agentmesh.server.metrics import WorkerMetrics, serve_metrics
+from agentmesh.tiers import Tier
+from agentmesh.v1 import worker_pb2, worker_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Worker", "worker_tier"]
+
+
+class Worker:
+    """One worker agent process: `await start()`, `await shutdown()`, or `run()`."""
+
+    def __init__(self, config: WorkerConfig, backend: Backend, clock: Clock | None = None) -> None:
+        self.config = config
+        self.backend = backend
+        self.worker_id = config.worker_id or f"{backend.name}-{uuid.uuid4().hex[:8]}"
+        self.tier = worker_tier(config.tier, backend)
+        self.metrics = WorkerMetrics(CollectorRegistry())
+        self.metrics.info.labels(self.worker_id, backend.name, backend.model, self.tier.label).set(
+            1
+        )
+        self.membership = Membership(config.scheduler, self.info, self.health_report)
+        # A model server that runs fewer calls at once caps the capacity: the rest wait in
+        # the mesh, where priorities and deadlines apply, not inside the server.
+        limit = getattr(backend, "concurrency", None) or config.capacity
+        self.core = WorkerCore(
+            backend,
+            worker_id=self.worker_id,
+            skills=frozenset(config.skills) if config.skills else None,
+            capacity=min(config.capacity, limit),
+            results=make_result_store(config.store, config.results_kept),
+            clock=clock or SystemClock(),
+            alive=self._scheduler_alive,
+            metrics=self.metrics,
+        )
+        self.health = health.aio.HealthServicer()
+        self.server = aio.server(interceptors=[RejectUndecodable()])
+        worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(self.core), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable(
+            self.server,
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name),
+        )
+        self.address = ""
+        self._stopped = asyncio.Event()
+        self._shutdown_started = False
+
+    @property
+    def skills(self) -> frozenset[str]:
+        return self.core.skills
+
+    @property
+    def capacity(self) -> int:
+        return self.core.capacity
+
+    @property
+    def draining(self) -> bool:
+        return self.core.draining
+
+    async def _scheduler_alive(self) -> bool:
+        """Whether the scheduler answers a beat sent now, within 2.5 heartbeat intervals."""
+        interval = self.membership.heartbeat_interval
+        return await self.membership.link.alive(timeout=max(2.5 * interval, 1.0))
+
+    # -- membership ------------------------------------------------------------------
+
+    def info(self) -> worker_pb2.WorkerInfo:
+        """What the worker declares when it registers."""
+        return info_to_proto(
+            worker_id=self.worker_id,
+            address=self.address,
+            capabilities=sorted(self.skills),
+            backend=self.backend.name,
+            model=self.backend.model,
+            tier=self.tier,
+            capacity=self.capacity,
+            input_price_per_mtok=self.backend.input_price_per_mtok,
+            output_price_per_mtok=self.backend.output_price_per_mtok,
+        )
+
+    def health_report(self) -> worker_pb2.WorkerHealth:
+        """What the next heartbeat reports."""
+        return health_to_proto(self.core.health())
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Serve, then register and start the health stream (without waiting for it)."""
+        port = self.server.add_insecure_port(self.config.listen)
+        if port == 0:
+            raise OSError(f"cannot listen on {self.config.listen}")
+        self.address = self.config.advertise or f"{self.config.listen.rpartition(':')[0]}:{port}"
+        await self.server.start()
+        if self.config.metrics_listen:
+            serve_metrics(self.config.metrics_listen, self.metrics.registry)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        self.membership.start()
+
+    async def wait_registered(self, timeout: float) -> None:
+        await asyncio.wait_for(self.membership.registered.wait(), timeout)
+
+    async def shutdown(self, grace: float | None = None) -> None:
+        """Drain and stop: safe to call more than once."""
+        if self._shutdown_started:
+            await self._stopped.wait()
+            return
+        self._shutdown_started = True
+        grace = self.config.drain_timeout if grace is None else grace
+        self.core.draining = True
+        self.membership.beat_now()
+        await self.health.enter_graceful_shutdown()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        await self.core.drain(grace)
+        # The last beat says "draining"; closing the stream removes the worker.
+        await self.membership.stop()
+        await self.server.stop(max(deadline - loop.time(), 0.5))
+        await self.membership.close()
+        self.core.close()
+        self._stopped.set()
+
+    async def run(self) -> None:
+        """Serve until SIGTERM or SIGINT, then drain."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.shutdown()))
+        await self._stopped.wait()
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown(grace=1.0)
+
+
+def worker_tier(name: str, backend: Backend) -> Tier:
+    """The declared tier; by default builtin without a model, small with one."""
+    if not name:
+        has_model = backend.model and backend.name != "sim"
+        return Tier.SMALL if has_model else Tier.BUILTIN
+    return Tier.parse(name)

@@ -1,0 +1,220 @@
+"""The `agentmesh` command line: run the mesh, or talk to one."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+
+from agentmesh.client import Client, Goal, Source
+from agentmesh.errors import AgentmeshError, DeadlineExceeded
+from agentmesh.v1 import scheduler_pb2
+
+#: `agentmesh submit`'s default deadline, in seconds: long enough for a ticket's plan on a
+#: small local model under load; offline workers answer in milliseconds anyway.
+SUBMIT_TIMEOUT = 300.0
+
+
+def _target(args: argparse.Namespace) -> str:
+    return args.target or os.environ.get("AGENTMESH_SCHEDULER", "127.0.0.1:50051")
+
+
+class UsageError(Exception):
+    """A mistake in the command line or its input files: one line, exit status 2."""
+
+
+def _read_input(source: str) -> dict[str, Any]:
+    """A request input: a JSON object from a `.json` file, or from another file or stdin
+    ('-') that holds one; any other text becomes {"text": ...}."""
+    try:
+        raw = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise UsageError(f"cannot read {source}: {reason}") from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as error:
+        if source.endswith(".json"):
+            raise UsageError(f"{source} is not valid JSON: {error}") from None
+        return {"text": raw}
+    if isinstance(data, dict):
+        return data
+    if source.endswith(".json"):
+        raise UsageError(f"{source} holds a JSON {type(data).__name__}, not an object")
+    return {"text": raw}
+
+
+def _as_dict(message: Any) -> Any:
+    """A message as JSON-ready data, with the .proto field names grpcurl prints."""
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def _print_json(message: Any) -> None:
+    print(json.dumps(_as_dict(message), indent=2, ensure_ascii=False))
+
+
+# -- commands ---------------------------------------------------------------------
+
+
+def _source(args: argparse.Namespace) -> Source:
+    return Goal(args.goal) if args.goal else args.workflow
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    data = _read_input(args.input)
+    options: dict[str, Any] = {"request_id": args.request_id, "cost_budget_usd": args.budget}
+    try:
+        _submit(args, data, options)
+    except DeadlineExceeded as error:
+        raise DeadlineExceeded(f"{error.message}; {_deadline_hint(args)}") from None
+    return 0
+
+
+def _deadline_hint(args: argparse.Namespace) -> str:
+    return (
+        f"the request did not fit in its deadline of {args.timeout:g} s (--timeout): "
+        "a model on a CPU takes seconds a step, so give it more"
+    )
+
+
+def _submit(args: argparse.Namespace, data: dict[str, Any], options: dict[str, Any]) -> None:
+    with Client(_target(args), timeout=args.timeout) as client:
+        if args.no_stream:
+            result = client.submit(_source(args), data, **options)
+            _print_json(result)
+            _say_if_late(args, result)
+            return
+        for message in client.stream_submit(_source(args), data, **options):
+            event = message.WhichOneof("event")
+            if event == "plan":
+                steps = ", ".join(s.id for s in message.plan.steps)
+                print(f"[{message.request_id}] plan: {steps}", file=sys.stderr)
+            elif event == "subtask":
+                e = message.subtask
+                kind = scheduler_pb2.SubtaskEventKind.Name(e.kind)
+                kind = kind.removeprefix("SUBTASK_EVENT_KIND_").lower()
+                where = f" on {e.worker_id}" if e.worker_id else ""
+                detail = f" ({e.message})" if e.message else ""
+                print(f"  {e.subtask_id}: {kind}{where}{detail}", file=sys.stderr)
+            else:
+                _print_json(message.result)
+                _say_if_late(args, message.result)
+
+
+def _say_if_late(args: argparse.Namespace, request: Any) -> None:
+    """A request that ran out of time says so, and how to give it more."""
+    if request.error.code == "DEADLINE_EXCEEDED":
+        print(f"agentmesh: {_deadline_hint(args)}", file=sys.stderr)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    data = _read_input(args.input)
+    with Client(_target(args), timeout=args.timeout) as client:
+        _print_json(client.decompose(_source(args), data))
+    return 0
+
+
+def cmd_workers(args: argparse.Namespace) -> int:
+    with Client(_target(args), timeout=args.timeout) as client:
+        workers = client.list_workers(args.capability)
+    if args.json:
+        print(json.dumps([_as_dict(w) for w in workers], indent=2))
+        return 0
+    if not workers:
+        which = f"offers capability {args.capability!r}" if args.capability else "is registered"
+        print(f"agentmesh: no worker {which}", file=sys.stderr)
+        return 1
+    print(
+        f"{'WORKER':<18} {'STATE':<9} {'IN-FLIGHT':>9} {'LATENCY':>9} {'ERRORS':>7}  CAPABILITIES"
+    )
+    for w in workers:
+        state = scheduler_pb2.WorkerState.Name(w.state).removeprefix("WORKER_STATE_").lower()
+        latency = w.latency_estimate.ToTimedelta().total_seconds() * 1000
+        print(
+            f"{w.info.worker_id:<18} {state:<9} {w.in_flight:>4}/{w.info.capacity:<4} "
+            f"{latency:>7.1f}ms {w.error_rate:>6.1%}  {','.join(w.info.capabilities)}"
+        )
+    return 0
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    # Imported here: rich is only needed by this command.
+    from agentmesh.top import run_top
+
+    if not args.interval > 0:
+        raise SystemExit(f"agentmesh top: --interval must be above 0, not {args.interval:g}")
+    return run_top(_target(args), interval=args.interval, once=args.once)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="agentmesh", description=__doc__)
+    top.add_argument("--log-level", default=os.environ.get("AGENTMESH_LOG_LEVEL", "INFO"))
+    commands = top.add_subparsers(dest="command", required=True)
+
+    for name, handler, help_text in (
+        ("submit", cmd_submit, "submit a request and print the JSON result"),
+        ("plan", cmd_plan, "print the plan a workflow makes for an input"),
+    ):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("input", nargs="?", default="-", help="JSON or text file; - for stdin")
+        sub.add_argument("--workflow", default="support_ticket")
+        sub.add_argument("--goal", help="a free-form goal for the planner, instead of a workflow")
+        sub.add_argument("--target", help="scheduler host:port")
+        sub.add_argument(
+            "--timeout",
+            type=float,
+            default=SUBMIT_TIMEOUT if name == "submit" else 60.0,
+            help="seconds the request may take (its deadline)",
+        )
+        if name == "submit":
+            sub.add_argument("--request-id", default="")
+            sub.add_argument(
+                "--budget", type=float, default=0.0, help="cost budget in US dollars (0: none)"
+            )
+            sub.add_argument("--no-stream", action="store_true", help="no progress events")
+        sub.set_defaults(handler=handler)
+
+    workers = commands.add_parser("workers", help="list the workers and their health")
+    workers.add_argument("--capability", default="")
+    workers.add_argument("--target", help="scheduler host:port")
+    workers.add_argument("--timeout", type=float, default=10.0)
+    workers.add_argument("--json", action="store_true")
+    workers.set_defaults(handler=cmd_workers)
+
+    top_view = commands.add_parser("top", help="a live view of the workers, queues and requests")
+    top_view.add_argument("--target", help="scheduler host:port")
+    top_view.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between polls (default 1)"
+    )
+    top_view.add_argument("--once", action="store_true", help="print one frame and exit")
+    top_view.set_defaults(handler=cmd_top)
+
+    # The other parts' commands: `scheduler` and `run` (agentmesh-scheduler), `worker` and
+    # `local-model` (agentmesh-agents), wherever those are installed.
+    for entry in sorted(entry_points(group="agentmesh.commands"), key=lambda e: e.name):
+        entry.load()(commands)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    # Client commands log little; server commands install structured logs of their own.
+    logging.basicConfig(level=args.log_level.upper(), format="agentmesh: %(message)s")
+    try:
+        return int(args.handler(args))
+    except AgentmeshError as error:
+        print(f"agentmesh: {error.code_name}: {error.message}", file=sys.stderr)
+        return 1
+    except UsageError as error:
+        print(f"agentmesh {args.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

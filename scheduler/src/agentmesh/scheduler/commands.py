@@ -1,0 +1,72 @@
+"""The scheduler's subcommands of the `agentmesh` CLI: `scheduler` and `run`.
+
+Registered under the `agentmesh.commands` entry point group (see agentmesh.cli):
+the CLI offers them wherever `agentmesh-scheduler` is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+#: What `agentmesh run` starts: workers offering every builtin skill.
+DEFAULT_WORKERS = 3
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `run` and `scheduler` to the CLI's subcommands (importing little: the CLI
+    builds its parser for every command)."""
+    run = commands.add_parser("run", help="the scheduler plus workers, supervised")
+    run.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
+    run.add_argument(
+        "--backend",
+        choices=["builtin", "local"],
+        default="builtin",
+        help="builtin: offline workers (default); local: workers on a local llama.cpp model "
+        "(a server slot each), after `make local-model`",
+    )
+    run.add_argument(
+        "--prometheus-targets",
+        metavar="FILE",
+        help="write the workers' /metrics addresses to FILE, a Prometheus file_sd target "
+        "file (removed on exit)",
+    )
+    run.set_defaults(handler=cmd_run)
+
+    scheduler = commands.add_parser("scheduler", help="serve the scheduler")
+    scheduler.add_argument(
+        "--listen", help="host:port (default AGENTMESH_LISTEN or 127.0.0.1:50051)"
+    )
+    scheduler.add_argument("--policy", choices=["latency_weighted", "p2c", "round_robin"])
+    scheduler.set_defaults(handler=cmd_scheduler)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agentmesh.scheduler.run import run_mesh
+
+    return run_mesh(args)
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    from agentmesh.scheduler.config import SchedulerConfig
+    from agentmesh.scheduler.server import SchedulerServer
+    from agentmesh.scheduler.store import StoreError
+    from agentmesh.server import logs, telemetry
+
+    logs.configure(args.log_level)
+    overrides = {"listen": args.listen} if args.listen else {}
+    if args.policy:
+        overrides["policy"] = args.policy
+    config = SchedulerConfig.from_env(**overrides)
+
+    async def serve() -> None:
+        # gRPC's aio server binds to the loop it is made in: make it inside this one.
+        try:
+            server = SchedulerServer(config)
+        except StoreError as error:
+            raise SystemExit(f"agentmesh: {error}") from None
+        await server.run()
+
+    with telemetry.tracing("agentmesh-scheduler"):
+        asyncio.run(serve())
+    return 0

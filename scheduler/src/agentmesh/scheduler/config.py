@@ -1,0 +1,95 @@
+"""The scheduler's settings, as frozen data read once from the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentmesh.scheduler.hedging import HedgePolicy, parse_hedge_after
+from agentmesh.scheduler.retry import RetryPolicy
+from agentmesh.server import settings
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    listen: str = "127.0.0.1:50051"
+    """host:port the scheduler serves gRPC on. Env AGENTMESH_LISTEN. Default 127.0.0.1:50051."""
+    metrics_listen: str = "127.0.0.1:9464"
+    """host:port of the Prometheus /metrics endpoint; empty turns it off.
+    Env AGENTMESH_METRICS_LISTEN. Default 127.0.0.1:9464."""
+    policy: str = "latency_weighted"
+    """Balancing policy: latency_weighted, p2c or round_robin. Env AGENTMESH_POLICY."""
+    heartbeat_interval: float = 1.0
+    """Seconds between a worker's health reports. Env AGENTMESH_HEARTBEAT_INTERVAL. Default 1 s."""
+    liveness_factor: float = 2.5
+    """A worker silent for this many heartbeat intervals is evicted.
+    Env AGENTMESH_LIVENESS_FACTOR. Default 2.5."""
+    default_deadline: float = 30.0
+    """Deadline in seconds of a call that sets none.
+    Env AGENTMESH_DEFAULT_DEADLINE. Default 30 s."""
+    min_deadline: float = 0.05
+    """A call whose deadline leaves less than this many seconds is refused at once
+    with DEADLINE_EXCEEDED. Env AGENTMESH_MIN_DEADLINE. Default 0.05 s."""
+    attempt_timeout: float = 20.0
+    """Longest one attempt of a subtask may take. Env AGENTMESH_ATTEMPT_TIMEOUT. Default 20 s."""
+    max_input_bytes: int = 1 << 20
+    """Largest request input accepted, in bytes. Env AGENTMESH_MAX_INPUT_BYTES. Default 1 MiB."""
+    max_steps: int = 64
+    """Most steps a plan may have. Env AGENTMESH_MAX_STEPS. Default 64."""
+    queue_bound: int = 10_000
+    """Most subtasks waiting per capability. Env AGENTMESH_QUEUE_BOUND. Default 10000."""
+    max_active_requests: int = 2_000
+    """Most requests running at once; past it, RESOURCE_EXHAUSTED.
+    Env AGENTMESH_MAX_ACTIVE_REQUESTS. Default 2000."""
+    aging: float = 5.0
+    """Seconds of waiting worth one priority class. Env AGENTMESH_AGING. Default 5 s."""
+    retained_requests: int = 10_000
+    """Finished requests kept for GetRequest. Env AGENTMESH_RETAINED_REQUESTS. Default 10000."""
+    store: str = ".agentmesh/scheduler.db"
+    """SQLite file the scheduler keeps requests in (WAL), so a restarted scheduler
+    resumes them; empty keeps them in memory only. Env AGENTMESH_STORE.
+    Default .agentmesh/scheduler.db in the working directory."""
+    worker_wait: float = 5.0
+    """Longest a subtask waits, within its deadline, for a worker offering its capability
+    to register when none is live (after an eviction, or while a restarted scheduler
+    waits for workers), and for the worker it prefers after a restart; then it fails
+    with UNAVAILABLE, or goes to another worker. Env AGENTMESH_WORKER_WAIT.
+    Default 5 s (twice the default liveness timeout)."""
+    recovery_delay: float = 2.5
+    """Seconds a restarted scheduler waits for workers to register again before it
+    resumes unfinished requests. Env AGENTMESH_RECOVERY_DELAY. Default 2.5 s."""
+    workflows_dir: Path | None = None
+    """Extra workflow templates (*.toml), overriding built-in ones by name.
+    Env AGENTMESH_WORKFLOWS_DIR. Default none."""
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    """Retry policy; env AGENTMESH_RETRY_MAX_ATTEMPTS, AGENTMESH_RETRY_INITIAL_BACKOFF,
+    AGENTMESH_RETRY_BUDGET, AGENTMESH_RETRY_BUDGET_RESERVE."""
+    hedge: HedgePolicy = field(default_factory=HedgePolicy)
+    """Hedging; env AGENTMESH_HEDGE_AFTER, AGENTMESH_HEDGE_BUDGET. Default off."""
+
+    @property
+    def liveness_timeout(self) -> float:
+        return self.heartbeat_interval * self.liveness_factor
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> SchedulerConfig:
+        env = os.environ if env is None else env
+        values = settings.from_env(cls, env, skip=frozenset({"retry", "hedge"}))
+        retry = RetryPolicy(
+            max_attempts=int(env.get("AGENTMESH_RETRY_MAX_ATTEMPTS", RetryPolicy.max_attempts)),
+            initial_backoff=float(
+                env.get("AGENTMESH_RETRY_INITIAL_BACKOFF", RetryPolicy.initial_backoff)
+            ),
+            budget=float(env.get("AGENTMESH_RETRY_BUDGET", RetryPolicy.budget)),
+            budget_reserve=float(
+                env.get("AGENTMESH_RETRY_BUDGET_RESERVE", RetryPolicy.budget_reserve)
+            ),
+        )
+        hedge = HedgePolicy(
+            after=parse_hedge_after(env.get("AGENTMESH_HEDGE_AFTER", "")),
+            budget=float(env.get("AGENTMESH_HEDGE_BUDGET", HedgePolicy.budget)),
+        )
+        return cls(**{**values, "retry": retry, "hedge": hedge, **overrides})

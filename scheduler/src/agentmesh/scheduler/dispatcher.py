@@ -1,0 +1,397 @@
+"""Run one subtask on the best worker, with queueing and retries.
+
+A subtask waits for a worker slot of its tier (`slots`), runs, and is
+raced by a hedge when it runs slow (`hedging`). A failed attempt is retried on
+another worker after a jittered backoff when its error is retryable and the
+deadline leaves room. An evicted worker's attempts are cancelled and go
+back to the queue at once. When no live worker offers the capability (in
+a tier that can serve it), the subtask waits up to `worker_wait` for one
+to register before it fails with UNAVAILABLE.
+
+Nothing here knows gRPC: workers are reached through a `WorkerTransport`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+
+from google.rpc import code_pb2
+from opentelemetry.trace import SpanKind, StatusCode
+
+from agentmesh.errors import AgentmeshError, ResourceExhausted, Unavailable
+from agentmesh.scheduler import tiers
+from agentmesh.scheduler.calls import (
+    RETRIED,
+    STARTED,
+    DispatchObserver,
+    EventSink,
+    ExecuteResult,
+    NullObserver,
+    Outcome,
+    SubtaskCall,
+    SubtaskEvent,
+    WorkerTransport,
+    ignore_events,
+)
+from agentmesh.scheduler.hedging import HedgePolicy, Hedger
+from agentmesh.scheduler.load import TokenBucket
+from agentmesh.scheduler.outliers import OutlierDetector, OutlierPolicy
+from agentmesh.scheduler.policies import Policy
+from agentmesh.scheduler.registry import Registry, WorkerRecord
+from agentmesh.scheduler.retry import RetryPolicy
+from agentmesh.scheduler.slots import Slots, TierGone
+from agentmesh.server import logs, telemetry
+from agentmesh.server.clock import Clock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Attempt:
+    task: asyncio.Task[ExecuteResult]
+    evicted: bool = False
+
+
+@dataclass
+class _Running:
+    """Attempts in flight, by worker, so that eviction can cancel them."""
+
+    by_worker: dict[str, set[_Attempt]] = field(default_factory=dict)
+
+
+class Dispatcher:
+    """Queues subtasks per capability and runs each on a chosen worker."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        transport: WorkerTransport,
+        policy: Policy,
+        *,
+        retry: RetryPolicy,
+        clock: Clock,
+        rng: random.Random,
+        queue_bound: int,
+        aging: float,
+        attempt_timeout: float,
+        observer: DispatchObserver | None = None,
+        hedge: HedgePolicy | None = None,
+        outliers: OutlierPolicy | None = None,
+        worker_wait: float = 0.0,
+    ) -> None:
+        self.registry = registry
+        self.transport = transport
+        self.retry = retry
+        self.clock = clock
+        self.rng = rng
+        #: Longest a single attempt may take, within the subtask's deadline.
+        self.attempt_timeout = attempt_timeout
+        self.observer = observer or NullObserver()
+        #: Longest a subtask waits for a worker of its capability (or its preferred
+        #: worker) to register, within its deadline.
+        self.worker_wait = worker_wait
+        self.slots = Slots(
+            registry,
+            policy,
+            clock,
+            self.observer,
+            queue_bound=queue_bound,
+            aging=aging,
+            worker_wait=worker_wait,
+        )
+        self._running = _Running()
+        self.hedger = Hedger(hedge or HedgePolicy(), self.observer)
+        self.outliers = OutlierDetector(outliers or OutlierPolicy(), registry)
+        self._retries = TokenBucket(retry.budget, retry.budget_reserve)
+
+    # -- membership -----------------------------------------------------------
+
+    def workers_changed(self, worker: WorkerRecord) -> None:
+        """A worker joined, freed a slot, or changed its capacity: serve its queues."""
+        for capability in worker.spec.capabilities:
+            self.slots.worker_joined(capability)
+            self.slots.pump(capability)
+
+    async def evict(self, worker_id: str, reason: str) -> WorkerRecord | None:
+        """Remove a worker and send its in-flight subtasks back to the queue."""
+        record = self.registry.remove(worker_id)
+        if record is not None:
+            self.observer.worker_evicted(reason)
+        for attempt in self._running.by_worker.pop(worker_id, set()):
+            attempt.evicted = True
+            attempt.task.cancel()
+        await self.transport.forget(worker_id)
+        if record is not None:
+            for capability in record.spec.capabilities:
+                # Subtasks queued only for this worker's tier may now have none; and
+                # subtasks that waited for it rather than use a slower free worker
+                # must not wait any longer.
+                self.slots.fail_orphans(capability)
+                self.slots.pump(capability)
+        return record
+
+    # -- running subtasks -----------------------------------------------------
+
+    async def run(self, call: SubtaskCall, on_event: EventSink = ignore_events) -> Outcome:
+        """Run a subtask to a result, or raise the error that ended it."""
+        avoid: set[str] = set()
+        minimum = tiers.min_tier(call.difficulty)
+        attempt = 0
+        while True:
+            attempt += 1
+            tier, reserved = await self._wait_for_tier(call, minimum)
+            try:
+                worker = await self.slots.acquire(call, tier, frozenset(avoid))
+            except TierGone:
+                # Every worker of that tier left while we waited: choose again.
+                attempt -= 1
+                self._settle(call, reserved, 0.0)
+                continue
+            except BaseException:
+                self._settle(call, reserved, 0.0)
+                raise
+            on_event(
+                SubtaskEvent(STARTED, call.subtask_id, call.capability, worker.worker_id, attempt)
+            )
+            if attempt == 1:
+                self._retries.deposit()
+            settled = False
+            try:
+                winner, result = await self._attempt_hedged(worker, call, attempt, tier, avoid)
+                self._settle(call, reserved, result.usage.cost_usd)
+                settled = True
+                return Outcome(result, winner.worker_id, attempt, winner.spec.tier)
+            except _Evicted:
+                error: AgentmeshError = Unavailable(
+                    f"worker {worker.worker_id} left the mesh during the subtask",
+                    reason="WORKER_EVICTED",
+                )
+                backoff = 0.0
+            except AgentmeshError as failure:
+                error = failure
+                # Full jitter, but never sooner than a worker's RetryInfo asks.
+                backoff = self.retry.backoff(attempt, self.rng)
+                if isinstance(failure, ResourceExhausted):
+                    backoff = max(backoff, failure.retry_after)
+                if failure.reason == "OUTPUT_INVALID":
+                    # Its output failed validation: try the next tier up.
+                    minimum = tiers.rank(worker.spec.tier) + 1
+            finally:
+                if not settled:
+                    # A failed attempt's tokens are not reported back: it is charged nothing.
+                    self._settle(call, reserved, 0.0)
+            avoid.add(worker.worker_id)
+            remaining = call.deadline - self.clock.now()
+            if not error.retryable or attempt >= self.retry.max_attempts or remaining <= backoff:
+                raise error
+            # An evicted worker's subtask goes back to the queue whatever the
+            # budget: it is lost work, not a retry a sick worker provoked.
+            if error.reason != "WORKER_EVICTED" and not self._retries.withdraw():
+                self.observer.retry_refused(call.capability)
+                raise error
+            self.observer.retried(call.capability, error.code_name)
+            on_event(
+                SubtaskEvent(
+                    RETRIED,
+                    call.subtask_id,
+                    call.capability,
+                    worker.worker_id,
+                    attempt,
+                    f"{error.code_name}: {error.message}",
+                )
+            )
+            if backoff > 0:
+                await self.clock.sleep(backoff)
+
+    async def _attempt_hedged(
+        self,
+        worker: WorkerRecord,
+        call: SubtaskCall,
+        attempt: int,
+        tier: int,
+        avoid: set[str],
+    ) -> tuple[WorkerRecord, ExecuteResult]:
+        """An attempt, raced by a hedge on another free worker of the tier (see `hedging`)."""
+
+        def run_on(target: WorkerRecord, hedge: bool) -> Awaitable[ExecuteResult]:
+            if hedge:
+                target.in_flight += 1  # the primary's slot was granted by the queue
+            return self._attempt(target, call, attempt, hedge=hedge)
+
+        def second() -> WorkerRecord | None:
+            return self._hedge_worker(call.capability, tier, avoid | {worker.worker_id})
+
+        return await self.hedger.race(call.capability, worker, run_on, second)
+
+    def _hedge_worker(self, capability: str, tier: int, avoid: set[str]) -> WorkerRecord | None:
+        """A free worker of the tier for a hedge; None otherwise.
+
+        A hedge never jumps the queue: with subtasks waiting for the tier,
+        none is sent.
+        """
+        if len(self.slots.queue(capability, tier)):
+            return None
+        now = self.clock.now()
+        free = [
+            w
+            for w in self.registry.offering(capability)
+            if w.available
+            and w.ejected_until <= now
+            and tiers.rank(w.spec.tier) == tier
+            and w.worker_id not in avoid
+        ]
+        return self.slots.policy.pick(free, now) if free else None
+
+    async def _wait_for_tier(self, call: SubtaskCall, minimum: int) -> tuple[int, float]:
+        """`_choose_tier`, waiting up to `worker_wait` (within the deadline) for a worker
+        of a tier that can serve the subtask to register when none is live."""
+        give_up = min(call.deadline, self.clock.now() + self.worker_wait)
+        while True:
+            try:
+                return self._choose_tier(call, minimum)
+            except Unavailable:
+                if not await self.slots.wait_for_worker(call.capability, give_up):
+                    raise
+
+    def _choose_tier(self, call: SubtaskCall, minimum: int) -> tuple[int, float]:
+        """The tier for the next attempt, and what is reserved of the budget for it."""
+        now = self.clock.now()
+        live = [
+            w
+            for w in self.registry.offering(call.capability)
+            if not w.draining and w.ejected_until <= now
+        ]
+        target = tiers.target_tier((w.spec.tier for w in live), minimum)
+        if target is None:
+            raise _no_worker(call.capability)
+        return tiers.choose_within_budget(
+            tiers.prices_by_tier(live), target, call.input, call.budget
+        )
+
+    @staticmethod
+    def _settle(call: SubtaskCall, reserved: float, actual: float) -> None:
+        if call.budget is not None:
+            call.budget.settle(reserved, actual)
+
+    async def _attempt(
+        self, worker: WorkerRecord, call: SubtaskCall, attempt: int, hedge: bool = False
+    ) -> ExecuteResult:
+        """One attempt on one worker, as a span of the request's trace."""
+        logs.SUBTASK_ID.set(call.subtask_id)
+        attributes = {
+            telemetry.REQUEST_ID: call.request_id,
+            telemetry.SUBTASK_ID: call.subtask_id,
+            telemetry.CAPABILITY: call.capability,
+            telemetry.WORKER_ID: worker.worker_id,
+            telemetry.ATTEMPT: attempt,
+            "rpc.system": "grpc",
+            "rpc.service": "agentmesh.v1.WorkerService",
+            "rpc.method": "Execute",
+            "server.address": worker.spec.address,
+            "agentmesh.hedge": hedge,
+        }
+        with telemetry.tracer().start_as_current_span(
+            f"subtask {call.capability}",
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            code = "OK"
+            try:
+                return await self._call(worker, call, attempt)
+            except _Evicted:
+                code = "UNAVAILABLE"
+                raise
+            except asyncio.CancelledError:
+                code = "CANCELLED"
+                raise
+            except AgentmeshError as error:
+                code = error.code_name
+                log.warning(
+                    "subtask attempt failed",
+                    extra={
+                        "worker_id": worker.worker_id,
+                        "attempt": attempt,
+                        "code": code,
+                        "error": error.message,
+                    },
+                )
+                raise
+            finally:
+                span.set_attribute("rpc.grpc.status_code", code_pb2.Code.Value(code))
+                if code != "OK":
+                    span.set_status(StatusCode.ERROR, code)
+
+    async def _call(self, worker: WorkerRecord, call: SubtaskCall, attempt: int) -> ExecuteResult:
+        started = self.clock.now()
+        timeout = min(self.attempt_timeout, call.deadline - started)
+        task = asyncio.ensure_future(self.transport.execute(worker, call, attempt, timeout))
+        running = _Attempt(task)
+        self._running.by_worker.setdefault(worker.worker_id, set()).add(running)
+        pending = worker.pending.start(started)
+        code = "OK"
+        try:
+            result = await task
+            now = self.clock.now()
+            self.observer.overhead(now - started - result.duration)
+            self.hedger.observe(call.capability, now - started)
+            return result
+        except asyncio.CancelledError:
+            if not running.evicted:
+                code = "CANCELLED"
+                raise
+            code = "UNAVAILABLE"
+            raise _Evicted() from None
+        except AgentmeshError as error:
+            code = error.code_name
+            raise
+        finally:
+            now = self.clock.now()
+            worker.pending.finish(pending)
+            self._running.by_worker.get(worker.worker_id, set()).discard(running)
+            self.observer.attempt_finished(call.capability, worker.worker_id, now - started, code)
+            self._release(worker, now - started, code, now)
+
+    def _release(self, worker: WorkerRecord, seconds: float, code: str, now: float) -> None:
+        worker.in_flight = max(worker.in_flight - 1, 0)
+        if code == "OK":
+            worker.observe_latency(seconds, now)
+        if code != "CANCELLED":
+            # A worker's own failures count against it; a deadline that was
+            # simply too short for anyone would also land here, which the
+            # decay forgives.
+            failed = code not in ("OK", "INVALID_ARGUMENT")
+            worker.errors.observe(failed, now)
+            if self.outliers.observe(worker, failed, now):
+                self.observer.worker_ejected(worker.worker_id)
+                log.warning(
+                    "worker ejected",
+                    extra={
+                        "worker_id": worker.worker_id,
+                        "cool_down_s": round(worker.ejected_until - now, 1),
+                        "ejections": worker.ejections,
+                    },
+                )
+        if self.registry.get(worker.worker_id) is worker:
+            self.workers_changed(worker)
+
+    def has_live_worker(self, capability: str) -> bool:
+        """Whether some worker that is not draining offers the capability."""
+        return any(not w.draining for w in self.registry.offering(capability))
+
+
+class _Evicted(Exception):
+    """The worker running an attempt was evicted; the attempt goes back to the queue."""
+
+
+def _no_worker(capability: str) -> Unavailable:
+    return Unavailable(
+        f"no healthy worker offers capability {capability!r}",
+        reason="NO_WORKER",
+        metadata={"capability": capability},
+    )

@@ -1,0 +1,256 @@
+"""A request's life once admitted: stored, committed, run, finished; resumed or run again.
+
+`SchedulerCore` decides whether a request is new, a repeat or a rerun;
+`RequestRunner` does the rest with the store, so that nothing is
+acknowledged before it is durable: the request's rows are committed before
+`on_plan` is called (the plan event, the first acknowledgement), and its
+final state before its outcome is returned. While the store cannot write,
+new work is refused (UNAVAILABLE, reason STORE_UNAVAILABLE).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from agentmesh.errors import Unavailable
+from agentmesh.scheduler.calls import EventSink, ignore_events
+from agentmesh.scheduler.executor import (
+    ErrorRecord,
+    Executor,
+    RequestRecord,
+    SubtaskRecord,
+)
+from agentmesh.scheduler.requests import RequestIndex
+from agentmesh.scheduler.states import RequestState, SubtaskState
+from agentmesh.scheduler.stats import Finished, RequestWindow
+from agentmesh.scheduler.store import Store
+from agentmesh.scheduler.tiers import Budget
+from agentmesh.server import logs
+from agentmesh.server.clock import Clock
+
+log = logging.getLogger(__name__)
+
+#: Seconds a commit is still waited for when the request's deadline has passed.
+COMMIT_GRACE = 1.0
+#: ErrorInfo reason of refusals and failures caused by a store that cannot write.
+STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+
+PlanSink = Callable[[RequestRecord], None]
+
+
+class RequestRunner:
+    """Runs requests through the executor, journalled in the store (if any)."""
+
+    def __init__(
+        self,
+        executor: Executor,
+        store: Store | None,
+        requests: RequestIndex,
+        stats: RequestWindow,
+        clock: Clock,
+    ) -> None:
+        self.executor = executor
+        self.store = store
+        self.requests = requests
+        self.stats = stats
+        self.clock = clock
+        #: Set while the scheduler shuts down: requests it cancels stay
+        #: unfinished in the store, to be resumed by the next scheduler.
+        self.stopping = False
+
+    async def rerun(
+        self,
+        record: RequestRecord,
+        deadline: float,
+        fingerprint: str,
+        on_plan: PlanSink | None,
+        on_event: EventSink,
+    ) -> RequestRecord:
+        """Run a finished request again under its id, keeping the subtasks that succeeded."""
+        log.info("running a failed request again", extra={"request_id": record.request_id})
+        kept = {s.id: s for s in record.subtasks.values() if s.state == SubtaskState.SUCCEEDED}
+        record.subtasks = {
+            s.id: kept.get(s.id) or SubtaskRecord(s.id, s.capability) for s in record.plan.steps
+        }
+        record.state, record.answer, record.error, record.finished_at = (
+            RequestState.RUNNING,
+            None,
+            None,
+            None,
+        )
+        if record.budget is not None:
+            record.budget = Budget(record.budget.limit)
+            record.budget.spent = sum(s.usage.cost_usd for s in kept.values())
+        return await self.start(record, deadline, fingerprint, on_plan, on_event)
+
+    async def start(
+        self,
+        record: RequestRecord,
+        deadline: float,
+        fingerprint: str,
+        on_plan: PlanSink | None,
+        on_event: EventSink,
+    ) -> RequestRecord:
+        """Store the request, run it, and return it once its outcome is committed."""
+        if self.store is not None:
+            self.store.save_request(record, self._wall(deadline), fingerprint)
+        task = asyncio.create_task(
+            self._run(record, deadline, on_event, on_plan=on_plan), name=record.request_id
+        )
+        self.requests.start(record, task, fingerprint)
+        # Cancelling the caller (the client went away) cancels the request.
+        await task
+        if record.error is not None and record.error.reason == STORE_UNAVAILABLE:
+            raise Unavailable(record.error.message, reason=STORE_UNAVAILABLE, metadata=self._where)
+        await self.durable(deadline)
+        return record
+
+    @property
+    def _where(self) -> dict[str, str]:
+        return {"store": getattr(self.store, "path", "")}
+
+    def check_store(self) -> None:
+        """Refuse new work while the store cannot write: it could not be kept."""
+        if self.store is not None and not self.store.up:
+            raise Unavailable(
+                f"the request store cannot write ({self.store.problem}); "
+                "new requests are refused until it can",
+                reason=STORE_UNAVAILABLE,
+                metadata=self._where,
+            )
+
+    async def durable(self, deadline: float) -> None:
+        """Wait until what is queued for the store is committed, within the deadline.
+
+        Raises UNAVAILABLE (STORE_UNAVAILABLE) when it is not: what the
+        scheduler would answer could be lost. The wait ends a little before
+        the deadline, so that the caller hears why; a deadline already past
+        (the caller has gone) still gets COMMIT_GRACE seconds.
+        """
+        if self.store is None:
+            return
+        remaining = deadline - self.clock.now()
+        timeout = remaining - min(0.1, remaining / 10) if remaining > 0 else COMMIT_GRACE
+        if not await self.store.committed(timeout):
+            raise Unavailable(
+                f"the request store could not commit within the deadline ({self.store.problem})",
+                reason=STORE_UNAVAILABLE,
+                metadata=self._where,
+            )
+
+    def _wall(self, deadline: float) -> float:
+        """A deadline on the injected clock as wall-clock time, for the store."""
+        return time.time() + (deadline - self.clock.now())
+
+    async def _run(
+        self,
+        record: RequestRecord,
+        deadline: float,
+        on_event: EventSink,
+        *,
+        on_plan: PlanSink | None = None,
+        delay: float = 0.0,
+    ) -> RequestRecord:
+        """Run a stored request: after `delay` (recovery) or once its row is committed."""
+        logs.REQUEST_ID.set(record.request_id)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        else:
+            try:
+                await self.durable(deadline)
+            except asyncio.CancelledError:
+                record.state = RequestState.CANCELLED
+                record.error = ErrorRecord("CANCELLED", "the request was cancelled")
+                record.finished_at = time.time()
+                if self.store is not None and not self.stopping:
+                    self.store.finish_request(record)
+                raise
+            except Unavailable as error:
+                # Not committed, so not accepted: nothing ran, and a repeat runs it.
+                record.state, record.error = RequestState.FAILED, ErrorRecord.of(error)
+                record.finished_at = time.time()
+                if self.store is not None:
+                    self.store.finish_request(record)
+                return record
+        if on_plan is not None:
+            on_plan(record)
+        started = self.clock.now()
+        try:
+            await self.executor.execute(record, deadline, on_event)
+        finally:
+            record.finished_at = time.time()
+            if self.store is not None and not (
+                self.stopping and record.state == RequestState.CANCELLED
+            ):
+                self.store.finish_request(record)
+            now = self.clock.now()
+            self.executor.dispatcher.observer.request_finished(
+                record.plan.workflow,
+                record.state,
+                record.error.code if record.error else "OK",
+                now - started,
+            )
+            self.stats.record(
+                Finished(
+                    request_id=record.request_id,
+                    workflow=record.plan.workflow,
+                    state=record.state,
+                    duration=now - started,
+                    at=now,
+                    wall_time=record.finished_at,
+                    error_code=record.error.code if record.error else "",
+                )
+            )
+            log.info(
+                "request finished",
+                extra={
+                    "workflow": record.plan.workflow,
+                    "state": record.state,
+                    "duration_ms": round((now - started) * 1000, 1),
+                    "error": record.error.message if record.error else None,
+                },
+            )
+        return record
+
+    def recover(self, delay: float = 0.0) -> int:
+        """Register every request the store has unfinished (after a restart); how many.
+
+        Each becomes a running request at once, so that a repeat of its id
+        attaches to it; it resumes after `delay` seconds (time for workers to
+        register again). Finished subtasks keep their outputs and are not
+        run again; the others are dispatched again, preferring the worker
+        that had them. A request whose deadline passed while the scheduler
+        was down fails with DEADLINE_EXCEEDED.
+        """
+        if self.store is None:
+            return 0
+        resumed = 0
+        for stored in self.store.unfinished():
+            record = stored.record
+            if self.requests.running(record.request_id) is not None:
+                continue
+            for subtask in record.subtasks.values():
+                if subtask.state in (SubtaskState.QUEUED, SubtaskState.RUNNING):
+                    subtask.state = SubtaskState.PENDING
+            remaining = stored.deadline - time.time()
+            if remaining <= 0:
+                record.state = RequestState.FAILED
+                record.error = ErrorRecord(
+                    "DEADLINE_EXCEEDED", "the deadline passed while the scheduler was down"
+                )
+                self.executor.cancel_unfinished(record, record.error.message)
+                record.finished_at = time.time()
+                self.store.finish_request(record)
+                continue
+            deadline = self.clock.now() + remaining
+            task = asyncio.create_task(
+                self._run(record, deadline, ignore_events, delay=delay), name=record.request_id
+            )
+            self.requests.start(record, task, stored.fingerprint)
+            resumed += 1
+        if resumed:
+            log.info("resuming unfinished requests", extra={"count": resumed, "delay_s": delay})
+        return resumed

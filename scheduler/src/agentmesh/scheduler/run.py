@@ -1,0 +1,215 @@
+"""`agentmesh run`: the whole mesh on one machine, each part a supervised child process.
+
+The scheduler, and workers on the offline builtin backend (or, with `--backend local`,
+on llama.cpp's server with a small model, itself a child). The children are the CLI's
+own commands (`agentmesh scheduler`, `agentmesh worker`, `agentmesh local-model`), so
+the workers come from `agentmesh-agents`, which must be installed beside the scheduler
+(`pip install 'agentmesh-scheduler[run]'`; `make install` installs every part).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from agentmesh.client import Client
+from agentmesh.errors import AgentmeshError
+from agentmesh.scheduler.config import SchedulerConfig
+from agentmesh.scheduler.supervisor import Child, Supervisor
+from agentmesh.server import logs
+
+#: llama.cpp's server slots under `--backend local`: at least this many, and one a worker.
+LOCAL_MODEL_SLOTS = 2
+
+#: The scheduler's deadlines under `--backend local` (unless set): a step on the local
+#: model takes seconds, and a ticket's plan queues behind others for the slots.
+LOCAL_SCHEDULER_ENV = {"AGENTMESH_DEFAULT_DEADLINE": "300", "AGENTMESH_ATTEMPT_TIMEOUT": "120"}
+
+
+def run_mesh(args: argparse.Namespace) -> int:
+    """Start the mesh and supervise it until SIGINT or SIGTERM."""
+    if not any(e.name == "agents" for e in entry_points(group="agentmesh.commands")):
+        raise SystemExit(
+            "agentmesh run: the workers come from agentmesh-agents, which is not installed: "
+            "pip install 'agentmesh-scheduler[run]'"
+        )
+    logs.configure(args.log_level)
+    config = SchedulerConfig.from_env()
+    host = config.listen.rpartition(":")[0]
+    scheduler = Child("scheduler", ("scheduler",))
+    model: Child | None = None
+    model_url = ""
+    shares: list[int] = []
+    if args.backend == "local":
+        # llama.cpp's server with Gemma 3 270M (`make local-model`), supervised like the
+        # others, with a slot for each worker at least; workers reach it through the
+        # `local` backend (the openai one, whose grammars hold answers to their schemas).
+        model_port = _free_port()
+        slots = max(LOCAL_MODEL_SLOTS, args.workers)
+        shares = slot_shares(slots, args.workers)
+        model_args = ("--host", "127.0.0.1", "--port", str(model_port), "--parallel", str(slots))
+        model = Child("local-model", ("local-model", *model_args))
+        model_url = f"http://127.0.0.1:{model_port}"
+        env = tuple((k, v) for k, v in LOCAL_SCHEDULER_ENV.items() if k not in os.environ)
+        scheduler = Child("scheduler", ("scheduler",), env)
+    workers = []
+    targets: list[dict[str, Any]] = []
+    for i in range(1, args.workers + 1):
+        env = [
+            ("AGENTMESH_SCHEDULER", config.listen),
+            ("AGENTMESH_WORKER_LISTEN", f"{host}:0"),
+        ]
+        if model is not None:
+            env += [
+                ("AGENTMESH_BACKEND", "local"),
+                ("AGENTMESH_MODEL_BASE_URL", f"{model_url}/v1"),
+                # The worker's share of the server's slots: together they fill them, no more.
+                ("AGENTMESH_MODEL_CONCURRENCY", str(shares[i - 1])),
+            ]
+        worker_id = f"{'local' if model else 'builtin'}-{i}"
+        metrics_listen = worker_metrics(config, i)
+        env += [
+            ("AGENTMESH_WORKER_ID", worker_id),
+            ("AGENTMESH_WORKER_STORE", worker_store(config, worker_id)),
+            ("AGENTMESH_WORKER_METRICS_LISTEN", metrics_listen),
+        ]
+        workers.append(Child(f"worker-{i}", ("worker",), tuple(env)))
+        if metrics_listen and not metrics_listen.endswith(":0"):
+            targets.append({"targets": [metrics_listen], "labels": {"worker": worker_id}})
+
+    async def supervise() -> None:
+        supervisor = Supervisor([child for child in (model, scheduler, *workers) if child])
+        supervisor.stop_on_signals()
+        tasks = []
+        if model is not None:
+            tasks.append(await supervisor.start(model))
+            await _until(lambda: _healthy(model_url), 300.0)
+        tasks.append(await supervisor.start(scheduler))
+        with Client(config.listen, timeout=2.0) as client:
+            await _until(lambda: _ready(client), 30.0)
+            tasks += [await supervisor.start(c) for c in workers]
+            await _until(lambda: len(_workers(client)) >= args.workers, 60.0)
+        if args.prometheus_targets:
+            # JSON is YAML too: Prometheus reads it as a file_sd target file.
+            text = json.dumps(targets, indent=2) + "\n"
+            await asyncio.to_thread(Path(args.prometheus_targets).write_text, text)
+        _banner(config, model_url and f"{model_url} ({sum(shares)} slots)")
+        try:
+            await supervisor.wait_stopped()
+        finally:
+            if args.prometheus_targets:
+                await asyncio.to_thread(Path(args.prometheus_targets).unlink, missing_ok=True)
+        for task in tasks:
+            task.cancel()
+
+    asyncio.run(supervise())
+    return 0
+
+
+def slot_shares(slots: int, workers: int) -> list[int]:
+    """Each worker's share of the server's slots: together exactly `slots`, at least 1 each."""
+    if workers < 1 or slots < workers:
+        raise ValueError(f"{slots} slots cannot give {workers} workers one each")
+    return [slots // workers + (1 if i < slots % workers else 0) for i in range(workers)]
+
+
+def worker_metrics(config: SchedulerConfig, i: int) -> str:
+    """Worker i's own /metrics address: AGENTMESH_WORKER_METRICS_LISTEN's port plus i - 1,
+    or by default the scheduler's metrics port plus i (9465, 9466, ...); off when the
+    variable is set empty, or when unset and the scheduler's metrics are off."""
+    base = os.environ.get("AGENTMESH_WORKER_METRICS_LISTEN")
+    if base is None:
+        if not config.metrics_listen:
+            return ""
+        host, _, port = config.metrics_listen.rpartition(":")
+        first = int(port) + 1
+    elif not base:
+        return ""
+    else:
+        host, _, port = base.rpartition(":")
+        first = int(port)
+    if int(port) == 0:
+        return f"{host}:0"  # any free port, for each
+    return f"{host}:{first + i - 1}"
+
+
+def worker_store(config: SchedulerConfig, worker_id: str) -> str:
+    """A worker's own file of finished subtasks, beside the scheduler's store.
+
+    Empty (memory only) when the scheduler's store is: a mesh told to keep
+    nothing on disk writes no worker files either.
+    """
+    if not config.store:
+        return ""
+    return str(Path(config.store).parent / f"worker-{worker_id}.db")
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _healthy(base_url: str, timeout: float = 1.0) -> bool:
+    """Whether llama.cpp's server answers its /health with 200 (model loaded)."""
+    try:
+        with urllib.request.urlopen(f"{base_url}/health", timeout=timeout) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+async def _until(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit("agentmesh: the mesh did not come up in time")
+        await asyncio.sleep(0.2)
+
+
+def _ready(client: Client) -> bool:
+    try:
+        client.list_workers()
+    except AgentmeshError:
+        return False
+    return True
+
+
+def _workers(client: Client) -> list[Any]:
+    try:
+        return client.list_workers()
+    except AgentmeshError:
+        return []
+
+
+def _banner(config: SchedulerConfig, model: str = "") -> None:
+    metrics = f"http://{config.metrics_listen}/metrics" if config.metrics_listen else "(off)"
+    target = "" if config.listen == SchedulerConfig.listen else f" --target {config.listen}"
+    model_line = f"the local model (llama.cpp) on {model}\n" if model else ""
+    print(
+        f"""
+agentmesh is running: scheduler on {config.listen}, metrics on {metrics}
+{model_line}
+Try it (from the repository root, in another terminal):
+
+  .venv/bin/agentmesh submit examples/tickets/01_refund_broken_laptop_en.json{target}
+
+  .venv/bin/grpcurl -plaintext -d @ {config.listen} agentmesh.v1.SchedulerService/Submit \\
+    < examples/grpcurl/submit_ticket.json
+
+  .venv/bin/agentmesh workers{target}
+
+Stop with Ctrl-C.
+""",
+        flush=True,
+    )

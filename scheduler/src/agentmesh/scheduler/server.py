@@ -1,0 +1,176 @@
+"""The scheduler process: gRPC server, health, reflection, metrics, liveness sweeps."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from types import TracebackType
+
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client import CollectorRegistry
+
+from agentmesh.scheduler.config import SchedulerConfig
+from agentmesh.scheduler.core import SchedulerCore
+from agentmesh.scheduler.servicer import SchedulerServicer
+from agentmesh.scheduler.store import SqliteStore
+from agentmesh.scheduler.transport import GrpcTransport
+from agentmesh.server import reflection
+from agentmesh.server.clock import SystemClock
+from agentmesh.server.handlers import RejectUndecodable
+from agentmesh.server.metrics import MeshCollector, SchedulerMetrics, serve_metrics
+from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
+
+
+def server_options(config: SchedulerConfig) -> list[tuple[str, int]]:
+    return [
+        # Large enough that an oversized input reaches the handler, which says why.
+        ("grpc.max_receive_message_length", 2 * config.max_input_bytes + (1 << 16)),
+        # gRPC core answers calls beyond its pending bound (1000 by default) with
+        # CANCELLED; raise it so that admission control answers them instead, with
+        # RESOURCE_EXHAUSTED and a retry delay.
+        ("grpc.server.max_pending_requests", 20_000),
+        ("grpc.server.max_pending_requests_hard_limit", 40_000),
+    ]
+
+
+class SchedulerServer:
+    """A running scheduler: `await start()`, then `await shutdown()` (idempotent).
+
+    `run()` does both, draining on SIGTERM or SIGINT; `async with` works too.
+    """
+
+    def __init__(self, config: SchedulerConfig) -> None:
+        self.config = config
+        self.metrics = SchedulerMetrics(CollectorRegistry())
+        self.transport = GrpcTransport()
+        # Raises StoreError for a store that cannot be opened or is damaged.
+        self.store = SqliteStore(config.store, observer=self) if config.store else None
+        self.core = SchedulerCore(
+            config, self.transport, clock=SystemClock(), observer=self.metrics, store=self.store
+        )
+        self.metrics.registry.register(MeshCollector(self.core.snapshot))
+        self.metrics.heartbeat_interval.set(config.heartbeat_interval)
+        self.metrics.store_up.set(0 if self.store is not None and not self.store.up else 1)
+        self.health = health.aio.HealthServicer()
+        self.server = aio.server(interceptors=[RejectUndecodable()], options=server_options(config))
+        scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(
+            SchedulerServicer(self.core), self.server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable(
+            self.server,
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name),
+        )
+        self.port = 0
+        self.metrics_port = 0
+        self._sweeper: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+        self._shutdown_started = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.listen.rpartition(':')[0]}:{self.port}"
+
+    async def start(self) -> None:
+        self.port = self.server.add_insecure_port(self.config.listen)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.config.listen}")
+        self._loop = asyncio.get_running_loop()
+        # Unfinished requests are known before the first call is served, so a
+        # repeat of one attaches to it; they resume after the recovery delay.
+        self.core.recover(self.config.recovery_delay)
+        await self.server.start()
+        if self.config.metrics_listen:
+            self.metrics_port = serve_metrics(self.config.metrics_listen, self.metrics.registry)
+        await self._set_health(self.store is None or self.store.up)
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="liveness-sweeper")
+        log.info(
+            "scheduler serving",
+            extra={"address": self.address, "metrics_port": self.metrics_port},
+        )
+
+    async def _set_health(self, serving: bool) -> None:
+        if self._shutdown_started:
+            return
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        await self.health.set("", status)
+        await self.health.set(SERVICE_NAME, status)
+
+    # -- StoreObserver (called on the store's writer thread) --------------------------
+
+    def store_write_failed(self) -> None:
+        self.metrics.store_write_errors.inc()
+
+    def store_state(self, up: bool) -> None:
+        """A store that cannot write makes the scheduler NOT_SERVING until it can."""
+        self.metrics.store_up.set(1 if up else 0)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._set_health(up), loop)
+        except RuntimeError:  # the loop is closing
+            pass
+
+    async def _sweep_forever(self) -> None:
+        """Evict silent workers; check four times per heartbeat interval.
+
+        A sweep that runs much later than scheduled measures a stall of the
+        scheduler itself (SIGSTOP, a blocked event loop), during which
+        heartbeats went unread; the core then evicts no one for it.
+        """
+        period = self.config.heartbeat_interval / 4
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + period
+            await asyncio.sleep(period)
+            stalled = max(loop.time() - due, 0.0)
+            for worker_id in await self.core.evict_silent(stalled):
+                log.warning("worker evicted: heartbeats stopped", extra={"worker_id": worker_id})
+
+    async def shutdown(self, grace: float = 5.0) -> None:
+        """Stop serving: health NOT_SERVING first, then let calls finish for `grace` seconds."""
+        if self._shutdown_started:
+            await self._stopped.wait()
+            return
+        self._shutdown_started = True
+        self.core.stopping = True
+        await self.health.enter_graceful_shutdown()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        await self.server.stop(grace)
+        await self.transport.close()
+        if self.store is not None:
+            self.store.close()
+        self._stopped.set()
+
+    async def run(self) -> None:
+        """Serve until SIGTERM or SIGINT, then drain."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.shutdown()))
+        await self._stopped.wait()
+
+    async def __aenter__(self) -> SchedulerServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown(grace=1.0)

@@ -1,0 +1,295 @@
+"""SchedulerService: protobuf in, core calls, protobuf out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+from grpc import aio
+from opentelemetry import trace
+
+from agentmesh import wire
+from agentmesh.errors import AgentmeshError, FieldViolation, InvalidArgument, NotFound
+from agentmesh.scheduler import convert
+from agentmesh.scheduler.calls import SubtaskEvent
+from agentmesh.scheduler.core import SchedulerCore, Source
+from agentmesh.scheduler.executor import RequestRecord
+from agentmesh.scheduler.plans import too_many_steps
+from agentmesh.server import telemetry
+from agentmesh.server.handlers import Undecodable, streaming, unary
+from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+Context = aio.ServicerContext[Any, Any]
+_DONE = object()
+SUBMIT = "agentmesh.v1.SchedulerService/Submit"
+STREAM_SUBMIT = "agentmesh.v1.SchedulerService/StreamSubmit"
+DISPATCH = "agentmesh.v1.SchedulerService/Dispatch"
+DEFAULT_RECENT, MAX_RECENT = 20, 200
+
+
+def _source(
+    request: scheduler_pb2.SubmitRequest
+    | scheduler_pb2.StreamSubmitRequest
+    | scheduler_pb2.DecomposeRequest,
+    max_steps: int,
+) -> Source:
+    which = request.WhichOneof("source")
+    if which == "plan":
+        if len(request.plan.steps) > max_steps:
+            raise too_many_steps(len(request.plan.steps), max_steps)
+        return Source(plan=convert.plan_from_proto(request.plan))
+    if which == "goal":
+        return Source(goal=request.goal)
+    return Source(workflow=request.workflow)
+
+
+class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
+    def __init__(self, core: SchedulerCore) -> None:
+        self.core = core
+        # The Heartbeat stream that currently speaks for each worker, so that
+        # the end of a stale stream does not evict a worker that re-registered.
+        self._streams: dict[str, object] = {}
+
+    def call_refused(self, method: str, error: AgentmeshError) -> None:
+        """A call refused before its handler ran: undecodable, or an enum out of range."""
+        if method in ("Submit", "StreamSubmit"):
+            self.core.refused(None, error)
+
+    @unary
+    async def Submit(
+        self, request: scheduler_pb2.SubmitRequest, context: Context
+    ) -> scheduler_pb2.SubmitResponse:
+        with telemetry.server_span(SUBMIT, context.invocation_metadata()):
+            record = await self._submit(request, context)
+            return scheduler_pb2.SubmitResponse(request=_finished(record))
+
+    @streaming
+    async def StreamSubmit(
+        self, request: scheduler_pb2.StreamSubmitRequest, context: Context
+    ) -> AsyncIterator[scheduler_pb2.StreamSubmitResponse]:
+        events: asyncio.Queue[Any] = asyncio.Queue()
+        request_id = ""
+
+        def on_plan(record: RequestRecord) -> None:
+            nonlocal request_id
+            request_id = record.request_id
+            events.put_nowait(convert.plan_to_proto(record.plan))
+
+        def on_event(event: SubtaskEvent) -> None:
+            events.put_nowait(event)
+
+        span = telemetry.start_server_span(STREAM_SUBMIT, context.invocation_metadata())
+        with trace.use_span(span, end_on_exit=False):
+            # The task copies the current context: the request's spans go under this one.
+            run = asyncio.create_task(
+                self._submit(request, context, on_plan=on_plan, on_event=on_event)
+            )
+        run.add_done_callback(lambda _: events.put_nowait(_DONE))
+        try:
+            while (item := await events.get()) is not _DONE:
+                if isinstance(item, SubtaskEvent):
+                    yield scheduler_pb2.StreamSubmitResponse(
+                        request_id=request_id, subtask=convert.event_to_proto(item)
+                    )
+                else:
+                    yield scheduler_pb2.StreamSubmitResponse(request_id=request_id, plan=item)
+            record = run.result()
+            yield scheduler_pb2.StreamSubmitResponse(
+                request_id=record.request_id, result=_finished(record)
+            )
+        finally:
+            run.cancel()
+            span.end()
+
+    async def _submit(
+        self,
+        request: scheduler_pb2.SubmitRequest | scheduler_pb2.StreamSubmitRequest,
+        context: Context,
+        **follow: Any,
+    ) -> RequestRecord:
+        """Submit and StreamSubmit alike: the request to the core, with the call's deadline."""
+        try:
+            source = _source(request, self.core.config.max_steps)
+            data = wire.struct_to_dict(request.input)
+        except AgentmeshError as error:
+            self.core.refused(Source(workflow=request.workflow), error)
+            raise
+        return await self.core.submit(
+            request.request_id,
+            source,
+            data,
+            priority=request.priority,
+            cost_budget=request.cost_budget_usd,
+            input_size=request.input.ByteSize(),
+            timeout=context.time_remaining(),
+            **follow,
+        )
+
+    @unary
+    async def GetRequest(
+        self, request: scheduler_pb2.GetRequestRequest, context: Context
+    ) -> scheduler_pb2.GetRequestResponse:
+        record = self.core.get(request.request_id)
+        return scheduler_pb2.GetRequestResponse(request=convert.request_to_proto(record))
+
+    @unary
+    async def Decompose(
+        self, request: scheduler_pb2.DecomposeRequest, context: Context
+    ) -> scheduler_pb2.DecomposeResponse:
+        data = wire.struct_to_dict(request.input)
+        source = _source(request, self.core.config.max_steps)
+        if source.plan is None:
+            self.core.admission.check_input(data, request.input.ByteSize())
+        deadline = self.core.admission.deadline_from(context.time_remaining())
+        plan = await self.core.make_plan(source, data, deadline)
+        return scheduler_pb2.DecomposeResponse(plan=convert.plan_to_proto(plan))
+
+    @unary
+    async def Dispatch(
+        self, request: scheduler_pb2.DispatchRequest, context: Context
+    ) -> scheduler_pb2.DispatchResponse:
+        with telemetry.server_span(DISPATCH, context.invocation_metadata()):
+            outcome = await self.core.dispatch(
+                request.request_id,
+                request.capability,
+                wire.struct_to_dict(request.input),
+                priority=request.priority,
+                difficulty=wire.difficulty_from_proto(request.difficulty),
+                timeout=context.time_remaining(),
+            )
+        result = outcome.result
+        return scheduler_pb2.DispatchResponse(
+            request_id=request.request_id,
+            output=wire.dict_to_struct(result.output),
+            worker_id=outcome.worker_id,
+            model=result.model,
+            attempts=outcome.attempts,
+            usage=wire.usage_to_proto(result.usage),
+            duration=wire.duration(result.duration),
+        )
+
+    @unary
+    async def Register(
+        self, request: scheduler_pb2.RegisterRequest, context: Context
+    ) -> scheduler_pb2.RegisterResponse:
+        record = self.core.register(convert.worker_spec_from_proto(request.worker))
+        # A registration starts a new session: the end of a Heartbeat stream opened
+        # before it (the worker has given it up) must not evict the worker.
+        self._streams.pop(record.worker_id, None)
+        log.info(
+            "worker registered",
+            extra={"worker_id": record.worker_id, "address": record.spec.address},
+        )
+        return scheduler_pb2.RegisterResponse(
+            worker_id=record.worker_id,
+            heartbeat_interval=wire.duration(self.core.config.heartbeat_interval),
+        )
+
+    @streaming
+    async def Heartbeat(
+        self, request_iterator: AsyncIterator[scheduler_pb2.HeartbeatRequest], context: Context
+    ) -> AsyncIterator[scheduler_pb2.HeartbeatResponse]:
+        token = object()
+        worker_id = ""
+        interval = wire.duration(self.core.config.heartbeat_interval)
+        try:
+            async for beat in request_iterator:
+                if isinstance(beat, Undecodable):
+                    raise beat.refuse()
+                if not beat.worker_id:
+                    raise InvalidArgument("a heartbeat names its worker_id")
+                worker_id = beat.worker_id
+                try:
+                    self.core.heartbeat(worker_id, convert.health_from_proto(beat.health))
+                except NotFound:
+                    # Evicted or never known: this stream no longer speaks for the worker.
+                    if self._streams.get(worker_id) is token:
+                        del self._streams[worker_id]
+                    yield scheduler_pb2.HeartbeatResponse(
+                        directive=scheduler_pb2.HEARTBEAT_DIRECTIVE_REGISTER,
+                        heartbeat_interval=interval,
+                    )
+                    continue
+                self._streams[worker_id] = token
+                yield scheduler_pb2.HeartbeatResponse(heartbeat_interval=interval)
+        finally:
+            if worker_id and self._streams.get(worker_id) is token:
+                del self._streams[worker_id]
+                log.info("heartbeat stream ended; evicting", extra={"worker_id": worker_id})
+                await self.core.evict(worker_id, "stream_closed")
+
+    @unary
+    async def ListWorkers(
+        self, request: scheduler_pb2.ListWorkersRequest, context: Context
+    ) -> scheduler_pb2.ListWorkersResponse:
+        registry = self.core.registry
+        records = (
+            registry.offering(request.capability) if request.capability else registry.workers()
+        )
+        now, wall = self.core.clock.now(), time.time()
+        return scheduler_pb2.ListWorkersResponse(
+            workers=[
+                convert.worker_status_to_proto(r, now, wall)
+                for r in sorted(records, key=lambda r: r.worker_id)
+            ]
+        )
+
+    @unary
+    async def GetStats(
+        self, request: scheduler_pb2.GetStatsRequest, context: Context
+    ) -> scheduler_pb2.GetStatsResponse:
+        if not 0 <= request.recent_requests <= MAX_RECENT:
+            raise InvalidArgument(
+                f"recent_requests must be between 0 and {MAX_RECENT}",
+                [FieldViolation("recent_requests", f"0 to {MAX_RECENT}")],
+            )
+        core = self.core
+        now = core.clock.now()
+        summary = core.stats.summary(now)
+        ages = core.dispatcher.slots.oldest_ages()
+        return scheduler_pb2.GetStatsResponse(
+            queues=[
+                scheduler_pb2.QueueStats(
+                    capability=capability,
+                    depth=depth,
+                    oldest_age=wire.duration(ages[capability]),
+                )
+                for capability, depth in sorted(core.dispatcher.slots.queue_depths().items())
+            ],
+            active_requests=core.requests.active(),
+            window=wire.duration(core.stats.window),
+            succeeded=summary.counts.get("SUCCEEDED", 0),
+            failed=summary.counts.get("FAILED", 0),
+            cancelled=summary.counts.get("CANCELLED", 0),
+            requests_per_second=summary.rate,
+            latency_p50=wire.duration(summary.p50),
+            latency_p95=wire.duration(summary.p95),
+            latency_p99=wire.duration(summary.p99),
+            recent=[
+                scheduler_pb2.RequestSummary(
+                    request_id=f.request_id,
+                    workflow=f.workflow,
+                    state=scheduler_pb2.RequestState.Value(f"REQUEST_STATE_{f.state}"),
+                    duration=wire.duration(f.duration),
+                    finished_at=wire.timestamp(f.wall_time),
+                    error_code=f.error_code,
+                )
+                for f in core.stats.recent(request.recent_requests or DEFAULT_RECENT)
+            ],
+        )
+
+
+def _finished(record: RequestRecord) -> scheduler_pb2.Request:
+    """The response for a finished request; a failed one becomes its status."""
+    if record.error is not None:
+        error = record.error
+        if not error.reason:
+            error = replace(error, reason=f"REQUEST_{record.state}")
+        raise error.to_error(request_id=record.request_id)
+    return convert.request_to_proto(record)

@@ -1,0 +1,275 @@
+"""Worker slots: the queues subtasks wait in, and who gets a free slot.
+
+A subtask waits in the queue of its capability and tier until a worker of
+that tier has a free slot (the scheduler never sends a worker more than
+its capacity). Whenever a slot frees, a worker joins, or a subtask
+arrives, `pump` hands queue heads to workers chosen by the balancing
+policy, or keeps them waiting when the policy says a busy worker would
+finish them sooner.
+
+Two waits are bounded by a grace (`worker_wait`) within the deadline: a
+subtask for a capability no live worker offers waits for one to register
+(`wait_for_worker`); and a subtask that prefers a worker (the one that had
+it before a restart, and answers from its store) waits for that worker to
+register or free a slot before it goes to the queue like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from agentmesh.errors import DeadlineExceeded
+from agentmesh.scheduler import tiers
+from agentmesh.scheduler.calls import DispatchObserver, SubtaskCall
+from agentmesh.scheduler.policies import Policy
+from agentmesh.scheduler.queues import CapabilityQueue
+from agentmesh.scheduler.registry import Registry, WorkerRecord
+from agentmesh.server.clock import Clock
+
+
+@dataclass(eq=False)
+class _Ticket:
+    """A subtask waiting in a queue for a worker."""
+
+    call: SubtaskCall
+    avoid: frozenset[str]
+    granted: asyncio.Future[WorkerRecord]
+
+
+class TierGone(Exception):
+    """Every worker of the tier a subtask waited for left; it chooses a tier again."""
+
+
+class Slots:
+    """One bounded queue per (capability, tier), served as slots free up."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        policy: Policy,
+        clock: Clock,
+        observer: DispatchObserver,
+        *,
+        queue_bound: int,
+        aging: float,
+        worker_wait: float = 0.0,
+    ) -> None:
+        self.registry = registry
+        self.policy = policy
+        self.clock = clock
+        self.observer = observer
+        self.queue_bound = queue_bound
+        self.aging = aging
+        #: Longest a subtask waits for a worker to register, or for its preferred worker.
+        self.worker_wait = worker_wait
+        # Per tier, so that work waiting for a busy tier does not hold up work for another.
+        self._queues: dict[str, dict[int, CapabilityQueue[_Ticket]]] = {}
+        # Subtasks waiting for their preferred worker, by its id, in arrival order.
+        self._preferring: dict[str, list[_Ticket]] = {}
+        # Subtasks waiting for a worker of their capability to register.
+        self._joining: dict[str, set[asyncio.Future[None]]] = {}
+
+    def queue(self, capability: str, tier: int) -> CapabilityQueue[_Ticket]:
+        by_tier = self._queues.setdefault(capability, {})
+        queue = by_tier.get(tier)
+        if queue is None:
+            queue = by_tier[tier] = CapabilityQueue(capability, self.queue_bound, self.aging)
+        return queue
+
+    def queue_depths(self) -> dict[str, int]:
+        """Subtasks waiting, by capability (all tiers)."""
+        return {c: sum(len(q) for q in qs.values()) for c, qs in self._queues.items()}
+
+    def oldest_ages(self) -> dict[str, float]:
+        now = self.clock.now()
+        return {
+            c: max((q.oldest_age(now) for q in qs.values()), default=0.0)
+            for c, qs in self._queues.items()
+        }
+
+    def has_room(self, capability: str, subtasks: int) -> bool:
+        """Whether a capability's queues can take this many more subtasks."""
+        return self.queue_depths().get(capability, 0) + subtasks <= self.queue_bound
+
+    async def acquire(self, call: SubtaskCall, tier: int, avoid: frozenset[str]) -> WorkerRecord:
+        """Wait in the tier's queue until a worker slot is granted; bounded by the deadline.
+
+        The granted worker's in-flight count already includes the subtask.
+        A subtask that prefers a worker first waits for it (see `_acquire_preferred`).
+        """
+        now = self.clock.now()
+        if call.deadline <= now:
+            raise DeadlineExceeded(
+                f"the deadline passed before subtask {call.subtask_id!r} started"
+            )
+        if call.prefer and call.prefer not in avoid and self.worker_wait > 0:
+            preferred = await self._acquire_preferred(call, avoid)
+            if preferred is not None:
+                self.observer.queue_waited(call.capability, self.clock.now() - now)
+                return preferred
+            now = self.clock.now()
+        queue = self.queue(call.capability, tier)
+        ticket = _Ticket(call, avoid, asyncio.get_running_loop().create_future())
+        entry = queue.push(ticket, priority=call.priority, deadline=call.deadline, now=now)
+        self.pump(call.capability)
+        granted = ticket.granted
+        worker: WorkerRecord | None = None
+        try:
+            worker = await asyncio.wait_for(asyncio.shield(granted), call.deadline - now)
+            self.observer.queue_waited(call.capability, self.clock.now() - now)
+            return worker
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"subtask {call.subtask_id!r} waited for a {call.capability!r} worker "
+                "until its deadline"
+            ) from None
+        finally:
+            queue.remove(entry)
+            if not granted.done():
+                granted.cancel()
+            elif worker is None:
+                self._hand_back(granted)
+
+    async def _acquire_preferred(
+        self, call: SubtaskCall, avoid: frozenset[str]
+    ) -> WorkerRecord | None:
+        """The preferred worker's slot, if it registers or frees one within the grace; None
+        when it does not, or cannot take the subtask (draining, other capabilities)."""
+        known = self.registry.get(call.prefer)
+        if known is not None and (known.draining or call.capability not in known.spec.capabilities):
+            return None
+        ticket = _Ticket(call, avoid, asyncio.get_running_loop().create_future())
+        waiting = self._preferring.setdefault(call.prefer, [])
+        waiting.append(ticket)
+        granted = ticket.granted
+        worker: WorkerRecord | None = None
+        try:
+            self._grant_preferred(call.prefer)
+            until = min(call.deadline, self.clock.now() + self.worker_wait)
+            if await self._wait(granted, until):
+                worker = granted.result()
+            return worker
+        finally:
+            if ticket in waiting:
+                waiting.remove(ticket)
+            if not waiting and self._preferring.get(call.prefer) is waiting:
+                del self._preferring[call.prefer]
+            if not granted.done():
+                granted.cancel()
+            elif worker is None:
+                self._hand_back(granted)
+
+    def _grant_preferred(self, worker_id: str) -> None:
+        """Give the worker's free slots to the subtasks waiting for it, first come first."""
+        worker = self.registry.get(worker_id)
+        waiting = self._preferring.get(worker_id)
+        if worker is None or not waiting:
+            return
+        now = self.clock.now()
+        for ticket in list(waiting):
+            if not worker.available or worker.ejected_until > now:
+                return
+            if ticket.granted.done() or ticket.call.capability not in worker.spec.capabilities:
+                continue
+            waiting.remove(ticket)
+            worker.in_flight += 1
+            ticket.granted.set_result(worker)
+
+    def _hand_back(self, granted: asyncio.Future[WorkerRecord]) -> None:
+        """A slot was granted to a waiter that is leaving: give it back."""
+        if granted.cancelled() or granted.exception() is not None:
+            return
+        left = granted.result()
+        left.in_flight = max(left.in_flight - 1, 0)
+        for capability in left.spec.capabilities:
+            self.pump(capability)
+
+    async def wait_for_worker(self, capability: str, until: float) -> bool:
+        """Wait until a worker offering the capability joins or changes (True), or the
+        clock reaches `until` (False). The caller checks again what it needs."""
+        joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._joining.setdefault(capability, set())
+        waiters.add(joined)
+        try:
+            return await self._wait(joined, until)
+        finally:
+            waiters.discard(joined)
+            if not waiters and self._joining.get(capability) is waiters:
+                del self._joining[capability]
+
+    def worker_joined(self, capability: str) -> None:
+        """Wake every subtask waiting for a worker of the capability."""
+        for joined in self._joining.pop(capability, ()):
+            if not joined.done():
+                joined.set_result(None)
+
+    async def _wait(self, future: asyncio.Future[Any], until: float) -> bool:
+        """Wait for the future until the clock reaches `until`; whether it is done."""
+        remaining = until - self.clock.now()
+        if future.done() or remaining <= 0:
+            return future.done()
+        timer = asyncio.ensure_future(self.clock.sleep(remaining))
+        try:
+            await asyncio.wait((future, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+        return future.done()
+
+    def pump(self, capability: str) -> None:
+        """Hand queue heads to free workers of their tier, as long as both remain.
+
+        Subtasks waiting for a particular worker get its free slots first.
+        """
+        now = self.clock.now()
+        if self._preferring:
+            for w in self.registry.offering(capability):
+                if w.worker_id in self._preferring:
+                    self._grant_preferred(w.worker_id)
+        for tier, queue in self._queues.get(capability, {}).items():
+            while len(queue):
+                free = [
+                    w
+                    for w in self.registry.offering(capability)
+                    if w.available and w.ejected_until <= now and tiers.rank(w.spec.tier) == tier
+                ]
+                if not free:
+                    break
+                ticket = queue.peek(now)
+                if ticket is None:
+                    break
+                if ticket.granted.done():
+                    queue.pop(now)
+                    continue
+                preferred = (
+                    [w for w in free if w.worker_id == ticket.call.prefer]
+                    or [w for w in free if w.worker_id not in ticket.avoid]
+                    or free
+                )
+                worker = self.policy.pick(preferred, now)
+                busy = [
+                    w
+                    for w in self.registry.offering(capability)
+                    if not w.available
+                    and not w.draining
+                    and w.ejected_until <= now
+                    and tiers.rank(w.spec.tier) == tier
+                ]
+                if self.policy.worth_waiting(worker, busy, len(queue), now):
+                    break  # a slot on a faster worker frees sooner than this one would finish
+                queue.pop(now)
+                worker.in_flight += 1
+                ticket.granted.set_result(worker)
+
+    def fail_orphans(self, capability: str) -> None:
+        """Send the waiters of a tier that no live worker serves any more to choose again."""
+        live = {
+            tiers.rank(w.spec.tier) for w in self.registry.offering(capability) if not w.draining
+        }
+        for tier, queue in self._queues.get(capability, {}).items():
+            if tier in live:
+                continue
+            while (ticket := queue.pop(self.clock.now())) is not None:
+                if not ticket.granted.done():
+                    ticket.granted.set_exception(TierGone())
