@@ -109,7 +109,7 @@ def plan_to_proto(plan: Plan) -> plan_pb2.Plan:
             id=step.id,
             capability=step.capability,
             depends_on=step.depends_on,
-            priority=step.priority,  # type: ignore[arg-type]
+            priority=plan_pb2.Priority.ValueType(step.priority),
             difficulty=difficulty_to_proto(step.difficulty),
             optional=step.optional,
         )
@@ -119,7 +119,7 @@ def plan_to_proto(plan: Plan) -> plan_pb2.Plan:
             s.when.CopyFrom(
                 plan_pb2.Condition(
                     ref=step.when.ref,
-                    operator=operators[step.when.operator],  # type: ignore[arg-type]
+                    operator=operators[step.when.operator],
                     value=_python_to_value(step.when.value),
                 )
             )

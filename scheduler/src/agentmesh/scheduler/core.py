@@ -43,7 +43,8 @@ from agentmesh.scheduler.executor import (
 )
 from agentmesh.scheduler.lifecycle import RequestRunner
 from agentmesh.scheduler.membership import Membership
-from agentmesh.scheduler.planning import PlanMaker, Source
+from agentmesh.scheduler.planning import PlanMaker
+from agentmesh.scheduler.planning import Source as Source  # where callers found it before
 from agentmesh.scheduler.plans import Plan
 from agentmesh.scheduler.policies import make_policy
 from agentmesh.scheduler.registry import HealthReport, Registry, WorkerRecord, WorkerSpec
@@ -54,6 +55,7 @@ from agentmesh.scheduler.workflows import WorkflowLibrary
 from agentmesh.server import telemetry
 from agentmesh.server.clock import Clock
 from agentmesh.server.metrics import MeshSnapshot, WorkerView
+from agentmesh.tiers import Difficulty
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +224,7 @@ class SchedulerCore:
         if running is not None:
             requests.check_same(request_id, self.requests.fingerprint(request_id), fingerprint)
             try:
-                record = await asyncio.shield(running)
+                outcome = await asyncio.shield(running)
             except asyncio.CancelledError:
                 current = asyncio.current_task()
                 if not running.cancelled() or (current is not None and current.cancelling()):
@@ -230,7 +232,7 @@ class SchedulerCore:
                 # The caller that started it went away: this repeat runs it again.
             else:
                 await self.runner.durable(deadline)
-                return record
+                return outcome
         record = self.requests.get(request_id)
         known = self.requests.fingerprint(request_id)
         if record is None and self.store is not None:
@@ -277,7 +279,7 @@ class SchedulerCore:
         data: dict[str, Any],
         *,
         priority: int = 0,
-        difficulty: int = 0,
+        difficulty: Difficulty = Difficulty.UNSPECIFIED,
         timeout: float | None = None,
     ) -> Outcome:
         """One subtask, routed and retried like a plan step."""

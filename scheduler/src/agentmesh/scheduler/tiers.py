@@ -25,7 +25,7 @@ BUILTIN, SMALL, LARGE = Tier.BUILTIN, Tier.SMALL, Tier.LARGE
 SIMPLE, NUANCED = Difficulty.SIMPLE, Difficulty.NUANCED
 
 
-def rank(tier: Tier) -> Tier:
+def rank(tier: int) -> Tier:
     """A tier's place in the order, TIER_UNSPECIFIED taken as small."""
     return Tier(tier) or SMALL
 

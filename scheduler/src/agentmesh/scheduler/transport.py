@@ -23,9 +23,11 @@ class GrpcTransport:
     """
 
     def __init__(self) -> None:
-        self._channels: dict[str, tuple[str, aio.Channel, worker_pb2_grpc.WorkerServiceStub]] = {}
+        self._channels: dict[
+            str, tuple[str, aio.Channel, worker_pb2_grpc.WorkerServiceAsyncStub]
+        ] = {}
 
-    async def _stub(self, worker: WorkerRecord) -> worker_pb2_grpc.WorkerServiceStub:
+    async def _stub(self, worker: WorkerRecord) -> worker_pb2_grpc.WorkerServiceAsyncStub:
         entry = self._channels.get(worker.worker_id)
         if entry is not None and entry[0] != worker.spec.address:
             await self.forget(worker.worker_id)
