@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from agentmesh.agents.convert import outcome_to_proto
 from agentmesh.agents.results import (
     MemoryResults,
     ResultStore,
@@ -16,6 +17,7 @@ from agentmesh.agents.results import (
     input_digest,
     make_result_store,
 )
+from agentmesh.agents.subtask import Outcome
 from agentmesh.usage import Usage
 from agentmesh.v1 import worker_pb2
 from agentmesh.wire import dict_to_struct, duration, usage_to_proto
@@ -23,7 +25,17 @@ from agentmesh.wire import dict_to_struct, duration, usage_to_proto
 MakeStore = Callable[[int], ResultStore]
 
 
+def outcome(label: str) -> Outcome:
+    return Outcome(
+        output={"label": label, "score": 0.5, "spans": [{"start": 0, "end": 3}]},
+        usage=Usage(input_tokens=12, output_tokens=4, cost_usd=0.0003),
+        model="model-1",
+        duration=0.25,
+    )
+
+
 def response(label: str) -> worker_pb2.ExecuteResponse:
+    """The row's format, as every version wrote it: a serialised ExecuteResponse."""
     return worker_pb2.ExecuteResponse(
         output=dict_to_struct({"label": label, "score": 0.5, "spans": [{"start": 0, "end": 3}]}),
         usage=usage_to_proto(Usage(input_tokens=12, output_tokens=4, cost_usd=0.0003)),
@@ -33,7 +45,11 @@ def response(label: str) -> worker_pb2.ExecuteResponse:
 
 
 def stored(label: str) -> Stored:
-    return Stored("sentiment", input_digest({"text": label}), response(label))
+    return Stored("sentiment", input_digest({"text": label}), outcome(label))
+
+
+def test_an_outcome_is_written_as_the_response_earlier_versions_wrote() -> None:
+    assert outcome_to_proto(outcome("positive")) == response("positive")
 
 
 @pytest.fixture(params=["memory", "sqlite"])

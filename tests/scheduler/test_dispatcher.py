@@ -14,7 +14,14 @@ from agentmesh.errors import (
     Unavailable,
 )
 from agentmesh.scheduler.calls import RETRIED, ExecuteResult, SubtaskCall
-from agentmesh.scheduler.hedging import HedgePolicy, Hedger
+from agentmesh.scheduler.hedging import (
+    HedgeAfterDelay,
+    HedgeAtPercentile,
+    HedgeOff,
+    HedgePolicy,
+    Hedger,
+    parse_hedge_after,
+)
 from agentmesh.scheduler.load import LatencyWindow, TokenBucket
 from agentmesh.scheduler.policies import RoundRobin
 from agentmesh.scheduler.registry import WorkerSpec
@@ -258,7 +265,7 @@ async def test_a_slow_attempt_is_hedged_on_another_worker_and_the_loser_cancelle
 
     transport = OneSlow()
     dispatcher, _ = make(transport, workers=2, clock=SystemClock())
-    dispatcher.hedger = Hedger(HedgePolicy(after="0.01"), dispatcher.observer)
+    dispatcher.hedger = Hedger(HedgePolicy(after=HedgeAfterDelay(0.01)), dispatcher.observer)
     dispatcher.registry.get("w1").in_flight = 1  # the policy picks w0 first
     task = asyncio.create_task(dispatcher.run(call(deadline=dispatcher.clock.now() + 5)))
     await asyncio.sleep(0.005)
@@ -271,15 +278,22 @@ async def test_a_slow_attempt_is_hedged_on_another_worker_and_the_loser_cancelle
 
 def test_hedge_delay_needs_samples_for_p95() -> None:
     window = LatencyWindow()
-    policy = HedgePolicy(after="p95")
+    policy = HedgePolicy(after=parse_hedge_after("p95"))
     assert policy.delay(window) is None
     for i in range(1, 101):
         window.observe(i / 100)
     assert policy.delay(window) == pytest.approx(0.95)
     assert HedgePolicy().delay(window) is None
-    assert HedgePolicy(after="0.2").delay(window) == 0.2
+    assert HedgePolicy(after=parse_hedge_after("0.2")).delay(window) == 0.2
+
+
+def test_the_hedge_setting_is_parsed_once_into_its_kind() -> None:
+    assert parse_hedge_after("") == HedgeOff()
+    assert parse_hedge_after("p95") == HedgeAtPercentile(0.95)
+    assert parse_hedge_after("0.2") == HedgeAfterDelay(0.2)
+    assert parse_hedge_after("0") == HedgeAfterDelay(0.0)  # hedge at once, not off
     with pytest.raises(ValueError, match="p95"):
-        HedgePolicy(after="soon")
+        parse_hedge_after("soon")
 
 
 async def test_an_ejected_worker_gets_no_work_until_its_cool_down_ends() -> None:

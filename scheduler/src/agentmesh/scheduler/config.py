@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentmesh.scheduler.hedging import HedgePolicy
+from agentmesh.scheduler.hedging import HedgePolicy, parse_hedge_after
 from agentmesh.scheduler.retry import RetryPolicy
 from agentmesh.server import settings
 
@@ -93,7 +93,7 @@ class SchedulerConfig:
             ),
         )
         hedge = HedgePolicy(
-            after=env.get("AGENTMESH_HEDGE_AFTER", HedgePolicy.after),
+            after=parse_hedge_after(env.get("AGENTMESH_HEDGE_AFTER", "")),
             budget=float(env.get("AGENTMESH_HEDGE_BUDGET", HedgePolicy.budget)),
         )
         return cls(**{**values, "retry": retry, "hedge": hedge, **overrides})

@@ -140,7 +140,7 @@ class Dispatcher:
     async def run(self, call: SubtaskCall, on_event: EventSink = ignore_events) -> Outcome:
         """Run a subtask to a result, or raise the error that ended it."""
         avoid: set[str] = set()
-        minimum = tiers.min_tier(call.difficulty)
+        minimum: int = tiers.min_tier(call.difficulty)
         attempt = 0
         while True:
             attempt += 1

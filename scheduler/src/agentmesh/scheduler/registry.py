@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from agentmesh.scheduler.load import Pending
 from agentmesh.server.estimators import ErrorRate, PeakEwma, decay_toward
+from agentmesh.tiers import Tier
 
 
 def _no_typical_latency() -> float:
@@ -31,7 +32,7 @@ class WorkerSpec:
     capacity: int = 1
     backend: str = ""
     model: str = ""
-    tier: int = 0
+    tier: Tier = Tier.UNSPECIFIED
     input_price_per_mtok: float = 0.0
     output_price_per_mtok: float = 0.0
 
