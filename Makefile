@@ -47,6 +47,12 @@ $(BUF):
 	mkdir -p $(TOOLS)/buf-$(BUF_VERSION)
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS)/buf-$(BUF_VERSION) @bufbuild/buf@$(BUF_VERSION)
 
+# The Node worker's dependencies (agents/node), exactly as its package-lock.json pins them,
+# for tests/integration/test_node_worker.py.
+NODE_WORKER_MODULES := agents/node/node_modules/.package-lock.json
+$(NODE_WORKER_MODULES): agents/node/package.json agents/node/package-lock.json
+	npm ci --silent --no-audit --no-fund --prefix agents/node
+
 # promtool and prometheus, for tests/integration/test_prometheus.py (CI: Debian, as root).
 prometheus:
 	command -v promtool >/dev/null && command -v prometheus >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus)
@@ -55,7 +61,7 @@ run: install $(if $(filter local,$(BACKEND)),local-model)
 	$(BIN)/agentmesh run --backend $(BACKEND) \
 	  --prometheus-targets deploy/prometheus/targets/agentmesh-workers-run.yml
 
-test: install local-model $(BUF) prometheus lint
+test: install local-model $(BUF) $(NODE_WORKER_MODULES) prometheus lint
 	AGENTMESH_BUF=$(abspath $(BUF)) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 protos: install
