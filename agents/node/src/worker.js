@@ -44,6 +44,8 @@ export class Worker {
     this.results = new Map();
     /** @type {Map<string, Running>} */
     this.running = new Map();
+    /** @type {Set<Promise<void>>} Execute calls not answered yet */
+    this.calls = new Set();
     this.latency = 0.05; // seconds, an EWMA of successful subtasks
     this.errorRate = 0; // an EWMA of failures, 0 to 1
     this.server = new grpc.Server();
@@ -110,7 +112,17 @@ export class Worker {
    * @param {grpc.ServerUnaryCall<any, any>} call
    * @param {grpc.sendUnaryData<any>} callback
    */
-  async handle(call, callback) {
+  handle(call, callback) {
+    const answered = this.answer(call, callback);
+    this.calls.add(answered);
+    answered.finally(() => this.calls.delete(answered));
+  }
+
+  /**
+   * @param {grpc.ServerUnaryCall<any, any>} call
+   * @param {grpc.sendUnaryData<any>} callback
+   */
+  async answer(call, callback) {
     const deadline = call.getDeadline();
     const ms = deadline instanceof Date ? deadline.getTime() : Number(deadline);
     /** @type {NodeJS.Timeout | undefined} */
@@ -323,8 +335,9 @@ export class Worker {
     this.membership.beatNow();
     log('info', 'draining', { worker_id: this.workerId, in_flight: this.running.size });
     const grace = this.config.drainTimeout * 1000;
-    const work = [...this.running.values()].map((r) => r.promise.catch(() => {}));
-    await Promise.race([Promise.all(work), sleep(grace)]);
+    // Every call answered, not only the work done: the scheduler must have the answer
+    // before the stream closes, or it evicts the worker and re-queues the subtask.
+    await Promise.race([Promise.all(this.calls), sleep(grace)]);
     for (const r of this.running.values()) r.controller.abort(new WorkerError(status.UNAVAILABLE, 'the worker stopped'));
     await this.membership.stop();
     await new Promise((resolve) => {
