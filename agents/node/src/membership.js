@@ -5,7 +5,8 @@
  * directive. When the stream is lost, or the scheduler answers
  * HEARTBEAT_DIRECTIVE_REGISTER (it evicted the worker, or it restarted), the worker
  * registers again and opens a new stream. Closing the stream (after a last beat that
- * says "draining") is how a worker leaves: the scheduler removes it at once.
+ * says "draining", and its answer) is how a worker leaves: the scheduler removes it at
+ * once.
  */
 
 import grpc from '@grpc/grpc-js';
@@ -49,7 +50,8 @@ export class Membership {
   }
 
   /**
-   * Send a last beat, close the stream (the scheduler removes the worker), stop.
+   * Send a last beat, close the stream once it is answered (the scheduler removes the
+   * worker), stop.
    * @param {number} [timeoutMs]
    */
   async stop(timeoutMs = 2_000) {
@@ -116,18 +118,29 @@ export class Membership {
         this.wake = null;
         resolve();
       };
+      let sent = 0;
+      let answered = 0;
+      let last = 0; // the last beat, once stopping: the stream closes when it is answered
       const beat = () => {
-        if (closed) return;
+        if (closed || last) return;
         clearTimeout(timer);
         call.write({ worker_id: workerId, health: this.health() });
+        sent += 1;
         if (this.stopping) {
-          call.end(); // the scheduler answers the last beat, then sees the stream end
+          last = sent;
           return;
         }
         timer = setTimeout(beat, this.heartbeatInterval * 1000);
       };
       this.wake = beat;
       call.on('data', (/** @type {any} */ reply) => {
+        answered += 1; // the scheduler answers each beat, in order
+        if (last && answered >= last) {
+          // The answers to the calls in flight left before this beat: the scheduler
+          // has them by now, and closing the stream (which evicts) loses nothing.
+          call.end();
+          return;
+        }
         if (reply.directive === 'HEARTBEAT_DIRECTIVE_REGISTER') {
           log('warning', 'the scheduler does not know this worker; registering again');
           finish();
