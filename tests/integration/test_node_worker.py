@@ -298,3 +298,19 @@ def test_the_node_workers_own_unit_tests() -> None:
         ["node", "--test", "test/"], cwd=NODE_WORKER, capture_output=True, text=True, timeout=120
     )
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_the_node_worker_registers_with_a_restarted_scheduler(
+    mesh: Mesh, node: Callable[..., NodeWorker]
+) -> None:
+    worker = node("node-1")
+    wait_for(lambda: status_of(mesh, "node-1"), 30, "node-1 to register")
+    scheduler = mesh.processes["scheduler"]
+    scheduler.terminate()
+    scheduler.wait(15)
+    mesh.start_scheduler()
+    # Its stream failed with the old scheduler: it registers with the new one by itself.
+    wait_for(lambda: status_of(mesh, "node-1"), 15, "node-1 to register again")
+    assert worker.log().count('"message":"registered"') >= 2
+    request = mesh.client.submit(language_plan(), {"text": FRENCH})
+    assert request.answer["language"] == "fr"
