@@ -53,6 +53,13 @@ NODE_WORKER_MODULES := agents/node/node_modules/.package-lock.json
 $(NODE_WORKER_MODULES): agents/node/package.json agents/node/package-lock.json
 	npm ci --silent --no-audit --no-fund --prefix agents/node
 
+# The Node client's dependencies, for tests/integration/test_node_client.py (npm ci: exactly
+# what clients/node/package-lock.json pins).
+NODE_CLIENT_MODULES := clients/node/node_modules
+$(NODE_CLIENT_MODULES): clients/node/package.json clients/node/package-lock.json
+	npm ci --silent --no-audit --no-fund --prefix clients/node
+	touch $@
+
 # promtool and prometheus, for tests/integration/test_prometheus.py (CI: Debian, as root).
 prometheus:
 	command -v promtool >/dev/null && command -v prometheus >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus)
@@ -61,7 +68,7 @@ run: install $(if $(filter local,$(BACKEND)),local-model)
 	$(BIN)/agentmesh run --backend $(BACKEND) \
 	  --prometheus-targets deploy/prometheus/targets/agentmesh-workers-run.yml
 
-test: install local-model $(BUF) $(NODE_WORKER_MODULES) prometheus lint
+test: install local-model $(BUF) $(NODE_CLIENT_MODULES) $(NODE_WORKER_MODULES) prometheus lint
 	AGENTMESH_BUF=$(abspath $(BUF)) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 protos: install
@@ -79,4 +86,4 @@ lint: install $(BUF)
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache $(NODE_CLIENT_MODULES) agents/node/node_modules
