@@ -79,11 +79,12 @@ protos: install
 bench: install
 	$(BIN)/python -m bench
 
-# ruff, the contracts' lint, and the layers (import-linter, see pyproject.toml).
+# ruff, the contracts' lint, the layers (import-linter) and the types (mypy); see pyproject.toml.
 lint: install $(BUF)
 	$(BIN)/ruff check clients/python scheduler agents tests scripts bench
 	cd protos && $(abspath $(BUF)) lint
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache $(NODE_CLIENT_MODULES) agents/node/node_modules

@@ -17,10 +17,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 import anthropic
 from anthropic import AsyncAnthropic
+from anthropic.types import (
+    ContentBlockParam,
+    Message,
+    MessageParam,
+    ToolChoiceToolParam,
+    ToolParam,
+)
 
 from agentmesh.agents import generation
 from agentmesh.agents.llm import (
@@ -40,12 +47,24 @@ from agentmesh.errors import AgentmeshError
 from agentmesh.server.skills import Skill
 
 
+class _Options(TypedDict, total=False):
+    """The call's optional parameters: left out when unset."""
+
+    extra_body: dict[str, Any]
+
+
 class AnthropicBackend(ModelBackend):
     """Runs skills on a Messages API model."""
 
     name = "anthropic"
 
-    def __init__(self, config: ModelConfig, price: Price, api_key: str, client: Any = None) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        price: Price,
+        api_key: str,
+        client: AsyncAnthropic | None = None,
+    ) -> None:
         super().__init__(config, price, api_key)
         self.client = client or AsyncAnthropic(
             api_key=api_key,
@@ -57,15 +76,16 @@ class AnthropicBackend(ModelBackend):
         )
 
     async def complete(self, skill: Skill, data: Mapping[str, Any], repair: Repair | None) -> Reply:
-        messages: list[dict[str, Any]] = [{"role": "user", "content": user_prompt(data)}]
+        messages: list[MessageParam] = [{"role": "user", "content": user_prompt(data)}]
         if repair is not None:
             messages += repair_turns(repair)
-        options: dict[str, Any] = {}
+        options: _Options = {}
         # The SDK no longer has a temperature parameter; compatible servers still read it.
         body = self.config.body(skill)
         if body:
             options["extra_body"] = body
         name = output_format_name(skill)
+        tool_choice: ToolChoiceToolParam = {"type": "tool", "name": name}
         async with self.deadline():
             async with self.client.messages.stream(
                 model=self.config.model,
@@ -73,7 +93,7 @@ class AnthropicBackend(ModelBackend):
                 system=system_prompt(skill),
                 messages=messages,
                 tools=[answer_tool(skill)],
-                tool_choice={"type": "tool", "name": name},
+                tool_choice=tool_choice,
                 stop_sequences=list(generation.STOP_SEQUENCES),
                 **options,
             ) as stream:
@@ -84,7 +104,7 @@ class AnthropicBackend(ModelBackend):
         return map_anthropic_error(error, self.config, self._secret)
 
 
-def answer_tool(skill: Skill) -> dict[str, Any]:
+def answer_tool(skill: Skill) -> ToolParam:
     """The tool whose input is the skill's answer."""
     return {
         "name": output_format_name(skill),
@@ -93,7 +113,7 @@ def answer_tool(skill: Skill) -> dict[str, Any]:
     }
 
 
-def reply_from(response: Any, tool_name: str, model: str) -> Reply:
+def reply_from(response: Message, tool_name: str, model: str) -> Reply:
     """A `Reply` from a `Message`: the forced tool call's input, else JSON in the text."""
     blocks = list(response.content or [])
     text = "".join(b.text for b in blocks if b.type == "text")
@@ -126,7 +146,7 @@ def reply_from(response: Any, tool_name: str, model: str) -> Reply:
     )
 
 
-def repair_turns(repair: Repair) -> list[dict[str, Any]]:
+def repair_turns(repair: Repair) -> list[MessageParam]:
     """The invalid answer and the request to correct it, as Messages API turns."""
     call = repair.previous.turn
     if call is None:
@@ -134,7 +154,7 @@ def repair_turns(repair: Repair) -> list[dict[str, Any]]:
             {"role": "assistant", "content": repair.previous.text or "(no answer)"},
             {"role": "user", "content": repair.message},
         ]
-    content: list[dict[str, Any]] = []
+    content: list[ContentBlockParam] = []
     if call["text"]:
         content.append({"type": "text", "text": call["text"]})
     content.append(

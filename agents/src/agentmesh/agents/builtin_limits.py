@@ -60,7 +60,8 @@ def run_stoppable(function: Callable[[Any], T], argument: Any, stop: threading.E
     return function(argument)
 
 
-class LinearVader(SentimentIntensityAnalyzer):
+# vaderSentiment ships no types: its classes and results are Any to mypy.
+class LinearVader(SentimentIntensityAnalyzer):  # type: ignore[misc]
     """VADER, giving the same scores in time linear in the text.
 
     Upstream, the negation and idiom checks lower-case the whole text's
@@ -74,23 +75,27 @@ class LinearVader(SentimentIntensityAnalyzer):
     def _negation_check(valence: float, words: list[str], start_i: int, i: int) -> float:
         checkpoint()
         low = max(i - 3, 0)
-        return SentimentIntensityAnalyzer._negation_check(  # type: ignore[no-any-return]
+        checked: float = SentimentIntensityAnalyzer._negation_check(
             valence, words[low : i + 3], start_i, i - low
         )
+        return checked
 
     @staticmethod
     def _special_idioms_check(valence: float, words: list[str], i: int) -> float:
         low = max(i - 3, 0)
-        return SentimentIntensityAnalyzer._special_idioms_check(  # type: ignore[no-any-return]
+        checked: float = SentimentIntensityAnalyzer._special_idioms_check(
             valence, words[low : i + 3], i - low
         )
+        return checked
 
 
+# sumy ships no types: its classes and results are Any to mypy.
 class BoundedTextRank(TextRankSummarizer):  # type: ignore[misc]
     """TextRank that compares at most TEXTRANK_SENTENCE_WORDS words of a sentence."""
 
     def _to_words_set(self, sentence: Sentence) -> list[str]:
-        return super()._to_words_set(sentence)[:TEXTRANK_SENTENCE_WORDS]  # type: ignore[no-any-return]
+        words: list[str] = super()._to_words_set(sentence)
+        return words[:TEXTRANK_SENTENCE_WORDS]
 
 
 def best_sentences(

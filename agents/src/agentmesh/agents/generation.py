@@ -95,7 +95,8 @@ def temperature(skill: Skill) -> float:
 
 def answer_schema(skill: Skill) -> dict[str, Any]:
     """The skill's output schema as a grammar can enforce it (a copy; see the module)."""
-    return json.loads(_answer_schema_json(json.dumps(skill.output_schema)))
+    schema: dict[str, Any] = json.loads(_answer_schema_json(json.dumps(skill.output_schema)))
+    return schema
 
 
 @functools.cache

@@ -258,6 +258,6 @@ def serve(args: argparse.Namespace) -> int:
         return 1
     sys.stdout.flush()
     sys.stderr.flush()
-    # Become the server: the supervisor's SIGTERM then stops llama-server directly.
+    # Become the server: the supervisor's SIGTERM then stops llama-server directly
+    # (execv does not return).
     os.execv(argv[0], argv)
-    return 0  # not reached

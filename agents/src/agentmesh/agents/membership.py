@@ -67,7 +67,7 @@ class Membership:
         if self._channel is not None:
             await self._channel.close()
 
-    async def _register(self, stub: scheduler_pb2_grpc.SchedulerServiceStub) -> None:
+    async def _register(self, stub: scheduler_pb2_grpc.SchedulerServiceAsyncStub) -> None:
         """Register, retrying with backoff until the scheduler answers."""
         delay = 0.1
         while True:
@@ -81,7 +81,7 @@ class Membership:
                 self.link.lost()
                 log.warning(
                     "cannot register with the scheduler; retrying",
-                    extra={"scheduler": self.scheduler, "error": str(error.code())},  # type: ignore[attr-defined]
+                    extra={"scheduler": self.scheduler, "error": str(error.code())},
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -127,7 +127,7 @@ class Membership:
                 self.link.lost()
                 log.warning(
                     "heartbeat stream lost; registering again",
-                    extra={"error": str(error.code())},  # type: ignore[attr-defined]
+                    extra={"error": str(error.code())},
                 )
                 await asyncio.sleep(0.2)
             finally:

@@ -14,10 +14,12 @@ retries are off: the scheduler owns retries.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 import openai
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, AsyncStream
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+from openai.types.shared_params import ResponseFormatJSONSchema
 
 from agentmesh.agents import generation
 from agentmesh.agents.llm import (
@@ -37,12 +39,21 @@ from agentmesh.errors import AgentmeshError
 from agentmesh.server.skills import Skill
 
 
+class _Options(TypedDict, total=False):
+    """The call's optional parameters: left out when unset, so the server's defaults hold."""
+
+    temperature: float
+    extra_body: dict[str, Any]
+
+
 class OpenAIBackend(ModelBackend):
     """Runs skills on a Chat Completions model."""
 
     name = "openai"
 
-    def __init__(self, config: ModelConfig, price: Price, api_key: str, client: Any = None) -> None:
+    def __init__(
+        self, config: ModelConfig, price: Price, api_key: str, client: AsyncOpenAI | None = None
+    ) -> None:
         super().__init__(config, price, api_key)
         self.client = client or AsyncOpenAI(
             api_key=api_key,
@@ -53,7 +64,7 @@ class OpenAIBackend(ModelBackend):
         )
 
     async def complete(self, skill: Skill, data: Mapping[str, Any], repair: Repair | None) -> Reply:
-        messages: list[dict[str, Any]] = [
+        messages: list[ChatCompletionMessageParam] = [
             {"role": "system", "content": system_prompt(skill)},
             {"role": "user", "content": user_prompt(data)},
         ]
@@ -62,7 +73,7 @@ class OpenAIBackend(ModelBackend):
                 {"role": "assistant", "content": repair.previous.text},
                 {"role": "user", "content": repair.message},
             ]
-        options: dict[str, Any] = {}
+        options: _Options = {}
         temperature = self.config.temperature_for(skill)
         if temperature is not None:
             options["temperature"] = temperature
@@ -86,7 +97,7 @@ class OpenAIBackend(ModelBackend):
         return map_openai_error(error, self.config, self._secret)
 
 
-def response_format(skill: Skill) -> dict[str, Any]:
+def response_format(skill: Skill) -> ResponseFormatJSONSchema:
     """Structured output: the answer must follow the skill's output schema, as a grammar
     can enforce it (`generation.answer_schema`)."""
     return {
@@ -98,7 +109,7 @@ def response_format(skill: Skill) -> dict[str, Any]:
     }
 
 
-async def reply_from_stream(stream: Any, model: str) -> Reply:
+async def reply_from_stream(stream: AsyncStream[ChatCompletionChunk], model: str) -> Reply:
     """A `Reply` from a stream of `ChatCompletionChunk`s (usage comes in the last one)."""
     parts: list[str] = []
     finish_reason = None

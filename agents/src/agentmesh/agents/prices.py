@@ -61,7 +61,14 @@ class PriceTable:
 
 
 def _price(entry: Mapping[str, object]) -> Price:
-    return Price(float(entry.get("input", 0.0)), float(entry.get("output", 0.0)))  # type: ignore[arg-type]
+    return Price(_dollars(entry, "input"), _dollars(entry, "output"))
+
+
+def _dollars(entry: Mapping[str, object], key: str) -> float:
+    value = entry.get(key, 0.0)
+    if not isinstance(value, int | float | str):
+        raise TypeError(f"{key} is not a number: {value!r}")
+    return float(value)
 
 
 def price_for(model: str, env: Mapping[str, str]) -> Price:

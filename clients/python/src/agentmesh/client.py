@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict, TypeVar
 
 import grpc
+from google.protobuf import struct_pb2
 from grpc import aio
 
 from agentmesh.status import from_rpc_error
@@ -25,6 +26,9 @@ from agentmesh.wire import dict_to_struct
 
 #: Deadline of a call that names none, in seconds.
 DEFAULT_TIMEOUT = 60.0
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,24 @@ class Goal:
 Source = str | plan_pb2.Plan | Goal
 
 
-def _source(source: Source) -> dict[str, Any]:
+class _SourceFields(TypedDict, total=False):
+    """The `source` oneof of SubmitRequest, StreamSubmitRequest and DecomposeRequest."""
+
+    workflow: str
+    plan: plan_pb2.Plan
+    goal: str
+
+
+class _SubmitFields(_SourceFields, total=False):
+    """The fields SubmitRequest and StreamSubmitRequest share."""
+
+    request_id: str
+    input: struct_pb2.Struct
+    priority: plan_pb2.Priority.ValueType
+    cost_budget_usd: float
+
+
+def _source(source: Source) -> _SourceFields:
     if isinstance(source, plan_pb2.Plan):
         return {"plan": source}
     if isinstance(source, Goal):
@@ -48,11 +69,11 @@ def _source(source: Source) -> dict[str, Any]:
 
 def _submit_fields(
     source: Source, data: Mapping[str, Any], request_id: str, priority: int, budget: float
-) -> dict[str, Any]:
+) -> _SubmitFields:
     return {
         "request_id": request_id,
         "input": dict_to_struct(dict(data)),
-        "priority": priority,
+        "priority": plan_pb2.Priority.ValueType(priority),
         "cost_budget_usd": budget,
         **_source(source),
     }
@@ -65,8 +86,9 @@ def _dispatch_request(
         request_id=request_id,
         capability=capability,
         input=dict_to_struct(dict(data)),
-        priority=priority,  # type: ignore[arg-type]
-        difficulty=difficulty,  # type: ignore[arg-type]
+        # The enums' values as the contract types them: open enums, any int32 goes.
+        priority=plan_pb2.Priority.ValueType(priority),
+        difficulty=plan_pb2.Difficulty.ValueType(difficulty),
     )
 
 
@@ -92,7 +114,7 @@ class Client:
         request = scheduler_pb2.SubmitRequest(
             **_submit_fields(source, data, request_id, priority, cost_budget_usd)
         )
-        return self._call("Submit", request, timeout).request
+        return self._call(self._stub.Submit, request, timeout).request
 
     def stream_submit(
         self,
@@ -122,7 +144,7 @@ class Client:
         self, request_id: str, *, timeout: float | None = None
     ) -> scheduler_pb2.Request:
         request = scheduler_pb2.GetRequestRequest(request_id=request_id)
-        return self._call("GetRequest", request, timeout).request
+        return self._call(self._stub.GetRequest, request, timeout).request
 
     def decompose(
         self,
@@ -135,7 +157,7 @@ class Client:
         request = scheduler_pb2.DecomposeRequest(
             input=dict_to_struct(dict(data)), **_source(source)
         )
-        return self._call("Decompose", request, timeout).plan
+        return self._call(self._stub.Decompose, request, timeout).plan
 
     def dispatch(
         self,
@@ -149,25 +171,30 @@ class Client:
     ) -> scheduler_pb2.DispatchResponse:
         """One subtask, routed to the best worker offering the capability, with retries."""
         request = _dispatch_request(capability, data, request_id, priority, difficulty)
-        return self._call("Dispatch", request, timeout)
+        return self._call(self._stub.Dispatch, request, timeout)
 
     def list_workers(
         self, capability: str = "", *, timeout: float | None = None
     ) -> list[scheduler_pb2.WorkerStatus]:
         request = scheduler_pb2.ListWorkersRequest(capability=capability)
-        return list(self._call("ListWorkers", request, timeout).workers)
+        return list(self._call(self._stub.ListWorkers, request, timeout).workers)
 
     def get_stats(
         self, recent_requests: int = 0, *, timeout: float | None = None
     ) -> scheduler_pb2.GetStatsResponse:
         """Queues, request outcomes, rate, latency percentiles and the recent requests."""
         request = scheduler_pb2.GetStatsRequest(recent_requests=recent_requests)
-        return self._call("GetStats", request, timeout)
+        return self._call(self._stub.GetStats, request, timeout)
 
-    def _call(self, method: str, request: Any, timeout: float | None) -> Any:
+    def _call(
+        self,
+        method: grpc.UnaryUnaryMultiCallable[Req, Resp],
+        request: Req,
+        timeout: float | None,
+    ) -> Resp:
         """A unary call with the client's default deadline; errors as agentmesh errors."""
         try:
-            return getattr(self._stub, method)(request, timeout=timeout or self.timeout)
+            return method(request, timeout=timeout or self.timeout)
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
 
@@ -207,7 +234,7 @@ class AsyncClient:
         request = scheduler_pb2.SubmitRequest(
             **_submit_fields(source, data, request_id, priority, cost_budget_usd)
         )
-        return (await self._call("Submit", request, timeout)).request
+        return (await self._call(self._stub.Submit, request, timeout)).request
 
     async def stream_submit(
         self,
@@ -235,7 +262,7 @@ class AsyncClient:
         self, request_id: str, *, timeout: float | None = None
     ) -> scheduler_pb2.Request:
         request = scheduler_pb2.GetRequestRequest(request_id=request_id)
-        return (await self._call("GetRequest", request, timeout)).request
+        return (await self._call(self._stub.GetRequest, request, timeout)).request
 
     async def decompose(
         self,
@@ -248,7 +275,7 @@ class AsyncClient:
         request = scheduler_pb2.DecomposeRequest(
             input=dict_to_struct(dict(data)), **_source(source)
         )
-        return (await self._call("Decompose", request, timeout)).plan
+        return (await self._call(self._stub.Decompose, request, timeout)).plan
 
     async def dispatch(
         self,
@@ -262,24 +289,29 @@ class AsyncClient:
     ) -> scheduler_pb2.DispatchResponse:
         """As `Client.dispatch`."""
         request = _dispatch_request(capability, data, request_id, priority, difficulty)
-        return await self._call("Dispatch", request, timeout)
+        return await self._call(self._stub.Dispatch, request, timeout)
 
     async def list_workers(
         self, capability: str = "", *, timeout: float | None = None
     ) -> list[scheduler_pb2.WorkerStatus]:
         request = scheduler_pb2.ListWorkersRequest(capability=capability)
-        return list((await self._call("ListWorkers", request, timeout)).workers)
+        return list((await self._call(self._stub.ListWorkers, request, timeout)).workers)
 
     async def get_stats(
         self, recent_requests: int = 0, *, timeout: float | None = None
     ) -> scheduler_pb2.GetStatsResponse:
         request = scheduler_pb2.GetStatsRequest(recent_requests=recent_requests)
-        return await self._call("GetStats", request, timeout)
+        return await self._call(self._stub.GetStats, request, timeout)
 
-    async def _call(self, method: str, request: Any, timeout: float | None) -> Any:
+    async def _call(
+        self,
+        method: aio.UnaryUnaryMultiCallable[Req, Resp],
+        request: Req,
+        timeout: float | None,
+    ) -> Resp:
         """As `Client._call`."""
         try:
-            return await getattr(self._stub, method)(request, timeout=timeout or self.timeout)
+            return await method(request, timeout=timeout or self.timeout)
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,14 @@ class FieldViolation:
 
     field: str
     description: str
+
+
+class ErrorDetails(TypedDict, total=False):
+    """The keywords every AgentmeshError takes, passed on by the subclasses."""
+
+    reason: str
+    metadata: dict[str, str] | None
+    cause: BaseException | None
 
 
 class AgentmeshError(Exception):
@@ -64,9 +73,12 @@ class InvalidArgument(AgentmeshError):
     code_name = "INVALID_ARGUMENT"
 
     def __init__(
-        self, message: str, violations: Sequence[FieldViolation] = (), **kwargs: object
+        self,
+        message: str,
+        violations: Sequence[FieldViolation] = (),
+        **details: Unpack[ErrorDetails],
     ) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        super().__init__(message, **details)
         self.violations = tuple(violations)
 
 
@@ -85,8 +97,10 @@ class Unavailable(AgentmeshError):
 class ResourceExhausted(AgentmeshError):
     code_name = "RESOURCE_EXHAUSTED"
 
-    def __init__(self, message: str, retry_after: float = 1.0, **kwargs: object) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self, message: str, retry_after: float = 1.0, **details: Unpack[ErrorDetails]
+    ) -> None:
+        super().__init__(message, **details)
         #: Seconds the caller should wait before trying again.
         self.retry_after = retry_after
 
@@ -139,15 +153,28 @@ ERRORS_BY_CODE: dict[str, type[AgentmeshError]] = {
 }
 
 
-def error_for_code(code_name: str, message: str, **kwargs: object) -> AgentmeshError:
+def error_for_code(
+    code_name: str,
+    message: str,
+    *,
+    violations: Sequence[FieldViolation] = (),
+    retry_after: float | None = None,
+    **details: Unpack[ErrorDetails],
+) -> AgentmeshError:
     """An error of the class for a status code name.
 
-    A code without a class of its own (ABORTED, DATA_LOSS, ...) gives an
+    The violations go to an InvalidArgument and the retry delay (when given)
+    to a ResourceExhausted; the other classes have no place for them. A code
+    without a class of its own (ABORTED, DATA_LOSS, ...) gives an
     AgentmeshError that still carries that code.
     """
     cls = ERRORS_BY_CODE.get(code_name)
+    if cls is InvalidArgument:
+        return InvalidArgument(message, violations, **details)
+    if cls is ResourceExhausted and retry_after is not None:
+        return ResourceExhausted(message, retry_after, **details)
     if cls is not None:
-        return cls(message, **kwargs)  # type: ignore[arg-type]
-    error = AgentmeshError(message, **kwargs)  # type: ignore[arg-type]
+        return cls(message, **details)
+    error = AgentmeshError(message, **details)
     error.code_name = code_name
     return error

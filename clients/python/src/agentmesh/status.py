@@ -12,6 +12,7 @@ import math
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -27,15 +28,15 @@ from agentmesh.errors import (
 ERROR_DOMAIN = "agentmesh.dev"
 
 
-def _pack(message: object) -> any_pb2.Any:
+def _pack(message: Message) -> any_pb2.Any:
     packed = any_pb2.Any()
-    packed.Pack(message)  # type: ignore[arg-type]
+    packed.Pack(message)
     return packed
 
 
 def to_status_proto(error: AgentmeshError) -> status_pb2.Status:
     """A google.rpc.Status for the error, with its typed details."""
-    details = []
+    details: list[any_pb2.Any] = []
     if isinstance(error, InvalidArgument) and error.violations:
         details.append(
             _pack(
@@ -79,32 +80,34 @@ def error_from_status(status: status_pb2.Status) -> AgentmeshError:
     reason = ""
     metadata: dict[str, str] = {}
     for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
+        # Unpack fills the message only when the detail is of its type.
+        bad = error_details_pb2.BadRequest()
+        info = error_details_pb2.RetryInfo()
+        error_info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(bad):
             violations += [FieldViolation(v.field, v.description) for v in bad.field_violations]
-        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            info = error_details_pb2.RetryInfo()
-            detail.Unpack(info)
+        elif detail.Unpack(info):
             retry_after = info.retry_delay.ToTimedelta().total_seconds()
-        elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            error_info = error_details_pb2.ErrorInfo()
-            detail.Unpack(error_info)
+        elif detail.Unpack(error_info):
             reason, metadata = error_info.reason, dict(error_info.metadata)
-    kwargs: dict[str, object] = {"reason": reason, "metadata": metadata}
-    if code_name == "INVALID_ARGUMENT":
-        kwargs["violations"] = violations
-    if code_name == "RESOURCE_EXHAUSTED":
-        kwargs["retry_after"] = retry_after
-    return error_for_code(code_name, status.message, **kwargs)
+    return error_for_code(
+        code_name,
+        status.message,
+        violations=violations,
+        retry_after=retry_after,
+        reason=reason,
+        metadata=metadata,
+    )
 
 
 def from_rpc_error(error: grpc.RpcError) -> AgentmeshError:
     """The agentmesh error behind a failed gRPC call."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    # from_call reads only the code, details and trailing metadata, which every
+    # RpcError grpc raises for a call has (grpc.aio's is no grpc.Call).
+    status: status_pb2.Status | None = rpc_status.from_call(error)  # type: ignore[arg-type]
     if status is None:
-        code = error.code()  # type: ignore[attr-defined]
-        details = error.details() or code.name  # type: ignore[attr-defined]
+        code = error.code()
+        details = error.details() or code.name
         result = error_for_code(code.name, details)
     else:
         result = error_from_status(status)

@@ -90,7 +90,7 @@ def worker_state(worker: scheduler_pb2.WorkerStatus) -> str:
     return _enum_word(scheduler_pb2.WorkerState.Name(worker.state), "WORKER_STATE_")
 
 
-def request_outcome(state: int) -> str:
+def request_outcome(state: scheduler_pb2.RequestState.ValueType) -> str:
     """A request state as one lower-case word (succeeded, failed, ...)."""
     return _enum_word(scheduler_pb2.RequestState.Name(state), "REQUEST_STATE_")
 

@@ -21,7 +21,8 @@ def struct_to_dict(message: struct_pb2.Struct, field: str = "input") -> dict[str
 
     InvalidArgument for what JSON cannot hold (NaN, infinities).
     """
-    return _whole_numbers(to_python(message, field))
+    # A Struct is a JSON object: its values are what may hold whole numbers.
+    return {key: _whole_numbers(value) for key, value in to_python(message, field).items()}
 
 
 def to_python(message: struct_pb2.Struct | struct_pb2.Value, field: str) -> Any:

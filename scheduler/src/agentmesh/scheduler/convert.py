@@ -90,8 +90,8 @@ def plan_to_proto(plan: Plan) -> plan_pb2.Plan:
             id=step.id,
             capability=step.capability,
             depends_on=step.depends_on,
-            priority=step.priority,  # type: ignore[arg-type]
-            difficulty=step.difficulty,  # type: ignore[arg-type]
+            priority=plan_pb2.Priority.ValueType(step.priority),
+            difficulty=plan_pb2.Difficulty.ValueType(step.difficulty),
             optional=step.optional,
         )
         for name, binding in step.inputs.items():
@@ -100,7 +100,7 @@ def plan_to_proto(plan: Plan) -> plan_pb2.Plan:
             s.when.CopyFrom(
                 plan_pb2.Condition(
                     ref=step.when.ref,
-                    operator=operators[step.when.operator],  # type: ignore[arg-type]
+                    operator=operators[step.when.operator],
                     value=_python_to_value(step.when.value),
                 )
             )
@@ -127,7 +127,7 @@ def subtask_to_proto(subtask: SubtaskRecord) -> scheduler_pb2.Subtask:
         duration=duration(subtask.duration),
         usage=usage_to_proto(subtask.usage),
         reason=subtask.reason,
-        tier=subtask.tier,  # type: ignore[arg-type]
+        tier=worker_pb2.Tier.ValueType(subtask.tier),
     )
     if subtask.output is not None:
         message.output.CopyFrom(dict_to_struct(subtask.output))
@@ -190,7 +190,7 @@ def worker_info_to_proto(spec: WorkerSpec) -> worker_pb2.WorkerInfo:
         capabilities=sorted(spec.capabilities),
         backend=spec.backend,
         model=spec.model,
-        tier=spec.tier,  # type: ignore[arg-type]
+        tier=worker_pb2.Tier.ValueType(spec.tier),
         capacity=spec.capacity,
         input_price_per_mtok=spec.input_price_per_mtok,
         output_price_per_mtok=spec.output_price_per_mtok,

@@ -278,7 +278,7 @@ class SchedulerCore:
         if running is not None:
             requests.check_same(request_id, self.requests.fingerprint(request_id), fingerprint)
             try:
-                record = await asyncio.shield(running)
+                outcome = await asyncio.shield(running)
             except asyncio.CancelledError:
                 current = asyncio.current_task()
                 if not running.cancelled() or (current is not None and current.cancelling()):
@@ -286,7 +286,7 @@ class SchedulerCore:
                 # The caller that started it went away: this repeat runs it again.
             else:
                 await self.runner.durable(deadline)
-                return record
+                return outcome
         record = self.requests.get(request_id)
         known = self.requests.fingerprint(request_id)
         if record is None and self.store is not None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from google.rpc import code_pb2
 from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.util.types import AttributeValue
 
 from agentmesh.errors import AgentmeshError, ResourceExhausted, Unavailable
 from agentmesh.scheduler import tiers
@@ -282,7 +283,7 @@ class Dispatcher:
     ) -> ExecuteResult:
         """One attempt on one worker, as a span of the request's trace."""
         logs.SUBTASK_ID.set(call.subtask_id)
-        attributes = {
+        attributes: dict[str, AttributeValue] = {
             telemetry.REQUEST_ID: call.request_id,
             telemetry.SUBTASK_ID: call.subtask_id,
             telemetry.CAPABILITY: call.capability,

@@ -90,15 +90,12 @@ class ErrorRecord:
 
     def to_error(self, **metadata: str) -> AgentmeshError:
         """The error this record stands for, with its violations and extra metadata."""
-        kwargs: dict[str, Any] = {}
-        if self.violations:
-            kwargs["violations"] = self.violations
         return error_for_code(
             self.code,
             self.message,
+            violations=self.violations,
             reason=self.reason,
             metadata={**self.metadata, **metadata},
-            **kwargs,
         )
 
 

@@ -60,8 +60,10 @@ def run_mesh(args: argparse.Namespace) -> int:
         model_args = ("--host", "127.0.0.1", "--port", str(model_port), "--parallel", str(slots))
         model = Child("local-model", ("local-model", *model_args))
         model_url = f"http://127.0.0.1:{model_port}"
-        env = tuple((k, v) for k, v in LOCAL_SCHEDULER_ENV.items() if k not in os.environ)
-        scheduler = Child("scheduler", ("scheduler",), env)
+        scheduler_env = tuple(
+            (k, v) for k, v in LOCAL_SCHEDULER_ENV.items() if k not in os.environ
+        )
+        scheduler = Child("scheduler", ("scheduler",), scheduler_env)
     workers = []
     targets: list[dict[str, Any]] = []
     for i in range(1, args.workers + 1):

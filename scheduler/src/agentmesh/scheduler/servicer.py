@@ -193,7 +193,10 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     @streaming
     async def Heartbeat(
-        self, request_iterator: AsyncIterator[scheduler_pb2.HeartbeatRequest], context: Context
+        self,
+        # RejectUndecodable hands over a message that did not decode as an Undecodable.
+        request_iterator: AsyncIterator[scheduler_pb2.HeartbeatRequest | Undecodable],
+        context: Context,
     ) -> AsyncIterator[scheduler_pb2.HeartbeatResponse]:
         token = object()
         worker_id = ""

@@ -11,7 +11,7 @@ from agentmesh.scheduler.registry import WorkerRecord
 from agentmesh.server import telemetry
 from agentmesh.status import from_rpc_error
 from agentmesh.usage import Usage
-from agentmesh.v1 import worker_pb2, worker_pb2_grpc
+from agentmesh.v1 import plan_pb2, worker_pb2, worker_pb2_grpc
 from agentmesh.wire import dict_to_struct, struct_to_dict
 
 
@@ -23,9 +23,11 @@ class GrpcTransport:
     """
 
     def __init__(self) -> None:
-        self._channels: dict[str, tuple[str, aio.Channel, worker_pb2_grpc.WorkerServiceStub]] = {}
+        self._channels: dict[
+            str, tuple[str, aio.Channel, worker_pb2_grpc.WorkerServiceAsyncStub]
+        ] = {}
 
-    async def _stub(self, worker: WorkerRecord) -> worker_pb2_grpc.WorkerServiceStub:
+    async def _stub(self, worker: WorkerRecord) -> worker_pb2_grpc.WorkerServiceAsyncStub:
         entry = self._channels.get(worker.worker_id)
         if entry is not None and entry[0] != worker.spec.address:
             await self.forget(worker.worker_id)
@@ -44,7 +46,7 @@ class GrpcTransport:
             subtask_id=call.subtask_id,
             capability=call.capability,
             input=dict_to_struct(call.input),
-            difficulty=call.difficulty,  # type: ignore[arg-type]
+            difficulty=plan_pb2.Difficulty.ValueType(call.difficulty),
             attempt=attempt,
         )
         try:

@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+import grpc
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from grpc import aio
@@ -109,18 +110,22 @@ def enum_violations(message: Message, prefix: str = "") -> list[FieldViolation]:
     violations: list[FieldViolation] = []
     for field, value in message.ListFields():
         path = f"{prefix}{field.name}"
-        if field.type == FieldDescriptor.TYPE_ENUM:
+        # An enum field has its enum_type, a message field its message_type.
+        enum_type, message_type = field.enum_type, field.message_type
+        if field.type == FieldDescriptor.TYPE_ENUM and enum_type is not None:
             values = value if field.is_repeated else [value]
             for number in values:
-                if number not in field.enum_type.values_by_number:
-                    names = ", ".join(v.name for v in field.enum_type.values)
+                if number not in enum_type.values_by_number:
+                    names = ", ".join(v.name for v in enum_type.values)
                     violations.append(
-                        FieldViolation(path, f"{number} is not a {field.enum_type.name}: {names}")
+                        FieldViolation(path, f"{number} is not a {enum_type.name}: {names}")
                     )
-        elif field.type == FieldDescriptor.TYPE_MESSAGE and not (
-            field.message_type.full_name.startswith("google.protobuf.")
+        elif (
+            field.type == FieldDescriptor.TYPE_MESSAGE
+            and message_type is not None
+            and not message_type.full_name.startswith("google.protobuf.")
         ):
-            if field.message_type.GetOptions().map_entry:
+            if message_type.GetOptions().map_entry:
                 items = [(f"{path}.{k}.", v) for k, v in value.items() if isinstance(v, Message)]
             elif field.is_repeated:
                 items = [(f"{path}[{i}].", v) for i, v in enumerate(value)]
@@ -146,7 +151,7 @@ def _refuse_unknown_enums(request: Message) -> Message | Undecodable:
     )
 
 
-class RejectUndecodable(aio.ServerInterceptor):  # type: ignore[misc]
+class RejectUndecodable(aio.ServerInterceptor):
     """Lets agentmesh handlers refuse undecodable messages with INVALID_ARGUMENT.
 
     gRPC decodes a request before any handler runs and answers a decode
@@ -158,9 +163,11 @@ class RejectUndecodable(aio.ServerInterceptor):  # type: ignore[misc]
 
     async def intercept_service(
         self,
-        continuation: Callable[[Any], Awaitable[Any]],
-        handler_call_details: Any,
-    ) -> Any:
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if (
             handler is None
@@ -170,10 +177,11 @@ class RejectUndecodable(aio.ServerInterceptor):  # type: ignore[misc]
             return handler
         decode = handler.request_deserializer
 
-        def tolerant(data: bytes) -> Any:
+        def tolerant(data: bytes) -> Message | Undecodable:
             try:
                 return _refuse_unknown_enums(decode(data))
             except Exception as error:  # protobuf's DecodeError and its kin
                 return Undecodable(str(error))
 
-        return handler._replace(request_deserializer=tolerant)
+        # grpc's method handlers are namedtuples, which its stubs do not say.
+        return handler._replace(request_deserializer=tolerant)  # type: ignore[attr-defined, no-any-return]

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-C = TypeVar("C")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 def from_env(
-    cls: type[C],
+    cls: type[DataclassInstance],
     env: Mapping[str, str],
     prefix_overrides: Mapping[str, str] | None = None,
     skip: frozenset[str] = frozenset(),
@@ -24,7 +25,7 @@ def from_env(
     """Field values found in env as AGENTMESH_<FIELD> (or a named variable), converted;
     the fields in `skip` are the caller's to read."""
     values: dict[str, Any] = {}
-    for f in fields(cls):  # type: ignore[arg-type]
+    for f in fields(cls):
         if f.name in skip:
             continue
         name = (prefix_overrides or {}).get(f.name, f"AGENTMESH_{f.name.upper()}")
@@ -35,7 +36,7 @@ def from_env(
     return values
 
 
-def convert(kind: Any, raw: str, name: str) -> Any:
+def convert(kind: object, raw: str, name: str) -> float | int | tuple[str, ...] | Path | str:
     kind = str(kind)
     try:
         if kind == "float":
