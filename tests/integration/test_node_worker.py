@@ -16,10 +16,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from tests.support.mesh import ROOT, Mesh, refused, struct, wait_for
 
 from agentmesh.errors import AgentmeshError
 from agentmesh.v1 import plan_pb2, scheduler_pb2, worker_pb2, worker_pb2_grpc
+from tests.support.mesh import ROOT, Mesh, refused, struct, wait_for
 
 NODE_WORKER = ROOT / "agents" / "node"
 MODULES = NODE_WORKER / "node_modules" / ".package-lock.json"
