@@ -10,7 +10,8 @@ import openai
 import pytest
 
 from agentmesh.agents.anthropic_backend import map_anthropic_error
-from agentmesh.agents.llm import ModelConfig, make_model_backend
+from agentmesh.agents.backends import make_model_backend
+from agentmesh.agents.llm import ModelConfig
 from agentmesh.agents.model_errors import DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER, retry_after
 from agentmesh.agents.openai_backend import map_openai_error
 from agentmesh.errors import (

@@ -17,9 +17,10 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from agentmesh.agents import generation
+from agentmesh.agents.backends import make_model_backend
 from agentmesh.agents.builtin import BuiltinBackend
 from agentmesh.agents.config import WorkerConfig
-from agentmesh.agents.llm import ModelConfig, make_model_backend
+from agentmesh.agents.llm import ModelConfig
 from agentmesh.agents.runtime import Worker
 from agentmesh.agents.serverinfo import server_root, server_slots
 from agentmesh.errors import DeadlineExceeded

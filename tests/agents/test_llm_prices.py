@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agentmesh.agents.llm import make_model_backend
+from agentmesh.agents.backends import make_model_backend
 from agentmesh.agents.prices import DEFAULT_TABLE, Price, PriceTable, price_for
 
 

@@ -21,7 +21,7 @@ import pytest
 from google.protobuf import json_format
 
 from agentmesh.agents import localmodel
-from agentmesh.agents.llm import make_model_backend
+from agentmesh.agents.backends import make_model_backend
 from agentmesh.agents.localmodel import LocalModelServer
 from agentmesh.client import Goal
 from agentmesh.errors import (

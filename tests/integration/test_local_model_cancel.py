@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 
 from agentmesh.agents import generation, localmodel
-from agentmesh.agents.llm import make_model_backend
+from agentmesh.agents.backends import make_model_backend
 from agentmesh.agents.localmodel import LocalModelServer
 from agentmesh.errors import DeadlineExceeded
 from agentmesh.server.skills import SKILLS, Skill

@@ -215,25 +215,3 @@ class ModelBackend:
     def map_error(self, error: Exception) -> AgentmeshError | None:
         """The agentmesh error for an SDK error; None for errors that are not the SDK's."""
         raise NotImplementedError
-
-
-def make_model_backend(provider: str, env: Mapping[str, str]) -> ModelBackend:
-    """The `openai` or `anthropic` backend configured from `env`; ValueError if misconfigured."""
-    from agentmesh.agents.prices import price_for
-    from agentmesh.agents.serverinfo import server_slots
-
-    config = ModelConfig.from_env(provider, env)
-    api_key = config.api_key(env)
-    price = price_for(config.model, env)
-    backend: ModelBackend
-    if provider == "openai":
-        from agentmesh.agents.openai_backend import OpenAIBackend
-
-        backend = OpenAIBackend(config, price, api_key)
-    else:
-        from agentmesh.agents.anthropic_backend import AnthropicBackend
-
-        backend = AnthropicBackend(config, price, api_key)
-    if backend.concurrency is None and config.base_url:
-        backend.concurrency = server_slots(config.base_url, api_key)
-    return backend
