@@ -47,6 +47,12 @@ $(BUF):
 	mkdir -p $(TOOLS)/buf-$(BUF_VERSION)
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS)/buf-$(BUF_VERSION) @bufbuild/buf@$(BUF_VERSION)
 
+# The Node worker's dependencies (agents/node), exactly as its package-lock.json pins them,
+# for tests/integration/test_node_worker.py.
+NODE_WORKER_MODULES := agents/node/node_modules/.package-lock.json
+$(NODE_WORKER_MODULES): agents/node/package.json agents/node/package-lock.json
+	npm ci --silent --no-audit --no-fund --prefix agents/node
+
 # The Node client's dependencies, for tests/integration/test_node_client.py (npm ci: exactly
 # what clients/node/package-lock.json pins).
 NODE_CLIENT_MODULES := clients/node/node_modules
@@ -62,7 +68,7 @@ run: install $(if $(filter local,$(BACKEND)),local-model)
 	$(BIN)/agentmesh run --backend $(BACKEND) \
 	  --prometheus-targets deploy/prometheus/targets/agentmesh-workers-run.yml
 
-test: install local-model $(BUF) $(NODE_CLIENT_MODULES) prometheus lint
+test: install local-model $(BUF) $(NODE_CLIENT_MODULES) $(NODE_WORKER_MODULES) prometheus lint
 	AGENTMESH_BUF=$(abspath $(BUF)) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 protos: install
@@ -81,4 +87,4 @@ lint: install $(BUF)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache $(NODE_CLIENT_MODULES)
+	rm -rf $(VENV) .pytest_cache $(NODE_CLIENT_MODULES) agents/node/node_modules

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agentmesh.client import Client
 from agentmesh.errors import AgentmeshError
+from agentmesh.server import ports
 from agentmesh.status import from_rpc_error
 from agentmesh.v1 import (
     plan_pb2,
@@ -46,13 +46,6 @@ ROOT = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT = 60.0
 #: Longest a process may take to exit after SIGTERM before it is killed.
 STOP_TIMEOUT = 15.0
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def base_env() -> dict[str, str]:
@@ -121,24 +114,39 @@ class Mesh:
         self.log_dir = log_dir
         self.worker_specs = list(workers)
         self.policy = policy
-        self.port = free_port()
-        self.metrics_port = free_port()
-        self.target = f"127.0.0.1:{self.port}"
+        # The scheduler listens on port 0 and reports the ports it got in this file.
+        self.ports_file = log_dir / f"{name}-scheduler.ports.json"
+        self.port = 0
+        self.metrics_port = 0
         # Each scheduler keeps its own durable store (the default SQLite one), fresh:
         # a shared or reused file would resume another run's requests.
         self.store = log_dir / f"{name}.db"
         for suffix in ("", "-wal", "-shm"):
             Path(f"{self.store}{suffix}").unlink(missing_ok=True)
         self.scheduler_env = {
-            "AGENTMESH_LISTEN": self.target,
-            "AGENTMESH_METRICS_LISTEN": f"127.0.0.1:{self.metrics_port}",
+            "AGENTMESH_LISTEN": "127.0.0.1:0",
+            "AGENTMESH_METRICS_LISTEN": "127.0.0.1:0",
+            "AGENTMESH_PORTS_FILE": str(self.ports_file),
             "AGENTMESH_POLICY": policy,
             "AGENTMESH_STORE": str(self.store),
             **(env or {}),
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.started_at: dict[str, float] = {}
-        self.client = Client(self.target, timeout=10.0)
+        self._client: Client | None = None
+
+    @property
+    def target(self) -> str:
+        """The scheduler's gRPC address, known once it has reported its ports."""
+        if not self.port:
+            raise RuntimeError(f"{self.name}: the scheduler has not reported its ports yet")
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(self.target, timeout=10.0)
+        return self._client
 
     # -- processes --------------------------------------------------------------
 
@@ -156,6 +164,7 @@ class Mesh:
         self.started_at[name] = time.monotonic()
 
     def spawn_scheduler(self) -> None:
+        self.ports_file.unlink(missing_ok=True)
         self._spawn("scheduler", ["scheduler"], self.scheduler_env)
 
     def spawn_workers(self) -> None:
@@ -174,6 +183,12 @@ class Mesh:
 
     def scheduler_serving(self) -> bool:
         self._check_alive()
+        if not self.port:
+            bound = ports.read(self.ports_file)
+            if bound is None:
+                return False
+            self.port = int(bound.grpc.rpartition(":")[2])
+            self.metrics_port = int(bound.metrics.rpartition(":")[2]) if bound.metrics else 0
         try:
             self.client.list_workers(timeout=1.0)
         except AgentmeshError:
@@ -202,7 +217,8 @@ class Mesh:
 
     def stop(self) -> None:
         """SIGTERM every process (workers first), then wait; kill what lingers."""
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
         order = [n for n in self.processes if n != "scheduler"] + ["scheduler"]
         for name in order:
             process = self.processes.get(name)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from agentmesh.client import Client
+from agentmesh.server import ports
 from agentmesh.v1 import scheduler_pb2
 from bench.harness import ROOT
 from bench.stats import ScenarioResult, Target, median, percentile
@@ -107,12 +108,12 @@ class _LocalMesh:
         self._process: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> _LocalMesh:
-        from bench.harness import free_port
-
-        self.target = f"127.0.0.1:{free_port()}"
+        ports_file = self.log_dir / "s7-scheduler.ports.json"
+        ports_file.unlink(missing_ok=True)
         env = {
             **os.environ,
-            "AGENTMESH_LISTEN": self.target,
+            "AGENTMESH_LISTEN": "127.0.0.1:0",
+            "AGENTMESH_PORTS_FILE": str(ports_file),
             "AGENTMESH_METRICS_LISTEN": "",
             "AGENTMESH_STORE": str(self.log_dir / "s7-scheduler.db"),
         }
@@ -139,6 +140,9 @@ class _LocalMesh:
         found = re.search(pattern, "".join(lines))
         assert found, lines
         self.model_url, self.slots = found.group(1), int(found.group(2))
+        bound = ports.read(ports_file)  # written before the banner
+        assert bound is not None, lines
+        self.target = bound.grpc
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import grpc
 import pytest
 from google.protobuf import struct_pb2
-from mesh import ROOT, Mesh, refused, running_mesh, struct
 
 from agentmesh.v1 import plan_pb2, scheduler_pb2, scheduler_pb2_grpc
+from tests.support.mesh import ROOT, Mesh, refused, running_mesh, struct
 
 pytestmark = pytest.mark.integration
 

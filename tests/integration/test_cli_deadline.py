@@ -8,9 +8,9 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from mesh import ROOT, Mesh
 
 from agentmesh.cli import SUBMIT_TIMEOUT, parser
+from tests.support.mesh import ROOT, Mesh
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from mesh import ROOT, Mesh, refused, running_mesh, struct
 
 from agentmesh.v1 import plan_pb2, scheduler_pb2, scheduler_pb2_grpc, worker_pb2
+from tests.support.mesh import ROOT, Mesh, refused, running_mesh, struct
 
 pytestmark = pytest.mark.integration
 

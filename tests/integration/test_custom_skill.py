@@ -19,13 +19,13 @@ from typing import Any
 
 import grpc
 import pytest
-from mesh import ROOT, Mesh, refused, running_mesh, struct, wait_for
 
 from agentmesh.errors import FailedPrecondition
 from agentmesh.server.skills import SKILLS
 from agentmesh.status import from_rpc_error
 from agentmesh.v1 import plan_pb2, scheduler_pb2, scheduler_pb2_grpc, worker_pb2, worker_pb2_grpc
 from agentmesh.wire import struct_to_dict
+from tests.support.mesh import ROOT, Mesh, refused, running_mesh, struct, wait_for
 
 pytestmark = pytest.mark.integration
 

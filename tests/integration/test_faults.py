@@ -10,10 +10,10 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from mesh import ROOT, Mesh, completed_runs, free_port, wait_for
 
 from agentmesh.errors import AgentmeshError
 from agentmesh.v1 import scheduler_pb2
+from tests.support.mesh import ROOT, Mesh, completed_runs, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -74,12 +74,10 @@ class Watcher:
 
 
 def test_worker_killed_mid_request_is_retried_on_another(mesh: Mesh) -> None:
-    ports = {name: free_port() for name in ("a", "b", "c")}
-    for name, port in ports.items():
-        mesh.start_worker(
-            name, backend="sim", AGENTMESH_WORKER_METRICS_LISTEN=f"127.0.0.1:{port}", **SLOW
-        )
-    mesh.wait_workers(set(ports))
+    for name in ("a", "b", "c"):
+        mesh.start_worker(name, backend="sim", metrics=True, **SLOW)
+    mesh.wait_workers({"a", "b", "c"})
+    ports = {name: mesh.worker_metrics_port(name) for name in ("a", "b", "c")}
     watcher = Watcher(mesh, "killed-1")
     busy = wait_for(watcher.started_on, 30, "a subtask to start")
     subtask, victim = next(iter(busy.items()))
@@ -102,12 +100,10 @@ def test_worker_killed_mid_request_is_retried_on_another(mesh: Mesh) -> None:
 
 
 def test_frozen_worker_is_evicted_within_three_heartbeats_and_work_requeued(mesh: Mesh) -> None:
-    ports = {name: free_port() for name in ("a", "b")}
-    for name, port in ports.items():
-        mesh.start_worker(
-            name, backend="sim", AGENTMESH_WORKER_METRICS_LISTEN=f"127.0.0.1:{port}", **SLOW
-        )
-    mesh.wait_workers(set(ports))
+    for name in ("a", "b"):
+        mesh.start_worker(name, backend="sim", metrics=True, **SLOW)
+    mesh.wait_workers({"a", "b"})
+    ports = {name: mesh.worker_metrics_port(name) for name in ("a", "b")}
     watcher = Watcher(mesh, "frozen-1")
     busy = wait_for(watcher.started_on, 30, "a subtask to start")
     subtask, victim = next(iter(busy.items()))
@@ -153,16 +149,12 @@ def test_a_frozen_workers_unfinished_model_call_is_cancelled_when_it_thaws(mesh:
     scheduler sent on eviction reaches the worker before the call ends: the
     subtask's model call completes once, on the other worker.
     """
-    ports = {name: free_port() for name in ("a", "b")}
-    for name, port in ports.items():
+    for name in ("a", "b"):
         mesh.start_worker(
-            name,
-            backend="sim",
-            AGENTMESH_WORKER_METRICS_LISTEN=f"127.0.0.1:{port}",
-            AGENTMESH_SIM_LATENCY="6",
-            AGENTMESH_SIM_SIGMA="0",
+            name, backend="sim", metrics=True, AGENTMESH_SIM_LATENCY="6", AGENTMESH_SIM_SIGMA="0"
         )
-    mesh.wait_workers(set(ports))
+    mesh.wait_workers({"a", "b"})
+    ports = {name: mesh.worker_metrics_port(name) for name in ("a", "b")}
     answers: list[scheduler_pb2.DispatchResponse] = []
     caller = threading.Thread(
         target=lambda: answers.append(
@@ -221,15 +213,11 @@ def test_sigterm_drains_a_worker_without_losing_its_subtask(mesh: Mesh) -> None:
 
 
 def test_a_cancelled_request_cancels_its_subtasks_on_the_workers(mesh: Mesh) -> None:
-    metrics_port = free_port()
     mesh.start_worker(
-        "slow",
-        backend="sim",
-        AGENTMESH_WORKER_METRICS_LISTEN=f"127.0.0.1:{metrics_port}",
-        AGENTMESH_SIM_LATENCY="30",
-        AGENTMESH_SIM_SIGMA="0",
+        "slow", backend="sim", metrics=True, AGENTMESH_SIM_LATENCY="30", AGENTMESH_SIM_SIGMA="0"
     )
     mesh.wait_workers({"slow"})
+    metrics_port = mesh.worker_metrics_port("slow")
     stream = mesh.client.stream_submit("support_ticket", TICKET, request_id="cancel-1")
     first = next(m for m in stream if m.WhichOneof("event") == "subtask")
     assert first.subtask.kind == STARTED

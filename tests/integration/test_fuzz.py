@@ -29,10 +29,10 @@ from google.protobuf import duration_pb2, struct_pb2
 from google.protobuf.message import Message
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from mesh import ROOT, Mesh, wait_for
 
 from agentmesh.server.skills import SKILLS
 from agentmesh.v1 import plan_pb2, scheduler_pb2, scheduler_pb2_grpc, worker_pb2
+from tests.support.mesh import ROOT, Mesh, wait_for
 
 pytestmark = pytest.mark.integration
 

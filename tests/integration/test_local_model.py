@@ -19,11 +19,9 @@ from typing import Any
 
 import pytest
 from google.protobuf import json_format
-from local_model import MODEL_ALIAS, local_model  # noqa: F401 (a fixture)
-from mesh import Mesh, free_port
 
 from agentmesh.agents import localmodel
-from agentmesh.agents.llm import make_model_backend
+from agentmesh.agents.backends import make_model_backend
 from agentmesh.agents.localmodel import LocalModelServer
 from agentmesh.client import Goal
 from agentmesh.errors import (
@@ -35,6 +33,8 @@ from agentmesh.errors import (
 )
 from agentmesh.server.skills import SKILLS, output_violations
 from agentmesh.v1 import plan_pb2, scheduler_pb2
+from tests.support.local_model import MODEL_ALIAS
+from tests.support.mesh import Mesh, refusing_address
 
 pytestmark = [pytest.mark.integration, pytest.mark.llm]
 
@@ -64,7 +64,7 @@ def model_env(server: LocalModelServer, provider: str, key: str) -> dict[str, st
 
 
 @pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory, local_model: LocalModelServer) -> Iterator[Mesh]:  # noqa: F811
+def mesh(tmp_path_factory: pytest.TempPathFactory, local_model: LocalModelServer) -> Iterator[Mesh]:
     key = local_model.config.api_key
     mesh = Mesh(
         tmp_path_factory.mktemp("llm-mesh"),
@@ -221,7 +221,7 @@ def run_skill(env: dict[str, str], provider: str, data: dict[str, Any]) -> Any:
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_wrong_key_is_model_auth(local_model: LocalModelServer, provider: str) -> None:  # noqa: F811
+def test_wrong_key_is_model_auth(local_model: LocalModelServer, provider: str) -> None:
     env = model_env(local_model, provider, WRONG_KEY)
     with pytest.raises(FailedPrecondition) as caught:
         run_skill(env, provider, {"text": TICKET})
@@ -232,17 +232,17 @@ def test_wrong_key_is_model_auth(local_model: LocalModelServer, provider: str) -
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_unreachable_server_is_unavailable(local_model: LocalModelServer, provider: str) -> None:  # noqa: F811
+def test_unreachable_server_is_unavailable(local_model: LocalModelServer, provider: str) -> None:
     env = model_env(local_model, provider, local_model.config.api_key)
-    env["AGENTMESH_MODEL_BASE_URL"] = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(Unavailable) as caught:
+    with refusing_address() as address, pytest.raises(Unavailable) as caught:
+        env["AGENTMESH_MODEL_BASE_URL"] = f"http://{address}"
         run_skill(env, provider, {"text": TICKET})
     assert caught.value.reason == "MODEL_UNREACHABLE"
     assert local_model.config.api_key not in caught.value.message
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_slow_answer_is_deadline_exceeded(local_model: LocalModelServer, provider: str) -> None:  # noqa: F811
+def test_slow_answer_is_deadline_exceeded(local_model: LocalModelServer, provider: str) -> None:
     env = model_env(local_model, provider, local_model.config.api_key)
     env["AGENTMESH_MODEL_TIMEOUT"] = "0.05"
     with pytest.raises(DeadlineExceeded) as caught:
@@ -252,7 +252,7 @@ def test_slow_answer_is_deadline_exceeded(local_model: LocalModelServer, provide
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_input_beyond_the_context_is_invalid_argument(
-    local_model: LocalModelServer,  # noqa: F811
+    local_model: LocalModelServer,
     provider: str,
 ) -> None:
     env = model_env(local_model, provider, local_model.config.api_key)
@@ -265,7 +265,7 @@ def test_input_beyond_the_context_is_invalid_argument(
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_wrong_path_is_model_not_found(local_model: LocalModelServer, provider: str) -> None:  # noqa: F811
+def test_wrong_path_is_model_not_found(local_model: LocalModelServer, provider: str) -> None:
     env = model_env(local_model, provider, local_model.config.api_key)
     env["AGENTMESH_MODEL_BASE_URL"] = f"{local_model.base_url}/no-such-api"
     with pytest.raises(FailedPrecondition) as caught:

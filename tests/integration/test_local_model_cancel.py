@@ -14,13 +14,13 @@ import time
 import urllib.request
 
 import pytest
-from local_model import MODEL_ALIAS, local_model  # noqa: F401 (a fixture)
 
 from agentmesh.agents import generation, localmodel
-from agentmesh.agents.llm import make_model_backend
+from agentmesh.agents.backends import make_model_backend
 from agentmesh.agents.localmodel import LocalModelServer
 from agentmesh.errors import DeadlineExceeded
 from agentmesh.server.skills import SKILLS, Skill
+from tests.support.local_model import MODEL_ALIAS
 
 pytestmark = [pytest.mark.integration, pytest.mark.llm]
 
@@ -83,7 +83,7 @@ def model_env(server: LocalModelServer, timeout: float = 120.0) -> dict[str, str
 
 
 async def test_a_cancelled_call_frees_the_model_servers_slot(
-    local_model: LocalModelServer,  # noqa: F811
+    local_model: LocalModelServer,
 ) -> None:
     await wait_slots(local_model, busy=False, timeout=120)
     backend = make_model_backend("openai", model_env(local_model))
@@ -97,7 +97,7 @@ async def test_a_cancelled_call_frees_the_model_servers_slot(
 
 
 async def test_a_timed_out_call_frees_the_model_servers_slot(
-    local_model: LocalModelServer,  # noqa: F811
+    local_model: LocalModelServer,
 ) -> None:
     await wait_slots(local_model, busy=False, timeout=120)
     # The timeout runs from the call's start: long enough to start generating, far too

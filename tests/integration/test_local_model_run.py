@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mesh import ROOT, agentmesh_run, free_port, wait_for
 
+from agentmesh.server import ports
 from agentmesh.server.skills import SKILLS, output_violations
+from tests.support.mesh import ANY_PORT, ROOT, agentmesh_run, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.llm]
 
@@ -73,11 +74,11 @@ def check_ticket(name: str, result: dict[str, Any]) -> None:
 @pytest.mark.timeout(900)
 def test_make_run_backend_local_answers_every_example_ticket(tmp_path: Path) -> None:
     assert len(TICKETS) == 12
-    port = free_port()
-    target = f"127.0.0.1:{port}"
+    ports_file = tmp_path / "scheduler.ports.json"
     env = {
         **os.environ,
-        "AGENTMESH_LISTEN": target,
+        "AGENTMESH_LISTEN": ANY_PORT,
+        "AGENTMESH_PORTS_FILE": str(ports_file),
         "AGENTMESH_METRICS_LISTEN": "",
         "AGENTMESH_STORE": str(tmp_path / "scheduler.db"),
     }
@@ -85,6 +86,9 @@ def test_make_run_backend_local_answers_every_example_ticket(tmp_path: Path) -> 
         found = re.search(r"local model \(llama\.cpp\) on (\S+) \((\d+) slots\)", "".join(lines))
         assert found, "".join(lines)
         model_url, slots = found.group(1), int(found.group(2))
+        bound = ports.read(ports_file)
+        assert bound is not None
+        target = bound.grpc
 
         with ThreadPoolExecutor(AT_ONCE) as pool:
             answers = list(pool.map(lambda path: submit(path, target), TICKETS))

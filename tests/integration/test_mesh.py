@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 from google.protobuf import json_format
-from mesh import ROOT, Mesh, wait_for
 
 from agentmesh.client import AsyncClient
 from agentmesh.errors import NotFound
 from agentmesh.server.skills import SKILLS, output_violations
 from agentmesh.v1 import plan_pb2, scheduler_pb2
+from tests.support.mesh import ROOT, Mesh, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mesh import ROOT, Mesh, running_mesh
+
+from tests.support.mesh import ROOT, Mesh, running_mesh
 
 pytestmark = pytest.mark.integration
 

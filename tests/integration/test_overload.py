@@ -22,9 +22,9 @@ from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2
 from grpc import aio
 from grpc_status import rpc_status
-from mesh import ROOT, Mesh, wait_for
 
 from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
+from tests.support.mesh import ROOT, Mesh, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mesh import ROOT, Mesh, free_port, wait_for
 
 from agentmesh.errors import AgentmeshError
+from tests.support.mesh import ROOT, Mesh, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -153,24 +153,23 @@ class MeshUnderTest:
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshUnderTest]:
     mesh = Mesh(tmp_path_factory.mktemp("prometheus-mesh"), heartbeat_interval=0.5)
-    worker_metrics = {name: free_port() for name in WORKERS}
     try:
         mesh.start_scheduler()
         for name in WORKERS:
-            env = {"AGENTMESH_WORKER_METRICS_LISTEN": f"127.0.0.1:{worker_metrics[name]}"}
             if name == FLAKY:
                 mesh.start_worker(
                     name,
                     backend="sim",
+                    metrics=True,
                     AGENTMESH_SIM_LATENCY="0.02",
                     AGENTMESH_SIM_ERROR_RATE="0.3",
                     AGENTMESH_SIM_SEED="7",
-                    **env,
                 )
             else:
-                mesh.start_worker(name, skills=HEALTHY_SKILLS, **env)
+                mesh.start_worker(name, skills=HEALTHY_SKILLS, metrics=True)
         mesh.start_worker(FROZEN, skills=HEALTHY_SKILLS)
         mesh.wait_workers({*WORKERS, FROZEN})
+        worker_metrics = {name: mesh.worker_metrics_port(name) for name in WORKERS}
         yield MeshUnderTest(mesh, worker_metrics)
     finally:
         mesh.stop()
@@ -179,10 +178,18 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshUnderTest]:
 class Prometheus:
     """A prometheus process and its HTTP API."""
 
-    def __init__(self, process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], log: Path) -> None:
         self.process = process
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = ""
         self.log = log
+
+    def listening(self) -> bool:
+        """Whether it listens yet. Started on port 0, it logs the address it got."""
+        assert self.process.poll() is None, f"prometheus exited:\n{self.log.read_text()}"
+        found = re.search(r'msg="Listening on" address=(\S+)', self.log.read_text())
+        if found:
+            self.url = f"http://{found.group(1)}"
+        return found is not None
 
     def api(self, path: str, **params: str) -> Any:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
@@ -254,7 +261,6 @@ def prometheus(
     render_config(config, mesh)
     checked = promtool("check", "config", str(config))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    port = free_port()
     log = directory / "prometheus.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
@@ -262,15 +268,16 @@ def prometheus(
                 tool("prometheus"),
                 f"--config.file={config}",
                 f"--storage.tsdb.path={directory / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
+                "--web.listen-address=127.0.0.1:0",
+                "--log.level=info",  # for the address it listens on
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=directory,
         )
-    server = Prometheus(process, port, log)
+    server = Prometheus(process, log)
     try:
+        wait_for(server.listening, 30, "prometheus to listen")
         wait_for(server.ready, 30, "prometheus to be ready")
         wait_for(lambda: server.targets_up(1 + len(WORKERS)), 30, "every target to be up")
         yield server

@@ -6,10 +6,10 @@ import json
 import threading
 
 import pytest
-from mesh import ROOT, Mesh, completed_runs, free_port, wait_for
 
 from agentmesh.errors import AgentmeshError
 from agentmesh.v1 import scheduler_pb2
+from tests.support.mesh import ROOT, Mesh, completed_runs, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -19,14 +19,12 @@ SLOW = {"AGENTMESH_SIM_LATENCY": "1.0", "AGENTMESH_SIM_SIGMA": "0"}
 
 def test_restarted_scheduler_resumes_without_rerunning_finished_subtasks(tmp_path) -> None:
     mesh = Mesh(tmp_path, AGENTMESH_RECOVERY_DELAY="1.5")
-    ports = {"a": free_port(), "b": free_port()}
     try:
         mesh.start_scheduler()
-        for name, port in ports.items():
-            mesh.start_worker(
-                name, backend="sim", AGENTMESH_WORKER_METRICS_LISTEN=f"127.0.0.1:{port}", **SLOW
-            )
-        mesh.wait_workers(set(ports))
+        for name in ("a", "b"):
+            mesh.start_worker(name, backend="sim", metrics=True, **SLOW)
+        mesh.wait_workers({"a", "b"})
+        ports = {name: mesh.worker_metrics_port(name) for name in ("a", "b")}
         caller_saw: list[BaseException] = []
 
         def submit() -> None:

@@ -7,10 +7,10 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from mesh import ROOT, Mesh
 
 from agentmesh.errors import FailedPrecondition
 from agentmesh.v1 import scheduler_pb2, worker_pb2
+from tests.support.mesh import ROOT, Mesh
 
 pytestmark = pytest.mark.integration
 

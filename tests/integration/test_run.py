@@ -1,4 +1,8 @@
-"""`agentmesh run` (what `make run` starts): the commands it prints work exactly as printed."""
+"""`agentmesh run` (what `make run` starts): the commands it prints work exactly as printed.
+
+The mesh runs on port 0: the scheduler reports the ports it got, and the
+workers, the banner and the Prometheus targets follow them.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from mesh import ROOT, agentmesh_run, free_port
+
+from agentmesh.server import ports
+from tests.support.mesh import ANY_PORT, ROOT, agentmesh_run
 
 pytestmark = pytest.mark.integration
 
@@ -39,17 +45,21 @@ def printed_commands(banner: str) -> list[str]:
 def test_run_prints_commands_that_work_and_stops_cleanly(tmp_path: Path) -> None:
     if not (ROOT / ".venv" / "bin" / "agentmesh").exists():
         pytest.fail(".venv/bin is missing: run the suite through `make test`")
-    port, metrics = free_port(), free_port()
+    ports_file = tmp_path / "scheduler.ports.json"
     env = {
         **os.environ,
-        "AGENTMESH_LISTEN": f"127.0.0.1:{port}",
-        "AGENTMESH_METRICS_LISTEN": f"127.0.0.1:{metrics}",
+        "AGENTMESH_LISTEN": ANY_PORT,
+        "AGENTMESH_METRICS_LISTEN": ANY_PORT,
+        "AGENTMESH_PORTS_FILE": str(ports_file),
         "AGENTMESH_STORE": str(tmp_path / "scheduler.db"),
     }
     targets = tmp_path / "agentmesh-workers-run.yml"
     with agentmesh_run("--prometheus-targets", str(targets), env=env, timeout=90) as (run, lines):
         banner = "".join(lines)
-        assert f"127.0.0.1:{port}" in banner and f"http://127.0.0.1:{metrics}/metrics" in banner
+        bound = ports.read(ports_file)
+        assert bound is not None and not bound.grpc.endswith(":0"), bound
+        assert f"scheduler on {bound.grpc}," in banner, banner
+        assert f"http://{bound.metrics}/metrics" in banner, banner
         commands = printed_commands(banner)
         assert len(commands) == 3
         for command in commands:
@@ -66,13 +76,17 @@ def test_run_prints_commands_that_work_and_stops_cleanly(tmp_path: Path) -> None
                 printed = json.loads(result.stdout)
                 request = printed.get("request", printed)  # grpcurl wraps it in the response
                 assert request["state"] == "REQUEST_STATE_SUCCEEDED"
-        # Every worker serves its own /metrics, listed for Prometheus by worker id.
+        # Every worker serves its own /metrics, on a port of its own, listed for Prometheus
+        # by worker id at the address it reported.
         listed = json.loads(targets.read_text())
         assert [t["labels"]["worker"] for t in listed] == [f"builtin-{i}" for i in (1, 2, 3)]
-        assert [t["targets"] for t in listed] == [[f"127.0.0.1:{metrics + i}"] for i in (1, 2, 3)]
+        addresses = [address for t in listed for address in t["targets"]]
+        assert len(set(addresses)) == 3 and bound.metrics not in addresses, addresses
         for target in listed:
-            body = urllib.request.urlopen(f"http://{target['targets'][0]}/metrics", timeout=5)
-            assert b"agentmesh_worker_subtasks_total" in body.read()
+            url = f"http://{target['targets'][0]}/metrics"
+            body = urllib.request.urlopen(url, timeout=5).read().decode()
+            assert "agentmesh_worker_subtasks_total" in body
+            assert f'worker="{target["labels"]["worker"]}"' in body
     assert run.returncode == 0
     assert not targets.exists()  # no stale targets once the mesh is gone
     # Each worker kept what it finished in its own file beside the scheduler's store.

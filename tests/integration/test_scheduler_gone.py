@@ -10,10 +10,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from mesh import ROOT, Mesh, free_port, wait_for
 
 from agentmesh.errors import AgentmeshError
 from agentmesh.v1 import scheduler_pb2
+from tests.support.mesh import ROOT, Mesh, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -39,19 +39,19 @@ def test_subtasks_running_when_the_scheduler_dies_finish_once_and_are_replayed(
     tmp_path: Path,
 ) -> None:
     mesh = Mesh(tmp_path, AGENTMESH_RECOVERY_DELAY="4")
-    metrics = free_port()
     try:
         mesh.start_scheduler()
         # One worker, so the restarted scheduler can only send its repeats back to it.
         mesh.start_worker(
             "a",
             backend="sim",
-            AGENTMESH_WORKER_METRICS_LISTEN=f"127.0.0.1:{metrics}",
+            metrics=True,
             AGENTMESH_WORKER_STORE=str(tmp_path / "worker-a.db"),
             AGENTMESH_SIM_LATENCY="3",
             AGENTMESH_SIM_SIGMA="0",
         )
         mesh.wait_workers({"a"})
+        metrics = mesh.worker_metrics_port("a")
 
         def submit() -> None:
             try:

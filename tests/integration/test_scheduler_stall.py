@@ -11,10 +11,10 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from mesh import ROOT, Mesh, wait_for
 
 from agentmesh.errors import AgentmeshError
 from agentmesh.v1 import scheduler_pb2
+from tests.support.mesh import ROOT, Mesh, wait_for
 
 pytestmark = pytest.mark.integration
 

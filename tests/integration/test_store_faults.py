@@ -22,10 +22,10 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from mesh import ROOT, Mesh, wait_for
 
 from agentmesh.errors import AgentmeshError, Unavailable
 from agentmesh.v1 import scheduler_pb2
+from tests.support.mesh import ROOT, Mesh, wait_for
 
 pytestmark = pytest.mark.integration
 

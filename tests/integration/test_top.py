@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mesh import ROOT, Mesh, free_port, wait_for
+
+from tests.support.mesh import ROOT, Mesh, refusing_address, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -184,10 +185,10 @@ def test_top_once_prints_one_frame_and_exits(mesh: Mesh) -> None:
 
 
 def test_top_once_says_the_scheduler_is_unreachable() -> None:
-    target = f"127.0.0.1:{free_port()}"
-    result = subprocess.run(
-        top_command(target, "--once"), capture_output=True, text=True, timeout=60, cwd=ROOT
-    )
+    with refusing_address() as target:
+        result = subprocess.run(
+            top_command(target, "--once"), capture_output=True, text=True, timeout=60, cwd=ROOT
+        )
     assert result.returncode == 1
     out = " ".join(strip_ansi(result.stdout).split())  # rich may wrap the message
     assert f"Cannot reach the scheduler at {target}" in out, out
@@ -198,22 +199,23 @@ def test_top_once_says_the_scheduler_is_unreachable() -> None:
 def test_top_waits_for_an_unreachable_scheduler_then_shows_it(
     tmp_path: Path, terminals: list[Terminal]
 ) -> None:
-    mesh = Mesh(tmp_path)  # its port is chosen, nothing listens on it yet
-    try:
-        term = Terminal(top_command(mesh.target, "--interval", "0.5"))
-        terminals.append(term)
-        term.wait_for_screen(
-            rf"Cannot reach the scheduler at {re.escape(mesh.target)}", r"Retrying every 500ms"
-        )
-        assert term.process.poll() is None  # still running, still retrying
+    with refusing_address() as target:  # nothing listens there until the scheduler does
+        mesh = Mesh(tmp_path, AGENTMESH_LISTEN=target)
+        try:
+            term = Terminal(top_command(target, "--interval", "0.5"))
+            terminals.append(term)
+            term.wait_for_screen(
+                rf"Cannot reach the scheduler at {re.escape(target)}", r"Retrying every 500ms"
+            )
+            assert term.process.poll() is None  # still running, still retrying
 
-        mesh.start_scheduler()
-        mesh.start_worker("late-worker")
-        mesh.wait_workers({"late-worker"})
-        screen = term.wait_for_screen(r"^\s*late-worker\s+active", timeout=30)
-        assert "Cannot reach" not in screen
+            mesh.start_scheduler()
+            mesh.start_worker("late-worker")
+            mesh.wait_workers({"late-worker"})
+            screen = term.wait_for_screen(r"^\s*late-worker\s+active", timeout=30)
+            assert "Cannot reach" not in screen
 
-        assert term.interrupt() == 0
-        assert "Traceback" not in strip_ansi(term.output())
-    finally:
-        mesh.stop()
+            assert term.interrupt() == 0
+            assert "Traceback" not in strip_ansi(term.output())
+        finally:
+            mesh.stop()

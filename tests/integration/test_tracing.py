@@ -11,12 +11,12 @@ from concurrent import futures
 
 import grpc
 import pytest
-from mesh import ROOT, Mesh, wait_for
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from agentmesh.errors import Unavailable
 from agentmesh.v1 import scheduler_pb2
+from tests.support.mesh import ROOT, Mesh, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -12,14 +12,14 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from mesh import ROOT, Mesh, free_port, wait_for
-from test_scheduler_gone import worker_counts
 
 from agentmesh.errors import InvalidArgument
 from agentmesh.server.skills import SKILLS, input_bytes
 from agentmesh.status import from_rpc_error
 from agentmesh.v1 import worker_pb2, worker_pb2_grpc
 from agentmesh.wire import dict_to_struct
+from tests.integration.test_scheduler_gone import worker_counts
+from tests.support.mesh import ROOT, Mesh, port_of, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -55,14 +55,10 @@ class Worker:
 
     def __init__(self, mesh: Mesh) -> None:
         self.mesh = mesh
-        self.port, self.metrics = free_port(), free_port()
-        mesh.start_worker(
-            "big",
-            AGENTMESH_WORKER_LISTEN=f"127.0.0.1:{self.port}",
-            AGENTMESH_WORKER_METRICS_LISTEN=f"127.0.0.1:{self.metrics}",
-            AGENTMESH_CAPACITY="4",
-        )
+        mesh.start_worker("big", metrics=True, AGENTMESH_CAPACITY="4")
         mesh.wait_workers({"big"})
+        bound = mesh.ports("big")
+        self.port, self.metrics = port_of(bound.grpc), port_of(bound.metrics)
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         self.stub = worker_pb2_grpc.WorkerServiceStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)

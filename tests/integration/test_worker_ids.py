@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator, Awaitable
 import grpc
 import pytest
 from grpc import aio
-from test_worker import CountingBackend, scheduler, start_worker
 
 from agentmesh.errors import AgentmeshError, FailedPrecondition, InvalidArgument
 from agentmesh.scheduler.server import SchedulerServer
 from agentmesh.status import from_rpc_error
 from agentmesh.v1 import worker_pb2, worker_pb2_grpc
 from agentmesh.wire import dict_to_struct
+from tests.integration.test_worker import CountingBackend, scheduler, start_worker
 
 pytestmark = pytest.mark.integration
 __all__ = ["scheduler"]  # the fixture, shared with test_worker

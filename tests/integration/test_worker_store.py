@@ -7,10 +7,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from mesh import Mesh, completed_runs, free_port
 
 from agentmesh.v1 import worker_pb2, worker_pb2_grpc
 from agentmesh.wire import dict_to_struct
+from tests.support.mesh import Mesh, completed_runs, port_of
 
 pytestmark = pytest.mark.integration
 
@@ -45,19 +45,22 @@ def execute(port: int) -> worker_pb2.ExecuteResponse:
 def test_a_restarted_worker_answers_from_its_store(
     mesh: Mesh, tmp_path: Path, durable: bool
 ) -> None:
-    port, metrics = free_port(), free_port()
-    env = {
-        "AGENTMESH_WORKER_LISTEN": f"127.0.0.1:{port}",
-        "AGENTMESH_WORKER_METRICS_LISTEN": f"127.0.0.1:{metrics}",
-        "AGENTMESH_WORKER_STORE": str(tmp_path / "worker-a.db") if durable else "",
-    }
-    mesh.start_worker("a", backend="sim", **env)
+    store = str(tmp_path / "worker-a.db") if durable else ""
+    mesh.start_worker("a", backend="sim", metrics=True, AGENTMESH_WORKER_STORE=store)
     mesh.wait_workers({"a"})
+    bound = mesh.ports("a")
+    port, metrics = port_of(bound.grpc), port_of(bound.metrics)
     first = execute(port)
     assert not first.replayed
     assert completed_runs(metrics) == (1, 0)
 
     mesh.kill("a")
+    # Started again on the ports it had, as a supervisor restarts it.
+    env = {
+        "AGENTMESH_WORKER_LISTEN": bound.grpc,
+        "AGENTMESH_WORKER_METRICS_LISTEN": bound.metrics,
+        "AGENTMESH_WORKER_STORE": store,
+    }
     mesh.start_worker("a", backend="sim", **env)
     again = execute(port)
     runs, replays = completed_runs(metrics)

@@ -165,8 +165,11 @@ class SchedulerServiceStub:
     stop for longer than its liveness timeout is evicted and its in-flight
     subtasks are re-queued; so is a worker whose stream ends.
 
-    Status codes: OK when the worker closes the stream; NOT_FOUND when the
-    worker id is not registered (register, then reopen); INVALID_ARGUMENT
+    A report from a worker id the scheduler does not know (it restarted, or
+    evicted the worker) is answered with HEARTBEAT_DIRECTIVE_REGISTER and the
+    stream stays open: register again, and keep reporting.
+
+    Status codes: OK when the worker closes the stream; INVALID_ARGUMENT
     for a report without a worker id. Reopen after registering again.
     """
     ListWorkers: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.ListWorkersRequest, _scheduler_pb2.ListWorkersResponse]
@@ -321,8 +324,11 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     stop for longer than its liveness timeout is evicted and its in-flight
     subtasks are re-queued; so is a worker whose stream ends.
 
-    Status codes: OK when the worker closes the stream; NOT_FOUND when the
-    worker id is not registered (register, then reopen); INVALID_ARGUMENT
+    A report from a worker id the scheduler does not know (it restarted, or
+    evicted the worker) is answered with HEARTBEAT_DIRECTIVE_REGISTER and the
+    stream stays open: register again, and keep reporting.
+
+    Status codes: OK when the worker closes the stream; INVALID_ARGUMENT
     for a report without a worker id. Reopen after registering again.
     """
     ListWorkers: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.ListWorkersRequest, _scheduler_pb2.ListWorkersResponse]  # type: ignore[assignment]
@@ -516,8 +522,11 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
         stop for longer than its liveness timeout is evicted and its in-flight
         subtasks are re-queued; so is a worker whose stream ends.
 
-        Status codes: OK when the worker closes the stream; NOT_FOUND when the
-        worker id is not registered (register, then reopen); INVALID_ARGUMENT
+        A report from a worker id the scheduler does not know (it restarted, or
+        evicted the worker) is answered with HEARTBEAT_DIRECTIVE_REGISTER and the
+        stream stays open: register again, and keep reporting.
+
+        Status codes: OK when the worker closes the stream; INVALID_ARGUMENT
         for a report without a worker id. Reopen after registering again.
         """
 

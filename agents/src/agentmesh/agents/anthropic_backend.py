@@ -32,15 +32,14 @@ from anthropic.types import (
 from agentmesh.agents import generation
 from agentmesh.agents.llm import (
     ModelBackend,
-    ModelConfig,
     Repair,
     Reply,
-    http_options,
     output_format_name,
     parse_json_object,
     system_prompt,
     user_prompt,
 )
+from agentmesh.agents.model_config import ModelConfig, http_options
 from agentmesh.agents.model_errors import connection_error, sdk_error, status_error, timeout_error
 from agentmesh.agents.prices import Price
 from agentmesh.errors import AgentmeshError

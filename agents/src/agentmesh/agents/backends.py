@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the CLI reads BACKENDS for every command: import no backend for it
     from agentmesh.agents.backend import Backend
+    from agentmesh.agents.llm import ModelBackend
 
 #: Every backend name a worker accepts.
 BACKENDS = ("builtin", "sim", "echo", "openai", "anthropic", "local")
@@ -42,8 +43,6 @@ def _make(name: str, env: Mapping[str, str]) -> Backend:
 
         return _make("openai", {**WORKER_ENV, **env})
     if name in ("openai", "anthropic"):
-        from agentmesh.agents.llm import make_model_backend
-
         return make_model_backend(name, env)
     if name == "echo":
         from agentmesh.agents.echo import EchoBackend
@@ -61,3 +60,26 @@ def _make(name: str, env: Mapping[str, str]) -> Backend:
     from agentmesh.agents.builtin import BuiltinBackend
 
     return BuiltinBackend()
+
+
+def make_model_backend(provider: str, env: Mapping[str, str]) -> ModelBackend:
+    """The `openai` or `anthropic` backend configured from `env`; ValueError if misconfigured."""
+    from agentmesh.agents.model_config import ModelConfig
+    from agentmesh.agents.prices import price_for
+    from agentmesh.agents.serverinfo import server_slots
+
+    config = ModelConfig.from_env(provider, env)
+    api_key = config.api_key(env)
+    price = price_for(config.model, env)
+    backend: ModelBackend
+    if provider == "openai":
+        from agentmesh.agents.openai_backend import OpenAIBackend
+
+        backend = OpenAIBackend(config, price, api_key)
+    else:
+        from agentmesh.agents.anthropic_backend import AnthropicBackend
+
+        backend = AnthropicBackend(config, price, api_key)
+    if backend.concurrency is None and config.base_url:
+        backend.concurrency = server_slots(config.base_url, api_key)
+    return backend

@@ -9,14 +9,24 @@ than the worker ran, or is running, under them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
+from agentmesh.agents.subtask import Subtask
 from agentmesh.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from agentmesh.server.skills import Skill, input_bytes, input_violations
-from agentmesh.v1 import worker_pb2
 
 
-def check_ids(request: worker_pb2.ExecuteRequest) -> None:
+class Ids(Protocol):
+    """What names a subtask: a `Subtask`, or the ExecuteRequest it comes from."""
+
+    @property
+    def request_id(self) -> str: ...
+
+    @property
+    def subtask_id(self) -> str: ...
+
+
+def check_ids(request: Ids) -> None:
     """Refuse a call without its request id or subtask id: they are the idempotency key."""
     violations = [
         FieldViolation(name, "must not be empty: it is part of the idempotency key")
@@ -32,7 +42,7 @@ def check_ids(request: worker_pb2.ExecuteRequest) -> None:
 
 
 def check_same_work(
-    request: worker_pb2.ExecuteRequest, digest: str, capability: str, kept_digest: str, state: str
+    request: Subtask, digest: str, capability: str, kept_digest: str, state: str
 ) -> None:
     """Refuse a repeat whose ids name a subtask that ran (or runs) other work.
 

@@ -21,8 +21,11 @@ class WorkerConfig:
     """Address the scheduler should call; default: the listen address with
     its actual port. Env AGENTMESH_WORKER_ADVERTISE."""
     metrics_listen: str = ""
-    """host:port of the worker's /metrics endpoint; empty turns it off.
-    Env AGENTMESH_WORKER_METRICS_LISTEN. Default off."""
+    """host:port of the worker's /metrics endpoint; empty turns it off, port 0 picks a
+    free one. Env AGENTMESH_WORKER_METRICS_LISTEN. Default off."""
+    ports_file: str = ""
+    """A file the worker writes, once serving, with the addresses it bound, as JSON
+    (`agentmesh.server.ports`). Env AGENTMESH_PORTS_FILE. Default: none."""
     worker_id: str = ""
     """Stable id; default: a random one. Env AGENTMESH_WORKER_ID."""
     skills: tuple[str, ...] = ()

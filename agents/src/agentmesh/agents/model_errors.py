@@ -24,7 +24,7 @@ from agentmesh.errors import (
 )
 
 if TYPE_CHECKING:
-    from agentmesh.agents.llm import ModelConfig
+    from agentmesh.agents.model_config import ModelConfig
 
 DEFAULT_RETRY_AFTER = 5.0
 """Seconds to wait after a rate limit whose answer did not say how long."""

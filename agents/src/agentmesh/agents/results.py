@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from agentmesh.agents.convert import outcome_from_proto, outcome_to_proto
+from agentmesh.agents.subtask import Outcome
 from agentmesh.v1 import worker_pb2
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,7 @@ class Stored:
 
     capability: str
     input_digest: str
-    response: worker_pb2.ExecuteResponse
+    outcome: Outcome
 
     def answers(self, capability: str, digest: str) -> bool:
         """Whether this is the result of the same work, not just of the same ids."""
@@ -153,7 +155,9 @@ class SqliteResults:
         ).fetchone()
         if row is None:
             return None
-        return Stored(row[0], row[1], worker_pb2.ExecuteResponse.FromString(row[2]))
+        # Rows hold a serialised ExecuteResponse, as every earlier version wrote them.
+        response = worker_pb2.ExecuteResponse.FromString(row[2])
+        return Stored(row[0], row[1], outcome_from_proto(response))
 
     def put(self, key: Key, stored: Stored) -> None:
         with self._db:  # one transaction, committed on leaving
@@ -162,7 +166,7 @@ class SqliteResults:
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (
                     *key,
-                    stored.response.SerializeToString(),
+                    outcome_to_proto(stored.outcome).SerializeToString(),
                     stored.capability,
                     stored.input_digest,
                 ),

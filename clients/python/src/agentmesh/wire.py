@@ -12,8 +12,9 @@ from typing import Any
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
 from agentmesh.errors import FieldViolation, InvalidArgument
+from agentmesh.tiers import Difficulty, Tier
 from agentmesh.usage import Usage
-from agentmesh.v1 import worker_pb2
+from agentmesh.v1 import plan_pb2, worker_pb2
 
 
 def struct_to_dict(message: struct_pb2.Struct, field: str = "input") -> dict[str, Any]:
@@ -74,3 +75,27 @@ def usage_to_proto(usage: Usage) -> worker_pb2.Usage:
         output_tokens=usage.output_tokens,
         cost_usd=usage.cost_usd,
     )
+
+
+def tier_to_proto(tier: Tier) -> worker_pb2.Tier.ValueType:
+    return worker_pb2.Tier.ValueType(int(tier))
+
+
+def tier_from_proto(value: worker_pb2.Tier.ValueType | int) -> Tier:
+    """A tier from the wire; a number the contract does not define is UNSPECIFIED."""
+    try:
+        return Tier(value)
+    except ValueError:
+        return Tier.UNSPECIFIED
+
+
+def difficulty_to_proto(difficulty: Difficulty) -> plan_pb2.Difficulty.ValueType:
+    return plan_pb2.Difficulty.ValueType(int(difficulty))
+
+
+def difficulty_from_proto(value: plan_pb2.Difficulty.ValueType | int) -> Difficulty:
+    """A difficulty from the wire; a number the contract does not define is UNSPECIFIED."""
+    try:
+        return Difficulty(value)
+    except ValueError:
+        return Difficulty.UNSPECIFIED

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
 from agentmesh.scheduler.registry import WorkerRecord
 from agentmesh.scheduler.tiers import Budget
+from agentmesh.tiers import Difficulty, Tier
 from agentmesh.usage import Usage
 
 
@@ -24,7 +26,7 @@ class SubtaskCall:
     capability: str
     input: dict[str, Any]
     priority: int = 0
-    difficulty: int = 0
+    difficulty: Difficulty = Difficulty.UNSPECIFIED
     #: Absolute deadline on the dispatcher's clock.
     deadline: float = float("inf")
     #: The request's cost budget, shared by its subtasks; None for no limit.
@@ -53,8 +55,8 @@ class Outcome:
     result: ExecuteResult
     worker_id: str
     attempts: int
-    #: The tier of the worker that produced the result (agentmesh.v1.Tier).
-    tier: int = 0
+    #: The tier of the worker that produced the result.
+    tier: Tier = Tier.UNSPECIFIED
 
 
 class WorkerTransport(Protocol):
@@ -71,19 +73,22 @@ class WorkerTransport(Protocol):
         ...
 
 
-# Kinds of progress events, the names of agentmesh.v1.SubtaskEventKind.
-STARTED, SUCCEEDED, RETRIED, FAILED, SKIPPED = (
-    "STARTED",
-    "SUCCEEDED",
-    "RETRIED",
-    "FAILED",
-    "SKIPPED",
-)
+class EventKind(StrEnum):
+    """Kinds of progress events: agentmesh.v1.SubtaskEventKind's names, without the prefix."""
+
+    STARTED = "STARTED"
+    SUCCEEDED = "SUCCEEDED"
+    RETRIED = "RETRIED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+
+
+STARTED, SUCCEEDED, RETRIED, FAILED, SKIPPED = EventKind
 
 
 @dataclass(frozen=True)
 class SubtaskEvent:
-    kind: str
+    kind: EventKind
     subtask_id: str
     capability: str
     worker_id: str = ""

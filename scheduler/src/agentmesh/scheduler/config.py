@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentmesh.scheduler.hedging import HedgePolicy
+from agentmesh.scheduler.hedging import HedgePolicy, parse_hedge_after
 from agentmesh.scheduler.retry import RetryPolicy
 from agentmesh.server import settings
 
@@ -16,10 +16,14 @@ from agentmesh.server import settings
 @dataclass(frozen=True)
 class SchedulerConfig:
     listen: str = "127.0.0.1:50051"
-    """host:port the scheduler serves gRPC on. Env AGENTMESH_LISTEN. Default 127.0.0.1:50051."""
+    """host:port the scheduler serves gRPC on; port 0 picks a free one (see ports_file).
+    Env AGENTMESH_LISTEN. Default 127.0.0.1:50051."""
     metrics_listen: str = "127.0.0.1:9464"
-    """host:port of the Prometheus /metrics endpoint; empty turns it off.
-    Env AGENTMESH_METRICS_LISTEN. Default 127.0.0.1:9464."""
+    """host:port of the Prometheus /metrics endpoint; empty turns it off, port 0 picks a
+    free one. Env AGENTMESH_METRICS_LISTEN. Default 127.0.0.1:9464."""
+    ports_file: str = ""
+    """A file the scheduler writes, once serving, with the addresses it bound, as JSON
+    (`agentmesh.server.ports`). Env AGENTMESH_PORTS_FILE. Default: none."""
     policy: str = "latency_weighted"
     """Balancing policy: latency_weighted, p2c or round_robin. Env AGENTMESH_POLICY."""
     heartbeat_interval: float = 1.0
@@ -89,7 +93,7 @@ class SchedulerConfig:
             ),
         )
         hedge = HedgePolicy(
-            after=env.get("AGENTMESH_HEDGE_AFTER", HedgePolicy.after),
+            after=parse_hedge_after(env.get("AGENTMESH_HEDGE_AFTER", "")),
             budget=float(env.get("AGENTMESH_HEDGE_BUDGET", HedgePolicy.budget)),
         )
         return cls(**{**values, "retry": retry, "hedge": hedge, **overrides})

@@ -7,19 +7,38 @@ from typing import Any
 
 from google.protobuf import json_format, struct_pb2
 
-from agentmesh.scheduler.calls import SubtaskEvent
+from agentmesh.scheduler.calls import EventKind, SubtaskEvent
 from agentmesh.scheduler.executor import RequestRecord, SubtaskRecord
 from agentmesh.scheduler.plans import EQUALS, NOT_EQUALS, Binding, Condition, Plan, Step
 from agentmesh.scheduler.registry import HealthReport, WorkerRecord, WorkerSpec
+from agentmesh.scheduler.states import RequestState, SubtaskState
 from agentmesh.server.skillspecs import skill_from_proto, skill_to_proto
 from agentmesh.v1 import plan_pb2, scheduler_pb2, worker_pb2
 from agentmesh.wire import (
     dict_to_struct,
+    difficulty_from_proto,
+    difficulty_to_proto,
     duration,
+    tier_from_proto,
+    tier_to_proto,
     timestamp,
     to_python,
     usage_to_proto,
 )
+
+# The core's states and agentmesh.v1's: the same names, with the enum's prefix.
+SUBTASK_STATES = {
+    state: scheduler_pb2.SubtaskState.Value(f"SUBTASK_STATE_{state.value}")
+    for state in SubtaskState
+}
+REQUEST_STATES = {
+    state: scheduler_pb2.RequestState.Value(f"REQUEST_STATE_{state.value}")
+    for state in RequestState
+}
+EVENT_KINDS = {
+    kind: scheduler_pb2.SubtaskEventKind.Value(f"SUBTASK_EVENT_KIND_{kind.value}")
+    for kind in EventKind
+}
 
 _OPERATORS = {
     plan_pb2.CONDITION_OPERATOR_EQUALS: EQUALS,
@@ -72,7 +91,7 @@ def plan_from_proto(message: plan_pb2.Plan) -> Plan:
                 inputs={k: binding_from_proto(b) for k, b in s.inputs.items()},
                 depends_on=tuple(s.depends_on),
                 priority=s.priority,
-                difficulty=s.difficulty,
+                difficulty=difficulty_from_proto(s.difficulty),
                 optional=s.optional,
                 when=when,
             )
@@ -93,7 +112,7 @@ def plan_to_proto(plan: Plan) -> plan_pb2.Plan:
             capability=step.capability,
             depends_on=step.depends_on,
             priority=plan_pb2.Priority.ValueType(step.priority),
-            difficulty=plan_pb2.Difficulty.ValueType(step.difficulty),
+            difficulty=difficulty_to_proto(step.difficulty),
             optional=step.optional,
         )
         for name, binding in step.inputs.items():
@@ -122,14 +141,14 @@ def subtask_to_proto(subtask: SubtaskRecord) -> scheduler_pb2.Subtask:
     message = scheduler_pb2.Subtask(
         id=subtask.id,
         capability=subtask.capability,
-        state=scheduler_pb2.SubtaskState.Value(f"SUBTASK_STATE_{subtask.state}"),
+        state=SUBTASK_STATES[subtask.state],
         worker_id=subtask.worker_id,
         model=subtask.model,
         attempts=subtask.attempts,
         duration=duration(subtask.duration),
         usage=usage_to_proto(subtask.usage),
         reason=subtask.reason,
-        tier=worker_pb2.Tier.ValueType(subtask.tier),
+        tier=tier_to_proto(subtask.tier),
     )
     if subtask.output is not None:
         message.output.CopyFrom(dict_to_struct(subtask.output))
@@ -142,7 +161,7 @@ def request_to_proto(record: RequestRecord) -> scheduler_pb2.Request:
     message = scheduler_pb2.Request(
         request_id=record.request_id,
         workflow=record.plan.workflow,
-        state=scheduler_pb2.RequestState.Value(f"REQUEST_STATE_{record.state}"),
+        state=REQUEST_STATES[record.state],
         plan=plan_to_proto(record.plan),
         subtasks=[subtask_to_proto(s) for s in record.subtasks.values()],
         usage=usage_to_proto(record.usage),
@@ -161,7 +180,7 @@ def event_to_proto(event: SubtaskEvent) -> scheduler_pb2.SubtaskEvent:
     return scheduler_pb2.SubtaskEvent(
         subtask_id=event.subtask_id,
         capability=event.capability,
-        kind=scheduler_pb2.SubtaskEventKind.Value(f"SUBTASK_EVENT_KIND_{event.kind}"),
+        kind=EVENT_KINDS[event.kind],
         worker_id=event.worker_id,
         attempt=event.attempt,
         message=event.message,
@@ -182,7 +201,7 @@ def worker_spec_from_proto(
         capacity=info.capacity,
         backend=info.backend,
         model=info.model,
-        tier=info.tier,
+        tier=tier_from_proto(info.tier),
         input_price_per_mtok=info.input_price_per_mtok,
         output_price_per_mtok=info.output_price_per_mtok,
         skills=tuple(skill_from_proto(s, f"skills[{i}]") for i, s in enumerate(skills)),
@@ -196,7 +215,7 @@ def worker_info_to_proto(spec: WorkerSpec) -> worker_pb2.WorkerInfo:
         capabilities=sorted(spec.capabilities),
         backend=spec.backend,
         model=spec.model,
-        tier=worker_pb2.Tier.ValueType(spec.tier),
+        tier=tier_to_proto(spec.tier),
         capacity=spec.capacity,
         input_price_per_mtok=spec.input_price_per_mtok,
         output_price_per_mtok=spec.output_price_per_mtok,

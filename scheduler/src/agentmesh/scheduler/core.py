@@ -11,11 +11,9 @@ import asyncio
 import logging
 import math
 import random
-import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
@@ -26,7 +24,7 @@ from agentmesh.errors import (
     InvalidArgument,
     NotFound,
 )
-from agentmesh.scheduler import admission, contracts, planner, requests, skillbook
+from agentmesh.scheduler import admission, contracts, requests
 from agentmesh.scheduler.admission import Admission
 from agentmesh.scheduler.calls import (
     DispatchObserver,
@@ -44,37 +42,23 @@ from agentmesh.scheduler.executor import (
     new_record,
 )
 from agentmesh.scheduler.lifecycle import RequestRunner
-from agentmesh.scheduler.plans import Plan, plan_to_dict, validate_plan
+from agentmesh.scheduler.membership import Membership
+from agentmesh.scheduler.planning import PlanMaker
+from agentmesh.scheduler.planning import Source as Source  # where callers found it before
+from agentmesh.scheduler.plans import Plan
 from agentmesh.scheduler.policies import make_policy
 from agentmesh.scheduler.registry import HealthReport, Registry, WorkerRecord, WorkerSpec
 from agentmesh.scheduler.requests import RequestIndex
 from agentmesh.scheduler.stats import RequestWindow
 from agentmesh.scheduler.store import Store
-from agentmesh.scheduler.tiers import NUANCED
 from agentmesh.scheduler.workflows import WorkflowLibrary
 from agentmesh.server import telemetry
 from agentmesh.server.clock import Clock
 from agentmesh.server.metrics import MeshSnapshot, WorkerView
-from agentmesh.server.skills import SKILLS, Skill
+from agentmesh.server.skills import Skill
+from agentmesh.tiers import Difficulty
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where a request's plan comes from: exactly one of these is set."""
-
-    workflow: str = ""
-    plan: Plan | None = None
-    goal: str = ""
-
-    def canonical(self) -> dict[str, Any]:
-        """The source as plain data, for the request's fingerprint."""
-        plan = plan_to_dict(self.plan) if self.plan is not None else None
-        return {"workflow": self.workflow, "plan": plan, "goal": self.goal}
-
-
-ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$")
 
 
 class SchedulerCore:
@@ -121,6 +105,14 @@ class SchedulerCore:
         self.admission = Admission(config, clock)
         self.stats = RequestWindow()
         self.runner = RequestRunner(self.executor, store, self.requests, self.stats, clock)
+        self.plans = PlanMaker(self.workflows, self.registry, self.dispatcher, config.max_steps)
+        self.membership = Membership(
+            self.registry,
+            self.dispatcher,
+            clock,
+            heartbeat_interval=config.heartbeat_interval,
+            liveness_timeout=config.liveness_timeout,
+        )
 
     @property
     def stopping(self) -> bool:
@@ -136,56 +128,6 @@ class SchedulerCore:
         return self.runner.recover(delay)
 
     # -- requests ---------------------------------------------------------------
-
-    def capabilities(self) -> frozenset[str]:
-        """Capabilities a plan may name: the skill catalogue and whatever workers offer."""
-        return frozenset(SKILLS) | self.registry.capabilities()
-
-    def contract(self, capability: str) -> Skill | None:
-        """The contract a capability's inputs are checked against: the one its live workers
-        registered, else the catalogue's for a built-in skill; None for neither."""
-        return contracts.contract_of(self.registry, capability)
-
-    async def make_plan(self, source: Source, data: Mapping[str, Any], deadline: float) -> Plan:
-        """The checked plan for a request: its workflow's, the one it supplied, or a planner's."""
-        if source.plan is not None:
-            plan = source.plan
-        elif source.workflow:
-            plan = self.workflows.decompose(source.workflow, data, self.config.max_steps)
-        elif source.goal:
-            return await self._plan_goal(source.goal, data, deadline)
-        else:
-            raise InvalidArgument(
-                "a request names a workflow, supplies a plan, or states a goal",
-                [FieldViolation("workflow", "set workflow, plan or goal")],
-                reason="NO_PLAN",
-            )
-        validate_plan(plan, self.capabilities(), self.config.max_steps)
-        return plan
-
-    async def _plan_goal(self, goal: str, data: Mapping[str, Any], deadline: float) -> Plan:
-        """A plan made by a worker offering the `plan` skill, checked against the live mesh."""
-        capabilities = self.registry.capabilities() - {planner.PLAN}
-        outcome = await self.dispatcher.run(
-            SubtaskCall(
-                request_id=uuid.uuid4().hex,
-                subtask_id="plan",
-                capability=planner.PLAN,
-                input=planner.planner_input(goal, data, self.registry.skills()),
-                difficulty=NUANCED,
-                deadline=deadline,
-            )
-        )
-        plan = planner.plan_from_output(outcome.result.output)
-        try:
-            validate_plan(plan, capabilities, self.config.max_steps)
-        except InvalidArgument as error:
-            raise InvalidArgument(
-                f"the planner ({outcome.worker_id}) made a plan that cannot run: {error.message}",
-                error.violations,
-                reason="PLANNER_INVALID_PLAN",
-            ) from error
-        return plan
 
     async def submit(
         self,
@@ -338,7 +280,7 @@ class SchedulerCore:
         data: dict[str, Any],
         *,
         priority: int = 0,
-        difficulty: int = 0,
+        difficulty: Difficulty = Difficulty.UNSPECIFIED,
         timeout: float | None = None,
     ) -> Outcome:
         """One subtask, routed and retried like a plan step."""
@@ -393,56 +335,33 @@ class SchedulerCore:
             active_requests=self.requests.active(),
         )
 
-    # -- membership ---------------------------------------------------------------
+    # -- planning and membership: see `planning` and `membership` ---------------------
+
+    def capabilities(self) -> frozenset[str]:
+        """Capabilities a plan may name: the skill catalogue and whatever workers offer."""
+        return self.plans.capabilities()
+
+    def contract(self, capability: str) -> Skill | None:
+        """The contract a capability's inputs are checked against: the one its live workers
+        registered, else the catalogue's for a built-in skill; None for neither."""
+        return contracts.contract_of(self.registry, capability)
+
+    async def make_plan(self, source: Source, data: Mapping[str, Any], deadline: float) -> Plan:
+        """The checked plan for a request: its workflow's, the one it supplied, or a planner's."""
+        return await self.plans.make(source, data, deadline)
 
     def register(self, spec: WorkerSpec) -> WorkerRecord:
-        violations = []
-        if not spec.worker_id:
-            violations.append(FieldViolation("worker.worker_id", "required"))
-        if not ADDRESS.match(spec.address) or not 0 < int(spec.address.rpartition(":")[2]) < 65536:
-            violations.append(FieldViolation("worker.address", "host:port, such as 127.0.0.1:7001"))
-        if not spec.capabilities:
-            violations.append(FieldViolation("worker.capabilities", "at least one"))
-        if spec.capacity < 1:
-            violations.append(FieldViolation("worker.capacity", "at least 1"))
-        if violations:
-            raise InvalidArgument(
-                "invalid worker registration: " + ", ".join(v.field for v in violations),
-                violations,
-            )
-        record = self.registry.register(skillbook.complete(spec), self.clock.now())
-        self.dispatcher.workers_changed(record)
-        return record
+        """Register a worker (again); InvalidArgument for a registration that cannot work."""
+        return self.membership.register(spec)
 
     def heartbeat(self, worker_id: str, report: HealthReport) -> WorkerRecord:
-        record = self.registry.heartbeat(worker_id, report, self.clock.now())
-        if record is None:
-            raise NotFound(f"worker {worker_id!r} is not registered", reason="UNKNOWN_WORKER")
-        self.dispatcher.workers_changed(record)
-        return record
+        """A worker's health report; NotFound when the worker must register again."""
+        return self.membership.heartbeat(worker_id, report)
 
     async def evict(self, worker_id: str, reason: str) -> WorkerRecord | None:
         """Remove a worker (reason: heartbeat_timeout or stream_closed), re-queueing its work."""
-        return await self.dispatcher.evict(worker_id, reason)
+        return await self.membership.evict(worker_id, reason)
 
     async def evict_silent(self, stalled: float = 0.0) -> list[str]:
-        """Evict every worker silent for longer than the liveness timeout.
-
-        `stalled` is how many seconds the scheduler itself did not run just
-        before this sweep (the sweeper measures it). After a stall of half a
-        heartbeat interval or more, heartbeats may wait unread in the sockets:
-        they say nothing of the workers, so everyone gets a fresh liveness
-        window from now, and no one is evicted for the scheduler's own pause.
-        """
-        now = self.clock.now()
-        if stalled >= self.config.heartbeat_interval / 2:
-            self.registry.restart_liveness(now)
-            log.warning(
-                "scheduler stalled: liveness windows restart",
-                extra={"stalled_s": round(stalled, 3), "workers": len(self.registry)},
-            )
-        cutoff = now - self.config.liveness_timeout
-        evicted = [r.worker_id for r in self.registry.silent_since(cutoff)]
-        for worker_id in evicted:
-            await self.evict(worker_id, "heartbeat_timeout")
-        return evicted
+        """Evict every worker silent past the liveness timeout (see `Membership.evict_silent`)."""
+        return await self.membership.evict_silent(stalled)

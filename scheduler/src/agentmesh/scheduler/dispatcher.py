@@ -142,7 +142,7 @@ class Dispatcher:
         avoid: set[str] = set()
         # A call that sets no difficulty takes the one its skill declares.
         skill = self.registry.skill(call.capability)
-        minimum = tiers.min_tier(call.difficulty or (skill.difficulty if skill else 0))
+        minimum: int = tiers.min_tier(call.difficulty or (skill.difficulty if skill else 0))
         attempt = 0
         while True:
             attempt += 1

@@ -33,30 +33,12 @@ from agentmesh.scheduler.plans import (
     resolve_bindings,
     step_priority,
 )
+from agentmesh.scheduler.states import FINISHED, RequestState, SubtaskState
 from agentmesh.scheduler.tiers import Budget
+from agentmesh.tiers import Tier
 from agentmesh.usage import Usage
 
 log = logging.getLogger(__name__)
-
-# Subtask states, the names of agentmesh.v1.SubtaskState.
-PENDING, QUEUED, RUNNING_STATE, DONE, FAILED_STATE, SKIPPED_STATE, CANCELLED_STATE = (
-    "PENDING",
-    "QUEUED",
-    "RUNNING",
-    "SUCCEEDED",
-    "FAILED",
-    "SKIPPED",
-    "CANCELLED",
-)
-#: States a subtask does not leave.
-FINISHED = frozenset({DONE, FAILED_STATE, SKIPPED_STATE})
-# Request states, the names of agentmesh.v1.RequestState.
-REQUEST_RUNNING, REQUEST_SUCCEEDED, REQUEST_FAILED, REQUEST_CANCELLED = (
-    "RUNNING",
-    "SUCCEEDED",
-    "FAILED",
-    "CANCELLED",
-)
 
 
 @dataclass(frozen=True)
@@ -103,7 +85,7 @@ class ErrorRecord:
 class SubtaskRecord:
     id: str
     capability: str
-    state: str = PENDING
+    state: SubtaskState = SubtaskState.PENDING
     output: dict[str, Any] | None = None
     worker_id: str = ""
     model: str = ""
@@ -113,8 +95,8 @@ class SubtaskRecord:
     usage: Usage = field(default_factory=Usage)
     reason: str = ""
     error: ErrorRecord | None = None
-    #: The tier of the worker that produced the output (agentmesh.v1.Tier).
-    tier: int = 0
+    #: The tier of the worker that produced the output.
+    tier: Tier = Tier.UNSPECIFIED
 
 
 @dataclass
@@ -125,7 +107,7 @@ class RequestRecord:
     plan: Plan
     input: dict[str, Any]
     priority: int = 0
-    state: str = REQUEST_RUNNING
+    state: RequestState = RequestState.RUNNING
     subtasks: dict[str, SubtaskRecord] = field(default_factory=dict)
     answer: dict[str, Any] | None = None
     error: ErrorRecord | None = None
@@ -137,7 +119,7 @@ class RequestRecord:
 
     @property
     def finished(self) -> bool:
-        return self.state != REQUEST_RUNNING
+        return self.state != RequestState.RUNNING
 
     @property
     def usage(self) -> Usage:
@@ -194,7 +176,7 @@ class Executor:
         resumed after a restart) are not run again.
         """
         outputs: dict[str, Any] = {
-            s.id: s.output for s in record.subtasks.values() if s.state == DONE
+            s.id: s.output for s in record.subtasks.values() if s.state == SubtaskState.SUCCEEDED
         }
         done = {s.id: asyncio.Event() for s in record.plan.steps}
         tasks = [
@@ -228,18 +210,18 @@ class Executor:
             record.answer = answer
             record.error = error
             record.state = (
-                REQUEST_SUCCEEDED
+                RequestState.SUCCEEDED
                 if error is None
-                else REQUEST_CANCELLED
+                else RequestState.CANCELLED
                 if error.code == "CANCELLED"
-                else REQUEST_FAILED
+                else RequestState.FAILED
             )
 
     def cancel_unfinished(self, record: RequestRecord, reason: str) -> None:
         """Give every step that has not finished the final state CANCELLED, with the reason."""
         for subtask in record.subtasks.values():
-            if subtask.state in (PENDING, QUEUED, RUNNING_STATE):
-                subtask.state = CANCELLED_STATE
+            if subtask.state in (SubtaskState.PENDING, SubtaskState.QUEUED, SubtaskState.RUNNING):
+                subtask.state = SubtaskState.CANCELLED
                 subtask.reason = reason
                 self._save(record, subtask)
 
@@ -298,13 +280,13 @@ class Executor:
         )
 
         def follow(event: SubtaskEvent) -> None:
-            subtask.state = RUNNING_STATE
+            subtask.state = SubtaskState.RUNNING
             subtask.worker_id = event.worker_id
             subtask.attempts = event.attempt
             self._save(record, subtask)
             on_event(event)
 
-        subtask.state = QUEUED
+        subtask.state = SubtaskState.QUEUED
         subtask.started_at = clock.now()
         try:
             if not contracts.checked_at_admission(step):
@@ -312,13 +294,13 @@ class Executor:
                 contracts.check_input(contract, data, "input", "its input")
             outcome = await self.dispatcher.run(call, follow)
         except AgentmeshError as error:
-            subtask.state = FAILED_STATE
+            subtask.state = SubtaskState.FAILED
             subtask.error = ErrorRecord.of(error)
             subtask.reason = error.message
             subtask.duration = clock.now() - subtask.started_at
             self._save(record, subtask)
             self.dispatcher.observer.subtask_finished(
-                step.capability, None, FAILED_STATE, Usage(), ""
+                step.capability, None, SubtaskState.FAILED, Usage(), ""
             )
             on_event(
                 SubtaskEvent(
@@ -335,9 +317,9 @@ class Executor:
             return
         result = outcome.result
         self.dispatcher.observer.subtask_finished(
-            step.capability, outcome.tier, DONE, result.usage, result.model
+            step.capability, outcome.tier, SubtaskState.SUCCEEDED, result.usage, result.model
         )
-        subtask.state = DONE
+        subtask.state = SubtaskState.SUCCEEDED
         subtask.output = result.output
         subtask.worker_id = outcome.worker_id
         subtask.attempts = outcome.attempts
@@ -355,9 +337,9 @@ class Executor:
         self, record: RequestRecord, subtask: SubtaskRecord, reason: str, on_event: EventSink
     ) -> None:
         self.dispatcher.observer.subtask_finished(
-            subtask.capability, None, SKIPPED_STATE, Usage(), ""
+            subtask.capability, None, SubtaskState.SKIPPED, Usage(), ""
         )
-        subtask.state = SKIPPED_STATE
+        subtask.state = SubtaskState.SKIPPED
         subtask.reason = reason
         self._save(record, subtask)
         on_event(SubtaskEvent(SKIPPED, subtask.id, subtask.capability, message=reason))

@@ -22,34 +22,62 @@ RunOn = Callable[[WorkerRecord, bool], Awaitable[ExecuteResult]]
 
 
 @dataclass(frozen=True)
+class HedgeOff:
+    """No hedging."""
+
+
+@dataclass(frozen=True)
+class HedgeAtPercentile:
+    """Hedge an attempt still running after this percentile of the capability's latencies."""
+
+    quantile: float = 0.95
+
+
+@dataclass(frozen=True)
+class HedgeAfterDelay:
+    """Hedge an attempt still running after a fixed number of seconds."""
+
+    seconds: float
+
+
+HedgeAfter = HedgeOff | HedgeAtPercentile | HedgeAfterDelay
+"""When to hedge: off, after a running percentile, or after a fixed delay."""
+
+
+def parse_hedge_after(text: str) -> HedgeAfter:
+    """AGENTMESH_HEDGE_AFTER: "" (off), "p95", or a number of seconds; ValueError otherwise."""
+    if not text:
+        return HedgeOff()
+    if text == "p95":
+        return HedgeAtPercentile(0.95)
+    try:
+        return HedgeAfterDelay(float(text))
+    except ValueError:
+        raise ValueError(f"hedge delay {text!r}: use p95 or a number of seconds") from None
+
+
+@dataclass(frozen=True)
 class HedgePolicy:
     """When to send a second copy of a slow attempt to another worker."""
 
-    after: str = ""
-    """"" (off), "p95" (after the capability's running p95 latency), or a number of
-    seconds. Env AGENTMESH_HEDGE_AFTER. Default off."""
+    after: HedgeAfter = HedgeOff()
+    """Off, after the capability's running p95 latency, or after a number of seconds
+    (`parse_hedge_after`). Env AGENTMESH_HEDGE_AFTER ("", "p95" or seconds). Default off."""
     budget: float = 0.05
     """Most extra attempts hedging may add, as a share of attempts.
     Env AGENTMESH_HEDGE_BUDGET. Default 0.05."""
     min_samples: int = 20
-    """Latencies a capability needs before its p95 is trusted. Default 20."""
-
-    def __post_init__(self) -> None:
-        if self.after not in ("", "p95"):
-            try:
-                float(self.after)
-            except ValueError:
-                raise ValueError(
-                    f"hedge delay {self.after!r}: use p95 or a number of seconds"
-                ) from None
+    """Latencies a capability needs before its percentile is trusted. Default 20."""
 
     def delay(self, window: LatencyWindow) -> float | None:
         """Seconds to wait before hedging an attempt; None for no hedge."""
-        if not self.after:
-            return None
-        if self.after == "p95":
-            return window.percentile(0.95) if len(window) >= self.min_samples else None
-        return float(self.after)
+        match self.after:
+            case HedgeAtPercentile(quantile):
+                return window.percentile(quantile) if len(window) >= self.min_samples else None
+            case HedgeAfterDelay(seconds):
+                return seconds
+            case _:
+                return None
 
 
 class Hedger:

@@ -18,19 +18,13 @@ from collections.abc import Callable
 from agentmesh.errors import Unavailable
 from agentmesh.scheduler.calls import EventSink, ignore_events
 from agentmesh.scheduler.executor import (
-    DONE,
-    PENDING,
-    QUEUED,
-    REQUEST_CANCELLED,
-    REQUEST_FAILED,
-    REQUEST_RUNNING,
-    RUNNING_STATE,
     ErrorRecord,
     Executor,
     RequestRecord,
     SubtaskRecord,
 )
 from agentmesh.scheduler.requests import RequestIndex
+from agentmesh.scheduler.states import RequestState, SubtaskState
 from agentmesh.scheduler.stats import Finished, RequestWindow
 from agentmesh.scheduler.store import Store
 from agentmesh.scheduler.tiers import Budget
@@ -77,12 +71,12 @@ class RequestRunner:
     ) -> RequestRecord:
         """Run a finished request again under its id, keeping the subtasks that succeeded."""
         log.info("running a failed request again", extra={"request_id": record.request_id})
-        kept = {s.id: s for s in record.subtasks.values() if s.state == DONE}
+        kept = {s.id: s for s in record.subtasks.values() if s.state == SubtaskState.SUCCEEDED}
         record.subtasks = {
             s.id: kept.get(s.id) or SubtaskRecord(s.id, s.capability) for s in record.plan.steps
         }
         record.state, record.answer, record.error, record.finished_at = (
-            REQUEST_RUNNING,
+            RequestState.RUNNING,
             None,
             None,
             None,
@@ -168,7 +162,7 @@ class RequestRunner:
             try:
                 await self.durable(deadline)
             except asyncio.CancelledError:
-                record.state = REQUEST_CANCELLED
+                record.state = RequestState.CANCELLED
                 record.error = ErrorRecord("CANCELLED", "the request was cancelled")
                 record.finished_at = time.time()
                 if self.store is not None and not self.stopping:
@@ -176,7 +170,7 @@ class RequestRunner:
                 raise
             except Unavailable as error:
                 # Not committed, so not accepted: nothing ran, and a repeat runs it.
-                record.state, record.error = REQUEST_FAILED, ErrorRecord.of(error)
+                record.state, record.error = RequestState.FAILED, ErrorRecord.of(error)
                 record.finished_at = time.time()
                 if self.store is not None:
                     self.store.finish_request(record)
@@ -188,7 +182,9 @@ class RequestRunner:
             await self.executor.execute(record, deadline, on_event)
         finally:
             record.finished_at = time.time()
-            if self.store is not None and not (self.stopping and record.state == "CANCELLED"):
+            if self.store is not None and not (
+                self.stopping and record.state == RequestState.CANCELLED
+            ):
                 self.store.finish_request(record)
             now = self.clock.now()
             self.executor.dispatcher.observer.request_finished(
@@ -237,11 +233,11 @@ class RequestRunner:
             if self.requests.running(record.request_id) is not None:
                 continue
             for subtask in record.subtasks.values():
-                if subtask.state in (QUEUED, RUNNING_STATE):
-                    subtask.state = PENDING
+                if subtask.state in (SubtaskState.QUEUED, SubtaskState.RUNNING):
+                    subtask.state = SubtaskState.PENDING
             remaining = stored.deadline - time.time()
             if remaining <= 0:
-                record.state = REQUEST_FAILED
+                record.state = RequestState.FAILED
                 record.error = ErrorRecord(
                     "DEADLINE_EXCEEDED", "the deadline passed while the scheduler was down"
                 )

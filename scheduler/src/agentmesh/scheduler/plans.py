@@ -17,6 +17,7 @@ from typing import Any
 
 from agentmesh.errors import FieldViolation, InvalidArgument
 from agentmesh.scheduler.queues import NORMAL
+from agentmesh.tiers import Difficulty
 
 STEP_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 REFERENCE = re.compile(r"^(request|steps\.[a-z][a-z0-9_]{0,63})(\.[A-Za-z0-9_-]+)*$")
@@ -49,7 +50,7 @@ class Step:
     inputs: Mapping[str, Binding] = field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
     priority: int = 0
-    difficulty: int = 0
+    difficulty: Difficulty = Difficulty.UNSPECIFIED
     optional: bool = False
     when: Condition | None = None
 
@@ -245,7 +246,7 @@ def plan_from_dict(data: Mapping[str, Any]) -> Plan:
                 inputs={k: binding(b) for k, b in s["inputs"].items()},
                 depends_on=tuple(s["depends_on"]),
                 priority=s["priority"],
-                difficulty=s["difficulty"],
+                difficulty=Difficulty(s["difficulty"]),
                 optional=s["optional"],
                 when=Condition(**s["when"]) if s["when"] else None,
             )

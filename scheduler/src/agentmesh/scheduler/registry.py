@@ -17,6 +17,7 @@ from agentmesh.errors import FailedPrecondition
 from agentmesh.scheduler.load import Pending
 from agentmesh.server.estimators import ErrorRate, PeakEwma, decay_toward
 from agentmesh.server.skills import Skill
+from agentmesh.tiers import Tier
 
 
 def _no_typical_latency() -> float:
@@ -33,7 +34,7 @@ class WorkerSpec:
     capacity: int = 1
     backend: str = ""
     model: str = ""
-    tier: int = 0
+    tier: Tier = Tier.UNSPECIFIED
     input_price_per_mtok: float = 0.0
     output_price_per_mtok: float = 0.0
     #: The contracts of its capabilities: as declared until `skillbook.complete` gives

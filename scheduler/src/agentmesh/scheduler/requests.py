@@ -19,7 +19,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from agentmesh.errors import AlreadyExists
-from agentmesh.scheduler.executor import REQUEST_CANCELLED, REQUEST_FAILED, RequestRecord
+from agentmesh.scheduler.executor import RequestRecord
+from agentmesh.scheduler.states import RequestState
 
 #: Failures after which a repeat of the request runs it again, under the same
 #: id: the same call may succeed later (and a cancelled one was never refused).
@@ -58,10 +59,10 @@ def check_same(request_id: str, known: str | None, given: str) -> None:
 
 def rerunnable(record: RequestRecord) -> bool:
     """Whether a repeat runs this finished request again: it failed with a retryable code."""
-    if record.state == REQUEST_CANCELLED:
+    if record.state == RequestState.CANCELLED:
         return True
     return (
-        record.state == REQUEST_FAILED
+        record.state == RequestState.FAILED
         and record.error is not None
         and record.error.code in RERUN_CODES
     )

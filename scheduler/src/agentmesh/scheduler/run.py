@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
+import shutil
 import socket
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -26,7 +29,7 @@ from agentmesh.client import Client
 from agentmesh.errors import AgentmeshError
 from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.supervisor import Child, Supervisor
-from agentmesh.server import logs
+from agentmesh.server import logs, ports
 
 #: llama.cpp's server slots under `--backend local`: at least this many, and one a worker.
 LOCAL_MODEL_SLOTS = 2
@@ -46,6 +49,10 @@ def run_mesh(args: argparse.Namespace) -> int:
     logs.configure(args.log_level)
     config = SchedulerConfig.from_env()
     host = config.listen.rpartition(":")[0]
+    # Every child says where it listens in a ports file (port 0 picks a free port): the
+    # scheduler in AGENTMESH_PORTS_FILE if set, the rest in a folder of this run's own.
+    run_dir = Path(tempfile.mkdtemp(prefix="agentmesh-run-"))
+    scheduler_ports = Path(config.ports_file) if config.ports_file else run_dir / "scheduler.json"
     scheduler = Child("scheduler", ("scheduler",))
     model: Child | None = None
     model_url = ""
@@ -64,13 +71,10 @@ def run_mesh(args: argparse.Namespace) -> int:
             (k, v) for k, v in LOCAL_SCHEDULER_ENV.items() if k not in os.environ
         )
         scheduler = Child("scheduler", ("scheduler",), scheduler_env)
-    workers = []
-    targets: list[dict[str, Any]] = []
+    scheduler = _with_env(scheduler, AGENTMESH_PORTS_FILE=str(scheduler_ports))
+    workers: list[tuple[Child, str]] = []
     for i in range(1, args.workers + 1):
-        env = [
-            ("AGENTMESH_SCHEDULER", config.listen),
-            ("AGENTMESH_WORKER_LISTEN", f"{host}:0"),
-        ]
+        env = [("AGENTMESH_WORKER_LISTEN", f"{host}:0")]
         if model is not None:
             env += [
                 ("AGENTMESH_BACKEND", "local"),
@@ -84,28 +88,41 @@ def run_mesh(args: argparse.Namespace) -> int:
             ("AGENTMESH_WORKER_ID", worker_id),
             ("AGENTMESH_WORKER_STORE", worker_store(config, worker_id)),
             ("AGENTMESH_WORKER_METRICS_LISTEN", metrics_listen),
+            ("AGENTMESH_PORTS_FILE", str(run_dir / f"{worker_id}.json")),
         ]
-        workers.append(Child(f"worker-{i}", ("worker",), tuple(env)))
-        if metrics_listen and not metrics_listen.endswith(":0"):
-            targets.append({"targets": [metrics_listen], "labels": {"worker": worker_id}})
+        workers.append((Child(f"worker-{i}", ("worker",), tuple(env)), worker_id))
 
     async def supervise() -> None:
-        supervisor = Supervisor([child for child in (model, scheduler, *workers) if child])
+        children = [model, scheduler, *(child for child, _ in workers)]
+        supervisor = Supervisor([child for child in children if child])
         supervisor.stop_on_signals()
         tasks = []
         if model is not None:
             tasks.append(await supervisor.start(model))
             await _until(lambda: _healthy(model_url), 300.0)
+        scheduler_ports.unlink(missing_ok=True)
         tasks.append(await supervisor.start(scheduler))
-        with Client(config.listen, timeout=2.0) as client:
+        bound = await _announced(scheduler_ports, 30.0)
+        # Restarted, a child comes back on the ports it got, where the others find it.
+        pinned = {"AGENTMESH_LISTEN": bound.grpc, "AGENTMESH_METRICS_LISTEN": bound.metrics}
+        supervisor.redefine(_with_env(scheduler, **pinned))
+        serving = dataclasses.replace(config, listen=bound.grpc, metrics_listen=bound.metrics)
+        targets: list[dict[str, Any]] = []
+        started = [(_with_env(c, AGENTMESH_SCHEDULER=bound.grpc), i) for c, i in workers]
+        with Client(bound.grpc, timeout=2.0) as client:
             await _until(lambda: _ready(client), 30.0)
-            tasks += [await supervisor.start(c) for c in workers]
+            tasks += [await supervisor.start(child) for child, _ in started]
             await _until(lambda: len(_workers(client)) >= args.workers, 60.0)
+        for child, worker_id in started:
+            metrics = (await _announced(run_dir / f"{worker_id}.json", 30.0)).metrics
+            if metrics:
+                targets.append({"targets": [metrics], "labels": {"worker": worker_id}})
+                supervisor.redefine(_with_env(child, AGENTMESH_WORKER_METRICS_LISTEN=metrics))
         if args.prometheus_targets:
             # JSON is YAML too: Prometheus reads it as a file_sd target file.
             text = json.dumps(targets, indent=2) + "\n"
             await asyncio.to_thread(Path(args.prometheus_targets).write_text, text)
-        _banner(config, model_url and f"{model_url} ({sum(shares)} slots)")
+        _banner(serving, model_url and f"{model_url} ({sum(shares)} slots)")
         try:
             await supervisor.wait_stopped()
         finally:
@@ -114,8 +131,25 @@ def run_mesh(args: argparse.Namespace) -> int:
         for task in tasks:
             task.cancel()
 
-    asyncio.run(supervise())
+    try:
+        asyncio.run(supervise())
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
     return 0
+
+
+def _with_env(child: Child, **env: str) -> Child:
+    """The child with these variables set (over any it had)."""
+    return dataclasses.replace(child, env=(*child.env, *env.items()))
+
+
+async def _announced(path: Path, timeout: float) -> ports.Bound:
+    """The addresses a child wrote to its ports file, once it has."""
+    await _until(path.exists, timeout)
+    bound = ports.read(path)
+    if bound is None:  # written once, never removed while the child runs
+        raise SystemExit(f"agentmesh: {path} holds no addresses")
+    return bound
 
 
 def slot_shares(slots: int, workers: int) -> list[int]:

@@ -16,7 +16,7 @@ from agentmesh.scheduler.core import SchedulerCore
 from agentmesh.scheduler.servicer import SchedulerServicer
 from agentmesh.scheduler.store import SqliteStore
 from agentmesh.scheduler.transport import GrpcTransport
-from agentmesh.server import reflection
+from agentmesh.server import ports, reflection
 from agentmesh.server.clock import SystemClock
 from agentmesh.server.handlers import RejectUndecodable
 from agentmesh.server.metrics import MeshCollector, SchedulerMetrics, serve_metrics
@@ -76,7 +76,8 @@ class SchedulerServer:
 
     @property
     def address(self) -> str:
-        return f"{self.config.listen.rpartition(':')[0]}:{self.port}"
+        """The gRPC address served, host:port, with the port bound (known once started)."""
+        return ports.bound(self.config.listen, self.port)
 
     async def start(self) -> None:
         self.port = self.server.add_insecure_port(self.config.listen)
@@ -87,14 +88,14 @@ class SchedulerServer:
         # repeat of one attaches to it; they resume after the recovery delay.
         self.core.recover(self.config.recovery_delay)
         await self.server.start()
+        metrics = ""
         if self.config.metrics_listen:
             self.metrics_port = serve_metrics(self.config.metrics_listen, self.metrics.registry)
+            metrics = ports.bound(self.config.metrics_listen, self.metrics_port)
         await self._set_health(self.store is None or self.store.up)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="liveness-sweeper")
-        log.info(
-            "scheduler serving",
-            extra={"address": self.address, "metrics_port": self.metrics_port},
-        )
+        # Last: whoever reads the ports file may call at once.
+        ports.announce("scheduler", self.config.ports_file, self.address, metrics)
 
     async def _set_health(self, serving: bool) -> None:
         if self._shutdown_started:

@@ -160,7 +160,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 request.capability,
                 wire.struct_to_dict(request.input),
                 priority=request.priority,
-                difficulty=request.difficulty,
+                difficulty=wire.difficulty_from_proto(request.difficulty),
                 timeout=context.time_remaining(),
             )
         result = outcome.result

@@ -22,10 +22,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from agentmesh.scheduler.executor import DONE, ErrorRecord, RequestRecord, SubtaskRecord
+from agentmesh.scheduler.executor import ErrorRecord, RequestRecord, SubtaskRecord
 from agentmesh.scheduler.plans import plan_from_dict, plan_to_dict
+from agentmesh.scheduler.states import RequestState, SubtaskState
 from agentmesh.scheduler.storewriter import GroupWriter, StoreObserver
 from agentmesh.scheduler.tiers import Budget
+from agentmesh.tiers import Tier
 from agentmesh.usage import Usage
 
 log = logging.getLogger(__name__)
@@ -234,7 +236,8 @@ class SqliteStore:
             plan=plan_from_dict(json.loads(plan)),
             input=json.loads(data),
             priority=priority,
-            state=state,
+            # Kept as the state's name, as every version wrote it.
+            state=RequestState(state),
             answer=json.loads(answer) if answer else None,
             error=ErrorRecord(**json.loads(error)) if error else None,
             created_at=created,
@@ -246,6 +249,8 @@ class SqliteStore:
         ):
             fields = json.loads(raw)
             fields["usage"] = Usage(**fields["usage"])
+            fields["state"] = SubtaskState(fields["state"])
+            fields["tier"] = Tier(fields.get("tier", Tier.UNSPECIFIED))
             if fields["error"]:
                 fields["error"] = ErrorRecord(**fields["error"])
             record.subtasks[fields["id"]] = SubtaskRecord(**fields)
@@ -254,7 +259,9 @@ class SqliteStore:
         if record.budget is not None:
             # What the finished subtasks cost stays spent when the request resumes.
             record.budget.spent = sum(
-                s.usage.cost_usd for s in record.subtasks.values() if s.state == DONE
+                s.usage.cost_usd
+                for s in record.subtasks.values()
+                if s.state == SubtaskState.SUCCEEDED
             )
         return StoredRequest(record, deadline, fingerprint or "")
 

@@ -32,6 +32,7 @@ class Supervisor:
         self.children = children
         self.grace = grace
         self._processes: dict[str, asyncio.subprocess.Process] = {}
+        self._redefined: dict[str, Child] = {}
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
 
@@ -63,11 +64,16 @@ class Supervisor:
             except TimeoutError:
                 pass
             delay = min(delay * 2, 30.0)
-            process = await self._spawn(child)
+            process = await self._spawn(self._redefined.get(child.name, child))
 
     async def start(self, child: Child) -> asyncio.Task[None]:
         process = await self._spawn(child)
         return asyncio.create_task(self._keep(child, process))
+
+    def redefine(self, child: Child) -> None:
+        """Restart the child of this name as `child` from now on: a child that was given
+        port 0 comes back on the port it got, where the others know to find it."""
+        self._redefined[child.name] = child
 
     async def stop(self) -> None:
         """Drain every child: SIGTERM, then SIGKILL after the grace period."""

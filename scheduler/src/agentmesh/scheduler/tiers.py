@@ -18,19 +18,19 @@ from typing import Any
 
 from agentmesh.errors import FailedPrecondition
 from agentmesh.scheduler.registry import WorkerRecord
+from agentmesh.tiers import Difficulty, Tier
 
-# agentmesh.v1.Tier, cheapest first. TIER_UNSPECIFIED counts as small.
-BUILTIN, SMALL, LARGE = 1, 2, 3
-# agentmesh.v1.Difficulty.
-SIMPLE, NUANCED = 1, 2
+# Cheapest first; Tier.UNSPECIFIED counts as small.
+BUILTIN, SMALL, LARGE = Tier.BUILTIN, Tier.SMALL, Tier.LARGE
+SIMPLE, NUANCED = Difficulty.SIMPLE, Difficulty.NUANCED
 
 
-def rank(tier: int) -> int:
+def rank(tier: int) -> Tier:
     """A tier's place in the order, TIER_UNSPECIFIED taken as small."""
-    return tier or SMALL
+    return Tier(tier) or SMALL
 
 
-def min_tier(difficulty: int) -> int:
+def min_tier(difficulty: Difficulty) -> Tier:
     """The lowest tier that serves a difficulty."""
     return LARGE if difficulty == NUANCED else BUILTIN
 

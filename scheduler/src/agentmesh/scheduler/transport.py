@@ -11,8 +11,8 @@ from agentmesh.scheduler.registry import WorkerRecord
 from agentmesh.server import telemetry
 from agentmesh.status import from_rpc_error
 from agentmesh.usage import Usage
-from agentmesh.v1 import plan_pb2, worker_pb2, worker_pb2_grpc
-from agentmesh.wire import dict_to_struct, struct_to_dict
+from agentmesh.v1 import worker_pb2, worker_pb2_grpc
+from agentmesh.wire import dict_to_struct, difficulty_to_proto, struct_to_dict
 
 
 class GrpcTransport:
@@ -46,7 +46,7 @@ class GrpcTransport:
             subtask_id=call.subtask_id,
             capability=call.capability,
             input=dict_to_struct(call.input),
-            difficulty=plan_pb2.Difficulty.ValueType(call.difficulty),
+            difficulty=difficulty_to_proto(call.difficulty),
             attempt=attempt,
         )
         try:

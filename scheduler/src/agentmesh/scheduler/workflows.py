@@ -24,9 +24,10 @@ from typing import Any
 
 from agentmesh.errors import FieldViolation, InvalidArgument, NotFound
 from agentmesh.scheduler.plans import EQUALS, NOT_EQUALS, Binding, Condition, Plan, Step
+from agentmesh.tiers import Difficulty
 
 PRIORITIES = {"low": 1, "normal": 2, "high": 3, "critical": 4}
-DIFFICULTIES = {"simple": 1, "nuanced": 2}
+DIFFICULTIES = {"simple": Difficulty.SIMPLE, "nuanced": Difficulty.NUANCED}
 
 
 @dataclass(frozen=True)

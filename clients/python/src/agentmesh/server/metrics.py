@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from agentmesh.tiers import Tier
 from agentmesh.usage import Usage
 
 #: Latency buckets in seconds, from sub-millisecond dispatch to slow model calls.
@@ -48,7 +49,7 @@ LATENCY_BUCKETS = (
 EVICTION_REASONS = ("heartbeat_timeout", "stream_closed")
 
 #: Names of agentmesh.v1.Tier values, as the `tier` label.
-TIER_LABELS = {0: "small", 1: "builtin", 2: "small", 3: "large"}
+TIER_LABELS = {tier.value: tier.label for tier in Tier}
 
 
 def exemplar() -> dict[str, str] | None:

@@ -20,6 +20,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from agentmesh.tiers import Difficulty
+
 
 @dataclass(frozen=True)
 class Skill:
@@ -42,9 +44,9 @@ class Skill:
     occupy a worker for longer than a subtask's deadline. Default 64 KiB; each builtin skill
     takes at most about a second of CPU at its budget. Measured by `input_bytes`. 0 or less:
     no limit of the skill's own (a custom skill that declares none)."""
-    difficulty: int = 0
-    """The agentmesh.v1.Difficulty of a step using the skill that sets none. Default 0
-    (unspecified), which counts as simple."""
+    difficulty: Difficulty = Difficulty.UNSPECIFIED
+    """The difficulty of a step using the skill that sets none. Default unspecified, which
+    counts as simple."""
 
     @functools.cached_property
     def validators(self) -> tuple[Draft202012Validator, Draft202012Validator]:
@@ -289,7 +291,7 @@ _CATALOGUE = (
                 "answer": {"type": "object", "additionalProperties": {"type": "string"}},
             }
         ),
-        difficulty=2,  # nuanced: planning takes the large tier where there is one
+        difficulty=Difficulty.NUANCED,  # planning takes the large tier where there is one
         instructions=(
             "Plan how to reach the goal with the listed capabilities only. Give each step a "
             "lower_snake_case id, the capability it uses, its inputs as references "

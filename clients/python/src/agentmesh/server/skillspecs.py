@@ -13,8 +13,13 @@ from typing import Any
 from google.protobuf import struct_pb2
 
 from agentmesh.server.skills import ANY_OBJECT, Skill
-from agentmesh.v1 import plan_pb2, worker_pb2
-from agentmesh.wire import dict_to_struct, struct_to_dict
+from agentmesh.v1 import worker_pb2
+from agentmesh.wire import (
+    dict_to_struct,
+    difficulty_from_proto,
+    difficulty_to_proto,
+    struct_to_dict,
+)
 
 
 def skill_to_proto(skill: Skill) -> worker_pb2.SkillSpec:
@@ -25,7 +30,7 @@ def skill_to_proto(skill: Skill) -> worker_pb2.SkillSpec:
         input_schema=dict_to_struct(dict(skill.input_schema)),
         output_schema=dict_to_struct(dict(skill.output_schema)),
         max_input_bytes=max(skill.max_input_bytes, 0),
-        difficulty=plan_pb2.Difficulty.ValueType(skill.difficulty),
+        difficulty=difficulty_to_proto(skill.difficulty),
     )
 
 
@@ -43,7 +48,7 @@ def skill_from_proto(spec: worker_pb2.SkillSpec, field: str = "skills") -> Skill
         output_schema=_schema(spec.output_schema, f"{field}.output_schema"),
         instructions="",
         max_input_bytes=spec.max_input_bytes,
-        difficulty=spec.difficulty,
+        difficulty=difficulty_from_proto(spec.difficulty),
     )
 
 

@@ -1,0 +1,56 @@
+/**
+ * The worker's settings, read once from the environment. The names are the Python
+ * worker's where the setting is the same (agents/src/agentmesh/agents/config.py).
+ */
+
+import { randomBytes } from 'node:crypto';
+
+/**
+ * @typedef {object} WorkerConfig
+ * @property {string} scheduler   host:port of the scheduler. AGENTMESH_SCHEDULER, default 127.0.0.1:50051.
+ * @property {string} listen      host:port to serve on; port 0 takes a free one. AGENTMESH_WORKER_LISTEN, default 127.0.0.1:0.
+ * @property {string} advertise   host:port to register instead of the bound address. AGENTMESH_WORKER_ADVERTISE.
+ * @property {string} workerId    AGENTMESH_WORKER_ID, default node-<8 hex digits>.
+ * @property {number} capacity    subtasks run at once. AGENTMESH_CAPACITY, default 4.
+ * @property {number} drainTimeout seconds in-flight work gets on SIGTERM. AGENTMESH_DRAIN_TIMEOUT, default 10.
+ * @property {number} resultsKept finished subtasks remembered for repeats. AGENTMESH_RESULTS_KEPT, default 10000.
+ * @property {number} delay       seconds each subtask takes on purpose, to try deadlines,
+ *                                cancellation and failures. AGENTMESH_NODE_WORKER_DELAY, default 0.
+ */
+
+/**
+ * @param {NodeJS.ProcessEnv} [env]
+ * @returns {WorkerConfig}
+ */
+export function configFromEnv(env = process.env) {
+  const config = {
+    scheduler: env.AGENTMESH_SCHEDULER || '127.0.0.1:50051',
+    listen: env.AGENTMESH_WORKER_LISTEN || '127.0.0.1:0',
+    advertise: env.AGENTMESH_WORKER_ADVERTISE || '',
+    workerId: env.AGENTMESH_WORKER_ID || `node-${randomBytes(4).toString('hex')}`,
+    capacity: number(env, 'AGENTMESH_CAPACITY', 4, 1),
+    drainTimeout: number(env, 'AGENTMESH_DRAIN_TIMEOUT', 10, 0),
+    resultsKept: number(env, 'AGENTMESH_RESULTS_KEPT', 10_000, 1),
+    delay: number(env, 'AGENTMESH_NODE_WORKER_DELAY', 0, 0),
+  };
+  if (!Number.isInteger(config.capacity) || !Number.isInteger(config.resultsKept)) {
+    throw new Error('AGENTMESH_CAPACITY and AGENTMESH_RESULTS_KEPT must be whole numbers');
+  }
+  return config;
+}
+
+/**
+ * @param {NodeJS.ProcessEnv} env
+ * @param {string} name
+ * @param {number} fallback
+ * @param {number} minimum
+ */
+function number(env, name, fallback, minimum) {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < minimum) {
+    throw new Error(`${name}=${JSON.stringify(raw)}: expected a number of at least ${minimum}`);
+  }
+  return value;
+}

@@ -1,0 +1,86 @@
+"""The worker's protobuf edge: agentmesh.v1 messages to and from the core's plain data.
+
+The servicer, the membership calls and the SQLite store of finished
+subtasks (whose rows hold serialised `ExecuteResponse`s, as earlier
+versions wrote them) convert here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from agentmesh.agents.subtask import Health, Outcome, Subtask
+from agentmesh.tiers import Tier
+from agentmesh.usage import Usage
+from agentmesh.v1 import worker_pb2
+from agentmesh.wire import dict_to_struct, duration, struct_to_dict, tier_to_proto, usage_to_proto
+
+
+def subtask_from_proto(request: worker_pb2.ExecuteRequest) -> Subtask:
+    """An Execute call's subtask; InvalidArgument for an input JSON cannot hold."""
+    return Subtask(
+        request_id=request.request_id,
+        subtask_id=request.subtask_id,
+        capability=request.capability,
+        input=struct_to_dict(request.input),
+        attempt=request.attempt,
+    )
+
+
+def outcome_to_proto(outcome: Outcome) -> worker_pb2.ExecuteResponse:
+    return worker_pb2.ExecuteResponse(
+        output=dict_to_struct(outcome.output),
+        usage=usage_to_proto(outcome.usage),
+        model=outcome.model,
+        duration=duration(outcome.duration),
+        replayed=outcome.replayed,
+    )
+
+
+def outcome_from_proto(response: worker_pb2.ExecuteResponse) -> Outcome:
+    return Outcome(
+        output=struct_to_dict(response.output, "output"),
+        usage=Usage(
+            input_tokens=response.usage.input_tokens,
+            output_tokens=response.usage.output_tokens,
+            cost_usd=response.usage.cost_usd,
+        ),
+        model=response.model,
+        duration=response.duration.ToNanoseconds() / 1e9,
+        replayed=response.replayed,
+    )
+
+
+def health_to_proto(health: Health) -> worker_pb2.WorkerHealth:
+    return worker_pb2.WorkerHealth(
+        in_flight=health.in_flight,
+        capacity=health.capacity,
+        queue_length=health.queue_length,
+        latency_estimate=duration(health.latency_estimate),
+        error_rate=health.error_rate,
+        draining=health.draining,
+    )
+
+
+def info_to_proto(
+    *,
+    worker_id: str,
+    address: str,
+    capabilities: list[str],
+    backend: str,
+    model: str,
+    tier: Tier,
+    capacity: int,
+    input_price_per_mtok: float,
+    output_price_per_mtok: float,
+) -> worker_pb2.WorkerInfo:
+    """What a worker declares when it registers."""
+    return worker_pb2.WorkerInfo(
+        worker_id=worker_id,
+        address=address,
+        capabilities=capabilities,
+        backend=backend,
+        model=model,
+        tier=tier_to_proto(tier),
+        capacity=capacity,
+        input_price_per_mtok=input_price_per_mtok,
+        output_price_per_mtok=output_price_per_mtok,
+    )

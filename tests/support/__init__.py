@@ -1,0 +1,1 @@
+"""Shared test helpers: fakes of the core's interfaces, real meshes, the local model."""
