@@ -142,7 +142,8 @@ class Dispatcher:
         avoid: set[str] = set()
         # A call that sets no difficulty takes the one its skill declares.
         skill = self.registry.skill(call.capability)
-        minimum: int = tiers.min_tier(call.difficulty or (skill.difficulty if skill else 0))
+        difficulty = call.difficulty or (skill.difficulty if skill else call.difficulty)
+        minimum: int = tiers.min_tier(difficulty)
         attempt = 0
         while True:
             attempt += 1
