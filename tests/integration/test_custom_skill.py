@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from concurrent import futures
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -89,7 +90,7 @@ class RawWorker:
         info = worker_pb2.WorkerInfo(
             worker_id=self.worker_id,
             address=self.address,
-            capabilities=["reverse_text"],
+            capabilities=[spec.name],
             backend="raw",
             tier=worker_pb2.TIER_BUILTIN,
             capacity=2,
@@ -271,3 +272,27 @@ def test_agentmesh_skills_lists_the_live_contracts(mesh: Mesh, reverser: RawWork
     assert table.returncode == 0, table.stderr
     line = next(x for x in table.stdout.splitlines() if x.startswith("reverse_text"))
     assert "rev-1" in line and DESCRIPTION in line
+
+
+def test_a_refused_python_worker_logs_what_the_scheduler_said(tmp_path: Path) -> None:
+    """A worker whose contract conflicts keeps trying, and its log names the conflict."""
+    with running_mesh(tmp_path, workers=()) as mesh:
+        other = RawWorker(mesh.target, "raw-1")
+        try:
+            strict = {**SKILLS["sentiment"].input_schema, "required": ["text", "locale"]}
+            spec = worker_pb2.SkillSpec(
+                name="sentiment",
+                input_schema=struct(strict),
+                output_schema=struct(SKILLS["sentiment"].output_schema),
+            )
+            other.register(spec)
+            mesh.wait_workers({"raw-1"})
+            mesh.start_worker("py-1", skills="sentiment")
+            wait_for(
+                lambda: "raw-1" in mesh.log("py-1") and "cannot register" in mesh.log("py-1"),
+                30,
+                "the refused worker to log the conflict",
+            )
+            assert "py-1" not in mesh.worker_ids()
+        finally:
+            other.stop()

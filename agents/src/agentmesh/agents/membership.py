@@ -87,9 +87,15 @@ class Membership:
                 )
             except grpc.RpcError as error:
                 self.link.lost()
+                # A refusal (a contract that conflicts with another worker's, a bad spec) is
+                # the operator's to fix: say what the scheduler said, and keep trying.
                 log.warning(
                     "cannot register with the scheduler; retrying",
-                    extra={"scheduler": self.scheduler, "error": str(error.code())},
+                    extra={
+                        "scheduler": self.scheduler,
+                        "error": str(error.code()),
+                        "detail": _details(error),
+                    },
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -140,3 +146,9 @@ class Membership:
                 await asyncio.sleep(0.2)
             finally:
                 call.cancel()  # after a REGISTER directive, the old stream says nothing more
+
+
+def _details(error: grpc.RpcError) -> str:
+    """The status message of a failed call ("" when the error carries none)."""
+    details = getattr(error, "details", None)
+    return str(details() or "") if callable(details) else ""
