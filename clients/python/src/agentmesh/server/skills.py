@@ -42,6 +42,16 @@ class Skill:
     occupy a worker for longer than a subtask's deadline. Default 64 KiB; each builtin skill
     takes at most about a second of CPU at its budget. Measured by `input_bytes`."""
 
+    @functools.cached_property
+    def validators(self) -> tuple[Draft202012Validator, Draft202012Validator]:
+        """The input and output schemas, compiled once per skill (a frozen dataclass still
+        has a `__dict__` for `cached_property` to fill)."""
+        formats = Draft202012Validator.FORMAT_CHECKER
+        return (
+            Draft202012Validator(self.input_schema, format_checker=formats),
+            Draft202012Validator(self.output_schema, format_checker=formats),
+        )
+
 
 _TEXT = {"type": "string", "minLength": 1}
 _LANGUAGE_CODE = {"type": "string", "pattern": "^[a-z]{2}$"}
@@ -287,25 +297,14 @@ def input_bytes(data: Mapping[str, Any]) -> int:
     return len(json.dumps(data, ensure_ascii=False).encode())
 
 
-@functools.cache
-def _validators(name: str) -> tuple[Draft202012Validator, Draft202012Validator]:
-    """Compile a skill's schemas once; keyed by name because `Skill` holds dicts."""
-    skill = SKILLS[name]
-    formats = Draft202012Validator.FORMAT_CHECKER
-    return (
-        Draft202012Validator(skill.input_schema, format_checker=formats),
-        Draft202012Validator(skill.output_schema, format_checker=formats),
-    )
-
-
 def input_violations(skill: Skill, data: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The (field path, description) pairs where `data` breaks the input schema; empty if valid."""
-    return _violations("input", _validators(skill.name)[0], data)
+    return _violations("input", skill.validators[0], data)
 
 
 def output_violations(skill: Skill, data: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The (field path, description) pairs where `data` breaks the output schema; empty if valid."""
-    return _violations("output", _validators(skill.name)[1], data)
+    return _violations("output", skill.validators[1], data)
 
 
 def _violations(
