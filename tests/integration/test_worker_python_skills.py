@@ -44,6 +44,7 @@ async def reverse_text(input: dict, context) -> dict:
     description="Fail, always.",
     input_schema={"type": "object"},
     output_schema={"type": "object"},
+    difficulty="nuanced",
 )
 async def explode(input: dict, context) -> dict:
     raise ValueError(f"no way on attempt {context.attempt}")
@@ -88,6 +89,21 @@ def test_the_worker_offers_its_own_skills_only(mesh: Mesh) -> None:
     (worker,) = mesh.client.list_workers()
     assert sorted(worker.info.capabilities) == ["explode", "reverse_text"]
     assert worker.info.backend == "builtin"
+    # It registered their contracts, as the decorator declared them.
+    specs = {spec.name: spec for spec in worker.skills}
+    assert set(specs) == {"explode", "reverse_text"}
+    reverse = specs["reverse_text"]
+    assert reverse.description == "Reverse a text."
+    assert struct_to_dict(reverse.input_schema)["required"] == ["text"]
+    assert reverse.max_input_bytes == 65_536
+    assert specs["explode"].difficulty == plan_pb2.DIFFICULTY_NUANCED
+
+
+def test_the_scheduler_checks_inputs_against_the_registered_schema(mesh: Mesh) -> None:
+    with pytest.raises(AgentmeshError) as raised:
+        mesh.client.submit(plan("reverse_text"), {"text": 7})
+    assert raised.value.code_name == "INVALID_ARGUMENT", raised.value
+    assert "reverse_text" in raised.value.message
 
 
 def test_a_client_plan_runs_a_python_skill_end_to_end(mesh: Mesh) -> None:

@@ -8,6 +8,7 @@ from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.core import SchedulerCore, Source
 from agentmesh.scheduler.planner import plan_from_output, planner_input
 from agentmesh.scheduler.registry import WorkerSpec
+from agentmesh.server.skills import SKILLS
 from tests.support.fakes import FakeClock, FakeTransport
 
 GOOD_PLAN = {
@@ -44,7 +45,8 @@ def core_with(planner_output: dict, capabilities=("plan", "summarize", "sentimen
 
 
 def test_planner_input_lists_the_capabilities_but_itself() -> None:
-    asked = planner_input("goal", {"text": "x", "lang": "de"}, {"plan", "summarize"})
+    skills = {name: SKILLS[name] for name in ("plan", "summarize")}
+    asked = planner_input("goal", {"text": "x", "lang": "de"}, skills)
     assert asked["input_fields"] == ["lang", "text"]
     assert [c["name"] for c in asked["capabilities"]] == ["summarize"]
     assert asked["capabilities"][0]["description"]

@@ -1,6 +1,6 @@
 /**
  * A promise-based client for agentmesh.v1.SchedulerService, the Node
- * counterpart of the Python client (src/agentmesh/client.py).
+ * counterpart of the Python client (clients/python/src/agentmesh/client.py).
  *
  * Every call has a deadline (the client's default unless the call names
  * one), which the scheduler passes on to the request's subtasks; objects go

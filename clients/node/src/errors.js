@@ -3,7 +3,7 @@
  * details the scheduler sends in the `grpc-status-details-bin` trailer
  * (a serialised google.rpc.Status: google.rpc.BadRequest field violations,
  * RetryInfo, ErrorInfo). The Python side of the same mapping is
- * src/agentmesh/status.py.
+ * clients/python/src/agentmesh/status.py.
  *
  * The three detail messages are small and stable (google/rpc/*.proto), so
  * they are read straight from the protobuf wire format here rather than by

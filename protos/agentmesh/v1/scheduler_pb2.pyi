@@ -689,16 +689,29 @@ class RegisterRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKER_FIELD_NUMBER: _builtins.int
+    SKILLS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def worker(self) -> _worker_pb2.WorkerInfo: ...
+    @_builtins.property
+    def skills(self) -> _containers.RepeatedCompositeFieldContainer[_worker_pb2.SkillSpec]:
+        """The contract of each capability the worker offers, at most one per
+        capability; every name must be one of worker.capabilities. A capability
+        without a spec here (a worker that sends none, such as an older one or
+        one in another language) gets the built-in catalogue's spec when it is
+        a built-in skill's name (summarize, sentiment, ...), and otherwise an
+        open spec: any object in and out, no size limit of its own, no
+        description.
+        """
+
     def __init__(
         self,
         *,
         worker: _worker_pb2.WorkerInfo | None = ...,
+        skills: _abc.Iterable[_worker_pb2.SkillSpec] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["worker", b"worker"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["worker", b"worker"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["skills", b"skills", "worker", b"worker"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -786,6 +799,7 @@ class WorkerStatus(_message.Message):
     LATENCY_ESTIMATE_FIELD_NUMBER: _builtins.int
     ERROR_RATE_FIELD_NUMBER: _builtins.int
     LAST_HEARTBEAT_FIELD_NUMBER: _builtins.int
+    SKILLS_FIELD_NUMBER: _builtins.int
     state: Global___WorkerState.ValueType
     in_flight: _builtins.int
     """Subtasks the scheduler has in flight on the worker."""
@@ -803,6 +817,14 @@ class WorkerStatus(_message.Message):
 
     @_builtins.property
     def last_heartbeat(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def skills(self) -> _containers.RepeatedCompositeFieldContainer[_worker_pb2.SkillSpec]:
+        """The contract the scheduler holds for each of the worker's
+        capabilities: the spec it sent, or the one it was given in its place
+        (see RegisterRequest.skills). Every live worker offering a capability
+        holds the same schemas.
+        """
+
     def __init__(
         self,
         *,
@@ -813,10 +835,11 @@ class WorkerStatus(_message.Message):
         latency_estimate: _duration_pb2.Duration | None = ...,
         error_rate: _builtins.float = ...,
         last_heartbeat: _timestamp_pb2.Timestamp | None = ...,
+        skills: _abc.Iterable[_worker_pb2.SkillSpec] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["health", b"health", "info", b"info", "last_heartbeat", b"last_heartbeat", "latency_estimate", b"latency_estimate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_rate", b"error_rate", "health", b"health", "in_flight", b"in_flight", "info", b"info", "last_heartbeat", b"last_heartbeat", "latency_estimate", b"latency_estimate", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_rate", b"error_rate", "health", b"health", "in_flight", b"in_flight", "info", b"info", "last_heartbeat", b"last_heartbeat", "latency_estimate", b"latency_estimate", "skills", b"skills", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

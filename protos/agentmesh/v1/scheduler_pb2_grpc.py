@@ -217,8 +217,27 @@ class SchedulerServiceServicer:
         worker must then open the Heartbeat stream within the returned
         heartbeat interval.
 
-        Status codes: OK; INVALID_ARGUMENT for a missing id, address or
-        capability, or a capacity below 1. Safe to retry.
+        Skills travel with registration: the scheduler keeps one contract per
+        capability name (RegisterRequest.skills). Two live workers may offer
+        the same capability only with the same input and output schemas
+        (compared as canonical JSON); a registration that would give a
+        capability a second contract is refused. When the last worker offering
+        a capability leaves, its contract goes with it.
+
+        Status codes:
+        OK
+        INVALID_ARGUMENT     a missing id, address or capability, a capacity
+        below 1, or a bad skill spec (a name not among
+        the capabilities or given twice, a schema that is
+        not valid JSON Schema, a negative
+        max_input_bytes), with field violations; not
+        retryable.
+        FAILED_PRECONDITION  another live worker offers one of the
+        capabilities with other schemas (ErrorInfo reason
+        SKILL_CONFLICT, metadata capability, worker_id and
+        conflicting_worker_id); retryable once that
+        worker has left, or with the same schemas.
+        Otherwise safe to retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -242,7 +261,8 @@ class SchedulerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListWorkers(self, request, context):
-        """The registered workers with their health, for dashboards and the CLI.
+        """The registered workers with their health and their skills' contracts,
+        for dashboards and the CLI (`agentmesh workers`, `agentmesh skills`).
 
         Status codes: OK. Safe to retry.
         """

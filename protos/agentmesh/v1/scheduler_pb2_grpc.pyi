@@ -137,8 +137,27 @@ class SchedulerServiceStub:
     worker must then open the Heartbeat stream within the returned
     heartbeat interval.
 
-    Status codes: OK; INVALID_ARGUMENT for a missing id, address or
-    capability, or a capacity below 1. Safe to retry.
+    Skills travel with registration: the scheduler keeps one contract per
+    capability name (RegisterRequest.skills). Two live workers may offer
+    the same capability only with the same input and output schemas
+    (compared as canonical JSON); a registration that would give a
+    capability a second contract is refused. When the last worker offering
+    a capability leaves, its contract goes with it.
+
+    Status codes:
+      OK
+      INVALID_ARGUMENT     a missing id, address or capability, a capacity
+                           below 1, or a bad skill spec (a name not among
+                           the capabilities or given twice, a schema that is
+                           not valid JSON Schema, a negative
+                           max_input_bytes), with field violations; not
+                           retryable.
+      FAILED_PRECONDITION  another live worker offers one of the
+                           capabilities with other schemas (ErrorInfo reason
+                           SKILL_CONFLICT, metadata capability, worker_id and
+                           conflicting_worker_id); retryable once that
+                           worker has left, or with the same schemas.
+    Otherwise safe to retry.
     """
     Heartbeat: _grpc.StreamStreamMultiCallable[_scheduler_pb2.HeartbeatRequest, _scheduler_pb2.HeartbeatResponse]
     """The health stream: a worker sends a report every heartbeat interval
@@ -154,7 +173,8 @@ class SchedulerServiceStub:
     for a report without a worker id. Reopen after registering again.
     """
     ListWorkers: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.ListWorkersRequest, _scheduler_pb2.ListWorkersResponse]
-    """The registered workers with their health, for dashboards and the CLI.
+    """The registered workers with their health and their skills' contracts,
+    for dashboards and the CLI (`agentmesh workers`, `agentmesh skills`).
 
     Status codes: OK. Safe to retry.
     """
@@ -276,8 +296,27 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     worker must then open the Heartbeat stream within the returned
     heartbeat interval.
 
-    Status codes: OK; INVALID_ARGUMENT for a missing id, address or
-    capability, or a capacity below 1. Safe to retry.
+    Skills travel with registration: the scheduler keeps one contract per
+    capability name (RegisterRequest.skills). Two live workers may offer
+    the same capability only with the same input and output schemas
+    (compared as canonical JSON); a registration that would give a
+    capability a second contract is refused. When the last worker offering
+    a capability leaves, its contract goes with it.
+
+    Status codes:
+      OK
+      INVALID_ARGUMENT     a missing id, address or capability, a capacity
+                           below 1, or a bad skill spec (a name not among
+                           the capabilities or given twice, a schema that is
+                           not valid JSON Schema, a negative
+                           max_input_bytes), with field violations; not
+                           retryable.
+      FAILED_PRECONDITION  another live worker offers one of the
+                           capabilities with other schemas (ErrorInfo reason
+                           SKILL_CONFLICT, metadata capability, worker_id and
+                           conflicting_worker_id); retryable once that
+                           worker has left, or with the same schemas.
+    Otherwise safe to retry.
     """
     Heartbeat: _aio.StreamStreamMultiCallable[_scheduler_pb2.HeartbeatRequest, _scheduler_pb2.HeartbeatResponse]  # type: ignore[assignment]
     """The health stream: a worker sends a report every heartbeat interval
@@ -293,7 +332,8 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     for a report without a worker id. Reopen after registering again.
     """
     ListWorkers: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.ListWorkersRequest, _scheduler_pb2.ListWorkersResponse]  # type: ignore[assignment]
-    """The registered workers with their health, for dashboards and the CLI.
+    """The registered workers with their health and their skills' contracts,
+    for dashboards and the CLI (`agentmesh workers`, `agentmesh skills`).
 
     Status codes: OK. Safe to retry.
     """
@@ -448,8 +488,27 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
         worker must then open the Heartbeat stream within the returned
         heartbeat interval.
 
-        Status codes: OK; INVALID_ARGUMENT for a missing id, address or
-        capability, or a capacity below 1. Safe to retry.
+        Skills travel with registration: the scheduler keeps one contract per
+        capability name (RegisterRequest.skills). Two live workers may offer
+        the same capability only with the same input and output schemas
+        (compared as canonical JSON); a registration that would give a
+        capability a second contract is refused. When the last worker offering
+        a capability leaves, its contract goes with it.
+
+        Status codes:
+          OK
+          INVALID_ARGUMENT     a missing id, address or capability, a capacity
+                               below 1, or a bad skill spec (a name not among
+                               the capabilities or given twice, a schema that is
+                               not valid JSON Schema, a negative
+                               max_input_bytes), with field violations; not
+                               retryable.
+          FAILED_PRECONDITION  another live worker offers one of the
+                               capabilities with other schemas (ErrorInfo reason
+                               SKILL_CONFLICT, metadata capability, worker_id and
+                               conflicting_worker_id); retryable once that
+                               worker has left, or with the same schemas.
+        Otherwise safe to retry.
         """
 
     @_abc_1.abstractmethod
@@ -477,7 +536,8 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _scheduler_pb2.ListWorkersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_scheduler_pb2.ListWorkersResponse, _abc.Awaitable[_scheduler_pb2.ListWorkersResponse]]:
-        """The registered workers with their health, for dashboards and the CLI.
+        """The registered workers with their health and their skills' contracts,
+        for dashboards and the CLI (`agentmesh workers`, `agentmesh skills`).
 
         Status codes: OK. Safe to retry.
         """

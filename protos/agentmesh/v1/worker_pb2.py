@@ -27,25 +27,27 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61gentmesh/v1/worker.proto\x12\x0c\x61gentmesh.v1\x1a\x17\x61gentmesh/v1/plan.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"F\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x03 \x01(\x01\"\xd7\x01\n\nWorkerInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12 \n\x04tier\x18\x06 \x01(\x0e\x32\x12.agentmesh.v1.Tier\x12\x10\n\x08\x63\x61pacity\x18\x07 \x01(\x05\x12\x1c\n\x14input_price_per_mtok\x18\x08 \x01(\x01\x12\x1d\n\x15output_price_per_mtok\x18\t \x01(\x01\"\xa4\x01\n\x0cWorkerHealth\x12\x11\n\tin_flight\x18\x01 \x01(\x05\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\x05\x12\x14\n\x0cqueue_length\x18\x03 \x01(\x05\x12\x33\n\x10latency_estimate\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nerror_rate\x18\x05 \x01(\x01\x12\x10\n\x08\x64raining\x18\x06 \x01(\x08\"\xb3\x01\n\x0e\x45xecuteRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nsubtask_id\x18\x02 \x01(\t\x12\x12\n\ncapability\x18\x03 \x01(\t\x12&\n\x05input\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12,\n\ndifficulty\x18\x05 \x01(\x0e\x32\x18.agentmesh.v1.Difficulty\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\"\xac\x01\n\x0f\x45xecuteResponse\x12\'\n\x06output\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\"\n\x05usage\x18\x02 \x01(\x0b\x32\x13.agentmesh.v1.Usage\x12\r\n\x05model\x18\x03 \x01(\t\x12+\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08replayed\x18\x05 \x01(\x08*N\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\x10\n\x0cTIER_BUILTIN\x10\x01\x12\x0e\n\nTIER_SMALL\x10\x02\x12\x0e\n\nTIER_LARGE\x10\x03\x32W\n\rWorkerService\x12\x46\n\x07\x45xecute\x12\x1c.agentmesh.v1.ExecuteRequest\x1a\x1d.agentmesh.v1.ExecuteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61gentmesh/v1/worker.proto\x12\x0c\x61gentmesh.v1\x1a\x17\x61gentmesh/v1/plan.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"F\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x03 \x01(\x01\"\xd7\x01\n\nWorkerInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12 \n\x04tier\x18\x06 \x01(\x0e\x32\x12.agentmesh.v1.Tier\x12\x10\n\x08\x63\x61pacity\x18\x07 \x01(\x05\x12\x1c\n\x14input_price_per_mtok\x18\x08 \x01(\x01\x12\x1d\n\x15output_price_per_mtok\x18\t \x01(\x01\"\xd4\x01\n\tSkillSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12-\n\x0cinput_schema\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\routput_schema\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fmax_input_bytes\x18\x05 \x01(\x03\x12,\n\ndifficulty\x18\x06 \x01(\x0e\x32\x18.agentmesh.v1.Difficulty\"\xa4\x01\n\x0cWorkerHealth\x12\x11\n\tin_flight\x18\x01 \x01(\x05\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\x05\x12\x14\n\x0cqueue_length\x18\x03 \x01(\x05\x12\x33\n\x10latency_estimate\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nerror_rate\x18\x05 \x01(\x01\x12\x10\n\x08\x64raining\x18\x06 \x01(\x08\"\xb3\x01\n\x0e\x45xecuteRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nsubtask_id\x18\x02 \x01(\t\x12\x12\n\ncapability\x18\x03 \x01(\t\x12&\n\x05input\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12,\n\ndifficulty\x18\x05 \x01(\x0e\x32\x18.agentmesh.v1.Difficulty\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\"\xac\x01\n\x0f\x45xecuteResponse\x12\'\n\x06output\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\"\n\x05usage\x18\x02 \x01(\x0b\x32\x13.agentmesh.v1.Usage\x12\r\n\x05model\x18\x03 \x01(\t\x12+\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08replayed\x18\x05 \x01(\x08*N\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\x10\n\x0cTIER_BUILTIN\x10\x01\x12\x0e\n\nTIER_SMALL\x10\x02\x12\x0e\n\nTIER_LARGE\x10\x03\x32W\n\rWorkerService\x12\x46\n\x07\x45xecute\x12\x1c.agentmesh.v1.ExecuteRequest\x1a\x1d.agentmesh.v1.ExecuteResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agentmesh.v1.worker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TIER']._serialized_start=944
-  _globals['_TIER']._serialized_end=1022
+  _globals['_TIER']._serialized_start=1159
+  _globals['_TIER']._serialized_end=1237
   _globals['_USAGE']._serialized_start=130
   _globals['_USAGE']._serialized_end=200
   _globals['_WORKERINFO']._serialized_start=203
   _globals['_WORKERINFO']._serialized_end=418
-  _globals['_WORKERHEALTH']._serialized_start=421
-  _globals['_WORKERHEALTH']._serialized_end=585
-  _globals['_EXECUTEREQUEST']._serialized_start=588
-  _globals['_EXECUTEREQUEST']._serialized_end=767
-  _globals['_EXECUTERESPONSE']._serialized_start=770
-  _globals['_EXECUTERESPONSE']._serialized_end=942
-  _globals['_WORKERSERVICE']._serialized_start=1024
-  _globals['_WORKERSERVICE']._serialized_end=1111
+  _globals['_SKILLSPEC']._serialized_start=421
+  _globals['_SKILLSPEC']._serialized_end=633
+  _globals['_WORKERHEALTH']._serialized_start=636
+  _globals['_WORKERHEALTH']._serialized_end=800
+  _globals['_EXECUTEREQUEST']._serialized_start=803
+  _globals['_EXECUTEREQUEST']._serialized_end=982
+  _globals['_EXECUTERESPONSE']._serialized_start=985
+  _globals['_EXECUTERESPONSE']._serialized_end=1157
+  _globals['_WORKERSERVICE']._serialized_start=1239
+  _globals['_WORKERSERVICE']._serialized_end=1326
 # @@protoc_insertion_point(module_scope)

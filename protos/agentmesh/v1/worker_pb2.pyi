@@ -129,6 +129,76 @@ class WorkerInfo(_message.Message):
 Global___WorkerInfo: _TypeAlias = WorkerInfo  # noqa: Y015
 
 @_typing.final
+class SkillSpec(_message.Message):
+    """A skill's contract: what one capability takes and returns. A worker
+    sends one for each capability it offers when it registers
+    (RegisterRequest.skills); the scheduler keeps one per capability name,
+    checks every step's input against it before dispatch, shows it to the
+    planner, and lists it in ListWorkers (WorkerStatus.skills).
+
+    The schemas are google.protobuf.Struct rather than JSON text: a schema
+    is a JSON object like every other document the mesh carries (inputs,
+    outputs), so grpcurl, reflection and the clients show it as plain JSON
+    and a malformed text cannot reach the scheduler. Struct keeps numbers as
+    doubles, which is exact for the integers schemas hold (lengths, bounds)
+    up to 2^53; a boolean schema (`true`) is written as `{}`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    INPUT_SCHEMA_FIELD_NUMBER: _builtins.int
+    OUTPUT_SCHEMA_FIELD_NUMBER: _builtins.int
+    MAX_INPUT_BYTES_FIELD_NUMBER: _builtins.int
+    DIFFICULTY_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The capability name, one of WorkerInfo.capabilities."""
+    description: _builtins.str
+    """One sentence on what the skill does, for the planner and for people
+    (`agentmesh skills`).
+    """
+    max_input_bytes: _builtins.int
+    """The largest input the skill takes, as JSON in UTF-8 bytes; the
+    scheduler refuses a step whose input is larger before dispatching it.
+    0: no limit of the skill's own (the scheduler's request limit applies).
+    """
+    difficulty: _plan_pb2.Difficulty.ValueType
+    """The difficulty of a step or Dispatch that uses the skill and sets none;
+    it picks the cheapest model tier that serves the step. (A skill has no
+    tier of its own: the tier is the worker's, WorkerInfo.tier.)
+    """
+    @_builtins.property
+    def input_schema(self) -> _struct_pb2.Struct:
+        """JSON Schema (draft 2020-12) of the input object. Unset or empty: any
+        object.
+        """
+
+    @_builtins.property
+    def output_schema(self) -> _struct_pb2.Struct:
+        """JSON Schema (draft 2020-12) of the output object. Unset or empty: any
+        object.
+        """
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        input_schema: _struct_pb2.Struct | None = ...,
+        output_schema: _struct_pb2.Struct | None = ...,
+        max_input_bytes: _builtins.int = ...,
+        difficulty: _plan_pb2.Difficulty.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input_schema", b"input_schema", "output_schema", b"output_schema"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "difficulty", b"difficulty", "input_schema", b"input_schema", "max_input_bytes", b"max_input_bytes", "name", b"name", "output_schema", b"output_schema"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SkillSpec: _TypeAlias = SkillSpec  # noqa: Y015
+
+@_typing.final
 class WorkerHealth(_message.Message):
     """A worker's health, reported on the Heartbeat stream."""
 

@@ -65,7 +65,9 @@ class Worker:
         self.metrics.info.labels(self.worker_id, backend.name, backend.model, self.tier.label).set(
             1
         )
-        self.membership = Membership(config.scheduler, self.info, self.health_report)
+        self.membership = Membership(
+            config.scheduler, self.info, self.health_report, lambda: self.skills
+        )
         # A model server that runs fewer calls at once caps the capacity: the rest wait in
         # the mesh, where priorities and deadlines apply, not inside the server.
         limit = getattr(backend, "concurrency", None) or config.capacity

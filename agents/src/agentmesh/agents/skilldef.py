@@ -69,16 +69,20 @@ class SkillDefinition:
     """A skill written in Python: its contract, its function, and how it is routed."""
 
     skill: Skill
-    """The contract: name, description, schemas, input budget."""
+    """The contract: name, description, schemas, input budget, difficulty; what the worker
+    registers."""
     function: SkillFunction
-    difficulty: Difficulty = Difficulty.UNSPECIFIED
-    """The difficulty of a step using it that sets none (UNSPECIFIED counts as simple)."""
     tier: Tier = Tier.UNSPECIFIED
     """The model tier its work needs; UNSPECIFIED leaves the worker's tier as its backend's."""
 
     @property
     def name(self) -> str:
         return self.skill.name
+
+    @property
+    def difficulty(self) -> Difficulty:
+        """The difficulty of a step using it that sets none (UNSPECIFIED counts as simple)."""
+        return self.skill.difficulty
 
     @property
     def where(self) -> str:
@@ -126,6 +130,7 @@ def skill(
             raise fail(f"max_input_bytes must be an integer, not {max_input_bytes!r}")
         if max_input_bytes <= 0:
             raise fail(f"max_input_bytes must be positive, not {max_input_bytes}")
+        level = _difficulty(difficulty, fail)
         definition = SkillDefinition(
             skill=Skill(
                 name=name,
@@ -134,9 +139,9 @@ def skill(
                 output_schema=dict(output_schema),
                 instructions=instructions or description.strip(),
                 max_input_bytes=max_input_bytes,
+                difficulty=level,
             ),
             function=function,
-            difficulty=_difficulty(difficulty, fail),
             tier=_tier(tier, fail),
         )
         setattr(function, ATTRIBUTE, definition)

@@ -16,7 +16,8 @@ from google.protobuf import json_format
 
 from agentmesh.client import Client, Goal, Source
 from agentmesh.errors import AgentmeshError, DeadlineExceeded
-from agentmesh.v1 import scheduler_pb2
+from agentmesh.v1 import plan_pb2, scheduler_pb2
+from agentmesh.wire import struct_to_dict
 
 #: `agentmesh submit`'s default deadline, in seconds: long enough for a ticket's plan on a
 #: small local model under load; offline workers answer in milliseconds anyway.
@@ -145,6 +146,48 @@ def cmd_workers(args: argparse.Namespace) -> int:
     return 0
 
 
+def live_skills(workers: Sequence[scheduler_pb2.WorkerStatus]) -> list[dict[str, Any]]:
+    """Each capability the workers offer, once, with its contract and the workers offering it.
+
+    A capability a worker lists without a spec (a scheduler older than skill specs)
+    shows with its name and workers alone.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for w in workers:
+        specs = {s.name: s for s in w.skills}
+        for name in w.info.capabilities:
+            entry = found.setdefault(name, {"name": name, "description": "", "workers": []})
+            entry["workers"].append(w.info.worker_id)
+            spec = specs.get(name)
+            if spec is not None and "input_schema" not in entry:
+                difficulty = plan_pb2.Difficulty.Name(spec.difficulty)
+                entry |= {
+                    "description": spec.description,
+                    "input_schema": struct_to_dict(spec.input_schema, "input_schema"),
+                    "output_schema": struct_to_dict(spec.output_schema, "output_schema"),
+                    "max_input_bytes": spec.max_input_bytes,
+                    "difficulty": difficulty.removeprefix("DIFFICULTY_").lower(),
+                }
+    return [found[name] for name in sorted(found)]
+
+
+def cmd_skills(args: argparse.Namespace) -> int:
+    with Client(_target(args), timeout=args.timeout) as client:
+        skills = live_skills(client.list_workers())
+    if args.json:
+        print(json.dumps(skills, indent=2, ensure_ascii=False))
+        return 0
+    if not skills:
+        print("agentmesh: no worker is registered", file=sys.stderr)
+        return 1
+    width = max(len("CAPABILITY"), *(len(s["name"]) for s in skills))
+    print(f"{'CAPABILITY':<{width}}  {'WORKERS':<24}  DESCRIPTION")
+    for s in skills:
+        workers = ",".join(s["workers"])
+        print(f"{s['name']:<{width}}  {workers:<24}  {s['description']}")
+    return 0
+
+
 def cmd_top(args: argparse.Namespace) -> int:
     # Imported here: rich is only needed by this command.
     from agentmesh.top import run_top
@@ -188,6 +231,16 @@ def parser() -> argparse.ArgumentParser:
     workers.add_argument("--timeout", type=float, default=10.0)
     workers.add_argument("--json", action="store_true")
     workers.set_defaults(handler=cmd_workers)
+
+    skills = commands.add_parser(
+        "skills", help="list the live capabilities: their descriptions, workers and contracts"
+    )
+    skills.add_argument("--target", help="scheduler host:port")
+    skills.add_argument("--timeout", type=float, default=10.0)
+    skills.add_argument(
+        "--json", action="store_true", help="with each skill's input and output JSON Schemas"
+    )
+    skills.set_defaults(handler=cmd_skills)
 
     top_view = commands.add_parser("top", help="a live view of the workers, queues and requests")
     top_view.add_argument("--target", help="scheduler host:port")

@@ -8,32 +8,47 @@ workers for a whole deadline, retried on one after another. Where a plan's
 required steps take their input straight from the request, the request is
 refused at admission, before anything runs.
 
-A capability outside the skill catalogue (a worker's own) has no contract
-here, and is left to the worker.
+The contract is the one the capability's live workers registered
+(`Registry.skill`), so a worker's own capability is checked like a built-in
+one; with no live worker, a built-in skill's comes from the catalogue. Any
+other capability must be live for a plan or a Dispatch to name it, so it
+has a contract when its request is admitted; only a step whose workers all
+left before it was dispatched goes unchecked here (it waits for a worker,
+whose own check applies).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from agentmesh.errors import FieldViolation, InvalidArgument
 from agentmesh.scheduler.admission import json_size
 from agentmesh.scheduler.plans import Plan, Step, resolve_bindings
-from agentmesh.server.skills import SKILLS, input_violations
+from agentmesh.scheduler.registry import Registry
+from agentmesh.server.skills import SKILLS, Skill, input_violations
+
+#: A capability's contract, or None when it has none (see `contract_of`).
+Contracts = Callable[[str], Skill | None]
 
 
-def check_input(capability: str, data: Mapping[str, Any], field: str, what: str) -> None:
-    """Refuse `data` as the input of `capability` unless its skill takes it.
+def contract_of(registry: Registry, capability: str) -> Skill | None:
+    """The contract a capability's inputs are checked against: the one its live workers
+    registered, else the catalogue's for a built-in skill; None for neither."""
+    return registry.skill(capability) or SKILLS.get(capability)
+
+
+def check_input(skill: Skill | None, data: Mapping[str, Any], field: str, what: str) -> None:
+    """Refuse `data` as the input of `skill` unless the skill takes it; None takes anything.
 
     `field` is where the input sits in the caller's request (`input`, or
     `steps.<id>.input`) and `what` names it in the message.
     """
-    skill = SKILLS.get(capability)
     if skill is None:
         return
+    capability = skill.name
     size = json_size(data)
-    if size > skill.max_input_bytes:
+    if 0 < skill.max_input_bytes < size:
         raise InvalidArgument(
             f"{what} is {size} bytes, over the {skill.max_input_bytes} bytes of input that "
             f"{capability} takes; split it (the long_document workflow summarises long texts "
@@ -64,13 +79,13 @@ def checked_at_admission(step: Step) -> bool:
     )
 
 
-def check_plan_inputs(plan: Plan, data: Mapping[str, Any]) -> None:
+def check_plan_inputs(plan: Plan, data: Mapping[str, Any], contracts: Contracts) -> None:
     """Refuse a request when a step checked at admission cannot take the input it would get."""
     for step in plan.steps:
         if not checked_at_admission(step):
             continue
         check_input(
-            step.capability,
+            contracts(step.capability),
             resolve_bindings(step.inputs, data, {}),
             f"steps.{step.id}.input",
             f"the input of step {step.id!r}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
@@ -11,6 +12,7 @@ from agentmesh.scheduler.executor import RequestRecord, SubtaskRecord
 from agentmesh.scheduler.plans import EQUALS, NOT_EQUALS, Binding, Condition, Plan, Step
 from agentmesh.scheduler.registry import HealthReport, WorkerRecord, WorkerSpec
 from agentmesh.scheduler.states import RequestState, SubtaskState
+from agentmesh.server.skillspecs import skill_from_proto, skill_to_proto
 from agentmesh.v1 import plan_pb2, scheduler_pb2, worker_pb2
 from agentmesh.wire import (
     dict_to_struct,
@@ -188,7 +190,10 @@ def event_to_proto(event: SubtaskEvent) -> scheduler_pb2.SubtaskEvent:
 # -- workers ------------------------------------------------------------------------
 
 
-def worker_spec_from_proto(info: worker_pb2.WorkerInfo) -> WorkerSpec:
+def worker_spec_from_proto(
+    info: worker_pb2.WorkerInfo, skills: Iterable[worker_pb2.SkillSpec] = ()
+) -> WorkerSpec:
+    """A registration's declaration, with the skill specs as sent (`skillbook` completes them)."""
     return WorkerSpec(
         worker_id=info.worker_id,
         address=info.address,
@@ -199,6 +204,7 @@ def worker_spec_from_proto(info: worker_pb2.WorkerInfo) -> WorkerSpec:
         tier=tier_from_proto(info.tier),
         input_price_per_mtok=info.input_price_per_mtok,
         output_price_per_mtok=info.output_price_per_mtok,
+        skills=tuple(skill_from_proto(s, f"skills[{i}]") for i, s in enumerate(skills)),
     )
 
 
@@ -253,4 +259,5 @@ def worker_status_to_proto(
         latency_estimate=duration(record.latency_estimate(now)),
         error_rate=record.errors.rate(now),
         last_heartbeat=timestamp(wall_now - (now - record.last_heartbeat)),
+        skills=[skill_to_proto(s) for s in record.spec.skills],
     )

@@ -55,6 +55,7 @@ from agentmesh.scheduler.workflows import WorkflowLibrary
 from agentmesh.server import telemetry
 from agentmesh.server.clock import Clock
 from agentmesh.server.metrics import MeshSnapshot, WorkerView
+from agentmesh.server.skills import Skill
 from agentmesh.tiers import Difficulty
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ class SchedulerCore:
                 known = await self._known(request_id, fingerprint, timeout, on_plan, on_event)
                 if known is not None:
                     return known
-            contracts.check_plan_inputs(plan, data)
+            contracts.check_plan_inputs(plan, data, self.contract)
             self.admission.admit(plan, self.requests.active(), self.dispatcher.slots.has_room)
             record = new_record(request_id, plan, data, priority, time.time(), cost_budget)
             started = True
@@ -299,7 +300,7 @@ class SchedulerCore:
                 [FieldViolation("capability", f"known: {', '.join(sorted(self.capabilities()))}")],
                 reason="UNKNOWN_CAPABILITY",
             )
-        contracts.check_input(capability, data, "input", "the input")
+        contracts.check_input(self.contract(capability), data, "input", "the input")
         call = SubtaskCall(
             request_id=request_id or uuid.uuid4().hex,
             subtask_id="dispatch",
@@ -339,6 +340,11 @@ class SchedulerCore:
     def capabilities(self) -> frozenset[str]:
         """Capabilities a plan may name: the skill catalogue and whatever workers offer."""
         return self.plans.capabilities()
+
+    def contract(self, capability: str) -> Skill | None:
+        """The contract a capability's inputs are checked against: the one its live workers
+        registered, else the catalogue's for a built-in skill; None for neither."""
+        return contracts.contract_of(self.registry, capability)
 
     async def make_plan(self, source: Source, data: Mapping[str, Any], deadline: float) -> Plan:
         """The checked plan for a request: its workflow's, the one it supplied, or a planner's."""

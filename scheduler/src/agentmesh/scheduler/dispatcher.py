@@ -140,7 +140,10 @@ class Dispatcher:
     async def run(self, call: SubtaskCall, on_event: EventSink = ignore_events) -> Outcome:
         """Run a subtask to a result, or raise the error that ended it."""
         avoid: set[str] = set()
-        minimum: int = tiers.min_tier(call.difficulty)
+        # A call that sets no difficulty takes the one its skill declares.
+        skill = self.registry.skill(call.capability)
+        difficulty = call.difficulty or (skill.difficulty if skill else call.difficulty)
+        minimum: int = tiers.min_tier(difficulty)
         attempt = 0
         while True:
             attempt += 1

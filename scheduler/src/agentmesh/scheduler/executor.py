@@ -290,7 +290,8 @@ class Executor:
         subtask.started_at = clock.now()
         try:
             if not contracts.checked_at_admission(step):
-                contracts.check_input(step.capability, data, "input", "its input")
+                contract = contracts.contract_of(self.dispatcher.registry, step.capability)
+                contracts.check_input(contract, data, "input", "its input")
             outcome = await self.dispatcher.run(call, follow)
         except AgentmeshError as error:
             subtask.state = SubtaskState.FAILED

@@ -11,6 +11,7 @@ import logging
 import re
 
 from agentmesh.errors import FieldViolation, InvalidArgument, NotFound
+from agentmesh.scheduler import skillbook
 from agentmesh.scheduler.dispatcher import Dispatcher
 from agentmesh.scheduler.registry import HealthReport, Registry, WorkerRecord, WorkerSpec
 from agentmesh.server.clock import Clock
@@ -53,7 +54,7 @@ class Membership:
                 "invalid worker registration: " + ", ".join(v.field for v in violations),
                 violations,
             )
-        record = self.registry.register(spec, self.clock.now())
+        record = self.registry.register(skillbook.complete(spec), self.clock.now())
         self.dispatcher.workers_changed(record)
         return record
 

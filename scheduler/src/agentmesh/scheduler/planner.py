@@ -2,33 +2,35 @@
 
 A request that names no workflow but a goal is planned by a worker offering
 the `plan` skill. It is told the goal, the fields of the request's input,
-and the capabilities the mesh offers now; its answer is converted here and
-then checked like any client-supplied plan.
+and the capabilities the mesh offers now with the descriptions their workers
+registered (a worker's own skill as much as a built-in one); its answer is
+converted here and then checked like any client-supplied plan.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from agentmesh.scheduler.plans import Binding, Plan, Step
 from agentmesh.scheduler.tiers import NUANCED, SIMPLE
-from agentmesh.server.skills import SKILLS
+from agentmesh.server.skills import Skill
 
 #: The capability that makes plans; a plan never uses it itself.
 PLAN = "plan"
 
 
 def planner_input(
-    goal: str, data: Mapping[str, Any], capabilities: Iterable[str]
+    goal: str, data: Mapping[str, Any], skills: Mapping[str, Skill]
 ) -> dict[str, Any]:
-    """The `plan` skill's input for a goal."""
+    """The `plan` skill's input for a goal: the live skills by name, with the description
+    each registered (a worker's own skill as much as a built-in one)."""
     return {
         "goal": goal,
         "input_fields": sorted(data),
         "capabilities": [
-            {"name": c, "description": SKILLS[c].description if c in SKILLS else ""}
-            for c in sorted(set(capabilities) - {PLAN})
+            {"name": name, "description": skills[name].description}
+            for name in sorted(set(skills) - {PLAN})
         ],
     }
 

@@ -81,7 +81,7 @@ class PlanMaker:
                 request_id=uuid.uuid4().hex,
                 subtask_id="plan",
                 capability=planner.PLAN,
-                input=planner.planner_input(goal, data, capabilities),
+                input=planner.planner_input(goal, data, self.registry.skills()),
                 difficulty=NUANCED,
                 deadline=deadline,
             )

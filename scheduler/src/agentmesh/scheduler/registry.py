@@ -13,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from agentmesh.errors import FailedPrecondition
 from agentmesh.scheduler.load import Pending
 from agentmesh.server.estimators import ErrorRate, PeakEwma, decay_toward
+from agentmesh.server.skills import Skill
 from agentmesh.tiers import Tier
 
 
@@ -35,6 +37,9 @@ class WorkerSpec:
     tier: Tier = Tier.UNSPECIFIED
     input_price_per_mtok: float = 0.0
     output_price_per_mtok: float = 0.0
+    #: The contracts of its capabilities: as declared until `skillbook.complete` gives
+    #: each capability one (then sorted by name).
+    skills: tuple[Skill, ...] = field(default=(), hash=False)
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,9 @@ class Registry:
         self._workers: dict[str, WorkerRecord] = {}
         #: Liveness is counted from here at the earliest (see `restart_liveness`).
         self._liveness_from = float("-inf")
+        #: Every live capability's contract, made again after a worker registers or leaves:
+        #: the executor looks one up for each step it dispatches.
+        self._contracts: dict[str, Skill] | None = None
 
     def __len__(self) -> int:
         return len(self._workers)
@@ -129,7 +137,13 @@ class Registry:
         return self._workers.get(worker_id)
 
     def register(self, spec: WorkerSpec, now: float) -> WorkerRecord:
-        """Add a worker, or update the declaration of a known one (keeping its load)."""
+        """Add a worker, or update the declaration of a known one (keeping its load).
+
+        FailedPrecondition when another worker offers one of its capabilities with
+        other schemas: a capability has one contract in the mesh.
+        """
+        self.check_skills(spec)
+        self._contracts = None
         record = self._workers.get(spec.worker_id)
         if record is None:
             record = WorkerRecord(
@@ -159,6 +173,7 @@ class Registry:
         return record
 
     def remove(self, worker_id: str) -> WorkerRecord | None:
+        self._contracts = None
         return self._workers.pop(worker_id, None)
 
     def silent_since(self, cutoff: float) -> list[WorkerRecord]:
@@ -196,3 +211,48 @@ class Registry:
     def capabilities(self) -> frozenset[str]:
         """Every capability some live worker offers."""
         return frozenset(c for r in self._workers.values() for c in r.spec.capabilities)
+
+    def skill(self, capability: str) -> Skill | None:
+        """The contract of a capability some worker offers; None when none does.
+
+        Every worker offering it holds the same schemas (`check_skills`); the
+        first registered one's spec speaks for them.
+        """
+        return self._live_contracts().get(capability)
+
+    def skills(self) -> dict[str, Skill]:
+        """The contract of every capability some worker offers, by name."""
+        return dict(self._live_contracts())
+
+    def _live_contracts(self) -> dict[str, Skill]:
+        if self._contracts is None:
+            self._contracts = {}
+            for record in self._workers.values():
+                for skill in record.spec.skills:
+                    self._contracts.setdefault(skill.name, skill)
+        return self._contracts
+
+    def check_skills(self, spec: WorkerSpec) -> None:
+        """Refuse a worker whose contract for a capability differs from another worker's.
+
+        Schemas are compared as canonical JSON (`Skill.schemas_key`); the worker's
+        own earlier registration does not count, so a worker alone with a
+        capability may change its contract by registering again.
+        """
+        for skill in spec.skills:
+            for record in self._workers.values():
+                if record.worker_id == spec.worker_id:
+                    continue
+                held = next((s for s in record.spec.skills if s.name == skill.name), None)
+                if held is not None and held.schemas_key != skill.schemas_key:
+                    raise FailedPrecondition(
+                        f"worker {spec.worker_id!r} offers {skill.name!r} with other input or "
+                        f"output schemas than worker {record.worker_id!r}: a capability has one "
+                        "contract in the mesh; give it another name, or the same schemas",
+                        reason="SKILL_CONFLICT",
+                        metadata={
+                            "capability": skill.name,
+                            "worker_id": spec.worker_id,
+                            "conflicting_worker_id": record.worker_id,
+                        },
+                    )

@@ -178,7 +178,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def Register(
         self, request: scheduler_pb2.RegisterRequest, context: Context
     ) -> scheduler_pb2.RegisterResponse:
-        record = self.core.register(convert.worker_spec_from_proto(request.worker))
+        record = self.core.register(convert.worker_spec_from_proto(request.worker, request.skills))
         # A registration starts a new session: the end of a Heartbeat stream opened
         # before it (the worker has given it up) must not evict the worker.
         self._streams.pop(record.worker_id, None)

@@ -20,6 +20,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from agentmesh.tiers import Difficulty
+
 
 @dataclass(frozen=True)
 class Skill:
@@ -40,7 +42,11 @@ class Skill:
     step whose input is larger before dispatching it, and a worker refuses it with
     INVALID_ARGUMENT: a skill's work grows with its input, and one oversized input must not
     occupy a worker for longer than a subtask's deadline. Default 64 KiB; each builtin skill
-    takes at most about a second of CPU at its budget. Measured by `input_bytes`."""
+    takes at most about a second of CPU at its budget. Measured by `input_bytes`. 0 or less:
+    no limit of the skill's own (a custom skill that declares none)."""
+    difficulty: Difficulty = Difficulty.UNSPECIFIED
+    """The difficulty of a step using the skill that sets none. Default unspecified, which
+    counts as simple."""
 
     @functools.cached_property
     def validators(self) -> tuple[Draft202012Validator, Draft202012Validator]:
@@ -50,6 +56,18 @@ class Skill:
         return (
             Draft202012Validator(self.input_schema, format_checker=formats),
             Draft202012Validator(self.output_schema, format_checker=formats),
+        )
+
+    @functools.cached_property
+    def schemas_key(self) -> str:
+        """The input and output schemas as canonical JSON (sorted keys, no spaces): two
+        skills with equal keys take and return the same objects."""
+        return json.dumps(
+            {"input": self.input_schema, "output": self.output_schema},
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            default=dict,  # a read-only mapping (MappingProxyType) is written as the dict it is
         )
 
 
@@ -273,6 +291,7 @@ _CATALOGUE = (
                 "answer": {"type": "object", "additionalProperties": {"type": "string"}},
             }
         ),
+        difficulty=Difficulty.NUANCED,  # planning takes the large tier where there is one
         instructions=(
             "Plan how to reach the goal with the listed capabilities only. Give each step a "
             "lower_snake_case id, the capability it uses, its inputs as references "
@@ -295,6 +314,30 @@ def input_bytes(data: Mapping[str, Any]) -> int:
     with its default separators, characters unescaped).
     """
     return len(json.dumps(data, ensure_ascii=False).encode())
+
+
+ANY_OBJECT: Mapping[str, Any] = MappingProxyType({"type": "object"})
+"""The schema of a capability that declares none: any object."""
+
+
+def open_skill(name: str, description: str = "") -> Skill:
+    """The contract of a capability that declares none and is not in the catalogue: any
+    object in and out, no input limit of its own."""
+    return Skill(
+        name=name,
+        description=description,
+        input_schema=dict(ANY_OBJECT),
+        output_schema=dict(ANY_OBJECT),
+        instructions="",
+        max_input_bytes=0,
+    )
+
+
+def schema_problems(schema: Mapping[str, Any]) -> list[str]:
+    """Why `schema` is not a valid JSON Schema (draft 2020-12); empty if it is."""
+    validator = Draft202012Validator(Draft202012Validator.META_SCHEMA)
+    errors = sorted(validator.iter_errors(dict(schema)), key=lambda e: list(map(str, e.path)))
+    return [f"{'.'.join(map(str, e.absolute_path)) or 'the schema'}: {e.message}" for e in errors]
 
 
 def input_violations(skill: Skill, data: Mapping[str, Any]) -> list[tuple[str, str]]:
