@@ -222,3 +222,10 @@ def test_the_cli_imports_no_skill_machinery() -> None:
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "[]"
+
+
+def test_the_example_module_loads(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "skills" / "text_tools.py"
+    loaded = load_skills_modules([str(example)], reserved=SKILLS)
+    assert sorted(loaded) == ["headline", "reverse_text"]
+    assert loaded["headline"].tier is Tier.SMALL
