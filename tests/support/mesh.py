@@ -177,18 +177,20 @@ class Mesh:
         backend: str = "builtin",
         skills: str = "",
         metrics: bool = False,
+        args: tuple[str, ...] = (),
         **env: str,
     ) -> None:
         """Start a worker; with `metrics`, it serves /metrics on a port of its own
-        (`worker_metrics_port(name)`). `ports(name)` says where it listens."""
-        args = ["worker", "--backend", backend]
+        (`worker_metrics_port(name)`); `args` go to `agentmesh worker` as they are.
+        `ports(name)` says where it listens."""
+        command = ["worker", "--backend", backend, *args]
         if skills:
-            args += ["--skills", skills]
+            command += ["--skills", skills]
         if metrics:
             env = {"AGENTMESH_WORKER_METRICS_LISTEN": ANY_PORT, **env}
         self._spawn(
             name,
-            args,
+            command,
             {"AGENTMESH_SCHEDULER": self.target, "AGENTMESH_WORKER_ID": name, **env},
         )
 

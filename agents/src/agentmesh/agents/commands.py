@@ -18,7 +18,17 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     """Add `worker` and `local-model` to the CLI's subcommands."""
     worker = commands.add_parser("worker", help="serve a worker agent")
     worker.add_argument(
-        "--skills", help="comma-separated skills (default: all the backend can run)"
+        "--skills",
+        help="comma-separated built-in skills (default: all the backend can run, or none "
+        "with --skills-module)",
+    )
+    worker.add_argument(
+        "--skills-module",
+        action="append",
+        dest="skills_modules",
+        metavar="PATH_OR_MODULE",
+        help="offer the skills written in Python in this .py file or dotted module "
+        "(repeatable; see docs/skills.md)",
     )
     worker.add_argument("--backend", choices=BACKENDS, help="model backend (default builtin)")
     worker.add_argument("--capacity", type=int)
@@ -45,6 +55,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.skills:
         overrides["skills"] = tuple(s.strip() for s in args.skills.split(",") if s.strip())
+    if args.skills_modules:
+        overrides["skills_modules"] = tuple(args.skills_modules)
     if args.backend:
         overrides["backend"] = args.backend
     if args.capacity:

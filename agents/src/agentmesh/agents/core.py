@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from agentmesh.agents import calls
 from agentmesh.agents.backend import Backend, BackendResult
 from agentmesh.agents.checks import check_ids, check_input, check_same_work
 from agentmesh.agents.results import Key, MemoryResults, ResultStore, Stored, input_digest
@@ -65,23 +67,31 @@ class WorkerCore:
         *,
         worker_id: str,
         skills: frozenset[str] | None = None,
+        catalogue: Mapping[str, Skill] | None = None,
         capacity: int = 4,
         results: ResultStore | None = None,
         clock: Clock | None = None,
         alive: Alive = _never_heard,
         metrics: WorkerMetrics | None = None,
     ) -> None:
-        """`skills` default to all the backend runs; `alive` tells why a call was cancelled."""
+        """`skills` default to all the backend runs; `alive` tells why a call was cancelled.
+
+        `catalogue` is every skill the worker knows (default: the built-in
+        `SKILLS`; a worker with skills of its own adds them, `runtime.py`).
+        """
+        known = SKILLS if catalogue is None else catalogue
         offered = set(backend.capabilities()) if skills is None else set(skills)
-        unknown = offered - set(SKILLS)
+        unknown = offered - set(known)
         if unknown:
-            raise ValueError(f"unknown skills {sorted(unknown)}; known: {sorted(SKILLS)}")
+            raise ValueError(f"unknown skills {sorted(unknown)}; known: {sorted(known)}")
         unable = offered - set(backend.capabilities())
         if unable:
             raise ValueError(f"the {backend.name} backend cannot run {sorted(unable)}")
         self.backend = backend
         self.worker_id = worker_id
-        self.skills = frozenset(offered)
+        self.skills: Mapping[str, Skill] = MappingProxyType({n: known[n] for n in sorted(offered)})
+        """The skills this worker offers, by name, with their contracts: what it registers,
+        and what its inputs and outputs are checked against."""
         self.capacity = capacity
         self.clock: Clock = clock or SystemClock()
         self.metrics = metrics or WorkerMetrics(CollectorRegistry())
@@ -132,10 +142,12 @@ class WorkerCore:
                 f"it offers {', '.join(sorted(self.skills))}",
                 reason="CAPABILITY_NOT_OFFERED",
             )
-        skill = SKILLS[subtask.capability]
+        skill = self.skills[subtask.capability]
         check_input(skill, subtask.input)
         if deadline is not None and deadline <= self.clock.now():
             raise self._past_deadline(subtask)
+        # The run's task inherits the call: a backend that needs the ids and deadline reads it.
+        calls.CURRENT.set(calls.SubtaskCall(subtask, deadline, self.clock))
         task = asyncio.create_task(self._run_and_keep(key, skill.name, digest, subtask.input))
         self._running[key] = _Running(skill.name, digest, task)
         try:
@@ -218,7 +230,7 @@ class WorkerCore:
         task.cancel()  # past the call's deadline nobody will ask for it
 
     async def _run(self, capability: str, data: dict[str, Any]) -> Outcome:
-        skill = SKILLS[capability]
+        skill = self.skills[capability]
         self._waiting += 1
         self.metrics.queue_length.set(self._waiting)
         try:

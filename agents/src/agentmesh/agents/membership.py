@@ -11,22 +11,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import grpc
 from grpc import aio
 
 from agentmesh.agents.link import SchedulerLink
-from agentmesh.server.skills import SKILLS
+from agentmesh.server.skills import SKILLS, Skill
 from agentmesh.server.skillspecs import skill_to_proto
 from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc, worker_pb2
 
 log = logging.getLogger(__name__)
 
 
-def skill_specs(info: worker_pb2.WorkerInfo) -> list[worker_pb2.SkillSpec]:
-    """The contracts of the skills a worker offers, sent with its registration."""
-    return [skill_to_proto(SKILLS[name]) for name in info.capabilities if name in SKILLS]
+def skill_specs(
+    info: worker_pb2.WorkerInfo, skills: Mapping[str, Skill] = SKILLS
+) -> list[worker_pb2.SkillSpec]:
+    """The contracts of the skills a worker offers, sent with its registration: `skills`
+    are the worker's own catalogue (`Worker.skills`: the built-in skills and its own)."""
+    return [skill_to_proto(skills[name]) for name in info.capabilities if name in skills]
 
 
 class Membership:
@@ -37,14 +40,17 @@ class Membership:
         scheduler: str,
         info: Callable[[], worker_pb2.WorkerInfo],
         health: Callable[[], worker_pb2.WorkerHealth],
+        skills: Callable[[], Mapping[str, Skill]] = lambda: SKILLS,
     ) -> None:
-        """`info` and `health` are read afresh for each Register call and each beat."""
+        """`info` and `health` are read afresh for each Register call and each beat;
+        `skills` gives the contracts of the skills `info` names, for Register."""
         self.scheduler = scheduler
         self.heartbeat_interval = 1.0
         """Seconds between beats; the scheduler's answer sets it."""
         self.registered = asyncio.Event()
         self._info = info
         self._health = health
+        self._skills = skills
         self._wake = asyncio.Event()  # send a beat now, without waiting for the interval
         self.link = SchedulerLink(self._wake.set)
         self._stop = asyncio.Event()
@@ -82,7 +88,9 @@ class Membership:
             info = self._info()
             try:
                 response = await stub.Register(
-                    scheduler_pb2.RegisterRequest(worker=info, skills=skill_specs(info)),
+                    scheduler_pb2.RegisterRequest(
+                        worker=info, skills=skill_specs(info, self._skills())
+                    ),
                     timeout=5.0,
                 )
             except grpc.RpcError as error:

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import signal
 import uuid
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 
 from grpc import aio
@@ -28,18 +29,22 @@ from agentmesh.agents.config import WorkerConfig
 from agentmesh.agents.convert import health_to_proto, info_to_proto
 from agentmesh.agents.core import WorkerCore
 from agentmesh.agents.membership import Membership
+from agentmesh.agents.pyskills import PythonSkills, WithOwnSkills
 from agentmesh.agents.results import make_result_store
 from agentmesh.agents.servicer import SERVICE_NAME, WorkerServicer
+from agentmesh.agents.skilldef import SkillDefinition
+from agentmesh.agents.skillload import load_skills_modules
 from agentmesh.server import ports, reflection
 from agentmesh.server.clock import Clock, SystemClock
 from agentmesh.server.handlers import RejectUndecodable
 from agentmesh.server.metrics import WorkerMetrics, serve_metrics
+from agentmesh.server.skills import SKILLS, Skill
 from agentmesh.tiers import Tier
 from agentmesh.v1 import worker_pb2, worker_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Worker", "worker_tier"]
+__all__ = ["Worker", "offered_skills", "worker_tier"]
 
 
 class Worker:
@@ -47,21 +52,30 @@ class Worker:
 
     def __init__(self, config: WorkerConfig, backend: Backend, clock: Clock | None = None) -> None:
         self.config = config
+        # Skills written in Python (`--skills-module`): a bad module stops the worker here.
+        self.own_skills: Mapping[str, SkillDefinition] = load_skills_modules(
+            config.skills_modules, reserved=SKILLS
+        )
+        if self.own_skills:
+            backend = WithOwnSkills(PythonSkills(self.own_skills, backend), backend)
         self.backend = backend
         self.worker_id = config.worker_id or f"{backend.name}-{uuid.uuid4().hex[:8]}"
-        self.tier = worker_tier(config.tier, backend)
+        self.tier = worker_tier(config.tier, backend, [d.tier for d in self.own_skills.values()])
         self.metrics = WorkerMetrics(CollectorRegistry())
         self.metrics.info.labels(self.worker_id, backend.name, backend.model, self.tier.label).set(
             1
         )
-        self.membership = Membership(config.scheduler, self.info, self.health_report)
+        self.membership = Membership(
+            config.scheduler, self.info, self.health_report, lambda: self.skills
+        )
         # A model server that runs fewer calls at once caps the capacity: the rest wait in
         # the mesh, where priorities and deadlines apply, not inside the server.
         limit = getattr(backend, "concurrency", None) or config.capacity
         self.core = WorkerCore(
             backend,
             worker_id=self.worker_id,
-            skills=frozenset(config.skills) if config.skills else None,
+            skills=offered_skills(config.skills, self.own_skills),
+            catalogue={**SKILLS, **{n: d.skill for n, d in self.own_skills.items()}},
             capacity=min(config.capacity, limit),
             results=make_result_store(config.store, config.results_kept),
             clock=clock or SystemClock(),
@@ -81,7 +95,9 @@ class Worker:
         self._shutdown_started = False
 
     @property
-    def skills(self) -> frozenset[str]:
+    def skills(self) -> Mapping[str, Skill]:
+        """The skills the worker offers, by name, with their contracts (built-in and its own):
+        what it registers. The core holds them (`WorkerCore.skills`)."""
         return self.core.skills
 
     @property
@@ -181,9 +197,21 @@ class Worker:
         await self.shutdown(grace=1.0)
 
 
-def worker_tier(name: str, backend: Backend) -> Tier:
-    """The declared tier; by default builtin without a model, small with one."""
+def worker_tier(name: str, backend: Backend, skill_tiers: Iterable[Tier] = ()) -> Tier:
+    """The declared tier; by default builtin without a model, small with one, or the
+    highest tier one of the worker's own skills declares if that is higher."""
     if not name:
         has_model = backend.model and backend.name != "sim"
-        return Tier.SMALL if has_model else Tier.BUILTIN
+        return max([Tier.SMALL if has_model else Tier.BUILTIN, *skill_tiers])
     return Tier.parse(name)
+
+
+def offered_skills(
+    builtin: Iterable[str], own: Mapping[str, SkillDefinition]
+) -> frozenset[str] | None:
+    """What a worker offers: the built-in skills named (all its backend runs if none are,
+    or none at all if it has skills of its own) and its own skills."""
+    named = frozenset(builtin)
+    if not own:
+        return named or None
+    return named | frozenset(own)
