@@ -20,7 +20,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     worker.add_argument(
         "--skills",
         help="comma-separated built-in skills (default: all the backend can run, or none "
-        "with --skills-module)",
+        "with --skills-module or --skills-dir)",
     )
     worker.add_argument(
         "--skills-module",
@@ -29,6 +29,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="PATH_OR_MODULE",
         help="offer the skills written in Python in this .py file or dotted module "
         "(repeatable; see docs/skills.md)",
+    )
+    worker.add_argument(
+        "--skills-dir",
+        action="append",
+        dest="skills_dirs",
+        metavar="DIR",
+        help="offer the skills declared for the model in DIR/*.toml (repeatable; needs "
+        "--backend openai, anthropic or local; see docs/skills.md)",
     )
     worker.add_argument("--backend", choices=BACKENDS, help="model backend (default builtin)")
     worker.add_argument("--capacity", type=int)
@@ -57,6 +65,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         overrides["skills"] = tuple(s.strip() for s in args.skills.split(",") if s.strip())
     if args.skills_modules:
         overrides["skills_modules"] = tuple(args.skills_modules)
+    if args.skills_dirs:
+        overrides["skills_dirs"] = tuple(args.skills_dirs)
     if args.backend:
         overrides["backend"] = args.backend
     if args.capacity:

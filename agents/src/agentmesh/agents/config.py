@@ -30,11 +30,15 @@ class WorkerConfig:
     """Stable id; default: a random one. Env AGENTMESH_WORKER_ID."""
     skills: tuple[str, ...] = ()
     """Built-in skills to offer; default: every skill the backend can run, or none when
-    the worker has skills modules. Env AGENTMESH_SKILLS (comma-separated)."""
+    the worker has skills modules or skills dirs. Env AGENTMESH_SKILLS (comma-separated)."""
     skills_modules: tuple[str, ...] = ()
     """Skills written in Python to offer besides (or instead of) the built-in ones: `.py`
     files or dotted module names (`agentmesh worker --skills-module`, docs/skills.md).
     Env AGENTMESH_SKILLS_MODULES (comma-separated). Default: none."""
+    skills_dirs: tuple[str, ...] = ()
+    """Folders of skills declared for the worker's model, one `*.toml` file a skill
+    (`agentmesh worker --skills-dir`, docs/skills.md); they need a model backend.
+    Env AGENTMESH_SKILLS_DIRS (comma-separated). Default: none."""
     backend: str = "builtin"
     """Model backend. Env AGENTMESH_BACKEND. Default builtin (offline, no model)."""
     capacity: int = 4

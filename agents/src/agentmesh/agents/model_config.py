@@ -45,7 +45,8 @@ class ModelConfig:
     Env AGENTMESH_API_KEY_ENV. Default OPENAI_API_KEY or ANTHROPIC_API_KEY."""
     temperature: float | None = None
     """Sampling temperature for every skill. Env AGENTMESH_MODEL_TEMPERATURE. Default unset:
-    a server at a base URL gets each skill's own (0 for extraction, 0.3 for prose); a
+    a skill declaring one (a declared skill's `temperature`) gets its own; otherwise a
+    server at a base URL gets each skill's own (0 for extraction, 0.3 for prose), and a
     provider's API gets none and uses its default (some models take no temperature)."""
     max_tokens: int = 1024
     """Most tokens one answer may have; each skill asks for no more than its answer schema
@@ -99,6 +100,8 @@ class ModelConfig:
         """The temperature a call for `skill` sends; None sends none."""
         if self.temperature is not None:
             return self.temperature
+        if skill.temperature is not None:
+            return skill.temperature
         return generation.temperature(skill) if self.base_url else None
 
     def max_tokens_for(self, skill: Skill) -> int:

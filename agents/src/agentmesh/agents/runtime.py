@@ -33,6 +33,7 @@ from agentmesh.agents.pyskills import PythonSkills, WithOwnSkills
 from agentmesh.agents.results import make_result_store
 from agentmesh.agents.servicer import SERVICE_NAME, WorkerServicer
 from agentmesh.agents.skilldef import SkillDefinition
+from agentmesh.agents.skillfiles import check_model_backend, load_skills_dirs
 from agentmesh.agents.skillload import load_skills_modules
 from agentmesh.server import ports, reflection
 from agentmesh.server.clock import Clock, SystemClock
@@ -53,9 +54,12 @@ class Worker:
     def __init__(self, config: WorkerConfig, backend: Backend, clock: Clock | None = None) -> None:
         self.config = config
         # Skills written in Python (`--skills-module`): a bad module stops the worker here.
-        self.own_skills: Mapping[str, SkillDefinition] = load_skills_modules(
-            config.skills_modules, reserved=SKILLS
-        )
+        python = load_skills_modules(config.skills_modules, reserved=SKILLS)
+        # Skills declared for a model (`--skills-dir`): a bad file stops the worker here too.
+        declared = load_skills_dirs(config.skills_dirs, reserved={*SKILLS, *python})
+        if declared:
+            check_model_backend(declared.values(), backend)
+        self.own_skills: Mapping[str, SkillDefinition] = {**python, **declared}
         if self.own_skills:
             backend = WithOwnSkills(PythonSkills(self.own_skills, backend), backend)
         self.backend = backend

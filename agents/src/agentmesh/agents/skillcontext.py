@@ -90,6 +90,7 @@ class SkillModel:
             input_schema={"type": "object"},
             output_schema=dict(output_schema or self._skill.output_schema),
             instructions=instructions or self._skill.instructions,
+            temperature=self._skill.temperature,
         )
         result = await self.backend.run(prompt, dict(input))
         self.calls.append(result)

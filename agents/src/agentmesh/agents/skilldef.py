@@ -74,6 +74,8 @@ class SkillDefinition:
     function: SkillFunction
     tier: Tier = Tier.UNSPECIFIED
     """The model tier its work needs; UNSPECIFIED leaves the worker's tier as its backend's."""
+    origin: str = ""
+    """Where it was defined, for messages, when not its function (a declared skill's file)."""
 
     @property
     def name(self) -> str:
@@ -86,8 +88,8 @@ class SkillDefinition:
 
     @property
     def where(self) -> str:
-        """The function's module and name, for messages."""
-        return f"{self.function.__module__}.{self.function.__qualname__}"
+        """Where it was defined, for messages: its origin, else its function's module and name."""
+        return self.origin or f"{self.function.__module__}.{self.function.__qualname__}"
 
 
 def skill(
@@ -112,37 +114,17 @@ def skill(
 
     def decorate(function: F) -> F:
         where = f"{getattr(function, '__module__', '?')}.{getattr(function, '__qualname__', '?')}"
-
-        def fail(problem: str) -> SkillDefinitionError:
-            return SkillDefinitionError(f"skill {name!r} ({where}): {problem}")
-
-        if not isinstance(name, str) or not NAME_PATTERN.match(name):
-            raise fail("the name must be lower_snake_case, a letter first, at most 64 characters")
-        if not inspect.iscoroutinefunction(function):
-            raise fail("a skill must be an async function: `async def f(input, context)`")
-        if not isinstance(description, str) or not description.strip():
-            raise fail("the description must be a sentence saying what the skill does")
-        for field, schema in (("input_schema", input_schema), ("output_schema", output_schema)):
-            problem = schema_problem(schema)
-            if problem:
-                raise fail(f"{field} {problem}")
-        if isinstance(max_input_bytes, bool) or not isinstance(max_input_bytes, int):
-            raise fail(f"max_input_bytes must be an integer, not {max_input_bytes!r}")
-        if max_input_bytes <= 0:
-            raise fail(f"max_input_bytes must be positive, not {max_input_bytes}")
-        level = _difficulty(difficulty, fail)
-        definition = SkillDefinition(
-            skill=Skill(
-                name=name,
-                description=description.strip(),
-                input_schema=dict(input_schema),
-                output_schema=dict(output_schema),
-                instructions=instructions or description.strip(),
-                max_input_bytes=max_input_bytes,
-                difficulty=level,
-            ),
-            function=function,
-            tier=_tier(tier, fail),
+        definition = make_definition(
+            function,
+            where=where,
+            name=name,
+            description=description,
+            input_schema=input_schema,
+            output_schema=output_schema,
+            difficulty=difficulty,
+            max_input_bytes=max_input_bytes,
+            tier=tier,
+            instructions=instructions,
         )
         setattr(function, ATTRIBUTE, definition)
         if collecting is not None:
@@ -150,6 +132,66 @@ def skill(
         return function
 
     return decorate
+
+
+def make_definition(
+    function: Callable[..., Any],
+    *,
+    where: str,
+    name: str,
+    description: str,
+    input_schema: Mapping[str, Any],
+    output_schema: Mapping[str, Any],
+    difficulty: str | Difficulty = Difficulty.UNSPECIFIED,
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+    tier: str | Tier = Tier.UNSPECIFIED,
+    instructions: str = "",
+    temperature: float | None = None,
+    origin: str = "",
+) -> SkillDefinition:
+    """The checked definition of a skill run by `function` (what `@skill` records);
+    `where` names it in errors. Raises SkillDefinitionError on a bad definition."""
+
+    def fail(problem: str) -> SkillDefinitionError:
+        return SkillDefinitionError(f"skill {name!r} ({where}): {problem}")
+
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise fail("the name must be lower_snake_case, a letter first, at most 64 characters")
+    if not inspect.iscoroutinefunction(function):
+        raise fail("a skill must be an async function: `async def f(input, context)`")
+    if not isinstance(description, str) or not description.strip():
+        raise fail("the description must be a sentence saying what the skill does")
+    if not isinstance(instructions, str):
+        raise fail(f"instructions must be a string, not {type(instructions).__name__}")
+    for field, schema in (("input_schema", input_schema), ("output_schema", output_schema)):
+        problem = schema_problem(schema)
+        if problem:
+            raise fail(f"{field} {problem}")
+    if isinstance(max_input_bytes, bool) or not isinstance(max_input_bytes, int):
+        raise fail(f"max_input_bytes must be an integer, not {max_input_bytes!r}")
+    if max_input_bytes <= 0:
+        raise fail(f"max_input_bytes must be positive, not {max_input_bytes}")
+    if temperature is not None and (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float)
+        or not 0 <= temperature <= 2
+    ):
+        raise fail(f"temperature must be a number from 0 to 2, not {temperature!r}")
+    return SkillDefinition(
+        skill=Skill(
+            name=name,
+            description=description.strip(),
+            input_schema=dict(input_schema),
+            output_schema=dict(output_schema),
+            instructions=instructions.strip() or description.strip(),
+            max_input_bytes=max_input_bytes,
+            difficulty=_difficulty(difficulty, fail),
+            temperature=None if temperature is None else float(temperature),
+        ),
+        function=function,
+        tier=_tier(tier, fail),
+        origin=origin,
+    )
 
 
 def schema_problem(schema: object) -> str:

@@ -47,6 +47,9 @@ class Skill:
     difficulty: Difficulty = Difficulty.UNSPECIFIED
     """The difficulty of a step using the skill that sets none. Default unspecified, which
     counts as simple."""
+    temperature: float | None = None
+    """The sampling temperature a model backend uses for the skill (a declared skill's own);
+    None: the backend's choice. AGENTMESH_MODEL_TEMPERATURE still overrides it."""
 
     @functools.cached_property
     def validators(self) -> tuple[Draft202012Validator, Draft202012Validator]:
