@@ -181,3 +181,10 @@ async def test_a_declared_skill_runs_as_one_structured_model_call(tmp_path: Path
     assert [p[0].instructions for p in model.prompts] == ["Name the topic in one word."] * 2
     assert model.prompts[1][2] is not None
     assert model.config.temperature_for(model.prompts[0][0]) == 0.4
+
+
+def test_a_skills_temperature_is_sent_unless_one_is_set_for_every_skill(tmp_path: Path) -> None:
+    skill = load_skill_file(skill_file(tmp_path)).skill
+    assert ModelConfig("openai", "m").temperature_for(skill) == 0.4
+    assert ModelConfig("openai", "m", temperature=0.0).temperature_for(skill) == 0.0
+    assert ModelConfig("anthropic", "m").body(skill) == {"temperature": 0.4}
