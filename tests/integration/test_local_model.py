@@ -119,7 +119,9 @@ def assert_valid_or_output_invalid(capability: str, call: Any) -> Any:
 def test_a_goal_is_planned_by_the_model(mesh: Mesh) -> None:
     """The planner path end to end: the model's plan is checked against the live mesh."""
     try:
-        plan = mesh.client.decompose(Goal("Detect the language of the text"), {"text": "Bonjour"})
+        plan = mesh.client.decompose(
+            Goal("Detect the language of the text"), {"text": "Bonjour"}, timeout=150
+        )
     except AgentmeshError as error:
         # The tiny model's plan may not hold up: refused as documented, never anything else.
         assert (error.code_name, error.reason) in {
