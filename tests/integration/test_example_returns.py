@@ -99,15 +99,18 @@ def test_the_python_skills_and_built_in_ones_decide_each_example(
     assert workers == {"order": "shop", "policy": "shop", "language": "text", "sentiment": "text"}
 
 
-def test_an_unknown_order_fails_its_step_as_not_found(mesh: Mesh) -> None:
+def test_an_unknown_order_fails_the_request_as_not_found(mesh: Mesh) -> None:
     data = {**example_input("01_keyboard_en.json"), "order_id": "ORD-9999"}
-    with pytest.raises(AgentmeshError):
+    with pytest.raises(AgentmeshError) as raised:
         mesh.client.submit(PLAN, data, request_id="unknown-order")
+    # The cause, not the policy step that would have run without its order.
+    assert raised.value.code_name == "NOT_FOUND", raised.value
+    assert "no order ORD-9999" in raised.value.message
     record = mesh.client.get_request("unknown-order")
     assert record.state == scheduler_pb2.REQUEST_STATE_FAILED
-    order = next(s for s in record.subtasks if s.id == "order")
-    assert order.error.code == "NOT_FOUND", order.error
-    assert "no order ORD-9999" in order.error.message
+    steps = {s.id: s for s in record.subtasks}
+    assert steps["order"].error.code == "NOT_FOUND", steps["order"].error
+    assert steps["policy"].state == scheduler_pb2.SUBTASK_STATE_CANCELLED
 
 
 def test_the_workflow_is_refused_at_run_time_without_its_declared_skill(mesh: Mesh) -> None:

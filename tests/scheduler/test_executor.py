@@ -267,3 +267,28 @@ async def test_an_unexpected_error_fails_the_request_with_internal() -> None:
     assert record.state == "FAILED" and record.error is not None
     assert record.error.code == "INTERNAL"
     assert {s.state for s in record.subtasks.values()} <= {"FAILED", "CANCELLED"}
+
+
+async def test_a_failed_step_is_the_cause_and_its_dependents_never_run() -> None:
+    from agentmesh.errors import NotFound
+
+    dispatched: list[str] = []
+
+    def behaviour(worker, call, attempt):
+        dispatched.append(call.subtask_id)
+        if call.capability == "a":
+            return fail_with(NotFound("order ORD-9 not found"))
+        return by_capability(worker, call, attempt)
+
+    # The dependent's contract requires the field the failed step would have given: were it
+    # tried, its input check would fail it first, and the request would name the wrong cause.
+    mood = Step(
+        "mood", "sentiment", inputs={"text": Binding(("steps.order.text",))}, depends_on=("order",)
+    )
+    plan = Plan(steps=(Step("order", "a"), mood))
+    record, _ = await run(plan, FakeTransport(behaviour), capabilities=("a", "sentiment"))
+    assert record.state == "FAILED"
+    assert record.error is not None and record.error.code == "NOT_FOUND"
+    assert "step 'order'" in record.error.message
+    assert dispatched == ["order"]
+    assert record.subtasks["mood"].state == "CANCELLED"

@@ -235,11 +235,17 @@ class Executor:
         on_event: EventSink,
     ) -> None:
         subtask = record.subtasks[step.id]
+        optional = {s.id for s in record.plan.steps if s.optional}
+        required_deps = [dep for dep in step.depends_on if dep not in optional]
         try:
             if subtask.state in FINISHED:
                 return  # finished before a restart
             for dep in step.depends_on:
                 await done[dep].wait()
+            if any(record.subtasks[dep].state is SubtaskState.FAILED for dep in required_deps):
+                # The request fails on that step: this one is not tried with its input
+                # missing (it would fail its own check and hide the cause).
+                return
             if step.when is not None and not condition_holds(step.when, record.input, outputs):
                 self._skip(
                     record, subtask, f"its condition on {step.when.ref} does not hold", on_event
