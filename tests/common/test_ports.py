@@ -40,3 +40,27 @@ def test_a_rewrite_replaces_the_file_whole(tmp_path: Path) -> None:
 def test_bound_keeps_the_host_and_puts_the_port_got() -> None:
     assert ports.bound("127.0.0.1:0", 41234) == "127.0.0.1:41234"
     assert ports.bound("[::1]:0", 41234) == "[::1]:41234"
+
+
+def test_http_ok_is_true_for_200_only() -> None:
+    import http.server
+    import threading
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/health" else 503)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        assert ports.http_ok(f"{base}/health")
+        assert not ports.http_ok(f"{base}/loading")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not ports.http_ok(f"{base}/health", timeout=0.5)  # nobody listens any more

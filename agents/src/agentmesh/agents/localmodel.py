@@ -22,17 +22,16 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO
+
+from agentmesh.server.ports import free_port, http_ok
 
 MODEL_ALIAS = "gemma-3-270m"
 """The model name the local server answers to (and reports)."""
@@ -104,12 +103,6 @@ def model_path() -> Path:
     return Path(assemble())
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 def command(config: LocalModelConfig, port: int, api_key_file: Path | None = None) -> list[str]:
     """The llama-server command line for `config` on `port`."""
     args = [
@@ -137,15 +130,6 @@ def command(config: LocalModelConfig, port: int, api_key_file: Path | None = Non
     if api_key_file is not None:
         args += ["--api-key-file", str(api_key_file)]
     return args
-
-
-def healthy(base_url: str, timeout: float = 1.0) -> bool:
-    """Whether the server's /health answers 200 (it answers 503 while loading)."""
-    try:
-        with urllib.request.urlopen(f"{base_url}/health", timeout=timeout) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 class LocalModelServer:
@@ -189,7 +173,7 @@ class LocalModelServer:
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + self.config.startup_timeout
-        while not healthy(self.base_url):
+        while not http_ok(f"{self.base_url}/health"):  # 503 while loading
             if self.process.poll() is not None or time.monotonic() > deadline:
                 code = self.process.poll()
                 self.stop()

@@ -15,11 +15,8 @@ import dataclasses
 import json
 import os
 import shutil
-import socket
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -61,7 +58,7 @@ def run_mesh(args: argparse.Namespace) -> int:
         # llama.cpp's server with Gemma 3 270M (`make local-model`), supervised like the
         # others, with a slot for each worker at least; workers reach it through the
         # `local` backend (the openai one, whose grammars hold answers to their schemas).
-        model_port = _free_port()
+        model_port = ports.free_port()
         slots = max(LOCAL_MODEL_SLOTS, args.workers)
         shares = slot_shares(slots, args.workers)
         model_args = ("--host", "127.0.0.1", "--port", str(model_port), "--parallel", str(slots))
@@ -99,7 +96,7 @@ def run_mesh(args: argparse.Namespace) -> int:
         tasks = []
         if model is not None:
             tasks.append(await supervisor.start(model))
-            await _until(lambda: _healthy(model_url), 300.0)
+            await _until(lambda: ports.http_ok(f"{model_url}/health"), 300.0)
         scheduler_ports.unlink(missing_ok=True)
         tasks.append(await supervisor.start(scheduler))
         bound = await _announced(scheduler_ports, 30.0)
@@ -188,21 +185,6 @@ def worker_store(config: SchedulerConfig, worker_id: str) -> str:
     if not config.store:
         return ""
     return str(Path(config.store).parent / f"worker-{worker_id}.db")
-
-
-def _free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def _healthy(base_url: str, timeout: float = 1.0) -> bool:
-    """Whether llama.cpp's server answers its /health with 200 (model loaded)."""
-    try:
-        with urllib.request.urlopen(f"{base_url}/health", timeout=timeout) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 async def _until(condition: Callable[[], bool], timeout: float) -> None:

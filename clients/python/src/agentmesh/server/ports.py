@@ -20,6 +20,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,3 +76,21 @@ def read(path: Path) -> Bound | None:
     return Bound(
         grpc=str(data["grpc"]), metrics=str(data.get("metrics", "")), pid=int(data.get("pid", 0))
     )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free at this moment, for a server that cannot report the one it binds
+    (llama.cpp's, whose address is logged only at info verbosity). Racy: another process
+    may take it first; agentmesh's own servers bind port 0 and announce instead."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    """Whether GET `url` answers 200 (a server's health endpoint); False when unreachable."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
