@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import uuid
 from collections.abc import Iterable, Mapping
-from types import TracebackType
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -39,6 +37,7 @@ from agentmesh.server import ports, reflection
 from agentmesh.server.clock import Clock, SystemClock
 from agentmesh.server.handlers import RejectUndecodable
 from agentmesh.server.metrics import WorkerMetrics, serve_metrics
+from agentmesh.server.serving import Serving
 from agentmesh.server.skills import SKILLS, Skill
 from agentmesh.tiers import Tier
 from agentmesh.v1 import worker_pb2, worker_pb2_grpc
@@ -48,7 +47,7 @@ log = logging.getLogger(__name__)
 __all__ = ["Worker", "offered_skills", "worker_tier"]
 
 
-class Worker:
+class Worker(Serving):
     """One worker agent process: `await start()`, `await shutdown()`, or `run()`."""
 
     def __init__(self, config: WorkerConfig, backend: Backend, clock: Clock | None = None) -> None:
@@ -179,26 +178,6 @@ class Worker:
         await self.membership.close()
         self.core.close()
         self._stopped.set()
-
-    async def run(self) -> None:
-        """Serve until SIGTERM or SIGINT, then drain."""
-        await self.start()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.shutdown()))
-        await self._stopped.wait()
-
-    async def __aenter__(self) -> Worker:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.shutdown(grace=1.0)
 
 
 def worker_tier(name: str, backend: Backend, skill_tiers: Iterable[Tier] = ()) -> Tier:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-from types import TracebackType
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -20,6 +18,7 @@ from agentmesh.server import ports, reflection
 from agentmesh.server.clock import SystemClock
 from agentmesh.server.handlers import RejectUndecodable
 from agentmesh.server.metrics import MeshCollector, SchedulerMetrics, serve_metrics
+from agentmesh.server.serving import Serving
 from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -39,7 +38,7 @@ def server_options(config: SchedulerConfig) -> list[tuple[str, int]]:
     ]
 
 
-class SchedulerServer:
+class SchedulerServer(Serving):
     """A running scheduler: `await start()`, then `await shutdown()` (idempotent).
 
     `run()` does both, draining on SIGTERM or SIGINT; `async with` works too.
@@ -140,8 +139,10 @@ class SchedulerServer:
             for worker_id in await self.core.evict_silent(stalled):
                 log.warning("worker evicted: heartbeats stopped", extra={"worker_id": worker_id})
 
-    async def shutdown(self, grace: float = 5.0) -> None:
-        """Stop serving: health NOT_SERVING first, then let calls finish for `grace` seconds."""
+    async def shutdown(self, grace: float | None = None) -> None:
+        """Stop serving: health NOT_SERVING first, then let calls finish for `grace` seconds
+        (default 5)."""
+        grace = 5.0 if grace is None else grace
         if self._shutdown_started:
             await self._stopped.wait()
             return
@@ -155,23 +156,3 @@ class SchedulerServer:
         if self.store is not None:
             self.store.close()
         self._stopped.set()
-
-    async def run(self) -> None:
-        """Serve until SIGTERM or SIGINT, then drain."""
-        await self.start()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.shutdown()))
-        await self._stopped.wait()
-
-    async def __aenter__(self) -> SchedulerServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.shutdown(grace=1.0)
