@@ -311,6 +311,9 @@ def test_the_node_worker_registers_with_a_restarted_scheduler(
     mesh.start_scheduler()
     # Its stream failed with the old scheduler: it registers with the new one by itself.
     wait_for(lambda: status_of(mesh, "node-1"), 15, "node-1 to register again")
-    assert worker.log().count('"message":"registered"') >= 2
+    # The scheduler lists it as soon as it answers Register; the worker logs it just after.
+    wait_for(
+        lambda: worker.log().count('"message":"registered"') >= 2, 5, "node-1's second register"
+    )
     request = mesh.client.submit(language_plan(), {"text": FRENCH})
     assert request.answer["language"] == "fr"
