@@ -82,6 +82,16 @@ def tracing(service_name: str) -> Iterator[None]:
             provider.shutdown()
 
 
+def recording() -> bool:
+    """Whether spans are recorded: a tracer provider is installed (`configure_tracing`).
+
+    The hot paths make no span and no trace context at all when it is not.
+    """
+    return not isinstance(
+        trace.get_tracer_provider(), (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+    )
+
+
 def outgoing_metadata() -> list[tuple[str, str]]:
     """The current trace context as gRPC metadata (W3C traceparent, tracestate)."""
     carrier: dict[str, str] = {}
@@ -122,7 +132,11 @@ def start_server_span(
 def server_span(
     full_method: str, metadata: Iterable[tuple[str, str | bytes]] | None, **attributes: Any
 ) -> Iterator[trace.Span]:
-    """`start_server_span`, current for the duration of the block."""
+    """`start_server_span`, current for the duration of the block (a no-op span when
+    tracing is off)."""
+    if not recording():
+        yield trace.INVALID_SPAN
+        return
     with trace.use_span(
         start_server_span(full_method, metadata, **attributes), end_on_exit=True
     ) as span:
