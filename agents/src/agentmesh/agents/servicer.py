@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
 EXECUTE = f"{SERVICE_NAME}/Execute"
 Context = aio.ServicerContext[Any, Any]
-Metadata = Iterable[tuple[str, str | bytes]]
+Metadata = Iterable[tuple[str, str | bytes]] | None
 
 
 class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
@@ -106,9 +106,9 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                     task.add_done_callback(functools.partial(settled, item.id))
                 # Cancels after starts: a message may stop a subtask it starts.
                 for stream_id in message.cancel:
-                    task = running.get(stream_id)
-                    if task is not None:
-                        task.cancel()
+                    stopping = running.get(stream_id)
+                    if stopping is not None:
+                        stopping.cancel()
             # The scheduler sends no more: answer what runs, then end the stream.
             await asyncio.gather(*running.values(), return_exceptions=True)
 

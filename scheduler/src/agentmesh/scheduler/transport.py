@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 
 import grpc
+from google.rpc import status_pb2
 from grpc import aio
 
 from agentmesh.errors import AgentmeshError, DeadlineExceeded, Unavailable
@@ -216,14 +217,16 @@ class _Stream:
         try:
             while True:
                 response = await self._call.read()
-                if response is aio.EOF:
-                    break
+                if not isinstance(response, worker_pb2.ExecuteStreamResponse):
+                    break  # aio.EOF: the worker ended the stream
                 for result in response.results:
                     future = self._waiting.pop(result.id, None)
                     if future is None or future.done():
                         continue  # cancelled or expired meanwhile
                     if result.HasField("error"):
-                        error = _worker_error(error_from_status(result.error), self.worker_id)
+                        # ExecuteStatus has google.rpc.Status's fields and numbers.
+                        status = status_pb2.Status.FromString(result.error.SerializeToString())
+                        error = _worker_error(error_from_status(status), self.worker_id)
                         future.set_exception(error)
                     else:
                         future.set_result(result.response)
