@@ -46,6 +46,8 @@ def test_smoke_run_writes_every_scenario_with_its_targets(tmp_path: Path) -> Non
             if target["value"] is not None:
                 assert isinstance(target["value"], int | float), f"{key}.{name}: {target}"
     assert results["meta"]["smoke"] is True
+    # The local model never runs in a smoke run: written as skipped, under its key.
+    assert "skipped" in results["LM"]["metrics"], results["LM"]
 
     table = (out / "latest.md").read_text()
     for key in SCENARIOS:
