@@ -255,31 +255,20 @@ async def _request(caller: SchedulerCaller, rng: random.Random, params: Params) 
     )
 
 
+#: Per-request series (seconds) whose percentiles a round reports, by metric prefix, with
+#: the percentiles wanted: what the client saw, the ideal, and the excess and its parts.
+SERIES: dict[str, tuple[Callable[[Outcome], float], tuple[int, ...]]] = {
+    "": (lambda o: o.latency, (50, 95, 99)),
+    "ideal_": (lambda o: o.ideal, (50, 95, 99)),
+    "excess_": (lambda o: o.latency - o.ideal, (50, 95, 99)),
+    "in_scheduler_excess_": (lambda o: o.in_scheduler - o.ideal, (50, 95)),
+    "outside_scheduler_": (lambda o: o.latency - o.in_scheduler, (50, 95)),
+}
+
+
 def _round_stats(outcomes: Sequence[Outcome], wall: float, cpu: dict[str, float]) -> Round:
-    """One round's percentiles (ms), rate and CPU per request."""
+    """One round's percentiles (ms), rates, the targets' differences and CPU per request."""
     ok = [o for o in outcomes if o.ok]
-
-    def pct(values: Callable[[Outcome], float], q: float) -> float | None:
-        return ms(percentile((values(o) for o in ok), q))
-
-    def diff(a: float | None, b: float | None) -> float | None:
-        return None if a is None or b is None else a - b
-
-    def latency(o: Outcome) -> float:
-        return o.latency
-
-    def ideal(o: Outcome) -> float:
-        return o.ideal
-
-    def excess(o: Outcome) -> float:
-        return o.latency - o.ideal
-
-    def in_scheduler(o: Outcome) -> float:
-        return o.in_scheduler - o.ideal
-
-    def outside(o: Outcome) -> float:
-        return o.latency - o.in_scheduler
-
     steps = [e for o in ok for e in o.subtask_excess]
     stats: Round = {
         "requests": len(ok),
@@ -290,16 +279,15 @@ def _round_stats(outcomes: Sequence[Outcome], wall: float, cpu: dict[str, float]
         "subtask_excess_p95_ms": ms(percentile(steps, 0.95)),
         "cpu_utilisation": sum(cpu.values()) / wall,
     }
-    for q in (50, 95, 99):
-        stats[f"p{q}_ms"] = pct(latency, q / 100)
-        stats[f"ideal_p{q}_ms"] = pct(ideal, q / 100)
-        stats[f"excess_p{q}_ms"] = pct(excess, q / 100)
+    for prefix, (value, quantiles) in SERIES.items():
+        for q in quantiles:
+            stats[f"{prefix}p{q}_ms"] = ms(percentile((value(o) for o in ok), q / 100))
     for q in (50, 95):
-        stats[f"p{q}_excess_ms"] = diff(stats[f"p{q}_ms"], stats[f"ideal_p{q}_ms"])
-        stats[f"in_scheduler_excess_p{q}_ms"] = pct(in_scheduler, q / 100)
-        stats[f"outside_scheduler_p{q}_ms"] = pct(outside, q / 100)
-    per_request = {k: v / len(ok) * 1000.0 if ok else None for k, v in cpu.items()}
-    stats["cpu_ms_per_request"] = sum(cpu.values()) / len(ok) * 1000.0 if ok else None
-    for part, value in per_request.items():
-        stats[f"{part}_cpu_ms_per_request"] = value
+        # The targets: a difference of percentiles, not a percentile of differences.
+        latency, ideal = stats[f"p{q}_ms"], stats[f"ideal_p{q}_ms"]
+        stats[f"p{q}_excess_ms"] = None if latency is None or ideal is None else latency - ideal
+    total = sum(cpu.values())
+    stats["cpu_ms_per_request"] = total / len(ok) * 1000.0 if ok else None
+    for part, seconds in cpu.items():
+        stats[f"{part}_cpu_ms_per_request"] = seconds / len(ok) * 1000.0 if ok else None
     return stats
