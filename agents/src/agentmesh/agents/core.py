@@ -49,6 +49,25 @@ async def _never_heard() -> bool:
     return False
 
 
+async def _wait_on_loop(task: asyncio.Task[Outcome], seconds: float) -> bool:
+    """`WorkerCore._wait` on the system clock: a `call_later` timer and a future."""
+    loop = asyncio.get_running_loop()
+    woken: asyncio.Future[None] = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not woken.done():
+            woken.set_result(None)
+
+    timer = loop.call_later(max(seconds, 0.0), wake)
+    task.add_done_callback(wake)
+    try:
+        await woken
+    finally:
+        timer.cancel()
+        task.remove_done_callback(wake)
+    return task.done()
+
+
 @dataclass(frozen=True)
 class _Running:
     """A subtask running now, with the work it was asked for."""
@@ -94,6 +113,7 @@ class WorkerCore:
         and what its inputs and outputs are checked against."""
         self.capacity = capacity
         self.clock: Clock = clock or SystemClock()
+        self._system_clock = type(self.clock) is SystemClock
         self.metrics = metrics or WorkerMetrics(CollectorRegistry())
         self.draining = False
         """Set by `drain()`: new subtasks are refused, repeats still answered."""
@@ -190,6 +210,10 @@ class WorkerCore:
         """Wait for the task at most `seconds` on the clock; whether it is done."""
         if task.done():
             return True
+        if self._system_clock:
+            # On the real clock the loop's own timer stands for `clock.sleep`: one handle and
+            # one future per subtask, not a sleeping task and `asyncio.wait`'s bookkeeping.
+            return await _wait_on_loop(task, seconds)
         timer = asyncio.ensure_future(self.clock.sleep(max(seconds, 0.0)))
         try:
             await asyncio.wait({task, timer}, return_when=asyncio.FIRST_COMPLETED)

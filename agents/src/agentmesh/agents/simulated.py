@@ -114,7 +114,9 @@ class SimulatedBackend:
         return float(raw) / 1000.0
 
     async def run(self, skill: Skill, data: Mapping[str, Any]) -> BackendResult:
-        await asyncio.sleep(self.latency_for(data))
+        latency = self.latency_for(data)
+        if latency > 0:  # sleeping 0 s would still cost the subtask a turn of the loop
+            await asyncio.sleep(latency)
         if LATENCY_FIELD in data:
             data = {k: v for k, v in data.items() if k != LATENCY_FIELD}
         if self._rng.random() < self.profile.error_rate or self._in_outage():
