@@ -20,6 +20,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from agentmesh.server.schemacheck import Check, compile_check
 from agentmesh.tiers import Difficulty
 
 
@@ -59,6 +60,16 @@ class Skill:
         return (
             Draft202012Validator(self.input_schema, format_checker=formats),
             Draft202012Validator(self.output_schema, format_checker=formats),
+        )
+
+    @functools.cached_property
+    def checks(self) -> tuple[Check | None, Check | None]:
+        """The input and output schemas' fast checks (`schemacheck`), compiled once per
+        skill; None for a schema the fast check does not cover."""
+        formats = Draft202012Validator.FORMAT_CHECKER
+        return (
+            compile_check(self.input_schema, formats),
+            compile_check(self.output_schema, formats),
         )
 
     @functools.cached_property
@@ -345,17 +356,19 @@ def schema_problems(schema: Mapping[str, Any]) -> list[str]:
 
 def input_violations(skill: Skill, data: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The (field path, description) pairs where `data` breaks the input schema; empty if valid."""
-    return _violations("input", skill.validators[0], data)
+    return _violations("input", skill.validators[0], skill.checks[0], data)
 
 
 def output_violations(skill: Skill, data: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The (field path, description) pairs where `data` breaks the output schema; empty if valid."""
-    return _violations("output", skill.validators[1], data)
+    return _violations("output", skill.validators[1], skill.checks[1], data)
 
 
 def _violations(
-    root: str, validator: Draft202012Validator, data: Mapping[str, Any]
+    root: str, validator: Draft202012Validator, check: Check | None, data: Mapping[str, Any]
 ) -> list[tuple[str, str]]:
+    if check is not None and check(data):
+        return []  # valid, as nearly always: the full validator is only asked for the errors
     errors = sorted(validator.iter_errors(data), key=lambda e: (list(map(str, e.path)), e.message))
     return [(_field_path(root, error), error.message) for error in errors]
 

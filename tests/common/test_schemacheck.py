@@ -1,0 +1,207 @@
+"""The fast schema check agrees with jsonschema on every catalogue schema, and a schema it
+does not cover is left to jsonschema."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+
+from agentmesh.server.schemacheck import compile_check
+from agentmesh.server.skills import SKILLS, Skill, input_violations, output_violations
+
+FORMATS = Draft202012Validator.FORMAT_CHECKER
+
+#: Valid instances of each catalogue schema: the seeds the mutations start from.
+VALID: dict[str, tuple[list[Any], list[Any]]] = {
+    "extract_entities": (
+        [{"text": "x"}],
+        [
+            {
+                "order_ids": ["ORD-1"],
+                "emails": ["a@b.c"],
+                "phone_numbers": ["+4912345"],
+                "products": [],
+                "dates": ["2024-02-29"],
+                "amounts": [
+                    {"value": 1.5, "currency": "EUR", "text": "1.50 EUR"},
+                    {"value": 2, "currency": None, "text": "2"},
+                ],
+            }
+        ],
+    ),
+    "detect_language": ([{"text": "x", "more": 1}], [{"language": "en", "confidence": 1}]),
+    "sentiment": ([{"text": "x"}], [{"label": "negative", "score": -0.5}]),
+    "summarize": (
+        [{"text": "x"}, {"texts": ["a", "b"], "max_sentences": 20}],
+        [{"summary": "-"}],
+    ),
+    "classify": (
+        [{"text": "x", "sentiment": {}, "entities": {"a": 1}}],
+        [{"intent": "refund", "urgency": "high", "confidence": 0}],
+    ),
+    "draft_reply": ([{"text": "x", "intent": {}}], [{"reply": "-", "language": "en"}]),
+    "translate": ([{"text": "x", "target_language": "de"}], [{"text": "-", "language": "en"}]),
+    "plan": (
+        [{"goal": "g", "input_fields": ["a"], "capabilities": [{"name": "n", "x": 1}]}],
+        [
+            {
+                "steps": [
+                    {
+                        "id": "a_1",
+                        "capability": "sentiment",
+                        "inputs": {"text": "request.text"},
+                        "depends_on": [],
+                        "difficulty": "simple",
+                    }
+                ],
+                "answer": {"mood": "steps.a_1"},
+            }
+        ],
+    ),
+}
+
+#: Values put in place of each part of a valid instance: each type, and near the edges.
+ALIENS: list[Any] = [
+    None, True, False, 0, 1, -1, 1.0, 0.5, -2.5, 21, 1e300, "", "x", "EN", "de", "2024-13-45",
+    "2024-02-29", "+4912345", "12345", "neutral", "refund", "A b", [], ["x"], [1], [None],
+    {}, {"a": 1}, {"text": "x"},
+]  # fmt: skip
+
+
+def paths(value: Any, at: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """Every path into a JSON value, the root included."""
+    yield at
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from paths(item, (*at, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from paths(item, (*at, index))
+
+
+def replaced(value: Any, at: tuple[Any, ...], new: Any) -> Any:
+    if not at:
+        return new
+    copied = copy.deepcopy(value)
+    parent = copied
+    for step in at[:-1]:
+        parent = parent[step]
+    parent[at[-1]] = new
+    return copied
+
+
+def mutations(value: Any) -> Iterator[Any]:
+    """The instance with each part replaced by each alien, each key dropped, one key added."""
+    for at in paths(value):
+        for alien in ALIENS:
+            yield replaced(value, at, alien)
+        parent = value
+        for step in at[:-1]:
+            parent = parent[step]
+        if at and isinstance(parent, dict):
+            dropped = copy.deepcopy(value)
+            holder = dropped
+            for step in at[:-1]:
+                holder = holder[step]
+            del holder[at[-1]]
+            yield dropped
+    for at in paths(value):
+        target = value
+        for step in at:
+            target = target[step]
+        if isinstance(target, dict):
+            yield replaced(value, at, {**target, "extra": "x"})
+        if isinstance(target, list) and target:
+            yield replaced(value, at, [*target, *target])
+
+
+def schemas() -> Iterator[tuple[str, Any, list[Any]]]:
+    for name, (inputs, outputs) in VALID.items():
+        skill = SKILLS[name]
+        yield f"{name}.input", skill.input_schema, inputs
+        yield f"{name}.output", skill.output_schema, outputs
+
+
+@pytest.mark.parametrize(("where", "schema", "seeds"), list(schemas()), ids=lambda v: str(v))
+def test_the_fast_check_agrees_with_jsonschema_on_each_catalogue_schema(
+    where: str, schema: Any, seeds: list[Any]
+) -> None:
+    check = compile_check(schema, FORMATS)
+    assert check is not None, f"{where} is left to jsonschema alone"
+    validator = Draft202012Validator(schema, format_checker=FORMATS)
+    tried = valid = 0
+    for seed in seeds:
+        assert validator.is_valid(seed) and check(seed), seed
+        for instance in mutations(seed):
+            tried += 1
+            expected = validator.is_valid(instance)
+            valid += expected
+            assert check(instance) == expected, (where, instance)
+    assert tried > valid > 0  # both answers were put to the test
+
+
+def test_every_catalogue_schema_has_a_fast_check() -> None:
+    assert set(VALID) == set(SKILLS)
+    assert all(None not in skill.checks for skill in SKILLS.values())
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from(ALIENS[11:22]) | st.text(max_size=3),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.sampled_from(["text", "texts", "label", "score", "steps", "x"]), inner),
+    max_leaves=8,
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(sorted(VALID)), side=st.sampled_from([0, 1]), value=JSON)
+def test_the_fast_check_never_passes_what_jsonschema_refuses(
+    name: str, side: int, value: Any
+) -> None:
+    skill = SKILLS[name]
+    check = skill.checks[side]
+    assert check is not None
+    if check(value):
+        assert skill.validators[side].is_valid(value)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "$ref": "#/$defs/x", "$defs": {"x": {}}},
+        {"type": "object", "patternProperties": {"^a": {"type": "string"}}},
+        {"enum": [1, True]},
+        {"oneOf": [{"type": "string"}, {"minLength": 1}]},
+        {"type": "decimal"},
+        {"items": {"const": 1}},
+    ],
+)
+def test_a_schema_with_keywords_the_check_does_not_cover_is_left_to_jsonschema(
+    schema: dict[str, Any],
+) -> None:
+    assert compile_check(schema, FORMATS) is None
+
+
+def test_violations_are_still_jsonschema_s_with_their_paths() -> None:
+    skill = Skill(
+        "s",
+        "",
+        input_schema={"type": "object", "properties": {"n": {"minimum": 1}}},
+        output_schema=SKILLS["sentiment"].output_schema,
+        instructions="",
+    )
+    assert skill.checks[0] is not None
+    assert input_violations(skill, {"n": 0}) == [("input.n", "0 is less than the minimum of 1")]
+    assert input_violations(skill, {"n": 2}) == []
+    assert output_violations(skill, {"label": "odd", "score": 2, "x": 1}) == [
+        ("output", "Additional properties are not allowed ('x' was unexpected)"),
+        ("output.label", "'odd' is not one of ['positive', 'neutral', 'negative']"),
+        ("output.score", "2 is greater than the maximum of 1"),
+    ]
