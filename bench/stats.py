@@ -79,7 +79,7 @@ class ScenarioResult:
     """What one scenario measured: its metrics, its targets and notes on the run."""
 
     key: str
-    """S1 … S6."""
+    """S1 … S7, or LM."""
     title: str
     metrics: dict[str, Any]
     targets: dict[str, Target]

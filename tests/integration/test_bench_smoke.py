@@ -17,7 +17,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6")
+SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7")
 
 
 @pytest.mark.timeout(240)
@@ -46,6 +46,9 @@ def test_smoke_run_writes_every_scenario_with_its_targets(tmp_path: Path) -> Non
             if target["value"] is not None:
                 assert isinstance(target["value"], int | float), f"{key}.{name}: {target}"
     assert results["meta"]["smoke"] is True
+    assert set(results["S7"]["targets"]) == {"p50_excess_ms", "p95_excess_ms"}
+    # The local model never runs in a smoke run: written as skipped, under its key.
+    assert "skipped" in results["LM"]["metrics"], results["LM"]
 
     table = (out / "latest.md").read_text()
     for key in SCENARIOS:
@@ -63,7 +66,7 @@ def test_smoke_measures_what_the_scenarios_are_about(tmp_path: Path) -> None:
             "bench",
             "--smoke",
             "--only",
-            "S1,S6",
+            "S1,S6,S7",
             "--out",
             str(out),
             "--logs",
@@ -76,7 +79,7 @@ def test_smoke_measures_what_the_scenarios_are_about(tmp_path: Path) -> None:
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     results = json.loads((out / "latest.json").read_text())
-    assert set(results) == {"S1", "S6", "meta"}
+    assert set(results) == {"S1", "S6", "S7", "meta"}
     s1 = results["S1"]["metrics"]
     # Through the scheduler is two hops: it cannot be faster than one.
     assert s1["p50_via_scheduler_ms"] > s1["p50_direct_ms"] > 0
@@ -85,3 +88,8 @@ def test_smoke_measures_what_the_scenarios_are_about(tmp_path: Path) -> None:
     assert s6["metrics"]["mesh_subtasks_on_small_tier"] == pytest.approx(6 / 7, abs=0.01)
     assert s6["metrics"]["failed_requests"] == 0
     assert 0 < s6["targets"]["cost_ratio"]["value"] < 1
+    s7 = results["S7"]["metrics"]
+    # Each step sleeps the latency the client drew, so no request beats its slowest step.
+    assert s7["failed_requests"] == 0 and s7["requests"] > 0
+    assert s7["excess_p50_ms"] > 0 and s7["subtask_excess_p50_ms"] > 0
+    assert s7["p50_ms"] > s7["ideal_p50_ms"] > 0

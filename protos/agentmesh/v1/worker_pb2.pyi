@@ -5,6 +5,7 @@ isort:skip_file
 
 from agentmesh.v1 import plan_pb2 as _plan_pb2
 from collections import abc as _abc
+from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
@@ -89,6 +90,7 @@ class WorkerInfo(_message.Message):
     CAPACITY_FIELD_NUMBER: _builtins.int
     INPUT_PRICE_PER_MTOK_FIELD_NUMBER: _builtins.int
     OUTPUT_PRICE_PER_MTOK_FIELD_NUMBER: _builtins.int
+    EXECUTE_STREAM_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     """Stable and unique in the mesh, such as "worker-7f3a"."""
     address: _builtins.str
@@ -103,6 +105,11 @@ class WorkerInfo(_message.Message):
     input_price_per_mtok: _builtins.float
     """Declared price per million input and output tokens, in US dollars."""
     output_price_per_mtok: _builtins.float
+    execute_stream: _builtins.bool
+    """The worker serves ExecuteStream: the scheduler sends it subtasks in
+    batches on one stream. False: one Execute call per subtask (a worker
+    that implements only Execute, in any language, needs nothing else).
+    """
     @_builtins.property
     def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The capabilities (skill names) the worker offers."""
@@ -119,10 +126,11 @@ class WorkerInfo(_message.Message):
         capacity: _builtins.int = ...,
         input_price_per_mtok: _builtins.float = ...,
         output_price_per_mtok: _builtins.float = ...,
+        execute_stream: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "backend", b"backend", "capabilities", b"capabilities", "capacity", b"capacity", "input_price_per_mtok", b"input_price_per_mtok", "model", b"model", "output_price_per_mtok", b"output_price_per_mtok", "tier", b"tier", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "backend", b"backend", "capabilities", b"capabilities", "capacity", b"capacity", "execute_stream", b"execute_stream", "input_price_per_mtok", b"input_price_per_mtok", "model", b"model", "output_price_per_mtok", b"output_price_per_mtok", "tier", b"tier", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -281,6 +289,193 @@ class ExecuteRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExecuteRequest: _TypeAlias = ExecuteRequest  # noqa: Y015
+
+@_typing.final
+class ExecuteStreamRequest(_message.Message):
+    """Subtasks to start and subtasks to stop, on the ExecuteStream stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBTASKS_FIELD_NUMBER: _builtins.int
+    CANCEL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def subtasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExecuteStreamSubtask]: ...
+    @_builtins.property
+    def cancel(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Ids of subtasks sent on this stream to stop, as cancelling their
+        Execute calls would; an id that is unknown or already answered is
+        ignored. A stopped subtask is answered CANCELLED.
+        """
+
+    def __init__(
+        self,
+        *,
+        subtasks: _abc.Iterable[Global___ExecuteStreamSubtask] | None = ...,
+        cancel: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel", b"cancel", "subtasks", b"subtasks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecuteStreamRequest: _TypeAlias = ExecuteStreamRequest  # noqa: Y015
+
+@_typing.final
+class ExecuteStreamSubtask(_message.Message):
+    """One subtask on the ExecuteStream stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class TraceContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ID_FIELD_NUMBER: _builtins.int
+    REQUEST_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """Chosen by the sender, unique on the stream; the result carries it."""
+    @_builtins.property
+    def request(self) -> Global___ExecuteRequest: ...
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """The time the subtask may take from its arrival: its deadline, as an
+        Execute call's deadline. Unset: no deadline.
+        """
+
+    @_builtins.property
+    def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """W3C trace context (traceparent, tracestate) of the scheduler's span
+        for this attempt, as Execute carries in its metadata.
+        """
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        request: Global___ExecuteRequest | None = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+        trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request", "timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "request", b"request", "timeout", b"timeout", "trace_context", b"trace_context"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecuteStreamSubtask: _TypeAlias = ExecuteStreamSubtask  # noqa: Y015
+
+@_typing.final
+class ExecuteStreamResponse(_message.Message):
+    """Results of subtasks sent on the ExecuteStream stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExecuteStreamResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___ExecuteStreamResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecuteStreamResponse: _TypeAlias = ExecuteStreamResponse  # noqa: Y015
+
+@_typing.final
+class ExecuteStreamResult(_message.Message):
+    """The end of one subtask on the ExecuteStream stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """ExecuteStreamSubtask.id."""
+    @_builtins.property
+    def response(self) -> Global___ExecuteResponse:
+        """What Execute would have returned."""
+
+    @_builtins.property
+    def error(self) -> Global___ExecuteStatus:
+        """The status Execute would have failed with, details included."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        response: Global___ExecuteResponse | None = ...,
+        error: Global___ExecuteStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "response", b"response"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "id", b"id", "outcome", b"outcome", "response", b"response"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["response", "error"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___ExecuteStreamResult: _TypeAlias = ExecuteStreamResult  # noqa: Y015
+
+@_typing.final
+class ExecuteStatus(_message.Message):
+    """A failed subtask's status: the fields of google.rpc.Status, with the same
+    numbers (the bytes of one parse as the other), so that this package
+    needs no other.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    DETAILS_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """A google.rpc.Code value, never OK."""
+    message: _builtins.str
+    @_builtins.property
+    def details(self) -> _containers.RepeatedCompositeFieldContainer[_any_pb2.Any]:
+        """The typed details Execute's status carries: google.rpc.ErrorInfo,
+        RetryInfo, BadRequest.
+        """
+
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+        details: _abc.Iterable[_any_pb2.Any] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "details", b"details", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecuteStatus: _TypeAlias = ExecuteStatus  # noqa: Y015
 
 @_typing.final
 class ExecuteResponse(_message.Message):

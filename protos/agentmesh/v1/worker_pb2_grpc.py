@@ -41,6 +41,11 @@ class WorkerServiceStub:
                 request_serializer=agentmesh_dot_v1_dot_worker__pb2.ExecuteRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_v1_dot_worker__pb2.ExecuteResponse.FromString,
                 _registered_method=True)
+        self.ExecuteStream = channel.stream_stream(
+                '/agentmesh.v1.WorkerService/ExecuteStream',
+                request_serializer=agentmesh_dot_v1_dot_worker__pb2.ExecuteStreamRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_v1_dot_worker__pb2.ExecuteStreamResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -92,6 +97,34 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExecuteStream(self, request_iterator, context):
+        """Runs many subtasks on one long-lived stream: what Execute does for one
+        subtask, for each subtask of each message, with the same checks,
+        idempotency, deadlines and status codes, each answered on its own.
+
+        The scheduler opens one stream per worker that declares it serves it
+        (WorkerInfo.execute_stream) and sends every subtask that is ready for
+        the worker in one loop turn as one message, so the cost of a message
+        is paid once per batch rather than once per subtask. The worker
+        answers the same way: every result ready in one loop turn, in one
+        message, in any order, matched by ExecuteStreamResult.id.
+
+        A subtask's deadline is its `timeout` (the stream itself has none);
+        `cancel` stops subtasks as cancelling an Execute call does. When the
+        stream ends or breaks, the worker treats its running subtasks as
+        cancelled calls (a live scheduler stops them; a scheduler that is gone
+        lets them finish and store their results for its restart).
+
+        Status codes of the stream itself: INVALID_ARGUMENT for a message that
+        does not decode (the stream ends; each subtask's own refusals are
+        per-subtask results, not stream errors); CANCELLED when the scheduler
+        ends it. Not retryable as a whole: the scheduler opens a new stream
+        and retries the subtasks that had no result, as it retries Execute.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -99,6 +132,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.Execute,
                     request_deserializer=agentmesh_dot_v1_dot_worker__pb2.ExecuteRequest.FromString,
                     response_serializer=agentmesh_dot_v1_dot_worker__pb2.ExecuteResponse.SerializeToString,
+            ),
+            'ExecuteStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.ExecuteStream,
+                    request_deserializer=agentmesh_dot_v1_dot_worker__pb2.ExecuteStreamRequest.FromString,
+                    response_serializer=agentmesh_dot_v1_dot_worker__pb2.ExecuteStreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -130,6 +168,33 @@ class WorkerService:
             '/agentmesh.v1.WorkerService/Execute',
             agentmesh_dot_v1_dot_worker__pb2.ExecuteRequest.SerializeToString,
             agentmesh_dot_v1_dot_worker__pb2.ExecuteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecuteStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/agentmesh.v1.WorkerService/ExecuteStream',
+            agentmesh_dot_v1_dot_worker__pb2.ExecuteStreamRequest.SerializeToString,
+            agentmesh_dot_v1_dot_worker__pb2.ExecuteStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -75,6 +75,30 @@ class WorkerServiceStub:
                            validation (ErrorInfo reason OUTPUT_INVALID);
                            retryable on another worker.
     """
+    ExecuteStream: _grpc.StreamStreamMultiCallable[_worker_pb2.ExecuteStreamRequest, _worker_pb2.ExecuteStreamResponse]
+    """Runs many subtasks on one long-lived stream: what Execute does for one
+    subtask, for each subtask of each message, with the same checks,
+    idempotency, deadlines and status codes, each answered on its own.
+
+    The scheduler opens one stream per worker that declares it serves it
+    (WorkerInfo.execute_stream) and sends every subtask that is ready for
+    the worker in one loop turn as one message, so the cost of a message
+    is paid once per batch rather than once per subtask. The worker
+    answers the same way: every result ready in one loop turn, in one
+    message, in any order, matched by ExecuteStreamResult.id.
+
+    A subtask's deadline is its `timeout` (the stream itself has none);
+    `cancel` stops subtasks as cancelling an Execute call does. When the
+    stream ends or breaks, the worker treats its running subtasks as
+    cancelled calls (a live scheduler stops them; a scheduler that is gone
+    lets them finish and store their results for its restart).
+
+    Status codes of the stream itself: INVALID_ARGUMENT for a message that
+    does not decode (the stream ends; each subtask's own refusals are
+    per-subtask results, not stream errors); CANCELLED when the scheduler
+    ends it. Not retryable as a whole: the scheduler opens a new stream
+    and retries the subtasks that had no result, as it retries Execute.
+    """
 
 @_typing.type_check_only
 class WorkerServiceAsyncStub(WorkerServiceStub):
@@ -122,6 +146,30 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
       INTERNAL             the backend produced output that failed schema
                            validation (ErrorInfo reason OUTPUT_INVALID);
                            retryable on another worker.
+    """
+    ExecuteStream: _aio.StreamStreamMultiCallable[_worker_pb2.ExecuteStreamRequest, _worker_pb2.ExecuteStreamResponse]  # type: ignore[assignment]
+    """Runs many subtasks on one long-lived stream: what Execute does for one
+    subtask, for each subtask of each message, with the same checks,
+    idempotency, deadlines and status codes, each answered on its own.
+
+    The scheduler opens one stream per worker that declares it serves it
+    (WorkerInfo.execute_stream) and sends every subtask that is ready for
+    the worker in one loop turn as one message, so the cost of a message
+    is paid once per batch rather than once per subtask. The worker
+    answers the same way: every result ready in one loop turn, in one
+    message, in any order, matched by ExecuteStreamResult.id.
+
+    A subtask's deadline is its `timeout` (the stream itself has none);
+    `cancel` stops subtasks as cancelling an Execute call does. When the
+    stream ends or breaks, the worker treats its running subtasks as
+    cancelled calls (a live scheduler stops them; a scheduler that is gone
+    lets them finish and store their results for its restart).
+
+    Status codes of the stream itself: INVALID_ARGUMENT for a message that
+    does not decode (the stream ends; each subtask's own refusals are
+    per-subtask results, not stream errors); CANCELLED when the scheduler
+    ends it. Not retryable as a whole: the scheduler opens a new stream
+    and retries the subtasks that had no result, as it retries Execute.
     """
 
 class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -173,6 +221,36 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
           INTERNAL             the backend produced output that failed schema
                                validation (ErrorInfo reason OUTPUT_INVALID);
                                retryable on another worker.
+        """
+
+    @_abc_1.abstractmethod
+    def ExecuteStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_worker_pb2.ExecuteStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_worker_pb2.ExecuteStreamResponse], _abc.AsyncIterator[_worker_pb2.ExecuteStreamResponse]]:
+        """Runs many subtasks on one long-lived stream: what Execute does for one
+        subtask, for each subtask of each message, with the same checks,
+        idempotency, deadlines and status codes, each answered on its own.
+
+        The scheduler opens one stream per worker that declares it serves it
+        (WorkerInfo.execute_stream) and sends every subtask that is ready for
+        the worker in one loop turn as one message, so the cost of a message
+        is paid once per batch rather than once per subtask. The worker
+        answers the same way: every result ready in one loop turn, in one
+        message, in any order, matched by ExecuteStreamResult.id.
+
+        A subtask's deadline is its `timeout` (the stream itself has none);
+        `cancel` stops subtasks as cancelling an Execute call does. When the
+        stream ends or breaks, the worker treats its running subtasks as
+        cancelled calls (a live scheduler stops them; a scheduler that is gone
+        lets them finish and store their results for its restart).
+
+        Status codes of the stream itself: INVALID_ARGUMENT for a message that
+        does not decode (the stream ends; each subtask's own refusals are
+        per-subtask results, not stream errors); CANCELLED when the scheduler
+        ends it. Not retryable as a whole: the scheduler opens a new stream
+        and retries the subtasks that had no result, as it retries Execute.
         """
 
 def add_WorkerServiceServicer_to_server(servicer: WorkerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -52,6 +52,10 @@ class WorkerConfig:
     results_kept: int = 10_000
     """Finished subtasks remembered for idempotent replay.
     Env AGENTMESH_RESULTS_KEPT. Default 10000."""
+    execute_stream: bool = True
+    """Declare that the worker serves ExecuteStream, so that the scheduler sends it subtasks
+    in batches on one stream; off: one Execute call per subtask.
+    Env AGENTMESH_EXECUTE_STREAM. Default on."""
     store: str = ""
     """SQLite file of finished subtasks, kept across restarts; empty keeps them in
     memory only. Env AGENTMESH_WORKER_STORE. Default: memory."""

@@ -71,6 +71,7 @@ def info_to_proto(
     capacity: int,
     input_price_per_mtok: float,
     output_price_per_mtok: float,
+    execute_stream: bool,
 ) -> worker_pb2.WorkerInfo:
     """What a worker declares when it registers."""
     return worker_pb2.WorkerInfo(
@@ -83,4 +84,5 @@ def info_to_proto(
         capacity=capacity,
         input_price_per_mtok=input_price_per_mtok,
         output_price_per_mtok=output_price_per_mtok,
+        execute_stream=execute_stream,
     )

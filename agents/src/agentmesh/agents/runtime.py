@@ -87,7 +87,8 @@ class Worker(Serving):
         )
         self.health = health.aio.HealthServicer()
         self.server = aio.server(interceptors=[RejectUndecodable()])
-        worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(self.core), self.server)
+        self.servicer = WorkerServicer(self.core)
+        worker_pb2_grpc.add_WorkerServiceServicer_to_server(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable(
             self.server,
@@ -130,6 +131,7 @@ class Worker(Serving):
             capacity=self.capacity,
             input_price_per_mtok=self.backend.input_price_per_mtok,
             output_price_per_mtok=self.backend.output_price_per_mtok,
+            execute_stream=self.config.execute_stream,
         )
 
     def health_report(self) -> worker_pb2.WorkerHealth:
@@ -172,6 +174,7 @@ class Worker(Serving):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         await self.core.drain(grace)
+        await self.servicer.answered(max(deadline - loop.time(), 0.5))
         # The last beat says "draining"; closing the stream removes the worker.
         await self.membership.stop()
         await self.server.stop(max(deadline - loop.time(), 0.5))

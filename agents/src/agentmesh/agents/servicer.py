@@ -1,7 +1,17 @@
-"""WorkerService: protobuf in, the worker core, protobuf out, errors mapped by `handlers`."""
+"""WorkerService: protobuf in, the worker core, protobuf out, errors mapped by `handlers`.
+
+`Execute` runs one subtask per call. `ExecuteStream` runs many on one
+stream: each subtask of a message becomes a task of its own, and every
+result ready in one loop turn leaves in one message, so the per-message
+cost of gRPC is paid once per batch.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from grpc import aio
@@ -9,28 +19,127 @@ from grpc import aio
 from agentmesh.agents.checks import check_ids
 from agentmesh.agents.convert import outcome_to_proto, subtask_from_proto
 from agentmesh.agents.core import WorkerCore
+from agentmesh.errors import AgentmeshError, Cancelled
 from agentmesh.server import telemetry
-from agentmesh.server.handlers import unary
+from agentmesh.server.handlers import Undecodable, streaming, unary
+from agentmesh.status import to_status_proto
 from agentmesh.v1 import worker_pb2, worker_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 SERVICE_NAME = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
 EXECUTE = f"{SERVICE_NAME}/Execute"
 Context = aio.ServicerContext[Any, Any]
+Metadata = Iterable[tuple[str, str | bytes]] | None
 
 
 class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
-    """Serves Execute on a `WorkerCore`; the call's deadline becomes the subtask's."""
+    """Serves Execute and ExecuteStream on a `WorkerCore`; a call's deadline is the subtask's."""
 
     def __init__(self, core: WorkerCore) -> None:
         self.core = core
+        #: Subtasks taken from streams whose results are not yet written back.
+        self._unanswered = 0
+        self._answered = asyncio.Event()
+        self._answered.set()
+
+    async def answered(self, timeout: float) -> None:
+        """Wait, at most `timeout` seconds, until every subtask taken from a stream has its
+        result written back: a draining worker leaves only after its answers."""
+        try:
+            await asyncio.wait_for(self._answered.wait(), timeout)
+        except TimeoutError:
+            log.warning("leaving with unanswered subtasks", extra={"subtasks": self._unanswered})
+
+    def _count(self, change: int) -> None:
+        self._unanswered += change
+        if self._unanswered:
+            self._answered.clear()
+        else:
+            self._answered.set()
 
     @unary
     async def Execute(
         self, request: worker_pb2.ExecuteRequest, context: Context
     ) -> worker_pb2.ExecuteResponse:
+        left = context.time_remaining()
+        return await self._execute(request, context.invocation_metadata(), left)
+
+    @streaming
+    async def ExecuteStream(
+        self,
+        # RejectUndecodable hands over a message that did not decode as an Undecodable.
+        request_iterator: AsyncIterator[worker_pb2.ExecuteStreamRequest | Undecodable],
+        context: Context,
+    ) -> AsyncIterator[worker_pb2.ExecuteStreamResponse]:
+        batch = _Batch()
+        running: dict[int, asyncio.Task[None]] = {}
+
+        async def run(item: worker_pb2.ExecuteStreamSubtask) -> None:
+            left = item.timeout.ToNanoseconds() / 1e9 if item.HasField("timeout") else None
+            result = worker_pb2.ExecuteStreamResult(id=item.id)
+            try:
+                result.response.CopyFrom(
+                    await self._execute(item.request, item.trace_context.items(), left)
+                )
+            except asyncio.CancelledError:
+                result.error.CopyFrom(_status(Cancelled("the scheduler stopped the subtask")))
+            except Exception as error:
+                result.error.CopyFrom(_status(error))
+            batch.add(result)
+
+        def settled(stream_id: int, task: asyncio.Task[None]) -> None:
+            running.pop(stream_id, None)
+            if task.cancelled():  # stopped before it started: answered all the same
+                result = worker_pb2.ExecuteStreamResult(id=stream_id)
+                result.error.CopyFrom(_status(Cancelled("the scheduler stopped the subtask")))
+                batch.add(result)
+
+        async def read() -> None:
+            async for message in request_iterator:
+                if isinstance(message, Undecodable):
+                    raise message.refuse()
+                self._count(len(message.subtasks))
+                for item in message.subtasks:
+                    task = asyncio.create_task(run(item))
+                    running[item.id] = task
+                    task.add_done_callback(functools.partial(settled, item.id))
+                # Cancels after starts: a message may stop a subtask it starts.
+                for stream_id in message.cancel:
+                    stopping = running.get(stream_id)
+                    if stopping is not None:
+                        stopping.cancel()
+            # The scheduler sends no more: answer what runs, then end the stream.
+            await asyncio.gather(*running.values(), return_exceptions=True)
+
+        reader = asyncio.create_task(read())
+        reader.add_done_callback(lambda _: batch.wake())
+        try:
+            while True:
+                await batch.ready.wait()
+                batch.ready.clear()
+                results = batch.take()
+                if results:
+                    yield worker_pb2.ExecuteStreamResponse(results=results)
+                    self._count(-len(results))  # written: the generator resumes after
+                if reader.done() and not batch.pending:
+                    reader.result()  # a refused message ends the stream with its status
+                    return
+        finally:
+            # The stream is gone (or ended): its subtasks are cancelled calls, which the
+            # core stops or, when the scheduler is gone, finishes and keeps.
+            reader.cancel()
+            for task in list(running.values()):
+                task.cancel()
+            self._count(-(len(running) + len(batch.take())))
+
+    async def _execute(
+        self, request: worker_pb2.ExecuteRequest, metadata: Metadata, left: float | None
+    ) -> worker_pb2.ExecuteResponse:
+        """One subtask, as a span of the caller's trace; `left` is the time it may take."""
         with telemetry.server_span(
             EXECUTE,
-            context.invocation_metadata(),
+            metadata,
             **{
                 telemetry.REQUEST_ID: request.request_id,
                 telemetry.SUBTASK_ID: request.subtask_id,
@@ -41,8 +150,36 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         ) as span:
             check_ids(request)  # before the input is read: missing ids are the first refusal
             subtask = subtask_from_proto(request)
-            left = context.time_remaining()
             deadline = None if left is None else self.core.clock.now() + left
             outcome = await self.core.execute(subtask, deadline)
             span.set_attribute("agentmesh.replayed", outcome.replayed)
             return outcome_to_proto(outcome)
+
+
+class _Batch:
+    """Results waiting to leave on the stream, and the event that wakes the writer."""
+
+    def __init__(self) -> None:
+        self.pending: list[worker_pb2.ExecuteStreamResult] = []
+        self.ready = asyncio.Event()
+
+    def add(self, result: worker_pb2.ExecuteStreamResult) -> None:
+        self.pending.append(result)
+        self.ready.set()
+
+    def wake(self) -> None:
+        self.ready.set()
+
+    def take(self) -> list[worker_pb2.ExecuteStreamResult]:
+        taken, self.pending = self.pending, []
+        return taken
+
+
+def _status(error: BaseException) -> worker_pb2.ExecuteStatus:
+    """The status a failed subtask is answered with, as Execute's abort would give it."""
+    if not isinstance(error, AgentmeshError):
+        log.error("unexpected error in a subtask", exc_info=error)
+        error = AgentmeshError(f"internal error: {type(error).__name__}", cause=error)
+    status = worker_pb2.ExecuteStatus()
+    status.ParseFromString(to_status_proto(error).SerializeToString())
+    return status

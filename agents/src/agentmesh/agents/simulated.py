@@ -6,6 +6,14 @@ with UNAVAILABLE, and reports tokens (about four characters each) and their
 cost at the prices it is given. Real worker processes running it behave, on the
 wire, like workers calling a model: that is what load tests, benchmarks and
 fault tests need, with no model and no network.
+
+A subtask whose input carries `sim_latency_ms` (`LATENCY_FIELD`: a number of
+milliseconds, 0 or more) takes that long instead of a drawn latency, so
+that a caller knows each subtask's latency exactly (the fan-out benchmark
+compares a request's latency with its slowest subtask's). The field is an
+instruction to the simulation, not content: the inner backend does not see
+it and it counts no tokens. Any other value is refused with
+INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
@@ -21,15 +29,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentmesh.agents.backend import Backend, BackendResult
-from agentmesh.errors import Unavailable
+from agentmesh.errors import FieldViolation, InvalidArgument, Unavailable
 from agentmesh.server.skills import Skill
 from agentmesh.usage import Usage
+
+LATENCY_FIELD = "sim_latency_ms"
+"""The input field that sets one subtask's simulated latency, in milliseconds."""
 
 
 @dataclass(frozen=True)
 class SimulatedProfile:
     latency: float = 0.05
-    """Median latency in seconds. Env AGENTMESH_SIM_LATENCY. Default 0.05 s."""
+    """Median latency in seconds (a subtask whose input has `sim_latency_ms` takes that
+    instead). Env AGENTMESH_SIM_LATENCY. Default 0.05 s."""
     sigma: float = 0.25
     """Log-normal shape: 0 is a fixed latency. Env AGENTMESH_SIM_SIGMA. Default 0.25."""
     error_rate: float = 0.0
@@ -86,8 +98,25 @@ class SimulatedBackend:
         p = self.profile
         return p.latency * math.exp(self._rng.gauss(0.0, p.sigma)) if p.sigma else p.latency
 
+    def latency_for(self, data: Mapping[str, Any]) -> float:
+        """Seconds the call takes: the input's `sim_latency_ms` when it has one, else a draw."""
+        if LATENCY_FIELD not in data:
+            return self.draw_latency()
+        raw = data[LATENCY_FIELD]
+        # bool is an int in Python, but true milliseconds are a mistake, not a latency.
+        valid = isinstance(raw, int | float) and not isinstance(raw, bool)
+        if not valid or not math.isfinite(raw) or raw < 0:
+            raise InvalidArgument(
+                f"{LATENCY_FIELD} must be a number of milliseconds, 0 or more; got {raw!r}",
+                [FieldViolation(f"input.{LATENCY_FIELD}", "a number of milliseconds, 0 or more")],
+                reason="INVALID_INPUT",
+            )
+        return float(raw) / 1000.0
+
     async def run(self, skill: Skill, data: Mapping[str, Any]) -> BackendResult:
-        await asyncio.sleep(self.draw_latency())
+        await asyncio.sleep(self.latency_for(data))
+        if LATENCY_FIELD in data:
+            data = {k: v for k, v in data.items() if k != LATENCY_FIELD}
         if self._rng.random() < self.profile.error_rate or self._in_outage():
             raise Unavailable("simulated model outage", reason="SIMULATED_FAILURE")
         result = await self.inner.run(skill, data)

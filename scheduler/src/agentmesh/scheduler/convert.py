@@ -210,6 +210,7 @@ def worker_spec_from_proto(
         tier=tier_from_proto(info.tier),
         input_price_per_mtok=info.input_price_per_mtok,
         output_price_per_mtok=info.output_price_per_mtok,
+        execute_stream=info.execute_stream,
         skills=tuple(skill_from_proto(s, f"skills[{i}]") for i, s in enumerate(skills)),
     )
 
@@ -225,6 +226,7 @@ def worker_info_to_proto(spec: WorkerSpec) -> worker_pb2.WorkerInfo:
         capacity=spec.capacity,
         input_price_per_mtok=spec.input_price_per_mtok,
         output_price_per_mtok=spec.output_price_per_mtok,
+        execute_stream=spec.execute_stream,
     )
 
 

@@ -174,7 +174,7 @@ class SchedulerCore:
                     f"cost_budget_usd is {cost_budget}",
                     [FieldViolation("cost_budget_usd", "a finite amount: 0 (no limit) or more")],
                 )
-            with telemetry.tracer().start_as_current_span(
+            with telemetry.span(
                 "decompose",
                 attributes={telemetry.REQUEST_ID: request_id, telemetry.WORKFLOW: source.workflow},
             ) as decompose:

@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(eq=False)
 class _Attempt:
-    task: asyncio.Task[ExecuteResult]
+    #: The task the attempt runs in (the step's, or a hedge's).
+    task: asyncio.Task[object]
     evicted: bool = False
 
 
@@ -284,8 +285,10 @@ class Dispatcher:
     async def _attempt(
         self, worker: WorkerRecord, call: SubtaskCall, attempt: int, hedge: bool = False
     ) -> ExecuteResult:
-        """One attempt on one worker, as a span of the request's trace."""
+        """One attempt on one worker, as a span of the request's trace (when tracing is on)."""
         logs.SUBTASK_ID.set(call.subtask_id)
+        if not telemetry.recording():
+            return await self._call(worker, call, attempt)
         attributes: dict[str, AttributeValue] = {
             telemetry.REQUEST_ID: call.request_id,
             telemetry.SUBTASK_ID: call.subtask_id,
@@ -294,7 +297,7 @@ class Dispatcher:
             telemetry.ATTEMPT: attempt,
             "rpc.system": "grpc",
             "rpc.service": "agentmesh.v1.WorkerService",
-            "rpc.method": "Execute",
+            "rpc.method": "ExecuteStream" if worker.spec.execute_stream else "Execute",
             "server.address": worker.spec.address,
             "agentmesh.hedge": hedge,
         }
@@ -316,15 +319,6 @@ class Dispatcher:
                 raise
             except AgentmeshError as error:
                 code = error.code_name
-                log.warning(
-                    "subtask attempt failed",
-                    extra={
-                        "worker_id": worker.worker_id,
-                        "attempt": attempt,
-                        "code": code,
-                        "error": error.message,
-                    },
-                )
                 raise
             finally:
                 span.set_attribute("rpc.grpc.status_code", code_pb2.Code.Value(code))
@@ -332,27 +326,39 @@ class Dispatcher:
                     span.set_status(StatusCode.ERROR, code)
 
     async def _call(self, worker: WorkerRecord, call: SubtaskCall, attempt: int) -> ExecuteResult:
+        """Run the attempt in the caller's task; eviction cancels that task at this await."""
         started = self.clock.now()
         timeout = min(self.attempt_timeout, call.deadline - started)
-        task = asyncio.ensure_future(self.transport.execute(worker, call, attempt, timeout))
+        task = asyncio.current_task()
+        assert task is not None
         running = _Attempt(task)
         self._running.by_worker.setdefault(worker.worker_id, set()).add(running)
         pending = worker.pending.start(started)
         code = "OK"
         try:
-            result = await task
+            result = await self.transport.execute(worker, call, attempt, timeout)
             now = self.clock.now()
             self.observer.overhead(now - started - result.duration)
             self.hedger.observe(call.capability, now - started)
             return result
         except asyncio.CancelledError:
-            if not running.evicted:
-                code = "CANCELLED"
-                raise
-            code = "UNAVAILABLE"
-            raise _Evicted() from None
+            # An eviction's cancel becomes a retry; any other cancel (the request's) stands.
+            if running.evicted and task.uncancel() == 0:
+                code = "UNAVAILABLE"
+                raise _Evicted() from None
+            code = "CANCELLED"
+            raise
         except AgentmeshError as error:
             code = error.code_name
+            log.warning(
+                "subtask attempt failed",
+                extra={
+                    "worker_id": worker.worker_id,
+                    "attempt": attempt,
+                    "code": code,
+                    "error": error.message,
+                },
+            )
             raise
         finally:
             now = self.clock.now()

@@ -64,9 +64,7 @@ def run_mesh(args: argparse.Namespace) -> int:
         model_args = ("--host", "127.0.0.1", "--port", str(model_port), "--parallel", str(slots))
         model = Child("local-model", ("local-model", *model_args))
         model_url = f"http://127.0.0.1:{model_port}"
-        scheduler_env = tuple(
-            (k, v) for k, v in LOCAL_SCHEDULER_ENV.items() if k not in os.environ
-        )
+        scheduler_env = tuple((k, v) for k, v in LOCAL_SCHEDULER_ENV.items() if k not in os.environ)
         scheduler = Child("scheduler", ("scheduler",), scheduler_env)
     scheduler = _with_env(scheduler, AGENTMESH_PORTS_FILE=str(scheduler_ports))
     workers: list[tuple[Child, str]] = []

@@ -117,7 +117,10 @@ class Slots:
         granted = ticket.granted
         worker: WorkerRecord | None = None
         try:
-            worker = await asyncio.wait_for(asyncio.shield(granted), call.deadline - now)
+            if granted.done():  # a free slot at once: no wait, no timer
+                worker = granted.result()
+            else:
+                worker = await asyncio.wait_for(asyncio.shield(granted), call.deadline - now)
             self.observer.queue_waited(call.capability, self.clock.now() - now)
             return worker
         except TimeoutError:

@@ -1,18 +1,49 @@
-"""The dispatcher's way to workers: WorkerService.Execute over gRPC."""
+"""The dispatcher's way to workers: WorkerService over gRPC.
+
+A worker that declares it serves ExecuteStream (`WorkerSpec.execute_stream`)
+gets one long-lived stream: every subtask ready for it in one loop turn
+leaves in one message, and its results come back the same way, so the
+per-message cost of gRPC is paid once per batch. Any other worker gets one
+unary Execute call per subtask. Both give the dispatcher the same results
+and the same errors.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import logging
+from dataclasses import dataclass
+
 import grpc
+from google.rpc import status_pb2
 from grpc import aio
 
-from agentmesh.errors import AgentmeshError, Unavailable
+from agentmesh.errors import AgentmeshError, DeadlineExceeded, Unavailable
 from agentmesh.scheduler.calls import ExecuteResult, SubtaskCall
 from agentmesh.scheduler.registry import WorkerRecord
 from agentmesh.server import telemetry
-from agentmesh.status import from_rpc_error
+from agentmesh.status import error_from_status, from_rpc_error
 from agentmesh.usage import Usage
 from agentmesh.v1 import worker_pb2, worker_pb2_grpc
 from agentmesh.wire import dict_to_struct, difficulty_to_proto, struct_to_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Link:
+    """What the transport keeps for one worker: its channel, and its stream once used."""
+
+    address: str
+    channel: aio.Channel
+    stub: worker_pb2_grpc.WorkerServiceAsyncStub
+    stream: _Stream | None = None
+
+    async def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+        await self.channel.close()
 
 
 class GrpcTransport:
@@ -23,20 +54,24 @@ class GrpcTransport:
     """
 
     def __init__(self) -> None:
-        self._channels: dict[
-            str, tuple[str, aio.Channel, worker_pb2_grpc.WorkerServiceAsyncStub]
-        ] = {}
+        self._links: dict[str, _Link] = {}
 
-    async def _stub(self, worker: WorkerRecord) -> worker_pb2_grpc.WorkerServiceAsyncStub:
-        entry = self._channels.get(worker.worker_id)
-        if entry is not None and entry[0] != worker.spec.address:
+    async def _link(self, worker: WorkerRecord) -> _Link:
+        link = self._links.get(worker.worker_id)
+        if link is not None and link.address != worker.spec.address:
             await self.forget(worker.worker_id)
-            entry = None
-        if entry is None:
-            channel = aio.insecure_channel(worker.spec.address)
-            entry = (worker.spec.address, channel, worker_pb2_grpc.WorkerServiceStub(channel))
-            self._channels[worker.worker_id] = entry
-        return entry[2]
+            link = None
+        if link is None:
+            try:
+                channel = aio.insecure_channel(worker.spec.address)
+            except Exception as error:  # an address grpc cannot use
+                raise Unavailable(
+                    f"cannot reach worker {worker.worker_id} at {worker.spec.address!r}: {error}",
+                    reason="WORKER_UNREACHABLE",
+                ) from None
+            link = _Link(worker.spec.address, channel, worker_pb2_grpc.WorkerServiceStub(channel))
+            self._links[worker.worker_id] = link
+        return link
 
     async def execute(
         self, worker: WorkerRecord, call: SubtaskCall, attempt: int, timeout: float
@@ -49,25 +84,19 @@ class GrpcTransport:
             difficulty=difficulty_to_proto(call.difficulty),
             attempt=attempt,
         )
-        try:
-            stub = await self._stub(worker)
-        except Exception as error:  # an address grpc cannot use
-            raise Unavailable(
-                f"cannot reach worker {worker.worker_id} at {worker.spec.address!r}: {error}",
-                reason="WORKER_UNREACHABLE",
-            ) from None
-        try:
-            response = await stub.Execute(
-                request, timeout=max(timeout, 0.001), metadata=telemetry.outgoing_metadata()
-            )
-        except grpc.RpcError as error:
-            failure = from_rpc_error(error)
-            if failure.code_name == "UNKNOWN":
-                # A worker's unexplained failure: ours to report as INTERNAL, never UNKNOWN.
-                raise AgentmeshError(
-                    f"worker {worker.worker_id} failed: {failure.message}", reason="WORKER_FAILED"
-                ) from None
-            raise failure from None
+        link = await self._link(worker)
+        timeout = max(timeout, 0.001)
+        if worker.spec.execute_stream:
+            if link.stream is None or link.stream.broken:
+                link.stream = _Stream(link.stub, worker.worker_id)
+            response = await link.stream.execute(request, timeout)
+        else:
+            try:
+                response = await link.stub.Execute(
+                    request, timeout=timeout, metadata=telemetry.outgoing_metadata()
+                )
+            except grpc.RpcError as error:
+                raise _worker_error(from_rpc_error(error), worker.worker_id) from None
         return ExecuteResult(
             output=struct_to_dict(response.output),
             usage=Usage(
@@ -76,15 +105,170 @@ class GrpcTransport:
                 cost_usd=response.usage.cost_usd,
             ),
             model=response.model,
-            duration=response.duration.ToTimedelta().total_seconds(),
+            duration=response.duration.ToNanoseconds() / 1e9,
             replayed=response.replayed,
         )
 
     async def forget(self, worker_id: str) -> None:
-        entry = self._channels.pop(worker_id, None)
-        if entry is not None:
-            await entry[1].close()
+        link = self._links.pop(worker_id, None)
+        if link is not None:
+            await link.close()
 
     async def close(self) -> None:
-        for worker_id in list(self._channels):
+        for worker_id in list(self._links):
             await self.forget(worker_id)
+
+
+class _Stream:
+    """One ExecuteStream call to a worker: subtasks out in batches, results in.
+
+    `execute` queues a subtask and waits for its result; a writer task sends
+    everything queued since its last write as one message, and a reader task
+    hands each result to its waiter. A subtask's deadline is a timer on the
+    loop, not a task; a waiter that is cancelled (a hedge lost, the request
+    was cancelled) tells the worker to stop. When the stream breaks, every
+    waiter fails UNAVAILABLE (retryable on another worker) and the next
+    subtask opens a new stream.
+    """
+
+    def __init__(self, stub: worker_pb2_grpc.WorkerServiceAsyncStub, worker_id: str) -> None:
+        self.worker_id = worker_id
+        self.broken = False
+        self._call = stub.ExecuteStream()
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[worker_pb2.ExecuteResponse]] = {}
+        self._outbox: list[worker_pb2.ExecuteStreamSubtask] = []
+        self._cancels: list[int] = []
+        self._wake = asyncio.Event()
+        self._tasks = (
+            asyncio.create_task(self._write(), name=f"execute-stream-write {worker_id}"),
+            asyncio.create_task(self._read(), name=f"execute-stream-read {worker_id}"),
+        )
+
+    async def execute(
+        self, request: worker_pb2.ExecuteRequest, timeout: float
+    ) -> worker_pb2.ExecuteResponse:
+        """The worker's response to one subtask, or the error it failed with."""
+        stream_id = next(self._ids)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[worker_pb2.ExecuteResponse] = loop.create_future()
+        item = worker_pb2.ExecuteStreamSubtask(id=stream_id, request=request)
+        item.timeout.FromNanoseconds(int(timeout * 1e9))
+        if telemetry.recording():
+            item.trace_context.update(telemetry.outgoing_metadata())
+        self._waiting[stream_id] = future
+        self._outbox.append(item)
+        self._wake.set()
+        timer = loop.call_later(timeout, self._expire, stream_id, timeout)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self._stop(stream_id)
+            raise
+        finally:
+            timer.cancel()
+            self._waiting.pop(stream_id, None)
+
+    def _stop(self, stream_id: int) -> None:
+        """Take the subtask back if it is not sent yet; otherwise tell the worker to stop it."""
+        if self._waiting.pop(stream_id, None) is None or self.broken:
+            return
+        for index, item in enumerate(self._outbox):
+            if item.id == stream_id:
+                del self._outbox[index]
+                return
+        self._cancels.append(stream_id)
+        self._wake.set()
+
+    def _expire(self, stream_id: int, timeout: float) -> None:
+        future = self._waiting.get(stream_id)
+        if future is None or future.done():
+            return
+        self._stop(stream_id)
+        future.set_exception(
+            DeadlineExceeded(f"worker {self.worker_id} did not answer within {timeout:.3g} s")
+        )
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                if not self._outbox and not self._cancels:
+                    continue
+                message = worker_pb2.ExecuteStreamRequest(
+                    subtasks=self._outbox, cancel=self._cancels
+                )
+                self._outbox, self._cancels = [], []
+                await self._call.write(message)
+        except asyncio.CancelledError:
+            pass
+        except Exception as error:  # the call ended under the write (grpc's error or state)
+            self._break(
+                Unavailable(
+                    f"cannot send to worker {self.worker_id}: {error}", reason="WORKER_UNREACHABLE"
+                )
+            )
+
+    async def _read(self) -> None:
+        failure: AgentmeshError = Unavailable(
+            f"worker {self.worker_id} ended its ExecuteStream", reason="WORKER_UNREACHABLE"
+        )
+        try:
+            while True:
+                response = await self._call.read()
+                if not isinstance(response, worker_pb2.ExecuteStreamResponse):
+                    break  # aio.EOF: the worker ended the stream
+                for result in response.results:
+                    future = self._waiting.pop(result.id, None)
+                    if future is None or future.done():
+                        continue  # cancelled or expired meanwhile
+                    if result.HasField("error"):
+                        # ExecuteStatus has google.rpc.Status's fields and numbers.
+                        status = status_pb2.Status.FromString(result.error.SerializeToString())
+                        error = _worker_error(error_from_status(status), self.worker_id)
+                        future.set_exception(error)
+                    else:
+                        future.set_result(result.response)
+        except grpc.RpcError as error:
+            cause = from_rpc_error(error)
+            failure = Unavailable(
+                f"the stream to worker {self.worker_id} broke: {cause.code_name}: {cause.message}",
+                reason="WORKER_UNREACHABLE",
+            )
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._break(failure)
+
+    def _break(self, failure: AgentmeshError) -> None:
+        """Fail every waiter (they retry elsewhere) and stop both tasks."""
+        if self.broken:
+            return
+        self.broken = True
+        waiting, self._waiting = self._waiting, {}
+        for future in waiting.values():
+            if not future.done():
+                future.set_exception(failure)
+        if waiting:
+            log.warning(
+                "ExecuteStream ended with subtasks in flight",
+                extra={"worker_id": self.worker_id, "subtasks": len(waiting)},
+            )
+        self._call.cancel()
+        for task in self._tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    def close(self) -> None:
+        """End the stream: the worker sees its subtasks cancelled by a live scheduler."""
+        self._break(Unavailable(f"worker {self.worker_id} left the mesh", reason="WORKER_GONE"))
+
+
+def _worker_error(failure: AgentmeshError, worker_id: str) -> AgentmeshError:
+    """A worker's error as the dispatcher sees it: UNKNOWN (unexplained) becomes INTERNAL."""
+    if failure.code_name == "UNKNOWN":
+        return AgentmeshError(
+            f"worker {worker_id} failed: {failure.message}", reason="WORKER_FAILED"
+        )
+    return failure

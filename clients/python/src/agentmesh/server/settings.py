@@ -36,9 +36,15 @@ def from_env(
     return values
 
 
-def convert(kind: object, raw: str, name: str) -> float | int | tuple[str, ...] | Path | str:
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True}
+_BOOLEANS |= {"0": False, "false": False, "no": False, "off": False}
+
+
+def convert(kind: object, raw: str, name: str) -> bool | float | int | tuple[str, ...] | Path | str:
     kind = str(kind)
     try:
+        if kind == "bool":
+            return _BOOLEANS[raw.strip().lower()]
         if kind == "float":
             return float(raw)
         if kind == "int":
@@ -48,5 +54,5 @@ def convert(kind: object, raw: str, name: str) -> float | int | tuple[str, ...] 
         if kind.startswith("Path"):
             return Path(raw)
         return raw
-    except ValueError:
+    except (ValueError, KeyError):
         raise ValueError(f"environment variable {name}={raw!r} is not a valid {kind}") from None

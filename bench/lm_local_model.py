@@ -1,4 +1,4 @@
-"""S7 the local model: `agentmesh run --backend local` answering the example tickets.
+"""LM the local model: `agentmesh run --backend local` answering the example tickets.
 
 Not a model of a system but the real thing on this machine: llama.cpp's
 server with Gemma 3 270M, the scheduler and three `openai` workers (one
@@ -10,7 +10,7 @@ tickets' latency. The targets: every ticket answered, and the model server
 idle within a few seconds of the last answer. Latency has no goal: it is
 what a 270M model makes of 2 shared cores. Skipped (not failed) in smoke
 runs (a model takes minutes, not seconds) and when the local model is not
-installed (`make local-model`); `python -m bench --only S7` runs it alone.
+installed (`make local-model`); `python -m bench --only LM` runs it alone.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def run(log_dir: Path, seed: int, smoke: bool) -> ScenarioResult:
     answered = sum(ok for _, ok in outcomes)
     per_minute = answered / elapsed * 60
     return ScenarioResult(
-        key="S7",
+        key="LM",
         title="local model (Gemma 3 270M on llama.cpp): the example tickets",
         metrics={
             "tickets": len(tickets),
@@ -83,13 +83,13 @@ def run(log_dir: Path, seed: int, smoke: bool) -> ScenarioResult:
             "model_idle_after_last_answer": Target(idle_after, IDLE_GOAL, "<=", unit="s"),
         },
         notes=[f"{mesh.slots} slots; latency includes waiting for a slot ({AT_ONCE} at once)"],
-        latencies={"S7 local model": {"ticket": latencies}},
+        latencies={"LM local model": {"ticket": latencies}},
     )
 
 
 def _skipped(why: str) -> ScenarioResult:
     return ScenarioResult(
-        key="S7",
+        key="LM",
         title="local model (skipped)",
         metrics={"skipped": why},
         targets={},
@@ -108,16 +108,16 @@ class _LocalMesh:
         self._process: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> _LocalMesh:
-        ports_file = self.log_dir / "s7-scheduler.ports.json"
+        ports_file = self.log_dir / "lm-scheduler.ports.json"
         ports_file.unlink(missing_ok=True)
         env = {
             **os.environ,
             "AGENTMESH_LISTEN": "127.0.0.1:0",
             "AGENTMESH_PORTS_FILE": str(ports_file),
             "AGENTMESH_METRICS_LISTEN": "",
-            "AGENTMESH_STORE": str(self.log_dir / "s7-scheduler.db"),
+            "AGENTMESH_STORE": str(self.log_dir / "lm-scheduler.db"),
         }
-        self._log = open(self.log_dir / "s7-run.log", "w")  # closed in __exit__
+        self._log = open(self.log_dir / "lm-run.log", "w")  # closed in __exit__
         self._process = subprocess.Popen(
             [sys.executable, "-m", "agentmesh", "run", "--backend", "local"],
             env=env,
