@@ -273,6 +273,8 @@ class Dispatcher:
         target = tiers.target_tier((w.spec.tier for w in live), minimum)
         if target is None:
             raise _no_worker(call.capability)
+        if call.budget is None:
+            return target, 0.0
         return tiers.choose_within_budget(
             tiers.prices_by_tier(live), target, call.input, call.budget
         )

@@ -161,6 +161,12 @@ class RejectUndecodable(aio.ServerInterceptor):
     same way, naming the field.
     """
 
+    def __init__(self) -> None:
+        # Each method's handler and its wrapped form, made once rather than for every call.
+        self._wrapped: dict[
+            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
+        ] = {}
+
     async def intercept_service(
         self,
         continuation: Callable[
@@ -175,13 +181,23 @@ class RejectUndecodable(aio.ServerInterceptor):
             or not handler_call_details.method.startswith("/agentmesh.v1.")
         ):
             return handler
-        decode = handler.request_deserializer
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is None or cached[0] is not handler:
+            cached = self._wrapped[method] = (handler, _tolerant(handler))
+        return cached[1]
 
-        def tolerant(data: bytes) -> Message | Undecodable:
-            try:
-                return _refuse_unknown_enums(decode(data))
-            except Exception as error:  # protobuf's DecodeError and its kin
-                return Undecodable(str(error))
 
-        # grpc's method handlers are namedtuples, which its stubs do not say.
-        return handler._replace(request_deserializer=tolerant)  # type: ignore[attr-defined, no-any-return]
+def _tolerant(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    """The handler, with a decoder that hands over an `Undecodable` instead of failing."""
+    decode = handler.request_deserializer
+    assert decode is not None
+
+    def tolerant(data: bytes) -> Message | Undecodable:
+        try:
+            return _refuse_unknown_enums(decode(data))
+        except Exception as error:  # protobuf's DecodeError and its kin
+            return Undecodable(str(error))
+
+    # grpc's method handlers are namedtuples, which its stubs do not say.
+    return handler._replace(request_deserializer=tolerant)  # type: ignore[attr-defined, no-any-return]
