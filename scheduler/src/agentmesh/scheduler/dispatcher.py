@@ -114,9 +114,7 @@ class Dispatcher:
 
     def workers_changed(self, worker: WorkerRecord) -> None:
         """A worker joined, freed a slot, or changed its capacity: serve its queues."""
-        for capability in worker.spec.capabilities:
-            self.slots.worker_joined(capability)
-            self.slots.pump(capability)
+        self.slots.serve(worker)
 
     async def evict(self, worker_id: str, reason: str) -> WorkerRecord | None:
         """Remove a worker and send its in-flight subtasks back to the queue."""
