@@ -291,7 +291,10 @@ def test_a_frozen_node_worker_is_evicted_and_registers_again_when_told(
         worker.process.send_signal(signal.SIGCONT)
     # Its next beat is answered HEARTBEAT_DIRECTIVE_REGISTER: it registers again.
     wait_for(lambda: status_of(mesh, "frozen"), 10, "frozen to register again")
-    assert worker.log().count('"message":"registered"') == 2
+    # The scheduler lists it as soon as it answers Register; the worker logs it just after.
+    wait_for(
+        lambda: worker.log().count('"message":"registered"') == 2, 5, "frozen's second register"
+    )
     assert "registering again" in worker.log()
     dispatched = mesh.client.dispatch("detect_language", {"text": FRENCH})
     assert dispatched.worker_id == "frozen"
