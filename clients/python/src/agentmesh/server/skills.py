@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from agentmesh.server.schemacheck import Check, compile_check
 from agentmesh.tiers import Difficulty
 
 
@@ -64,13 +64,10 @@ class Skill:
 
     @functools.cached_property
     def checks(self) -> tuple[Check | None, Check | None]:
-        """The input and output schemas' fast checks (`schemacheck`), compiled once per
-        skill; None for a schema the fast check does not cover."""
-        formats = Draft202012Validator.FORMAT_CHECKER
-        return (
-            compile_check(self.input_schema, formats),
-            compile_check(self.output_schema, formats),
-        )
+        """Fast validity checks of the input and output schemas (`jsonschema_rs`, compiled);
+        None where it cannot compile a schema. `validators` stay the judges of what is
+        wrong: a check only spares them the objects it finds valid, nearly all of them."""
+        return _fast_check(self.input_schema), _fast_check(self.output_schema)
 
     @functools.cached_property
     def schemas_key(self) -> str:
@@ -364,11 +361,24 @@ def output_violations(skill: Skill, data: Mapping[str, Any]) -> list[tuple[str, 
     return _violations("output", skill.validators[1], skill.checks[1], data)
 
 
+Check = Callable[[Any], bool]
+"""Whether an object is valid against a schema."""
+
+
+def _fast_check(schema: Mapping[str, Any]) -> Check | None:
+    plain = json.loads(json.dumps(schema, default=dict))  # read-only mappings as dicts
+    try:
+        validator = jsonschema_rs.Draft202012Validator(plain, validate_formats=True)
+    except Exception:  # a schema it cannot compile: the reference validator alone judges
+        return None
+    return validator.is_valid
+
+
 def _violations(
     root: str, validator: Draft202012Validator, check: Check | None, data: Mapping[str, Any]
 ) -> list[tuple[str, str]]:
     if check is not None and check(data):
-        return []  # valid, as nearly always: the full validator is only asked for the errors
+        return []
     errors = sorted(validator.iter_errors(data), key=lambda e: (list(map(str, e.path)), e.message))
     return [(_field_path(root, error), error.message) for error in errors]
 
