@@ -149,6 +149,9 @@ def test_one_trace_per_request_across_processes_with_a_retry(
         assert span.parent_span_id == root.span_id
         assert span.kind == trace_pb2.Span.SPAN_KIND_CLIENT
         assert attrs["agentmesh.request_id"] == rid
+        # Both workers serve ExecuteStream: the attempt went on the stream, and its trace
+        # context with it (the workers' spans below are its children).
+        assert attrs["rpc.method"] == "ExecuteStream"
         assert {
             "agentmesh.subtask_id",
             "agentmesh.capability",
