@@ -29,8 +29,8 @@ WAIT = 60.0
 TEXT = {"text": "The parcel came late and the box was crushed."}
 #: A subtask that takes 1.5 s on a sim worker started with it.
 SLOW = {"AGENTMESH_SIM_LATENCY": "1.5", "AGENTMESH_SIM_SIGMA": "0"}
-#: A subtask that outlasts every test.
-STUCK = {"AGENTMESH_SIM_LATENCY": "60", "AGENTMESH_SIM_SIGMA": "0"}
+#: A subtask that outlasts every wait of the tests.
+STUCK = {"AGENTMESH_SIM_LATENCY": "120", "AGENTMESH_SIM_SIGMA": "0"}
 QUICK = {"AGENTMESH_SIM_LATENCY": "0.02", "AGENTMESH_SIM_SIGMA": "0"}
 UNARY = {"AGENTMESH_EXECUTE_STREAM": "0"}
 #: The worker's way to the scheduler's calls, as a test id.
@@ -123,27 +123,35 @@ def test_a_stream_worker_killed_with_subtasks_in_flight_loses_no_request(tmp_pat
         moved = [a for a in answers if a.attempts >= 2]
         print(f"\n{count} requests answered, {len(moved)} moved off the killed worker")
         assert len(moved) >= 2
+        # Each retried because its stream broke (or the worker left): UNAVAILABLE, at once.
+        retries = {
+            code: metric(mesh.metrics_port, "agentmesh_subtask_retries_total", code=code)
+            for code in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+        }
+        assert retries == {"UNAVAILABLE": len(moved), "DEADLINE_EXCEEDED": 0}
         assert {a.worker_id for a in answers} == {"survivor"}
         survivor = completed_runs(mesh.worker_metrics_port("survivor"))[0]
         assert survivor == count
 
 
 def test_a_hedges_loser_is_cancelled_on_its_stream_worker(tmp_path: Path) -> None:
-    with scheduler(tmp_path, AGENTMESH_HEDGE_AFTER="0.3", AGENTMESH_HEDGE_BUDGET="1") as mesh:
+    # Deadlines far past the waits below: only the scheduler's cancel stops the loser in time.
+    far = {"AGENTMESH_ATTEMPT_TIMEOUT": "600", "AGENTMESH_HEDGE_BUDGET": "1"}
+    with scheduler(tmp_path, AGENTMESH_HEDGE_AFTER="0.3", **far) as mesh:
         mesh.start_worker("slow", backend="sim", metrics=True, **STUCK)
         mesh.start_worker("fast", backend="sim", metrics=True, **QUICK)
         mesh.wait_workers({"slow", "fast"})
         slow_port = mesh.worker_metrics_port("slow")
         hedges = 0.0
         for i in range(6):  # round robin: the first attempt lands on "slow" within two
-            answer = mesh.client.dispatch("sentiment", TEXT, request_id=f"hedge-{i}", timeout=WAIT)
+            answer = mesh.client.dispatch("sentiment", TEXT, request_id=f"hedge-{i}", timeout=600)
             assert answer.worker_id == "fast"
             hedges = metric(mesh.metrics_port, "agentmesh_subtask_hedges_total")
             if hedges:
                 break
         assert hedges == 1
         # The loser's cancel reached the worker on the stream: its model call stopped.
-        wait_for(lambda: worker_codes(slow_port, "CANCELLED") == 1, WAIT, "the loser to stop")
+        wait_for(lambda: worker_codes(slow_port, "CANCELLED") == 1, 30, "the loser to stop")
         assert in_flight(slow_port) == 0
         assert completed_runs(slow_port)[0] == 0
         listed = {w.info.worker_id: w.info.execute_stream for w in mesh.client.list_workers()}
