@@ -9,7 +9,7 @@ cancelled subtask stops, as it does under a live scheduler.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,12 +19,15 @@ from grpc import aio
 from grpc_status import rpc_status
 from prometheus_client import CollectorRegistry
 
+from agentmesh.agents.backend import BackendResult
 from agentmesh.agents.core import WorkerCore
 from agentmesh.agents.echo import EchoBackend
 from agentmesh.agents.servicer import WorkerServicer
 from agentmesh.agents.simulated import LATENCY_FIELD, SimulatedBackend, SimulatedProfile
 from agentmesh.server.handlers import RejectUndecodable
 from agentmesh.server.metrics import WorkerMetrics
+from agentmesh.server.skills import Skill
+from agentmesh.usage import Usage
 from agentmesh.v1 import worker_pb2, worker_pb2_grpc
 from agentmesh.wire import dict_to_struct
 
@@ -63,9 +66,22 @@ class Served:
         )
 
 
-@pytest.fixture
-async def served() -> AsyncIterator[Served]:
-    backend = SimulatedBackend(EchoBackend(), SimulatedProfile(latency=0.0, sigma=0.0))
+class Verbose:
+    """A backend whose summaries are 100 kB: a few fill the stream's flow-control window."""
+
+    name = "verbose"
+    model = ""
+    input_price_per_mtok = 0.0
+    output_price_per_mtok = 0.0
+
+    def capabilities(self) -> frozenset[str]:
+        return frozenset({"summarize"})
+
+    async def run(self, skill: Skill, data: Mapping[str, Any]) -> BackendResult:
+        return BackendResult({"summary": "x" * 100_000}, Usage(), "")
+
+
+async def serve(backend: Any, *options: tuple[str, Any]) -> AsyncIterator[Served]:
     core = WorkerCore(
         backend,
         worker_id="stream-1",
@@ -78,12 +94,29 @@ async def served() -> AsyncIterator[Served]:
     worker_pb2_grpc.add_WorkerServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    channel = aio.insecure_channel(f"127.0.0.1:{port}")
+    channel = aio.insecure_channel(f"127.0.0.1:{port}", options=options)
     try:
         yield Served(core, servicer, channel, worker_pb2_grpc.WorkerServiceStub(channel))
     finally:
         await channel.close()
         await server.stop(0)
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[Served]:
+    async for each in serve(
+        SimulatedBackend(EchoBackend(), SimulatedProfile(latency=0.0, sigma=0.0))
+    ):
+        yield each
+
+
+@pytest.fixture
+async def verbose() -> AsyncIterator[Served]:
+    # The client's window stays at HTTP/2's 64 kB (no probing to grow it) while it reads
+    # nothing, and it takes messages of any size once it does.
+    options = (("grpc.http2.bdp_probe", 0), ("grpc.max_receive_message_length", -1))
+    async for each in serve(Verbose(), *options):
+        yield each
 
 
 def request(
@@ -341,3 +374,21 @@ async def test_a_stream_cancelled_by_the_scheduler_stops_its_subtasks(served: Se
     call.cancel()
     await wait_until(lambda: served.count("CANCELLED") == 2, "both runs to stop")
     await wait_until(lambda: served.servicer._answered.is_set(), "the count of unanswered")
+
+
+async def test_results_the_stream_could_not_deliver_leave_nothing_to_wait_for(
+    verbose: Served,
+) -> None:
+    """A scheduler that stops reading, then ends the stream, while its results are being
+    written: they can no longer be answered, so a drain must not wait for them."""
+    count = 20  # 2 MB of results: far more than the flow-control window lets through unread
+    call = verbose.stub.ExecuteStream()
+    await call.write(
+        worker_pb2.ExecuteStreamRequest(
+            subtasks=[item(i, request(f"v{i}", capability="summarize")) for i in range(count)]
+        )
+    )
+    await wait_until(lambda: verbose.count("OK") == count, "every run to finish")
+    assert not verbose.servicer._answered.is_set()  # unread: not answered yet
+    call.cancel()
+    await wait_until(verbose.servicer._answered.is_set, "nothing left to answer")
