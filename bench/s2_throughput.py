@@ -111,6 +111,7 @@ def run(log_dir: Path, seed: int, smoke: bool) -> ScenarioResult:
         metrics[variant] = {
             "subtasks_per_s": stat(variant, "subtasks_per_s"),
             "scheduler_cpu_us_per_subtask": stat(variant, "scheduler_cpu_us_per_subtask"),
+            "worker_cpu_us_per_subtask": stat(variant, "worker_cpu_us_per_subtask"),
             "scheduler_cpu_utilisation": stat(variant, "scheduler_cpu_share"),
             "workers_cpu_utilisation": stat(variant, "workers_cpu_share"),
             "client_cpu_utilisation": stat(variant, "client_cpu_share"),
@@ -118,11 +119,13 @@ def run(log_dir: Path, seed: int, smoke: bool) -> ScenarioResult:
         }
     rate = stat(DEFAULT, "subtasks_per_s")
     cpu = stat(DEFAULT, "scheduler_cpu_us_per_subtask")
+    worker_cpu = stat(DEFAULT, "worker_cpu_us_per_subtask")
     metrics.update(
         {
             "subtasks_per_s": rate,
             "requests_per_s": stat(DEFAULT, "requests_per_s"),
             "scheduler_cpu_us_per_subtask": cpu,
+            "worker_cpu_us_per_subtask": worker_cpu,
             "subtasks_per_s_by_round": [r["subtasks_per_s"] for r in measured[DEFAULT]],
             "memory_vs_sqlite_store_throughput": ratio(
                 stat("memory_store", "subtasks_per_s"), rate
@@ -139,6 +142,7 @@ def run(log_dir: Path, seed: int, smoke: bool) -> ScenarioResult:
         targets={
             "subtasks_per_s": Target(rate, 4000.0, ">=", "/s"),
             "scheduler_cpu_us_per_subtask": Target(cpu, 200.0, "<=", "µs"),
+            "worker_cpu_us_per_subtask": Target(worker_cpu, 150.0, "<=", "µs"),
         },
         notes=[
             "Clients, scheduler and both workers share this machine's CPUs; utilisations are "
@@ -194,6 +198,8 @@ async def _round(mesh: Mesh, call: Call, params: Params) -> Round:
         "subtasks_per_s": subtasks / wall,
         "requests_per_s": ok / wall,
         "scheduler_cpu_us_per_subtask": cpu / subtasks * 1e6 if subtasks else None,
+        # Both workers' CPU, per subtask: each subtask runs on one of them.
+        "worker_cpu_us_per_subtask": workers / subtasks * 1e6 if subtasks else None,
         "scheduler_cpu_share": cpu / wall,
         "workers_cpu_share": workers / wall,
         "client_cpu_share": client / wall,

@@ -21,6 +21,7 @@ SERVER_SIDE = (
     "openai",
     "anthropic",
     "jsonschema",
+    "jsonschema_rs",
     "opentelemetry.sdk",
     "prometheus_client",
 )
@@ -102,7 +103,14 @@ def test_the_client_distribution_alone_calls_a_mesh(tmp_path: Path) -> None:
     )  # fmt: skip
     dependencies = _closure(["agentmesh"]) - {"agentmesh", "agentmesh-protos"}
     assert {"grpcio", "protobuf"} <= dependencies
-    server_side = {"openai", "anthropic", "jsonschema", "opentelemetry-sdk", "prometheus-client"}
+    server_side = {
+        "openai",
+        "anthropic",
+        "jsonschema",
+        "jsonschema-rs",
+        "opentelemetry-sdk",
+        "prometheus-client",
+    }
     assert not dependencies & (server_side | {"agentmesh-scheduler", "agentmesh-agents"})
     for name in dependencies:
         _copy_installed(name, site)

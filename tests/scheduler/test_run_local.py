@@ -39,4 +39,3 @@ def test_the_local_backend_is_the_openai_one_on_the_local_server() -> None:
         },
     )
     assert backend.model == "other"
-

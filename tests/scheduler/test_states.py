@@ -84,7 +84,10 @@ def test_a_subtask_row_of_an_earlier_version_without_a_tier_reads_as_unspecified
 ) -> None:
     path = tmp_path / "s.db"
     store = SqliteStore(path)
-    store.save_request(new_record("r1", PLAN, {"text": "hi"}, 0, 100.0), deadline=2e9)
+    record = new_record("r1", PLAN, {"text": "hi"}, 0, 100.0)
+    store.save_request(record, deadline=2e9)
+    record.subtasks["a"].state = SubtaskState.RUNNING
+    store.save_subtask("r1", record.subtasks["a"])
     store.close()
     with sqlite3.connect(path) as db:
         [(raw,)] = db.execute("SELECT record FROM subtasks").fetchall()

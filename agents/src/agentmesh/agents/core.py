@@ -266,8 +266,8 @@ class WorkerCore:
             now = self.clock.now()
             elapsed = now - started
             self.metrics.in_flight.set(self._in_flight)
-            self.metrics.subtasks.labels(capability, code).inc()
-            self.metrics.subtask_seconds.labels(capability).observe(elapsed)
+            self.metrics.subtasks_of(capability, code).inc()
+            self.metrics.subtask_seconds_of(capability).observe(elapsed)
             if code != "CANCELLED":
                 self._errors.observe(code != "OK", now)
             if code == "OK":
@@ -285,7 +285,7 @@ class WorkerCore:
                 "gen_ai.request.model": model,
             }
         name = f"chat {model}" if model else f"{self.backend.name} {skill.name}"
-        with telemetry.tracer().start_as_current_span(name, attributes=attributes) as span:
+        with telemetry.span(name, attributes=attributes) as span:
             result = await self.backend.run(skill, data)
             if model:
                 span.set_attribute("gen_ai.response.model", result.model or model)

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
 EXECUTE = f"{SERVICE_NAME}/Execute"
+EXECUTE_STREAM = f"{SERVICE_NAME}/ExecuteStream"
 Context = aio.ServicerContext[Any, Any]
 Metadata = Iterable[tuple[str, str | bytes]] | None
 
@@ -63,7 +64,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         self, request: worker_pb2.ExecuteRequest, context: Context
     ) -> worker_pb2.ExecuteResponse:
         left = context.time_remaining()
-        return await self._execute(request, context.invocation_metadata(), left)
+        return await self._execute(EXECUTE, request, context.invocation_metadata(), left)
 
     @streaming
     async def ExecuteStream(
@@ -82,7 +83,9 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
             result = worker_pb2.ExecuteStreamResult(id=item.id)
             try:
                 result.response.CopyFrom(
-                    await self._execute(item.request, item.trace_context.items(), left)
+                    await self._execute(
+                        EXECUTE_STREAM, item.request, item.trace_context.items(), left
+                    )
                 )
             except asyncio.CancelledError:
                 result.error.CopyFrom(_status(Cancelled("the scheduler stopped the subtask")))
@@ -141,11 +144,16 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
             self._count(written - taken)
 
     async def _execute(
-        self, request: worker_pb2.ExecuteRequest, metadata: Metadata, left: float | None
+        self,
+        method: str,
+        request: worker_pb2.ExecuteRequest,
+        metadata: Metadata,
+        left: float | None,
     ) -> worker_pb2.ExecuteResponse:
-        """One subtask, as a span of the caller's trace; `left` is the time it may take."""
+        """One subtask, as a span (named after the RPC that brought it) of the caller's
+        trace; `left` is the time it may take."""
         with telemetry.server_span(
-            EXECUTE,
+            method,
             metadata,
             **{
                 telemetry.REQUEST_ID: request.request_id,

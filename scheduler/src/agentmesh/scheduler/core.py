@@ -154,8 +154,11 @@ class SchedulerCore:
         started = False
         try:
             span = trace.get_current_span()
-            fingerprint = requests.fingerprint(source.canonical(), data, priority, cost_budget)
+            # Only a client's own id can come again: a fresh one needs no fingerprint to
+            # tell a retry from a reuse (and computing one is a visible part of a request).
+            fingerprint = ""
             if request_id:
+                fingerprint = requests.fingerprint(source.canonical(), data, priority, cost_budget)
                 admission.check_request_id(request_id)
                 span.set_attribute(telemetry.REQUEST_ID, request_id)
                 known = await self._known(request_id, fingerprint, timeout, on_plan, on_event)
@@ -174,7 +177,7 @@ class SchedulerCore:
                     f"cost_budget_usd is {cost_budget}",
                     [FieldViolation("cost_budget_usd", "a finite amount: 0 (no limit) or more")],
                 )
-            with telemetry.tracer().start_as_current_span(
+            with telemetry.span(
                 "decompose",
                 attributes={telemetry.REQUEST_ID: request_id, telemetry.WORKFLOW: source.workflow},
             ) as decompose:

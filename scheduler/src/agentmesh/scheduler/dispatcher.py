@@ -114,9 +114,7 @@ class Dispatcher:
 
     def workers_changed(self, worker: WorkerRecord) -> None:
         """A worker joined, freed a slot, or changed its capacity: serve its queues."""
-        for capability in worker.spec.capabilities:
-            self.slots.worker_joined(capability)
-            self.slots.pump(capability)
+        self.slots.serve(worker)
 
     async def evict(self, worker_id: str, reason: str) -> WorkerRecord | None:
         """Remove a worker and send its in-flight subtasks back to the queue."""
@@ -273,6 +271,8 @@ class Dispatcher:
         target = tiers.target_tier((w.spec.tier for w in live), minimum)
         if target is None:
             raise _no_worker(call.capability)
+        if call.budget is None:
+            return target, 0.0
         return tiers.choose_within_budget(
             tiers.prices_by_tier(live), target, call.input, call.budget
         )

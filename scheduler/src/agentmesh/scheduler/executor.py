@@ -179,9 +179,10 @@ class Executor:
             s.id: s.output for s in record.subtasks.values() if s.state == SubtaskState.SUCCEEDED
         }
         done = {s.id: asyncio.Event() for s in record.plan.steps}
+        optional = frozenset(s.id for s in record.plan.steps if s.optional)
         tasks = [
             asyncio.create_task(
-                self._run_step(record, step, outputs, done, deadline, on_event),
+                self._run_step(record, step, outputs, done, optional, deadline, on_event),
                 name=f"{record.request_id}/{step.id}",
             )
             for step in record.plan.steps
@@ -231,11 +232,11 @@ class Executor:
         step: Step,
         outputs: dict[str, Any],
         done: Mapping[str, asyncio.Event],
+        optional: frozenset[str],
         deadline: float,
         on_event: EventSink,
     ) -> None:
         subtask = record.subtasks[step.id]
-        optional = {s.id for s in record.plan.steps if s.optional}
         required_deps = [dep for dep in step.depends_on if dep not in optional]
         try:
             if subtask.state in FINISHED:

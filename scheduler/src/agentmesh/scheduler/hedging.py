@@ -94,7 +94,10 @@ class Hedger:
         self._window(capability).observe(seconds)
 
     def _window(self, capability: str) -> LatencyWindow:
-        return self._latencies.setdefault(capability, LatencyWindow())
+        window = self._latencies.get(capability)
+        if window is None:
+            window = self._latencies[capability] = LatencyWindow()
+        return window
 
     async def race(
         self,

@@ -8,7 +8,6 @@ element is addressed by its index (`steps.split.chunks.0`).
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -187,7 +186,8 @@ def resolve_ref(ref: str, request: Mapping[str, Any], outputs: Mapping[str, Any]
         value = outputs.get(parts[1], _MISSING)
         rest = parts[2:]
     for part in rest:
-        if isinstance(value, Mapping):
+        # dict first: documents are plain dicts, and the Mapping check is an ABC's.
+        if isinstance(value, (dict, Mapping)):
             value = value.get(part, _MISSING)
         elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
             value = value[int(part)]
@@ -204,15 +204,21 @@ def resolve_bindings(
     """An input object from bindings; a field that resolves to nothing is left out."""
     resolved: dict[str, Any] = {}
     for name, binding in bindings.items():
-        found = [
-            v for ref in binding.refs if (v := resolve_ref(ref, request, outputs)) is not _MISSING
-        ]
         if binding.collect:
-            resolved[name] = found
-        elif found:
-            resolved[name] = found[0]
-        elif binding.value is not None:
-            resolved[name] = binding.value
+            resolved[name] = [
+                v
+                for ref in binding.refs
+                if (v := resolve_ref(ref, request, outputs)) is not _MISSING
+            ]
+            continue
+        for ref in binding.refs:  # the first reference that resolves
+            value = resolve_ref(ref, request, outputs)
+            if value is not _MISSING:
+                resolved[name] = value
+                break
+        else:
+            if binding.value is not None:
+                resolved[name] = binding.value
     return resolved
 
 
@@ -228,8 +234,33 @@ def condition_holds(
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
-    """The plan as JSON-ready data (for the store)."""
-    return dataclasses.asdict(plan)
+    """The plan as JSON-ready data (for the store): what `dataclasses.asdict(plan)` gives,
+    made by hand, as asdict's recursive deep copy is a visible part of every request's cost."""
+
+    def bindings(of: Mapping[str, Binding]) -> dict[str, Any]:
+        return {
+            k: {"refs": list(b.refs), "collect": b.collect, "value": b.value} for k, b in of.items()
+        }
+
+    return {
+        "steps": [
+            {
+                "id": s.id,
+                "capability": s.capability,
+                "inputs": bindings(s.inputs),
+                "depends_on": list(s.depends_on),
+                "priority": s.priority,
+                "difficulty": s.difficulty,
+                "optional": s.optional,
+                "when": None
+                if s.when is None
+                else {"ref": s.when.ref, "operator": s.when.operator, "value": s.when.value},
+            }
+            for s in plan.steps
+        ],
+        "answer": bindings(plan.answer),
+        "workflow": plan.workflow,
+    }
 
 
 def plan_from_dict(data: Mapping[str, Any]) -> Plan:

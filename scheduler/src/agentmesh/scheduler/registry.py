@@ -128,6 +128,9 @@ class Registry:
         #: Every live capability's contract, made again after a worker registers or leaves:
         #: the executor looks one up for each step it dispatches.
         self._contracts: dict[str, Skill] | None = None
+        #: The workers offering each capability, made again after a worker registers or
+        #: leaves: every dispatch looks its capability up several times.
+        self._offering: dict[str, tuple[WorkerRecord, ...]] | None = None
 
     def __len__(self) -> int:
         return len(self._workers)
@@ -145,7 +148,7 @@ class Registry:
         other schemas: a capability has one contract in the mesh.
         """
         self.check_skills(spec)
-        self._contracts = None
+        self._contracts = self._offering = None
         record = self._workers.get(spec.worker_id)
         if record is None:
             record = WorkerRecord(
@@ -175,7 +178,7 @@ class Registry:
         return record
 
     def remove(self, worker_id: str) -> WorkerRecord | None:
-        self._contracts = None
+        self._contracts = self._offering = None
         return self._workers.pop(worker_id, None)
 
     def silent_since(self, cutoff: float) -> list[WorkerRecord]:
@@ -206,9 +209,15 @@ class Registry:
         )
         return peers[(len(peers) - 1) // 2] if peers else self.initial_latency
 
-    def offering(self, capability: str) -> list[WorkerRecord]:
+    def offering(self, capability: str) -> tuple[WorkerRecord, ...]:
         """Every worker that offers a capability, draining ones included."""
-        return [r for r in self._workers.values() if capability in r.spec.capabilities]
+        if self._offering is None:
+            index: dict[str, list[WorkerRecord]] = {}
+            for record in self._workers.values():
+                for name in record.spec.capabilities:
+                    index.setdefault(name, []).append(record)
+            self._offering = {name: tuple(records) for name, records in index.items()}
+        return self._offering.get(capability, ())
 
     def capabilities(self) -> frozenset[str]:
         """Every capability some live worker offers."""

@@ -70,6 +70,9 @@ class Slots:
         self._preferring: dict[str, list[_Ticket]] = {}
         # Subtasks waiting for a worker of their capability to register.
         self._joining: dict[str, set[asyncio.Future[None]]] = {}
+        # Capabilities with subtasks queued (or that had some: `pump` prunes), so that a
+        # freed slot pumps only these rather than every capability of its worker.
+        self._backlog: set[str] = set()
 
     def queue(self, capability: str, tier: int) -> CapabilityQueue[_Ticket]:
         by_tier = self._queues.setdefault(capability, {})
@@ -91,7 +94,8 @@ class Slots:
 
     def has_room(self, capability: str, subtasks: int) -> bool:
         """Whether a capability's queues can take this many more subtasks."""
-        return self.queue_depths().get(capability, 0) + subtasks <= self.queue_bound
+        depth = sum(len(q) for q in self._queues.get(capability, {}).values())
+        return depth + subtasks <= self.queue_bound
 
     async def acquire(self, call: SubtaskCall, tier: int, avoid: frozenset[str]) -> WorkerRecord:
         """Wait in the tier's queue until a worker slot is granted; bounded by the deadline.
@@ -113,11 +117,15 @@ class Slots:
         queue = self.queue(call.capability, tier)
         ticket = _Ticket(call, avoid, asyncio.get_running_loop().create_future())
         entry = queue.push(ticket, priority=call.priority, deadline=call.deadline, now=now)
+        self._backlog.add(call.capability)
         self.pump(call.capability)
         granted = ticket.granted
         worker: WorkerRecord | None = None
         try:
-            worker = await asyncio.wait_for(asyncio.shield(granted), call.deadline - now)
+            if granted.done():  # a free slot at once: no wait, no timer
+                worker = granted.result()
+            else:
+                worker = await asyncio.wait_for(asyncio.shield(granted), call.deadline - now)
             self.observer.queue_waited(call.capability, self.clock.now() - now)
             return worker
         except TimeoutError:
@@ -183,8 +191,7 @@ class Slots:
             return
         left = granted.result()
         left.in_flight = max(left.in_flight - 1, 0)
-        for capability in left.spec.capabilities:
-            self.pump(capability)
+        self.serve(left)
 
     async def wait_for_worker(self, capability: str, until: float) -> bool:
         """Wait until a worker offering the capability joins or changes (True), or the
@@ -198,6 +205,18 @@ class Slots:
             waiters.discard(joined)
             if not waiters and self._joining.get(capability) is waiters:
                 del self._joining[capability]
+
+    def serve(self, worker: WorkerRecord) -> None:
+        """A worker joined, freed a slot, or changed: wake what waits for it or for one of
+        its capabilities, and hand its free slots to queued subtasks."""
+        capabilities = worker.spec.capabilities
+        if self._joining:
+            for capability in capabilities & self._joining.keys():
+                self.worker_joined(capability)
+        if worker.worker_id in self._preferring:
+            self._grant_preferred(worker.worker_id)
+        for capability in capabilities & self._backlog:
+            self.pump(capability)
 
     def worker_joined(self, capability: str) -> None:
         """Wake every subtask waiting for a worker of the capability."""
@@ -227,7 +246,8 @@ class Slots:
             for w in self.registry.offering(capability):
                 if w.worker_id in self._preferring:
                     self._grant_preferred(w.worker_id)
-        for tier, queue in self._queues.get(capability, {}).items():
+        by_tier = self._queues.get(capability, {})
+        for tier, queue in by_tier.items():
             while len(queue):
                 free = [
                     w
@@ -261,6 +281,8 @@ class Slots:
                 queue.pop(now)
                 worker.in_flight += 1
                 ticket.granted.set_result(worker)
+        if not any(len(queue) for queue in by_tier.values()):
+            self._backlog.discard(capability)
 
     def fail_orphans(self, capability: str) -> None:
         """Send the waiters of a tier that no live worker serves any more to choose again."""

@@ -166,8 +166,12 @@ class SqliteStore:
                 ),
             )
         )
+        # A subtask without a row is PENDING (`_stored`): a new request writes none, and
+        # a request run again keeps only the rows of what it kept.
+        self._writer.put(("DELETE FROM subtasks WHERE request_id = ?", (record.request_id,)))
         for subtask in record.subtasks.values():
-            self.save_subtask(record.request_id, subtask)
+            if subtask.state is not SubtaskState.PENDING:
+                self.save_subtask(record.request_id, subtask)
 
     def save_subtask(self, request_id: str, subtask: SubtaskRecord) -> None:
         self._writer.put(
@@ -254,8 +258,11 @@ class SqliteStore:
             if fields["error"]:
                 fields["error"] = ErrorRecord(**fields["error"])
             record.subtasks[fields["id"]] = SubtaskRecord(**fields)
-        # Keep the plan's step order.
-        record.subtasks = {s.id: record.subtasks[s.id] for s in record.plan.steps}
+        # Keep the plan's step order; a step with no row has not started.
+        record.subtasks = {
+            s.id: record.subtasks.get(s.id) or SubtaskRecord(s.id, s.capability)
+            for s in record.plan.steps
+        }
         if record.budget is not None:
             # What the finished subtasks cost stays spent when the request resumes.
             record.budget.spent = sum(

@@ -1,10 +1,12 @@
 """The store's writer: one thread that commits queued writes in groups, and keeps trying.
 
-The event loop queues statements (a queue put) and, where it must not
-acknowledge anything before it is durable, waits for a commit marker.
+The event loop gathers the statements of one loop turn in a list and hands
+the list over (one queue put) at the end of the turn; where it must not
+acknowledge anything before it is durable, it waits for a commit marker.
 The writer takes what is queued, commits it in one transaction (group
 commit: a marker commits at once, other writes wait a few milliseconds for
-company), then releases the markers it committed.
+company; runs of the same statement go to SQLite as one executemany), then
+releases the markers it committed.
 
 A commit that fails (disk full, a file size limit, a read-only file, the
 file deleted or replaced under the scheduler) is neither dropped nor
@@ -18,7 +20,9 @@ their own deadlines.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import operator
 import os
 import queue
 import sqlite3
@@ -79,6 +83,8 @@ class GroupWriter:
         self._db = db
         self._lock = lock
         self._queue: queue.Queue[Any] = queue.Queue()
+        #: Statements queued in this loop turn, not yet handed to the writer.
+        self._turn: list[Statement] = []
         self._flush_interval = flush_interval
         self._retry_initial = retry_initial
         self._retry_max = retry_max
@@ -89,7 +95,19 @@ class GroupWriter:
         self._thread.start()
 
     def put(self, statement: Statement) -> None:
-        self._queue.put(statement)
+        """Queue a statement: handed to the writer at the end of this loop turn (at once
+        when called outside an event loop)."""
+        self._turn.append(statement)
+        if len(self._turn) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self._hand_over)
+            except RuntimeError:
+                self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._turn:
+            turn, self._turn = self._turn, []
+            self._queue.put(turn)
 
     async def committed(self, timeout: float) -> bool:
         """Wait until everything queued so far is committed; False when `timeout` passes first."""
@@ -102,6 +120,7 @@ class GroupWriter:
             except RuntimeError:  # the loop is closed: nobody waits any more
                 pass
 
+        self._hand_over()
         self._queue.put(_Marker(done))
         try:
             await asyncio.wait_for(future, max(timeout, 0.0))
@@ -112,11 +131,13 @@ class GroupWriter:
     def flush(self, timeout: float = 10.0) -> bool:
         """Block until everything queued so far is committed; False on timeout."""
         event = threading.Event()
+        self._hand_over()
         self._queue.put(_Marker(event.set))
         return event.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
         """Commit what is queued (one try if the store is down) and stop the thread."""
+        self._hand_over()
         self._queue.put(_STOP)
         self._wake.set()
         self._thread.join(timeout)
@@ -140,7 +161,7 @@ class GroupWriter:
             except Exception as error:  # whatever failed, the batch is kept and retried
                 self._failed(error)
                 if stopping:
-                    writes = sum(isinstance(item, tuple) for item in pending)
+                    writes = sum(len(item) for item in pending if isinstance(item, list))
                     log.error(
                         "request store closed with writes it could not commit",
                         extra={"store": self.path, "writes": writes},
@@ -178,9 +199,9 @@ class GroupWriter:
         with self._lock:
             try:
                 self._db.execute("BEGIN")
-                for item in pending:
-                    if isinstance(item, tuple):
-                        self._db.execute(*item)
+                statements = (st for item in pending if isinstance(item, list) for st in item)
+                for sql, run in itertools.groupby(statements, key=operator.itemgetter(0)):
+                    self._db.executemany(sql, [parameters for _, parameters in run])
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:

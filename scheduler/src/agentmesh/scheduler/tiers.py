@@ -25,9 +25,14 @@ BUILTIN, SMALL, LARGE = Tier.BUILTIN, Tier.SMALL, Tier.LARGE
 SIMPLE, NUANCED = Difficulty.SIMPLE, Difficulty.NUANCED
 
 
+#: Every tier's rank, looked up rather than made: `rank` runs several times per subtask.
+_RANKS = {int(tier): tier or SMALL for tier in Tier}
+
+
 def rank(tier: int) -> Tier:
     """A tier's place in the order, TIER_UNSPECIFIED taken as small."""
-    return Tier(tier) or SMALL
+    ranked = _RANKS.get(tier)
+    return Tier(tier) if ranked is None else ranked  # Tier() refuses what is no tier
 
 
 def min_tier(difficulty: Difficulty) -> Tier:

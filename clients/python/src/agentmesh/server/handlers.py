@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from grpc import aio
 
@@ -109,10 +109,10 @@ def enum_violations(message: Message, prefix: str = "") -> list[FieldViolation]:
     """
     violations: list[FieldViolation] = []
     for field, value in message.ListFields():
-        path = f"{prefix}{field.name}"
         # An enum field has its enum_type, a message field its message_type.
         enum_type, message_type = field.enum_type, field.message_type
         if field.type == FieldDescriptor.TYPE_ENUM and enum_type is not None:
+            path = f"{prefix}{field.name}"
             values = value if field.is_repeated else [value]
             for number in values:
                 if number not in enum_type.values_by_number:
@@ -123,8 +123,9 @@ def enum_violations(message: Message, prefix: str = "") -> list[FieldViolation]:
         elif (
             field.type == FieldDescriptor.TYPE_MESSAGE
             and message_type is not None
-            and not message_type.full_name.startswith("google.protobuf.")
+            and _holds_enums(message_type)
         ):
+            path = f"{prefix}{field.name}"
             if message_type.GetOptions().map_entry:
                 items = [(f"{path}.{k}.", v) for k, v in value.items() if isinstance(v, Message)]
             elif field.is_repeated:
@@ -134,6 +135,24 @@ def enum_violations(message: Message, prefix: str = "") -> list[FieldViolation]:
             for where, item in items:
                 violations.extend(enum_violations(item, where))
     return violations
+
+
+@functools.cache
+def _holds_enums(descriptor: Descriptor) -> bool:
+    """Whether a message type has an enum field at any depth (well-known types hold none):
+    those that do not are not walked, which keeps the check off most of a request."""
+
+    def reach(message_type: Descriptor, seen: frozenset[str]) -> bool:
+        if message_type.full_name.startswith("google.protobuf.") or message_type.full_name in seen:
+            return False
+        inner = seen | {message_type.full_name}
+        return any(
+            field.type == FieldDescriptor.TYPE_ENUM
+            or (field.message_type is not None and reach(field.message_type, inner))
+            for field in message_type.fields
+        )
+
+    return reach(descriptor, frozenset())
 
 
 def _refuse_unknown_enums(request: Message) -> Message | Undecodable:
@@ -161,6 +180,12 @@ class RejectUndecodable(aio.ServerInterceptor):
     same way, naming the field.
     """
 
+    def __init__(self) -> None:
+        # Each method's handler and its wrapped form, made once rather than for every call.
+        self._wrapped: dict[
+            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
+        ] = {}
+
     async def intercept_service(
         self,
         continuation: Callable[
@@ -175,13 +200,23 @@ class RejectUndecodable(aio.ServerInterceptor):
             or not handler_call_details.method.startswith("/agentmesh.v1.")
         ):
             return handler
-        decode = handler.request_deserializer
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is None or cached[0] is not handler:
+            cached = self._wrapped[method] = (handler, _tolerant(handler))
+        return cached[1]
 
-        def tolerant(data: bytes) -> Message | Undecodable:
-            try:
-                return _refuse_unknown_enums(decode(data))
-            except Exception as error:  # protobuf's DecodeError and its kin
-                return Undecodable(str(error))
 
-        # grpc's method handlers are namedtuples, which its stubs do not say.
-        return handler._replace(request_deserializer=tolerant)  # type: ignore[attr-defined, no-any-return]
+def _tolerant(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    """The handler, with a decoder that hands over an `Undecodable` instead of failing."""
+    decode = handler.request_deserializer
+    assert decode is not None
+
+    def tolerant(data: bytes) -> Message | Undecodable:
+        try:
+            return _refuse_unknown_enums(decode(data))
+        except Exception as error:  # protobuf's DecodeError and its kin
+            return Undecodable(str(error))
+
+    # grpc's method handlers are namedtuples, which its stubs do not say.
+    return handler._replace(request_deserializer=tolerant)  # type: ignore[attr-defined, no-any-return]

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from agentmesh.server import telemetry
 from agentmesh.tiers import Tier
 from agentmesh.usage import Usage
 
@@ -54,10 +56,29 @@ TIER_LABELS = {tier.value: tier.label for tier in Tier}
 
 def exemplar() -> dict[str, str] | None:
     """The current trace id as an exemplar, when a sampled span is active."""
+    if not telemetry.recording():
+        return None
     context = trace.get_current_span().get_span_context()
     if not context.is_valid or not context.trace_flags.sampled:
         return None
     return {"trace_id": format(context.trace_id, "032x")}
+
+
+M = TypeVar("M", Counter, Gauge, Histogram)
+
+
+def bound(metric: M) -> Callable[..., M]:
+    """`metric.labels`, keeping each child it makes: the hot paths ask for the same few
+    label values many times a second, and prometheus_client builds and locks each time."""
+    children: dict[tuple[str, ...], M] = {}
+
+    def labels(*values: str) -> M:
+        child = children.get(values)
+        if child is None:
+            child = children[values] = metric.labels(*values)
+        return child
+
+    return labels
 
 
 class SchedulerMetrics:
@@ -167,12 +188,16 @@ class SchedulerMetrics:
             registry=registry,
         )
 
+        self._subtask_seconds = bound(self.subtask_seconds)
+        self._subtasks = bound(self.subtasks)
+        self._queue_wait_seconds = bound(self.queue_wait_seconds)
+        self._tokens = bound(self.tokens)
+        self._cost = bound(self.cost)
+
     # -- DispatchObserver ----------------------------------------------------------
 
     def attempt_finished(self, capability: str, worker_id: str, seconds: float, code: str) -> None:
-        self.subtask_seconds.labels(capability, worker_id, code).observe(
-            seconds, exemplar=exemplar()
-        )
+        self._subtask_seconds(capability, worker_id, code).observe(seconds, exemplar=exemplar())
 
     def retried(self, capability: str, code: str) -> None:
         self.retries.labels(capability, code).inc()
@@ -187,7 +212,7 @@ class SchedulerMetrics:
         self.ejections.labels(worker_id).inc()
 
     def queue_waited(self, capability: str, seconds: float) -> None:
-        self.queue_wait_seconds.labels(capability).observe(seconds)
+        self._queue_wait_seconds(capability).observe(seconds)
 
     def overhead(self, seconds: float) -> None:
         self.dispatch_overhead_seconds.observe(max(seconds, 0.0))
@@ -196,12 +221,12 @@ class SchedulerMetrics:
         self, capability: str, tier: int | None, outcome: str, usage: Usage, model: str
     ) -> None:
         tier_label = "none" if tier is None else TIER_LABELS.get(tier, "small")
-        self.subtasks.labels(capability, tier_label, outcome.lower()).inc()
+        self._subtasks(capability, tier_label, outcome.lower()).inc()
         if outcome == "SUCCEEDED":
             name = model or tier_label
-            self.tokens.labels(name, "input").inc(usage.input_tokens)
-            self.tokens.labels(name, "output").inc(usage.output_tokens)
-            self.cost.labels(name).inc(usage.cost_usd)
+            self._tokens(name, "input").inc(usage.input_tokens)
+            self._tokens(name, "output").inc(usage.output_tokens)
+            self._cost(name).inc(usage.cost_usd)
 
     def worker_evicted(self, reason: str) -> None:
         self.evictions.labels(reason).inc()
@@ -351,6 +376,9 @@ class WorkerMetrics:
             "Repeated subtasks answered from the worker's store without running again.",
             registry=registry,
         )
+        #: `subtasks.labels` and `subtask_seconds.labels`, keeping their children.
+        self.subtasks_of = bound(self.subtasks)
+        self.subtask_seconds_of = bound(self.subtask_seconds)
 
 
 def serve_metrics(listen: str, registry: CollectorRegistry) -> int:

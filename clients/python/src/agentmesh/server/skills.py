@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
@@ -60,6 +61,13 @@ class Skill:
             Draft202012Validator(self.input_schema, format_checker=formats),
             Draft202012Validator(self.output_schema, format_checker=formats),
         )
+
+    @functools.cached_property
+    def checks(self) -> tuple[Check | None, Check | None]:
+        """Fast validity checks of the input and output schemas (`jsonschema_rs`, compiled);
+        None where it cannot compile a schema. `validators` stay the judges of what is
+        wrong: a check only spares them the objects it finds valid, nearly all of them."""
+        return _fast_check(self.input_schema), _fast_check(self.output_schema)
 
     @functools.cached_property
     def schemas_key(self) -> str:
@@ -345,17 +353,32 @@ def schema_problems(schema: Mapping[str, Any]) -> list[str]:
 
 def input_violations(skill: Skill, data: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The (field path, description) pairs where `data` breaks the input schema; empty if valid."""
-    return _violations("input", skill.validators[0], data)
+    return _violations("input", skill.validators[0], skill.checks[0], data)
 
 
 def output_violations(skill: Skill, data: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The (field path, description) pairs where `data` breaks the output schema; empty if valid."""
-    return _violations("output", skill.validators[1], data)
+    return _violations("output", skill.validators[1], skill.checks[1], data)
+
+
+Check = Callable[[Any], bool]
+"""Whether an object is valid against a schema."""
+
+
+def _fast_check(schema: Mapping[str, Any]) -> Check | None:
+    plain = json.loads(json.dumps(schema, default=dict))  # read-only mappings as dicts
+    try:
+        validator = jsonschema_rs.Draft202012Validator(plain, validate_formats=True)
+    except Exception:  # a schema it cannot compile: the reference validator alone judges
+        return None
+    return validator.is_valid
 
 
 def _violations(
-    root: str, validator: Draft202012Validator, data: Mapping[str, Any]
+    root: str, validator: Draft202012Validator, check: Check | None, data: Mapping[str, Any]
 ) -> list[tuple[str, str]]:
+    if check is not None and check(data):
+        return []
     errors = sorted(validator.iter_errors(data), key=lambda e: (list(map(str, e.path)), e.message))
     return [(_field_path(root, error), error.message) for error in errors]
 

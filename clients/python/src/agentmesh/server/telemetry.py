@@ -14,6 +14,7 @@ Trace context crosses processes as W3C `traceparent` in gRPC metadata.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -68,6 +69,7 @@ def configure_tracing(
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
+    recording.cache_clear()
     return provider
 
 
@@ -82,14 +84,26 @@ def tracing(service_name: str) -> Iterator[None]:
             provider.shutdown()
 
 
+@functools.cache
 def recording() -> bool:
     """Whether spans are recorded: a tracer provider is installed (`configure_tracing`).
 
     The hot paths make no span and no trace context at all when it is not.
+    Decided once, as asking OpenTelemetry reads the environment each time;
+    `configure_tracing` decides again, and so must code that installs a
+    provider of its own (`recording.cache_clear()`).
     """
     return not isinstance(
         trace.get_tracer_provider(), (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
     )
+
+
+def span(name: str, **options: Any) -> contextlib.AbstractContextManager[trace.Span]:
+    """`tracer().start_as_current_span(name, **options)`, or a no-op span (nothing made)
+    when tracing is off."""
+    if not recording():
+        return contextlib.nullcontext(trace.INVALID_SPAN)
+    return tracer().start_as_current_span(name, **options)
 
 
 def outgoing_metadata() -> list[tuple[str, str]]:

@@ -1,0 +1,83 @@
+"""How the store writes: no rows for steps not started, one hand-over per loop turn."""
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from agentmesh.scheduler.executor import new_record
+from agentmesh.scheduler.states import SubtaskState
+from agentmesh.scheduler.store import SqliteStore
+from tests.scheduler.test_store import PLAN
+
+
+def subtask_rows(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        [(count,)] = db.execute("SELECT count(*) FROM subtasks").fetchall()
+    db.close()
+    return int(count)
+
+
+def test_a_new_request_writes_no_row_for_steps_not_started_and_reads_them_as_pending(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.db"
+    store = SqliteStore(path)
+    store.save_request(new_record("r1", PLAN, {"text": "hi"}, 0, 100.0), deadline=2e9)
+    store.close()
+    assert subtask_rows(path) == 0
+    reopened = SqliteStore(path)
+    [stored] = list(reopened.unfinished())
+    assert list(stored.record.subtasks) == ["a", "b"]
+    assert all(s.state is SubtaskState.PENDING for s in stored.record.subtasks.values())
+    assert stored.record.subtasks["b"].capability == "translate"
+    reopened.close()
+
+
+def test_a_request_run_again_forgets_the_rows_of_the_steps_it_runs_again(
+    tmp_path: Path,
+) -> None:
+    """A failed step reset to PENDING for a rerun must not read back as FAILED."""
+    path = tmp_path / "s.db"
+    store = SqliteStore(path)
+    record = new_record("r1", PLAN, {"text": "hi"}, 0, 100.0)
+    store.save_request(record, deadline=2e9)
+    a, b = record.subtasks["a"], record.subtasks["b"]
+    a.state, a.output = SubtaskState.SUCCEEDED, {"summary": "s"}
+    b.state = SubtaskState.FAILED
+    store.save_subtask("r1", a)
+    store.save_subtask("r1", b)
+    b.state = SubtaskState.PENDING  # what a rerun does with what failed
+    store.save_request(record, deadline=2e9)
+    store.close()
+    reopened = SqliteStore(path)
+    [stored] = list(reopened.unfinished())
+    states = {s.id: s.state for s in stored.record.subtasks.values()}
+    assert states == {"a": SubtaskState.SUCCEEDED, "b": SubtaskState.PENDING}
+    assert stored.record.subtasks["a"].output == {"summary": "s"}
+    reopened.close()
+
+
+def test_writes_of_one_loop_turn_reach_the_writer_together_and_commit(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = SqliteStore(path)
+    handed: list[int] = []
+    writer = store._writer
+    put = writer._queue.put
+    writer._queue.put = lambda item, *a, **k: (  # type: ignore[method-assign]
+        handed.append(len(item)) if isinstance(item, list) else None,
+        put(item, *a, **k),
+    )[1]
+
+    async def one_turn() -> bool:
+        record = new_record("r1", PLAN, {"text": "hi"}, 0, 100.0)
+        store.save_request(record, deadline=2e9)
+        for subtask in record.subtasks.values():
+            subtask.state = SubtaskState.RUNNING
+            store.save_subtask("r1", subtask)
+        return await store.committed(10.0)
+
+    assert asyncio.run(one_turn())
+    # The request, the clearing of its rows, and two subtask rows: one hand-over.
+    assert handed == [4]
+    assert subtask_rows(path) == 2
+    store.close()
