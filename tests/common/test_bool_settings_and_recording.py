@@ -42,10 +42,13 @@ def test_a_bool_setting_refuses_other_words_naming_the_variable(raw: str) -> Non
 @pytest.fixture
 def no_provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No global tracer provider, as in a process without tracing; the global one (set only
-    once per process by OpenTelemetry) comes back afterwards."""
+    once per process by OpenTelemetry) comes back afterwards, and `recording()`, which
+    decides once, decides again on each side."""
     monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
     monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", Once())
+    telemetry.recording.cache_clear()
     yield
+    telemetry.recording.cache_clear()
 
 
 def test_recording_is_off_without_a_tracer_provider(no_provider: None) -> None:
@@ -74,4 +77,5 @@ def test_recording_is_on_once_an_sdk_provider_is_installed(no_provider: None) ->
 
 def test_recording_is_off_with_the_no_op_provider(no_provider: None) -> None:
     trace.set_tracer_provider(trace.NoOpTracerProvider())
+    telemetry.recording.cache_clear()  # as code installing a provider of its own must
     assert telemetry.recording() is False
