@@ -324,9 +324,17 @@ class SchedulerCaller:
             raise from_rpc_error(error) from None
 
     async def submit(
-        self, plan: plan_pb2.Plan, data: Mapping[str, Any], timeout: float
+        self,
+        plan: plan_pb2.Plan,
+        data: Mapping[str, Any],
+        timeout: float,
+        *,
+        view: scheduler_pb2.RequestView.ValueType = scheduler_pb2.REQUEST_VIEW_UNSPECIFIED,
     ) -> scheduler_pb2.Request:
-        request = scheduler_pb2.SubmitRequest(plan=plan, input=dict_to_struct(dict(data)))
+        """The finished request: BASIC (no plan, no subtasks) unless `view` is FULL."""
+        request = scheduler_pb2.SubmitRequest(
+            plan=plan, input=dict_to_struct(dict(data)), view=view
+        )
         try:
             response = await self._stub.Submit(request, timeout=timeout)
         except grpc.RpcError as error:

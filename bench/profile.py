@@ -2,9 +2,10 @@
 
 Starts S2's mesh (one scheduler with its SQLite store, two echo workers),
 drives it with S2's closed loop, and samples the scheduler and one worker
-with py-spy (`py-spy record --format raw`, idle frames excluded) while the
-load runs. Writes, per process, the raw collapsed stacks (DIR/<name>.txt,
-for flame-graph tools) and a summary (DIR/profile.md): the share of samples
+with py-spy (`py-spy record --format raw`, idle frames excluded; each sample
+pauses the process, so that its stacks are whole) while the load runs.
+Writes, per process, the raw collapsed stacks (DIR/<name>.txt, for
+flame-graph tools) and a summary (DIR/profile.md): the share of samples
 spent in each function (self and inclusive) and in each part of the code
 (gRPC, asyncio, protobuf, each agentmesh module, ...).
 """
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("--seconds", type=float, default=15.0, help="seconds sampled")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before")
-    parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "profile")
     args = parser.parse_args(argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -146,7 +147,6 @@ def main(argv: list[str] | None = None) -> int:
                     str(args.rate),
                     "--duration",
                     str(int(args.seconds)),
-                    "--nonblocking",
                     "--full-filenames",
                     "--output",
                     str(args.out / f"{name}.txt"),
@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
             spy.wait(timeout=60)
     report += [
         f"{done} requests of {len(s2_throughput.STEPS)} subtasks in {args.seconds + 1:g} s; "
-        f"py-spy at {args.rate} Hz for {args.seconds:g} s, idle frames excluded.",
+        f"py-spy at {args.rate} Hz for {args.seconds:g} s, idle frames excluded. "
+        "Shares are of samples, not of CPU time: threads waiting for the GIL count too.",
         "",
     ]
     for name in targets:

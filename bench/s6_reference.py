@@ -313,7 +313,10 @@ async def _measure(
 
     def call_for(variant: str) -> Call:
         async def call() -> int:
-            request = await callers[variant].submit(plans[variant], TICKET, params.deadline)
+            # FULL: the tiers that served the request are its subtasks'.
+            request = await callers[variant].submit(
+                plans[variant], TICKET, params.deadline, view=scheduler_pb2.REQUEST_VIEW_FULL
+            )
             if request.state != scheduler_pb2.REQUEST_STATE_SUCCEEDED:
                 outcome.failed += 1
             if recording:

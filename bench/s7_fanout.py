@@ -236,7 +236,10 @@ async def _request(caller: SchedulerCaller, rng: random.Random, params: Params) 
     the_plan = plan(latencies_ms)
     sent = time.perf_counter()
     try:
-        request = await caller.submit(the_plan, DATA, timeout=params.deadline)
+        # FULL: each subtask's duration, against the latency it was asked for.
+        request = await caller.submit(
+            the_plan, DATA, timeout=params.deadline, view=scheduler_pb2.REQUEST_VIEW_FULL
+        )
     except AgentmeshError:
         return Outcome(time.perf_counter() - sent, ideal, ok=False)
     latency = time.perf_counter() - sent

@@ -159,7 +159,11 @@ def test_a_plan_using_a_workers_own_skill_runs_end_to_end(
 ) -> None:
     before = len(reverser.servicer.executed)
     response = stub.Submit(
-        scheduler_pb2.SubmitRequest(plan=reverse_plan(), input=struct({"text": "stressed"})),
+        scheduler_pb2.SubmitRequest(
+            plan=reverse_plan(),
+            input=struct({"text": "stressed"}),
+            view=scheduler_pb2.REQUEST_VIEW_FULL,
+        ),
         timeout=30,
     )
     assert struct_to_dict(response.request.answer) == {"reversed": "desserts"}

@@ -91,7 +91,7 @@ PLAN = plan_pb2.Plan(
 def test_the_python_skills_and_built_in_ones_decide_each_example(
     mesh: Mesh, name: str, expected: dict[str, Any]
 ) -> None:
-    request = mesh.client.submit(PLAN, example_input(name))
+    request = mesh.client.submit(PLAN, example_input(name), view=scheduler_pb2.REQUEST_VIEW_FULL)
     assert request.state == scheduler_pb2.REQUEST_STATE_SUCCEEDED, request
     answer = struct_to_dict(request.answer)
     assert {k: answer[k] for k in expected} == expected

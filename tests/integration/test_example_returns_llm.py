@@ -74,7 +74,9 @@ def test_the_order_return_workflow_runs_end_to_end_with_the_declared_skill(mesh:
     assert struct_to_dict(reply_spec.output_schema)["required"] == ["reply"]
 
     data: dict[str, Any] = json.loads((EXAMPLE / "inputs" / "03_gift_card_fr.json").read_text())
-    request = mesh.client.submit("order_return", data, timeout=170)
+    request = mesh.client.submit(
+        "order_return", data, timeout=170, view=scheduler_pb2.REQUEST_VIEW_FULL
+    )
     assert request.state == scheduler_pb2.REQUEST_STATE_SUCCEEDED, request
     answer = struct_to_dict(request.answer)
     assert (answer["decision"], answer["refund"], answer["language"]) == ("partial", 45, "fr")

@@ -45,7 +45,10 @@ class Watcher:
     def _run(self, mesh: Mesh, request_id: str) -> None:
         try:
             for message in mesh.client.stream_submit(
-                "support_ticket", TICKET, request_id=request_id
+                "support_ticket",
+                TICKET,
+                request_id=request_id,
+                view=scheduler_pb2.REQUEST_VIEW_FULL,
             ):
                 self.messages.append(message)
         except BaseException as error:

@@ -189,6 +189,7 @@ PRIORITY = enum_values(plan_pb2.Priority.values())
 DIFFICULTY = enum_values(plan_pb2.Difficulty.values())
 OPERATOR = enum_values(plan_pb2.ConditionOperator.values())
 TIER = enum_values(worker_pb2.Tier.values())
+VIEW = enum_values(scheduler_pb2.RequestView.values())
 
 HUGE_TEXT = st.builds(
     lambda unit, count: unit * count,
@@ -436,6 +437,7 @@ def set_source(
     data=INPUTS,
     priority=PRIORITY,
     budget=BUDGETS,
+    view=VIEW,
     timeout=TIMEOUTS,
     metadata=METADATA,
 )
@@ -448,6 +450,7 @@ def set_source(
     data=TICKET,
     priority=99,
     budget=-1.0,
+    view=7,
     timeout=TIMEOUT,
     metadata=[("traceparent", "garbage")],
 )
@@ -461,11 +464,16 @@ def test_submit(
     data: dict[str, Any],
     priority: int,
     budget: float,
+    view: int,
     timeout: float,
     metadata: list[tuple[str, str | bytes]],
 ) -> None:
     request = scheduler_pb2.SubmitRequest(
-        request_id=request_id, input=struct(data), priority=priority, cost_budget_usd=budget
+        request_id=request_id,
+        input=struct(data),
+        priority=priority,
+        cost_budget_usd=budget,
+        view=view,
     )
     set_source(request, source, workflow, plan, goal)
     unary(stub, "Submit", request, timeout=timeout, metadata=metadata)
@@ -479,6 +487,7 @@ def test_submit(
     data=INPUTS,
     priority=PRIORITY,
     budget=BUDGETS,
+    view=VIEW,
     timeout=TIMEOUTS,
     metadata=METADATA,
     cancel_after=st.one_of(st.none(), st.integers(0, 4)),
@@ -491,13 +500,18 @@ def test_stream_submit(
     data: dict[str, Any],
     priority: int,
     budget: float,
+    view: int,
     timeout: float,
     metadata: list[tuple[str, str | bytes]],
     cancel_after: int | None,
 ) -> None:
     """Events then the result, or a documented status; CANCELLED only after our cancel()."""
     request = scheduler_pb2.StreamSubmitRequest(
-        request_id=request_id, input=struct(data), priority=priority, cost_budget_usd=budget
+        request_id=request_id,
+        input=struct(data),
+        priority=priority,
+        cost_budget_usd=budget,
+        view=view,
     )
     if plan is None:
         request.workflow = workflow
@@ -569,17 +583,19 @@ def test_dispatch(
 @fuzz(150)
 @given(
     request_id=st.one_of(REQUEST_IDS, st.builds(lambda n: "r" * n, st.integers(100, 200_000))),
+    view=VIEW,
     metadata=METADATA,
 )
 def test_get_request(
     stub: scheduler_pb2_grpc.SchedulerServiceStub,
     request_id: str,
+    view: int,
     metadata: list[tuple[str, str | bytes]],
 ) -> None:
     unary(
         stub,
         "GetRequest",
-        scheduler_pb2.GetRequestRequest(request_id=request_id),
+        scheduler_pb2.GetRequestRequest(request_id=request_id, view=view),
         metadata=metadata,
     )
 

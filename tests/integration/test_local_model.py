@@ -192,7 +192,12 @@ def test_request_usage_sums_its_subtasks(mesh: Mesh) -> None:
         },
         plan_pb2.Plan(),
     )
-    request = mesh.client.submit(plan, {"text": "Thank you for your message."}, timeout=150)
+    request = mesh.client.submit(
+        plan,
+        {"text": "Thank you for your message."},
+        timeout=150,
+        view=scheduler_pb2.REQUEST_VIEW_FULL,
+    )
     assert request.state == scheduler_pb2.REQUEST_STATE_SUCCEEDED, request.error
     succeeded = [s for s in request.subtasks if s.state == scheduler_pb2.SUBTASK_STATE_SUCCEEDED]
     assert succeeded, request.subtasks

@@ -99,7 +99,13 @@ def test_grpcurl_describe_shows_the_contracts_documentation(mesh: Mesh) -> None:
 
 @pytest.mark.parametrize("ticket", TICKETS, ids=lambda p: p.stem)
 def test_every_ticket_through_grpcurl(mesh: Mesh, ticket: Path) -> None:
-    body = json.dumps({"workflow": "support_ticket", "input": json.loads(ticket.read_text())})
+    body = json.dumps(
+        {
+            "workflow": "support_ticket",
+            "input": json.loads(ticket.read_text()),
+            "view": "REQUEST_VIEW_FULL",
+        }
+    )
     result = grpcurl(mesh.target, "agentmesh.v1.SchedulerService/Submit", data=body)
     assert result.returncode == 0, result.stderr
     request = json.loads(result.stdout)["request"]
@@ -119,7 +125,9 @@ def test_every_ticket_through_grpcurl(mesh: Mesh, ticket: Path) -> None:
 
 @pytest.mark.parametrize("ticket", TICKETS, ids=lambda p: p.stem)
 def test_every_ticket_through_the_python_client(mesh: Mesh, ticket: Path) -> None:
-    request = mesh.client.submit("support_ticket", json.loads(ticket.read_text()))
+    request = mesh.client.submit(
+        "support_ticket", json.loads(ticket.read_text()), view=scheduler_pb2.REQUEST_VIEW_FULL
+    )
     assert request.state == scheduler_pb2.REQUEST_STATE_SUCCEEDED
     as_json = json_format.MessageToDict(request)
     assert_schema_valid(as_json["subtasks"])
@@ -130,7 +138,9 @@ def test_every_ticket_through_the_python_client(mesh: Mesh, ticket: Path) -> Non
 
 def test_long_document_map_reduce(mesh: Mesh) -> None:
     text = (ROOT / "examples" / "long_document.txt").read_text()
-    request = mesh.client.submit("long_document", {"text": text})
+    request = mesh.client.submit(
+        "long_document", {"text": text}, view=scheduler_pb2.REQUEST_VIEW_FULL
+    )
     as_json = json_format.MessageToDict(request)
     assert_schema_valid(as_json["subtasks"])
     chunks = [s for s in request.subtasks if s.id.startswith("chunk_")]
@@ -158,8 +168,9 @@ def test_stream_submit_reports_progress_then_the_result(mesh: Mesh) -> None:
 
 def test_client_request_id_is_idempotent(mesh: Mesh) -> None:
     data = json.loads(TICKETS[1].read_text())
-    first = mesh.client.submit("support_ticket", data, request_id="same-id-1")
-    again = mesh.client.submit("support_ticket", data, request_id="same-id-1")
+    full = scheduler_pb2.REQUEST_VIEW_FULL
+    first = mesh.client.submit("support_ticket", data, request_id="same-id-1", view=full)
+    again = mesh.client.submit("support_ticket", data, request_id="same-id-1", view=full)
     assert again.request_id == "same-id-1"
     assert [s.worker_id for s in again.subtasks] == [s.worker_id for s in first.subtasks]
     assert again.created_at == first.created_at  # the stored request, not a second run
@@ -169,7 +180,14 @@ def test_async_client_and_concurrent_requests(mesh: Mesh) -> None:
     async def main() -> list[scheduler_pb2.Request]:
         async with AsyncClient(mesh.target, timeout=60) as client:
             return await asyncio.gather(
-                *(client.submit("support_ticket", json.loads(t.read_text())) for t in TICKETS)
+                *(
+                    client.submit(
+                        "support_ticket",
+                        json.loads(t.read_text()),
+                        view=scheduler_pb2.REQUEST_VIEW_FULL,
+                    )
+                    for t in TICKETS
+                )
             )
 
     results = asyncio.run(main())
@@ -205,7 +223,7 @@ def test_decompose_returns_a_plan_that_submit_accepts(mesh: Mesh) -> None:
     del plan.answer["reply_language"]
     plan.answer["reply"].ClearField("refs")
     plan.answer["reply"].refs.append("steps.reply.reply")
-    request = mesh.client.submit(plan, data)
+    request = mesh.client.submit(plan, data, view=scheduler_pb2.REQUEST_VIEW_FULL)
     assert request.state == scheduler_pb2.REQUEST_STATE_SUCCEEDED
     assert [s.id for s in request.subtasks][-1] == "reply"
 

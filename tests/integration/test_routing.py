@@ -37,7 +37,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
 
 
 def test_simple_subtasks_go_to_the_cheap_tier_and_nuanced_to_large(mesh: Mesh) -> None:
-    request = mesh.client.submit("support_ticket", TICKET)
+    request = mesh.client.submit("support_ticket", TICKET, view=scheduler_pb2.REQUEST_VIEW_FULL)
     by_id = {s.id: s for s in request.subtasks if s.worker_id}
     assert (by_id["reply"].worker_id, by_id["reply"].tier) == ("big", worker_pb2.TIER_LARGE)
     for step in ("entities", "language", "sentiment", "summary", "triage"):
@@ -55,7 +55,9 @@ def test_simple_subtasks_go_to_the_cheap_tier_and_nuanced_to_large(mesh: Mesh) -
 
 
 def test_a_tight_budget_downgrades_to_a_cheaper_tier(mesh: Mesh) -> None:
-    request = mesh.client.submit("support_ticket", TICKET, cost_budget_usd=0.000001)
+    request = mesh.client.submit(
+        "support_ticket", TICKET, cost_budget_usd=0.000001, view=scheduler_pb2.REQUEST_VIEW_FULL
+    )
     reply = next(s for s in request.subtasks if s.id == "reply")
     assert (reply.worker_id, reply.tier) == ("cheap", worker_pb2.TIER_BUILTIN)
     assert request.cost_budget_usd == pytest.approx(0.000001)

@@ -100,7 +100,10 @@ def test_one_trace_per_request_across_processes_with_a_retry(
         request = None
         for i, ticket in enumerate(TICKETS):
             candidate = mesh.client.submit(
-                "support_ticket", json.loads(ticket.read_text()), request_id=f"traced-{i}"
+                "support_ticket",
+                json.loads(ticket.read_text()),
+                request_id=f"traced-{i}",
+                view=scheduler_pb2.REQUEST_VIEW_FULL,
             )
             assert candidate.state == scheduler_pb2.REQUEST_STATE_SUCCEEDED
             if any(s.attempts > 1 for s in candidate.subtasks):

@@ -107,7 +107,9 @@ def test_the_scheduler_checks_inputs_against_the_registered_schema(mesh: Mesh) -
 
 
 def test_a_client_plan_runs_a_python_skill_end_to_end(mesh: Mesh) -> None:
-    request = mesh.client.submit(plan("reverse_text"), {"text": "stressed"})
+    request = mesh.client.submit(
+        plan("reverse_text"), {"text": "stressed"}, view=scheduler_pb2.REQUEST_VIEW_FULL
+    )
     assert request.state == scheduler_pb2.REQUEST_STATE_SUCCEEDED
     assert struct_to_dict(request.answer) == {"result": {"text": "desserts"}}
     assert request.subtasks[0].worker_id == "own1"

@@ -72,6 +72,16 @@ function contracts() {
  * @property {string} [requestId] idempotency key: a retry with the same id never runs the request twice
  * @property {string | number} [priority] such as 'PRIORITY_HIGH'
  * @property {number} [costBudgetUsd] the most the request may spend on models; 0 for no limit
+ * @property {string | number} [view] how much of the finished request to answer with:
+ *   'REQUEST_VIEW_BASIC' (the default: no plan, no subtasks) or 'REQUEST_VIEW_FULL'
+ * @property {number} [timeout]
+ */
+
+/**
+ * Options of GetRequest.
+ * @typedef {object} GetRequestOptions
+ * @property {string | number} [view] 'REQUEST_VIEW_FULL' (the default: plan and subtasks
+ *   included) or 'REQUEST_VIEW_BASIC'
  * @property {number} [timeout]
  */
 
@@ -87,7 +97,8 @@ function contracts() {
 /**
  * A request with its plan, subtasks and answer: agentmesh.v1.Request, with
  * `answer` and each subtask's `output` as plain objects, durations in
- * seconds and times as Dates.
+ * seconds and times as Dates. In the BASIC view (Submit's default) `plan` is
+ * null and `subtasks` empty.
  * @typedef {{requestId: string, workflow: string, state: string, plan: object | null,
  *   subtasks: object[], answer: Record<string, any> | null, usage: object | null,
  *   error: {code: string, message: string} | null, createdAt: Date | null,
@@ -138,7 +149,8 @@ export class Client {
 
   /**
    * Runs a workflow (by name), a plan or a goal on an input; resolves to the
-   * finished request.
+   * finished request, without its plan and subtasks unless `view` is
+   * 'REQUEST_VIEW_FULL'.
    * @param {Source} source
    * @param {Record<string, any>} input the request's input, such as {text: '...'}
    * @param {SubmitOptions} [options]
@@ -150,7 +162,9 @@ export class Client {
   }
 
   /**
-   * Progress events, then the finished request as the last one. Leaving the
+   * Progress events, then the finished request as the last one (BASIC unless
+   * `view` is 'REQUEST_VIEW_FULL': the events carry the plan and every
+   * subtask's progress). Leaving the
    * loop early (break, return, throw) cancels the request and its running
    * subtasks; a failure is thrown from the loop after the events so far.
    * @param {Source} source
@@ -177,13 +191,14 @@ export class Client {
   }
 
   /**
-   * A request's state and, once finished, its result.
+   * A request's state and, once finished, its result: plan and subtasks
+   * included unless `view` is 'REQUEST_VIEW_BASIC'.
    * @param {string} requestId
-   * @param {CallOptions} [options]
+   * @param {GetRequestOptions} [options]
    * @returns {Promise<Request>}
    */
-  async getRequest(requestId, { timeout } = {}) {
-    return (await this.#unary('GetRequest', { requestId }, timeout)).request;
+  async getRequest(requestId, { timeout, ...options } = {}) {
+    return (await this.#unary('GetRequest', { ...options, requestId }, timeout)).request;
   }
 
   /**

@@ -59,7 +59,7 @@ describe('a running mesh', { skip: TARGET ? false : 'AGENTMESH_SCHEDULER is not 
   after(() => client.close());
 
   test('a support ticket is answered, and can be read again by its id', async () => {
-    const request = await client.submit('support_ticket', TICKET);
+    const request = await client.submit('support_ticket', TICKET, { view: 'REQUEST_VIEW_FULL' });
     assert.equal(request.state, 'REQUEST_STATE_SUCCEEDED');
     assert.equal(request.workflow, 'support_ticket');
     assert.equal(request.answer.intent, 'refund');
@@ -79,6 +79,23 @@ describe('a running mesh', { skip: TARGET ? false : 'AGENTMESH_SCHEDULER is not 
     const fetched = await client.getRequest(request.requestId);
     assert.deepEqual(fetched.answer, request.answer);
     assert.equal(fetched.state, 'REQUEST_STATE_SUCCEEDED');
+    assert.equal(fetched.subtasks.length, request.subtasks.length);
+  });
+
+  test('Submit answers without the plan and subtasks unless asked; GetRequest with them', async () => {
+    const request = await client.submit('support_ticket', TICKET);
+    assert.equal(request.state, 'REQUEST_STATE_SUCCEEDED');
+    assert.equal(request.answer.intent, 'refund');
+    assert.ok(request.usage && request.finishedAt instanceof Date);
+    assert.equal(request.plan, null);
+    assert.deepEqual(request.subtasks, []);
+    const full = await client.getRequest(request.requestId);
+    assert.equal(full.plan.workflow, 'support_ticket');
+    assert.ok(full.subtasks.length >= STEPS.length);
+    const basic = await client.getRequest(request.requestId, { view: 'REQUEST_VIEW_BASIC' });
+    assert.equal(basic.plan, null);
+    assert.deepEqual(basic.subtasks, []);
+    assert.deepEqual(basic.answer, request.answer);
   });
 
   test('a stream of events starts with the plan and ends with the result', async () => {

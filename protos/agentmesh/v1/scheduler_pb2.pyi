@@ -84,6 +84,40 @@ offers its capability. The reason says which.
 SUBTASK_STATE_CANCELLED: SubtaskState.ValueType  # 7
 Global___SubtaskState: _TypeAlias = SubtaskState  # noqa: Y015
 
+class _RequestView:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RequestViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RequestView.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REQUEST_VIEW_UNSPECIFIED: _RequestView.ValueType  # 0
+    """The RPC's default: BASIC for Submit and StreamSubmit, FULL for
+    GetRequest.
+    """
+    REQUEST_VIEW_BASIC: _RequestView.ValueType  # 1
+    """Every field of the Request but `plan` and `subtasks`: the id, workflow,
+    state, answer, usage, error, times and cost budget. The scheduler does
+    not build the rest, which is most of a large request's answer.
+    """
+    REQUEST_VIEW_FULL: _RequestView.ValueType  # 2
+    """The whole Request, its plan and every subtask's outcome included."""
+
+class RequestView(_RequestView, metaclass=_RequestViewEnumTypeWrapper):
+    """How much of a Request an answer carries (as in Google's AIP-157)."""
+
+REQUEST_VIEW_UNSPECIFIED: RequestView.ValueType  # 0
+"""The RPC's default: BASIC for Submit and StreamSubmit, FULL for
+GetRequest.
+"""
+REQUEST_VIEW_BASIC: RequestView.ValueType  # 1
+"""Every field of the Request but `plan` and `subtasks`: the id, workflow,
+state, answer, usage, error, times and cost budget. The scheduler does
+not build the rest, which is most of a large request's answer.
+"""
+REQUEST_VIEW_FULL: RequestView.ValueType  # 2
+"""The whole Request, its plan and every subtask's outcome included."""
+Global___RequestView: _TypeAlias = RequestView  # noqa: Y015
+
 class _SubtaskEventKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -255,7 +289,10 @@ Global___Subtask: _TypeAlias = Subtask  # noqa: Y015
 
 @_typing.final
 class Request(_message.Message):
-    """A client request: its plan, its subtasks and, once finished, its answer."""
+    """A client request: its plan, its subtasks and, once finished, its answer.
+    The answer's view (RequestView) decides whether `plan` and `subtasks` are
+    filled.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -277,9 +314,13 @@ class Request(_message.Message):
     cost_budget_usd: _builtins.float
     """The cost budget the request was given, 0 for none."""
     @_builtins.property
-    def plan(self) -> _plan_pb2.Plan: ...
+    def plan(self) -> _plan_pb2.Plan:
+        """The plan the request ran; only in the FULL view."""
+
     @_builtins.property
-    def subtasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Subtask]: ...
+    def subtasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Subtask]:
+        """Every step's outcome, in plan order; only in the FULL view."""
+
     @_builtins.property
     def answer(self) -> _struct_pb2.Struct:
         """The aggregated answer, shaped by the plan's answer bindings."""
@@ -330,6 +371,7 @@ class SubmitRequest(_message.Message):
     INPUT_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
     COST_BUDGET_USD_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Chosen by the client to make retries safe, or assigned by the
     scheduler when empty: at most 128 characters of [A-Za-z0-9._:-].
@@ -352,6 +394,12 @@ class SubmitRequest(_message.Message):
     tier; when none fits, the request fails with FAILED_PRECONDITION
     (ErrorInfo reason BUDGET_EXCEEDED).
     """
+    view: Global___RequestView.ValueType
+    """How much of the finished request to answer with: REQUEST_VIEW_BASIC
+    when unspecified (no plan, no subtasks); REQUEST_VIEW_FULL for both.
+    Not part of the request id's parameters: a repeat may ask for another
+    view. INVALID_ARGUMENT for a value outside the enum.
+    """
     @_builtins.property
     def plan(self) -> _plan_pb2.Plan:
         """A plan made by the client or returned by Decompose."""
@@ -372,10 +420,11 @@ class SubmitRequest(_message.Message):
         input: _struct_pb2.Struct | None = ...,
         priority: _plan_pb2.Priority.ValueType = ...,
         cost_budget_usd: _builtins.float = ...,
+        view: Global___RequestView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["goal", b"goal", "input", b"input", "plan", b"plan", "source", b"source", "workflow", b"workflow"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_budget_usd", b"cost_budget_usd", "goal", b"goal", "input", b"input", "plan", b"plan", "priority", b"priority", "request_id", b"request_id", "source", b"source", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_budget_usd", b"cost_budget_usd", "goal", b"goal", "input", b"input", "plan", b"plan", "priority", b"priority", "request_id", b"request_id", "source", b"source", "view", b"view", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["workflow", "plan", "goal"]  # noqa: Y015
     _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
@@ -414,12 +463,17 @@ class StreamSubmitRequest(_message.Message):
     INPUT_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
     COST_BUDGET_USD_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """As in SubmitRequest."""
     workflow: _builtins.str
     goal: _builtins.str
     priority: _plan_pb2.Priority.ValueType
     cost_budget_usd: _builtins.float
+    view: Global___RequestView.ValueType
+    """The view of the last message's result, as in SubmitRequest:
+    REQUEST_VIEW_BASIC when unspecified.
+    """
     @_builtins.property
     def plan(self) -> _plan_pb2.Plan: ...
     @_builtins.property
@@ -434,10 +488,11 @@ class StreamSubmitRequest(_message.Message):
         input: _struct_pb2.Struct | None = ...,
         priority: _plan_pb2.Priority.ValueType = ...,
         cost_budget_usd: _builtins.float = ...,
+        view: Global___RequestView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["goal", b"goal", "input", b"input", "plan", b"plan", "source", b"source", "workflow", b"workflow"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_budget_usd", b"cost_budget_usd", "goal", b"goal", "input", b"input", "plan", b"plan", "priority", b"priority", "request_id", b"request_id", "source", b"source", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_budget_usd", b"cost_budget_usd", "goal", b"goal", "input", b"input", "plan", b"plan", "priority", b"priority", "request_id", b"request_id", "source", b"source", "view", b"view", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["workflow", "plan", "goal"]  # noqa: Y015
     _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
@@ -524,15 +579,22 @@ class GetRequestRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    view: Global___RequestView.ValueType
+    """How much of the request to answer with: REQUEST_VIEW_FULL (plan and
+    subtasks included) when unspecified; REQUEST_VIEW_BASIC for the
+    summary alone. INVALID_ARGUMENT for a value outside the enum.
+    """
     def __init__(
         self,
         *,
         request_id: _builtins.str = ...,
+        view: Global___RequestView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -108,6 +108,10 @@ class SchedulerServiceServicer:
         result. Nothing is answered before it is durable: the result is sent
         once the request's final state is committed to the scheduler's store.
 
+        The result is the request's BASIC view unless SubmitRequest.view asks
+        for REQUEST_VIEW_FULL: its answer, state, usage and times, without its
+        plan and subtasks. A repeat answers in the view it asks for.
+
         The request id is an idempotency key for one set of parameters (the
         workflow, plan or goal, the input, the priority and the cost budget):
         - a repeat with the same parameters returns the request's result, or
@@ -166,7 +170,9 @@ class SchedulerServiceServicer:
         Same status codes and request id rules as Submit (ALREADY_EXISTS for an
         id reused with other parameters); on failure the stream ends with the
         status after the events so far. Retryable as Submit is (the request id
-        makes a retry attach to the running request).
+        makes a retry attach to the running request). The result is in the
+        BASIC view unless StreamSubmitRequest.view asks for REQUEST_VIEW_FULL:
+        the events before it carry the plan and every subtask's progress.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -177,7 +183,8 @@ class SchedulerServiceServicer:
 
         Answers at once, also for a request that a restarted scheduler has not
         resumed yet (state RUNNING); Submit with the same id waits for the
-        result instead.
+        result instead. The request comes in the FULL view, plan and subtasks
+        included, unless GetRequestRequest.view asks for REQUEST_VIEW_BASIC.
 
         Status codes: OK; INVALID_ARGUMENT for an empty request id; NOT_FOUND
         for an unknown one. Safe to retry.

@@ -48,6 +48,10 @@ class SchedulerServiceStub:
     result. Nothing is answered before it is durable: the result is sent
     once the request's final state is committed to the scheduler's store.
 
+    The result is the request's BASIC view unless SubmitRequest.view asks
+    for REQUEST_VIEW_FULL: its answer, state, usage and times, without its
+    plan and subtasks. A repeat answers in the view it asks for.
+
     The request id is an idempotency key for one set of parameters (the
     workflow, plan or goal, the input, the priority and the cost budget):
       - a repeat with the same parameters returns the request's result, or
@@ -102,14 +106,17 @@ class SchedulerServiceStub:
     Same status codes and request id rules as Submit (ALREADY_EXISTS for an
     id reused with other parameters); on failure the stream ends with the
     status after the events so far. Retryable as Submit is (the request id
-    makes a retry attach to the running request).
+    makes a retry attach to the running request). The result is in the
+    BASIC view unless StreamSubmitRequest.view asks for REQUEST_VIEW_FULL:
+    the events before it carry the plan and every subtask's progress.
     """
     GetRequest: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.GetRequestRequest, _scheduler_pb2.GetRequestResponse]
     """A request's state and, once finished, its result.
 
     Answers at once, also for a request that a restarted scheduler has not
     resumed yet (state RUNNING); Submit with the same id waits for the
-    result instead.
+    result instead. The request comes in the FULL view, plan and subtasks
+    included, unless GetRequestRequest.view asks for REQUEST_VIEW_BASIC.
 
     Status codes: OK; INVALID_ARGUMENT for an empty request id; NOT_FOUND
     for an unknown one. Safe to retry.
@@ -207,6 +214,10 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     result. Nothing is answered before it is durable: the result is sent
     once the request's final state is committed to the scheduler's store.
 
+    The result is the request's BASIC view unless SubmitRequest.view asks
+    for REQUEST_VIEW_FULL: its answer, state, usage and times, without its
+    plan and subtasks. A repeat answers in the view it asks for.
+
     The request id is an idempotency key for one set of parameters (the
     workflow, plan or goal, the input, the priority and the cost budget):
       - a repeat with the same parameters returns the request's result, or
@@ -261,14 +272,17 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     Same status codes and request id rules as Submit (ALREADY_EXISTS for an
     id reused with other parameters); on failure the stream ends with the
     status after the events so far. Retryable as Submit is (the request id
-    makes a retry attach to the running request).
+    makes a retry attach to the running request). The result is in the
+    BASIC view unless StreamSubmitRequest.view asks for REQUEST_VIEW_FULL:
+    the events before it carry the plan and every subtask's progress.
     """
     GetRequest: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.GetRequestRequest, _scheduler_pb2.GetRequestResponse]  # type: ignore[assignment]
     """A request's state and, once finished, its result.
 
     Answers at once, also for a request that a restarted scheduler has not
     resumed yet (state RUNNING); Submit with the same id waits for the
-    result instead.
+    result instead. The request comes in the FULL view, plan and subtasks
+    included, unless GetRequestRequest.view asks for REQUEST_VIEW_BASIC.
 
     Status codes: OK; INVALID_ARGUMENT for an empty request id; NOT_FOUND
     for an unknown one. Safe to retry.
@@ -369,6 +383,10 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
         result. Nothing is answered before it is durable: the result is sent
         once the request's final state is committed to the scheduler's store.
 
+        The result is the request's BASIC view unless SubmitRequest.view asks
+        for REQUEST_VIEW_FULL: its answer, state, usage and times, without its
+        plan and subtasks. A repeat answers in the view it asks for.
+
         The request id is an idempotency key for one set of parameters (the
         workflow, plan or goal, the input, the priority and the cost budget):
           - a repeat with the same parameters returns the request's result, or
@@ -429,7 +447,9 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
         Same status codes and request id rules as Submit (ALREADY_EXISTS for an
         id reused with other parameters); on failure the stream ends with the
         status after the events so far. Retryable as Submit is (the request id
-        makes a retry attach to the running request).
+        makes a retry attach to the running request). The result is in the
+        BASIC view unless StreamSubmitRequest.view asks for REQUEST_VIEW_FULL:
+        the events before it carry the plan and every subtask's progress.
         """
 
     @_abc_1.abstractmethod
@@ -442,7 +462,8 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Answers at once, also for a request that a restarted scheduler has not
         resumed yet (state RUNNING); Submit with the same id waits for the
-        result instead.
+        result instead. The request comes in the FULL view, plan and subtasks
+        included, unless GetRequestRequest.view asks for REQUEST_VIEW_BASIC.
 
         Status codes: OK; INVALID_ARGUMENT for an empty request id; NOT_FOUND
         for an unknown one. Safe to retry.

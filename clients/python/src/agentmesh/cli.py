@@ -14,10 +14,13 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from agentmesh.client import Client, Goal, Source
+from agentmesh.client import BASIC, FULL, Client, Goal, Source
 from agentmesh.errors import AgentmeshError, DeadlineExceeded
 from agentmesh.v1 import plan_pb2, scheduler_pb2
 from agentmesh.wire import struct_to_dict
+
+#: `agentmesh submit --view`: how much of the finished request it prints.
+VIEWS = {"full": FULL, "basic": BASIC}
 
 #: `agentmesh submit`'s default deadline, in seconds: long enough for a ticket's plan on a
 #: small local model under load; offline workers answer in milliseconds anyway.
@@ -71,7 +74,11 @@ def _source(args: argparse.Namespace) -> Source:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     data = _read_input(args.input)
-    options: dict[str, Any] = {"request_id": args.request_id, "cost_budget_usd": args.budget}
+    options: dict[str, Any] = {
+        "request_id": args.request_id,
+        "cost_budget_usd": args.budget,
+        "view": VIEWS[args.view],
+    }
     try:
         _submit(args, data, options)
     except DeadlineExceeded as error:
@@ -223,6 +230,13 @@ def parser() -> argparse.ArgumentParser:
                 "--budget", type=float, default=0.0, help="cost budget in US dollars (0: none)"
             )
             sub.add_argument("--no-stream", action="store_true", help="no progress events")
+            sub.add_argument(
+                "--view",
+                choices=sorted(VIEWS),
+                default="full",
+                help="print the whole request, plan and subtasks included (full, the "
+                "default), or its answer, state and usage alone (basic)",
+            )
         sub.set_defaults(handler=handler)
 
     workers = commands.add_parser("workers", help="list the workers and their health")

@@ -7,6 +7,10 @@ details included, instead of raw `grpc.RpcError`s.
     with Client("127.0.0.1:50051") as client:
         request = client.submit("support_ticket", {"text": "My order ..."})
         print(request.answer["reply"])
+
+Submit and StreamSubmit answer with the request's BASIC view (no plan, no
+subtasks) unless asked for `view=FULL`; GetRequest with the FULL view unless
+asked for `view=BASIC`.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypedDict, TypeVar
+from typing import Any, TypeAlias, TypedDict, TypeVar
 
 import grpc
 from google.protobuf import struct_pb2
@@ -26,6 +30,13 @@ from agentmesh.wire import dict_to_struct
 
 #: Deadline of a call that names none, in seconds.
 DEFAULT_TIMEOUT = 60.0
+
+#: How much of a Request an answer carries (agentmesh.v1.RequestView): UNSPECIFIED leaves
+#: it to the call's default, BASIC is everything but the plan and the subtasks, FULL is all.
+View: TypeAlias = scheduler_pb2.RequestView.ValueType
+UNSPECIFIED: View = scheduler_pb2.REQUEST_VIEW_UNSPECIFIED
+BASIC: View = scheduler_pb2.REQUEST_VIEW_BASIC
+FULL: View = scheduler_pb2.REQUEST_VIEW_FULL
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -57,6 +68,7 @@ class _SubmitFields(_SourceFields, total=False):
     input: struct_pb2.Struct
     priority: plan_pb2.Priority.ValueType
     cost_budget_usd: float
+    view: View
 
 
 def _source(source: Source) -> _SourceFields:
@@ -68,13 +80,20 @@ def _source(source: Source) -> _SourceFields:
 
 
 def _submit_fields(
-    source: Source, data: Mapping[str, Any], request_id: str, priority: int, budget: float
+    source: Source,
+    data: Mapping[str, Any],
+    request_id: str,
+    priority: int,
+    budget: float,
+    view: int,
 ) -> _SubmitFields:
     return {
         "request_id": request_id,
         "input": dict_to_struct(dict(data)),
         "priority": plan_pb2.Priority.ValueType(priority),
         "cost_budget_usd": budget,
+        # An open enum, as priority: a value outside it is the scheduler's to refuse.
+        "view": View(view),
         **_source(source),
     }
 
@@ -108,11 +127,15 @@ class Client:
         request_id: str = "",
         priority: int = 0,
         cost_budget_usd: float = 0.0,
+        view: int = UNSPECIFIED,
         timeout: float | None = None,
     ) -> scheduler_pb2.Request:
-        """Run a workflow (by name), a plan or a Goal on an input; the finished request."""
+        """Run a workflow (by name), a plan or a Goal on an input; the finished request.
+
+        The request comes in the BASIC view (no plan, no subtasks) unless `view` is FULL.
+        """
         request = scheduler_pb2.SubmitRequest(
-            **_submit_fields(source, data, request_id, priority, cost_budget_usd)
+            **_submit_fields(source, data, request_id, priority, cost_budget_usd, view)
         )
         return self._call(self._stub.Submit, request, timeout).request
 
@@ -124,11 +147,13 @@ class Client:
         request_id: str = "",
         priority: int = 0,
         cost_budget_usd: float = 0.0,
+        view: int = UNSPECIFIED,
         timeout: float | None = None,
     ) -> Iterator[scheduler_pb2.StreamSubmitResponse]:
-        """Progress events, then the finished request as the last message."""
+        """Progress events, then the finished request as the last message (BASIC unless
+        `view` is FULL: the events carry the plan and every subtask's progress)."""
         request = scheduler_pb2.StreamSubmitRequest(
-            **_submit_fields(source, data, request_id, priority, cost_budget_usd)
+            **_submit_fields(source, data, request_id, priority, cost_budget_usd, view)
         )
         call = self._stub.StreamSubmit(request, timeout=timeout or self.timeout)
         try:
@@ -141,9 +166,10 @@ class Client:
             call.cancel()
 
     def get_request(
-        self, request_id: str, *, timeout: float | None = None
+        self, request_id: str, *, view: int = UNSPECIFIED, timeout: float | None = None
     ) -> scheduler_pb2.Request:
-        request = scheduler_pb2.GetRequestRequest(request_id=request_id)
+        """A request's state and, once finished, its result: FULL unless `view` is BASIC."""
+        request = scheduler_pb2.GetRequestRequest(request_id=request_id, view=View(view))
         return self._call(self._stub.GetRequest, request, timeout).request
 
     def decompose(
@@ -229,10 +255,11 @@ class AsyncClient:
         request_id: str = "",
         priority: int = 0,
         cost_budget_usd: float = 0.0,
+        view: int = UNSPECIFIED,
         timeout: float | None = None,
     ) -> scheduler_pb2.Request:
         request = scheduler_pb2.SubmitRequest(
-            **_submit_fields(source, data, request_id, priority, cost_budget_usd)
+            **_submit_fields(source, data, request_id, priority, cost_budget_usd, view)
         )
         return (await self._call(self._stub.Submit, request, timeout)).request
 
@@ -244,10 +271,11 @@ class AsyncClient:
         request_id: str = "",
         priority: int = 0,
         cost_budget_usd: float = 0.0,
+        view: int = UNSPECIFIED,
         timeout: float | None = None,
     ) -> AsyncIterator[scheduler_pb2.StreamSubmitResponse]:
         request = scheduler_pb2.StreamSubmitRequest(
-            **_submit_fields(source, data, request_id, priority, cost_budget_usd)
+            **_submit_fields(source, data, request_id, priority, cost_budget_usd, view)
         )
         call = self._stub.StreamSubmit(request, timeout=timeout or self.timeout)
         try:
@@ -259,9 +287,10 @@ class AsyncClient:
             call.cancel()
 
     async def get_request(
-        self, request_id: str, *, timeout: float | None = None
+        self, request_id: str, *, view: int = UNSPECIFIED, timeout: float | None = None
     ) -> scheduler_pb2.Request:
-        request = scheduler_pb2.GetRequestRequest(request_id=request_id)
+        """As `Client.get_request`."""
+        request = scheduler_pb2.GetRequestRequest(request_id=request_id, view=View(view))
         return (await self._call(self._stub.GetRequest, request, timeout)).request
 
     async def decompose(

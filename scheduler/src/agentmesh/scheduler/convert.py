@@ -157,18 +157,24 @@ def subtask_to_proto(subtask: SubtaskRecord) -> scheduler_pb2.Subtask:
     return message
 
 
-def request_to_proto(record: RequestRecord) -> scheduler_pb2.Request:
+def request_to_proto(record: RequestRecord, *, full: bool = True) -> scheduler_pb2.Request:
+    """A request as agentmesh.v1 sees it: FULL, or BASIC (`full=False`: no plan, no subtasks).
+
+    BASIC does not convert the plan and the subtasks at all: on Submit's hot
+    path they are most of the work of an answer.
+    """
     message = scheduler_pb2.Request(
         request_id=record.request_id,
         workflow=record.plan.workflow,
         state=REQUEST_STATES[record.state],
-        plan=plan_to_proto(record.plan),
-        subtasks=[subtask_to_proto(s) for s in record.subtasks.values()],
         usage=usage_to_proto(record.usage),
         created_at=timestamp(record.created_at),
         finished_at=timestamp(record.finished_at),
         cost_budget_usd=record.budget.limit if record.budget else 0.0,
     )
+    if full:
+        message.plan.CopyFrom(plan_to_proto(record.plan))
+        message.subtasks.extend(subtask_to_proto(s) for s in record.subtasks.values())
     if record.answer is not None:
         message.answer.CopyFrom(dict_to_struct(record.answer))
     if record.error is not None:

@@ -67,7 +67,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     ) -> scheduler_pb2.SubmitResponse:
         with telemetry.server_span(SUBMIT, context.invocation_metadata()):
             record = await self._submit(request, context)
-            return scheduler_pb2.SubmitResponse(request=_finished(record))
+            return scheduler_pb2.SubmitResponse(request=_finished(record, request.view))
 
     @streaming
     async def StreamSubmit(
@@ -101,7 +101,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                     yield scheduler_pb2.StreamSubmitResponse(request_id=request_id, plan=item)
             record = run.result()
             yield scheduler_pb2.StreamSubmitResponse(
-                request_id=record.request_id, result=_finished(record)
+                request_id=record.request_id, result=_finished(record, request.view)
             )
         finally:
             run.cancel()
@@ -136,7 +136,9 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         self, request: scheduler_pb2.GetRequestRequest, context: Context
     ) -> scheduler_pb2.GetRequestResponse:
         record = self.core.get(request.request_id)
-        return scheduler_pb2.GetRequestResponse(request=convert.request_to_proto(record))
+        # GetRequest exists to inspect a request: FULL unless BASIC is asked for.
+        full = request.view != scheduler_pb2.REQUEST_VIEW_BASIC
+        return scheduler_pb2.GetRequestResponse(request=convert.request_to_proto(record, full=full))
 
     @unary
     async def Decompose(
@@ -288,11 +290,14 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         )
 
 
-def _finished(record: RequestRecord) -> scheduler_pb2.Request:
-    """The response for a finished request; a failed one becomes its status."""
+def _finished(
+    record: RequestRecord, view: scheduler_pb2.RequestView.ValueType
+) -> scheduler_pb2.Request:
+    """The response for a finished request in the view asked for (BASIC by default: the plan
+    and subtasks are built only when FULL is asked for); a failed one becomes its status."""
     if record.error is not None:
         error = record.error
         if not error.reason:
             error = replace(error, reason=f"REQUEST_{record.state}")
         raise error.to_error(request_id=record.request_id)
-    return convert.request_to_proto(record)
+    return convert.request_to_proto(record, full=view == scheduler_pb2.REQUEST_VIEW_FULL)
