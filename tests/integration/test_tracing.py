@@ -71,15 +71,19 @@ def receiver() -> Iterator[tuple[Receiver, int]]:
         server.stop(0)
 
 
+@pytest.mark.parametrize("method", ["ExecuteStream", "Execute"])
 def test_one_trace_per_request_across_processes_with_a_retry(
-    tmp_path, receiver: tuple[Receiver, int]
+    tmp_path, receiver: tuple[Receiver, int], method: str
 ) -> None:
+    """`method`: how the scheduler calls the workers (ExecuteStream unless they say not)."""
     spans, port = receiver
     otel = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
         "OTEL_EXPORTER_OTLP_INSECURE": "true",
         "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "AGENTMESH_EXECUTE_STREAM": "1" if method == "ExecuteStream" else "0",
     }
+    worker_span = f"agentmesh.v1.WorkerService/{method}"
     mesh = Mesh(tmp_path, **otel)
     try:
         mesh.start_scheduler()
@@ -116,7 +120,7 @@ def test_one_trace_per_request_across_processes_with_a_retry(
                 if attributes(s).get("agentmesh.request_id") == rid
             ]
             attempt_spans = [s for _, s in mine if s.name.startswith("subtask ")]
-            executes = [s for _, s in mine if s.name.endswith("WorkerService/Execute")]
+            executes = [s for _, s in mine if s.name == worker_span]
             return mine if len(attempt_spans) == attempts and len(executes) == attempts else []
 
         mine = wait_for(trace_complete, 30, f"the spans of {rid}")
@@ -152,6 +156,9 @@ def test_one_trace_per_request_across_processes_with_a_retry(
         assert span.parent_span_id == root.span_id
         assert span.kind == trace_pb2.Span.SPAN_KIND_CLIENT
         assert attrs["agentmesh.request_id"] == rid
+        # The attempt went by `method`, and its trace context with it (on the stream, in
+        # the subtask's trace_context): the workers' spans below are its children.
+        assert attrs["rpc.method"] == method
         assert {
             "agentmesh.subtask_id",
             "agentmesh.capability",
@@ -168,7 +175,7 @@ def test_one_trace_per_request_across_processes_with_a_retry(
     assert tries[0][1] == "flaky" and tries[-1][1] == "good"
 
     # The workers' spans join the same trace, under the scheduler's attempt spans.
-    executes = [(svc, s) for svc, s in in_trace if s.name.endswith("WorkerService/Execute")]
+    executes = [(svc, s) for svc, s in in_trace if s.name == worker_span]
     assert {svc for svc, _ in executes} == {"agentmesh-worker"}
     for _, span in executes:
         parent = by_id[span.parent_span_id]

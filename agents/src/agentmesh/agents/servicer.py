@@ -75,6 +75,8 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
     ) -> AsyncIterator[worker_pb2.ExecuteStreamResponse]:
         batch = _Batch()
         running: dict[int, asyncio.Task[None]] = {}
+        # This stream's share of `_unanswered`: what it took less what it wrote back.
+        taken = written = 0
 
         async def run(item: worker_pb2.ExecuteStreamSubtask) -> None:
             left = item.timeout.ToNanoseconds() / 1e9 if item.HasField("timeout") else None
@@ -99,10 +101,12 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                 batch.add(result)
 
         async def read() -> None:
+            nonlocal taken
             async for message in request_iterator:
                 if isinstance(message, Undecodable):
                     raise message.refuse()
                 self._count(len(message.subtasks))
+                taken += len(message.subtasks)
                 for item in message.subtasks:
                     task = asyncio.create_task(run(item))
                     running[item.id] = task
@@ -125,6 +129,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                 if results:
                     yield worker_pb2.ExecuteStreamResponse(results=results)
                     self._count(-len(results))  # written: the generator resumes after
+                    written += len(results)
                 if reader.done() and not batch.pending:
                     reader.result()  # a refused message ends the stream with its status
                     return
@@ -134,7 +139,9 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
             reader.cancel()
             for task in list(running.values()):
                 task.cancel()
-            self._count(-(len(running) + len(batch.take())))
+            # Nobody can be answered now: running, waiting to leave, or taken by a write
+            # the stream's end interrupted (the generator never resumed after its yield).
+            self._count(written - taken)
 
     async def _execute(
         self,
