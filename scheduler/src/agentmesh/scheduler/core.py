@@ -149,7 +149,8 @@ class SchedulerCore:
         with other parameters is refused (ALREADY_EXISTS); a known request
         that failed with a retryable code runs again. Raises for what is
         refused before the request is accepted. `on_plan` is called once the
-        request is committed, before any subtask runs.
+        request is committed, and its subtasks wait for it; without `on_plan`
+        they start at once (the outcome still waits for the store).
         """
         started = False
         try:

@@ -3,8 +3,9 @@
 `SchedulerCore` decides whether a request is new, a repeat or a rerun;
 `RequestRunner` does the rest with the store, so that nothing is
 acknowledged before it is durable: the request's rows are committed before
-`on_plan` is called (the plan event, the first acknowledgement), and its
-final state before its outcome is returned. While the store cannot write,
+`on_plan` is called (the plan event, the first acknowledgement; the steps
+wait for it too), and its final state before its outcome is returned. A
+request nobody is told of before its outcome (Submit) runs at once. While the store cannot write,
 new work is refused (UNAVAILABLE, reason STORE_UNAVAILABLE).
 """
 
@@ -154,11 +155,17 @@ class RequestRunner:
         on_plan: PlanSink | None = None,
         delay: float = 0.0,
     ) -> RequestRecord:
-        """Run a stored request: after `delay` (recovery) or once its row is committed."""
+        """Run a stored request: after `delay` (recovery), once its row is committed when
+        someone is told of it now (`on_plan`), or at once (its outcome waits for the commit).
+
+        Not waiting spares a request the store's round trip before its first step; the
+        price is that a store that fails just then has run the steps of a request that is
+        then answered UNAVAILABLE (its repeat is answered from the workers' stores).
+        """
         logs.REQUEST_ID.set(record.request_id)
         if delay > 0:
             await asyncio.sleep(delay)
-        else:
+        elif on_plan is not None:
             try:
                 await self.durable(deadline)
             except asyncio.CancelledError:
