@@ -47,3 +47,24 @@ async def test_a_request_whose_commit_never_comes_is_answered_unavailable(
     again = await core.submit("never-stored", Source(plan=PLAN), dict(TEXT))
     assert again.state == "SUCCEEDED"
     store.close()
+
+
+async def test_a_request_is_shown_only_once_it_is_in_the_store(tmp_path: Path) -> None:
+    """What GetRequest shows survives a restart: a request not yet committed waits."""
+    store = SqliteStore(tmp_path / "s.db")
+    core = make_core(store)
+    read_only(store, True)
+    submit = asyncio.create_task(core.submit("slow-disk", Source(plan=PLAN), dict(TEXT)))
+    calls = core.dispatcher.transport.calls  # type: ignore[attr-defined]
+    await until(lambda: len(calls) >= 1 and not store.up, "a step to run, the store down")
+    shown = asyncio.create_task(core.read("slow-disk", timeout=30))
+    await asyncio.sleep(0.05)
+    assert not shown.done()
+    with pytest.raises(Unavailable):
+        await core.read("slow-disk", timeout=0.3)
+
+    read_only(store, False)
+    assert (await shown).request_id == "slow-disk"
+    assert store.load("slow-disk") is not None
+    await submit
+    store.close()

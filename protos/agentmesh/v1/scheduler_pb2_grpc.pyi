@@ -115,11 +115,16 @@ class SchedulerServiceStub:
 
     Answers at once, also for a request that a restarted scheduler has not
     resumed yet (state RUNNING); Submit with the same id waits for the
-    result instead. The request comes in the FULL view, plan and subtasks
-    included, unless GetRequestRequest.view asks for REQUEST_VIEW_BASIC.
+    result instead. A request is shown only once it is in the store (a
+    Submit's first subtasks may start a moment before), so what GetRequest
+    shows survives a restart. The request comes in the FULL view, plan and
+    subtasks included, unless GetRequestRequest.view asks for
+    REQUEST_VIEW_BASIC.
 
     Status codes: OK; INVALID_ARGUMENT for an empty request id; NOT_FOUND
-    for an unknown one. Safe to retry.
+    for an unknown one; UNAVAILABLE (reason STORE_UNAVAILABLE) when the
+    store cannot commit a running request before the deadline. Safe to
+    retry.
     """
     Decompose: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.DecomposeRequest, _scheduler_pb2.DecomposeResponse]
     """The plan alone (a dry run): the plan a workflow makes for this input,
@@ -281,11 +286,16 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
 
     Answers at once, also for a request that a restarted scheduler has not
     resumed yet (state RUNNING); Submit with the same id waits for the
-    result instead. The request comes in the FULL view, plan and subtasks
-    included, unless GetRequestRequest.view asks for REQUEST_VIEW_BASIC.
+    result instead. A request is shown only once it is in the store (a
+    Submit's first subtasks may start a moment before), so what GetRequest
+    shows survives a restart. The request comes in the FULL view, plan and
+    subtasks included, unless GetRequestRequest.view asks for
+    REQUEST_VIEW_BASIC.
 
     Status codes: OK; INVALID_ARGUMENT for an empty request id; NOT_FOUND
-    for an unknown one. Safe to retry.
+    for an unknown one; UNAVAILABLE (reason STORE_UNAVAILABLE) when the
+    store cannot commit a running request before the deadline. Safe to
+    retry.
     """
     Decompose: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.DecomposeRequest, _scheduler_pb2.DecomposeResponse]  # type: ignore[assignment]
     """The plan alone (a dry run): the plan a workflow makes for this input,
@@ -462,11 +472,16 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Answers at once, also for a request that a restarted scheduler has not
         resumed yet (state RUNNING); Submit with the same id waits for the
-        result instead. The request comes in the FULL view, plan and subtasks
-        included, unless GetRequestRequest.view asks for REQUEST_VIEW_BASIC.
+        result instead. A request is shown only once it is in the store (a
+        Submit's first subtasks may start a moment before), so what GetRequest
+        shows survives a restart. The request comes in the FULL view, plan and
+        subtasks included, unless GetRequestRequest.view asks for
+        REQUEST_VIEW_BASIC.
 
         Status codes: OK; INVALID_ARGUMENT for an empty request id; NOT_FOUND
-        for an unknown one. Safe to retry.
+        for an unknown one; UNAVAILABLE (reason STORE_UNAVAILABLE) when the
+        store cannot commit a running request before the deadline. Safe to
+        retry.
         """
 
     @_abc_1.abstractmethod

@@ -277,6 +277,17 @@ class SchedulerCore:
             raise NotFound(f"no request {request_id!r}", reason="UNKNOWN_REQUEST")
         return record
 
+    async def read(self, request_id: str, timeout: float | None = None) -> RequestRecord:
+        """`get` for a caller outside (GetRequest): a request that may not be committed yet
+        (a Submit's steps start before its first commit) is shown once it is, so that
+        nothing is shown that a crash could take back. UNAVAILABLE when the store cannot
+        commit within the call's deadline."""
+        record = self.get(request_id)
+        if self.store is not None and self.requests.get(request_id) is record:
+            remaining = self.config.default_deadline if timeout is None else timeout
+            await self.runner.durable(self.clock.now() + remaining)
+        return record
+
     async def dispatch(
         self,
         request_id: str,

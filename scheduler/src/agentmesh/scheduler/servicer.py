@@ -135,7 +135,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def GetRequest(
         self, request: scheduler_pb2.GetRequestRequest, context: Context
     ) -> scheduler_pb2.GetRequestResponse:
-        record = self.core.get(request.request_id)
+        record = await self.core.read(request.request_id, context.time_remaining())
         # GetRequest exists to inspect a request: FULL unless BASIC is asked for.
         full = request.view != scheduler_pb2.REQUEST_VIEW_BASIC
         return scheduler_pb2.GetRequestResponse(request=convert.request_to_proto(record, full=full))
