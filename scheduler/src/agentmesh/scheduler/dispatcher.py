@@ -63,6 +63,8 @@ class _Running:
     """Attempts in flight, by worker, so that eviction can cancel them."""
 
     by_worker: dict[str, set[_Attempt]] = field(default_factory=dict)
+    #: Set when the last attempt on a worker that is leaving ends (see `evict`).
+    emptied: dict[str, asyncio.Future[None]] = field(default_factory=dict)
 
 
 class Dispatcher:
@@ -121,10 +123,13 @@ class Dispatcher:
         record = self.registry.remove(worker_id)
         if record is not None:
             self.observer.worker_evicted(reason)
+            if record.draining and reason == "stream_closed":
+                await self._let_answer(worker_id)
         for attempt in self._running.by_worker.pop(worker_id, set()):
             attempt.evicted = True
             attempt.task.cancel()
-        await self.transport.forget(worker_id)
+        if self.registry.get(worker_id) is None:  # not registered again meanwhile
+            await self.transport.forget(worker_id)
         if record is not None:
             for capability in record.spec.capabilities:
                 # Subtasks queued only for this worker's tier may now have none; and
@@ -133,6 +138,19 @@ class Dispatcher:
                 self.slots.fail_orphans(capability)
                 self.slots.pump(capability)
         return record
+
+    async def _let_answer(self, worker_id: str) -> None:
+        """A worker that said it was leaving closed its stream once it had answered; the
+        answers may still be on their way (on another connection), so its attempts get
+        their own time to end rather than being cancelled and run again."""
+        if not self._running.by_worker.get(worker_id):
+            return
+        emptied = asyncio.get_running_loop().create_future()
+        self._running.emptied[worker_id] = emptied
+        try:
+            await asyncio.wait({emptied}, timeout=self.attempt_timeout)
+        finally:
+            self._running.emptied.pop(worker_id, None)
 
     # -- running subtasks -----------------------------------------------------
 
@@ -363,7 +381,12 @@ class Dispatcher:
         finally:
             now = self.clock.now()
             worker.pending.finish(pending)
-            self._running.by_worker.get(worker.worker_id, set()).discard(running)
+            attempts = self._running.by_worker.get(worker.worker_id)
+            if attempts is not None:
+                attempts.discard(running)
+                emptied = self._running.emptied.get(worker.worker_id)
+                if not attempts and emptied is not None and not emptied.done():
+                    emptied.set_result(None)
             self.observer.attempt_finished(call.capability, worker.worker_id, now - started, code)
             self._release(worker, now - started, code, now)
 
