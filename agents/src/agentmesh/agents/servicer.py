@@ -19,9 +19,9 @@ from grpc import aio
 from agentmesh.agents.checks import check_ids
 from agentmesh.agents.convert import outcome_to_proto, subtask_from_proto
 from agentmesh.agents.core import WorkerCore
-from agentmesh.errors import AgentmeshError, Cancelled
+from agentmesh.errors import Cancelled
 from agentmesh.server import telemetry
-from agentmesh.server.handlers import Undecodable, streaming, unary
+from agentmesh.server.handlers import Undecodable, ours, streaming, unary
 from agentmesh.status import to_status_proto
 from agentmesh.v1 import worker_pb2, worker_pb2_grpc
 
@@ -80,25 +80,21 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
 
         async def run(item: worker_pb2.ExecuteStreamSubtask) -> None:
             left = item.timeout.ToNanoseconds() / 1e9 if item.HasField("timeout") else None
-            result = worker_pb2.ExecuteStreamResult(id=item.id)
             try:
-                result.response.CopyFrom(
-                    await self._execute(
-                        EXECUTE_STREAM, item.request, item.trace_context.items(), left
-                    )
+                response = await self._execute(
+                    EXECUTE_STREAM, item.request, item.trace_context.items(), left
                 )
             except asyncio.CancelledError:
-                result.error.CopyFrom(_status(Cancelled("the scheduler stopped the subtask")))
+                batch.add(_stopped(item.id))
             except Exception as error:
-                result.error.CopyFrom(_status(error))
-            batch.add(result)
+                batch.add(worker_pb2.ExecuteStreamResult(id=item.id, error=_status(error)))
+            else:
+                batch.add(worker_pb2.ExecuteStreamResult(id=item.id, response=response))
 
         def settled(stream_id: int, task: asyncio.Task[None]) -> None:
             running.pop(stream_id, None)
             if task.cancelled():  # stopped before it started: answered all the same
-                result = worker_pb2.ExecuteStreamResult(id=stream_id)
-                result.error.CopyFrom(_status(Cancelled("the scheduler stopped the subtask")))
-                batch.add(result)
+                batch.add(_stopped(stream_id))
 
         async def read() -> None:
             nonlocal taken
@@ -192,9 +188,13 @@ class _Batch:
 
 def _status(error: BaseException) -> worker_pb2.ExecuteStatus:
     """The status a failed subtask is answered with, as Execute's abort would give it."""
-    if not isinstance(error, AgentmeshError):
-        log.error("unexpected error in a subtask", exc_info=error)
-        error = AgentmeshError(f"internal error: {type(error).__name__}", cause=error)
     status = worker_pb2.ExecuteStatus()
-    status.ParseFromString(to_status_proto(error).SerializeToString())
+    status.ParseFromString(to_status_proto(ours(error)).SerializeToString())
     return status
+
+
+def _stopped(stream_id: int) -> worker_pb2.ExecuteStreamResult:
+    """The answer to a subtask the scheduler stopped."""
+    result = worker_pb2.ExecuteStreamResult(id=stream_id)
+    result.error.CopyFrom(_status(Cancelled("the scheduler stopped the subtask")))
+    return result

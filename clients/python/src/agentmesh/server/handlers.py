@@ -30,12 +30,17 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 
+def ours(error: BaseException) -> AgentmeshError:
+    """The error as an agentmesh error: INTERNAL, logged, for what is not ours."""
+    if isinstance(error, AgentmeshError):
+        return error
+    log.error("unexpected error in handler", exc_info=error)
+    return AgentmeshError(f"internal error: {type(error).__name__}", cause=error)
+
+
 async def abort(context: aio.ServicerContext[Any, Any], error: BaseException) -> None:
     """Abort the call with the status for error (INTERNAL for what is not ours)."""
-    if not isinstance(error, AgentmeshError):
-        log.error("unexpected error in handler", exc_info=error)
-        error = AgentmeshError(f"internal error: {type(error).__name__}", cause=error)
-    await context.abort_with_status(to_grpc_status(error))
+    await context.abort_with_status(to_grpc_status(ours(error)))
 
 
 def unary(
