@@ -239,6 +239,7 @@ class Subtask(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     TIER_FIELD_NUMBER: _builtins.int
+    FRAGMENT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     capability: _builtins.str
     state: Global___SubtaskState.ValueType
@@ -251,6 +252,12 @@ class Subtask(_message.Message):
     """Why the subtask was skipped, or how it failed."""
     tier: _worker_pb2.Tier.ValueType
     """The model tier of the worker that produced the output."""
+    fragment: _builtins.str
+    """Set when the step ran in a plan fragment handed to one worker (offload,
+    when the scheduler is loaded): the id of the fragment's first step, the
+    same for every step that ran with it on `worker_id`. Empty when the
+    step was dispatched on its own.
+    """
     @_builtins.property
     def output(self) -> _struct_pb2.Struct:
         """The output object, valid against the capability's output schema."""
@@ -278,10 +285,11 @@ class Subtask(_message.Message):
         reason: _builtins.str = ...,
         error: Global___Error | None = ...,
         tier: _worker_pb2.Tier.ValueType = ...,
+        fragment: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "error", b"error", "output", b"output", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "capability", b"capability", "duration", b"duration", "error", b"error", "id", b"id", "model", b"model", "output", b"output", "reason", b"reason", "state", b"state", "tier", b"tier", "usage", b"usage", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "capability", b"capability", "duration", b"duration", "error", b"error", "fragment", b"fragment", "id", b"id", "model", b"model", "output", b"output", "reason", b"reason", "state", b"state", "tier", b"tier", "usage", b"usage", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -978,6 +986,7 @@ class QueueStats(_message.Message):
     CAPABILITY_FIELD_NUMBER: _builtins.int
     DEPTH_FIELD_NUMBER: _builtins.int
     OLDEST_AGE_FIELD_NUMBER: _builtins.int
+    LEAST_SLACK_FIELD_NUMBER: _builtins.int
     capability: _builtins.str
     depth: _builtins.int
     """Subtasks waiting for a worker."""
@@ -985,16 +994,26 @@ class QueueStats(_message.Message):
     def oldest_age(self) -> _duration_pb2.Duration:
         """How long the longest-waiting subtask has waited."""
 
+    @_builtins.property
+    def least_slack(self) -> _duration_pb2.Duration:
+        """The least slack of a waiting subtask: the time left to its request's
+        deadline less the expected remaining critical path after it (from the
+        scheduler's latency estimates per capability). Negative: expected to
+        be late. Within a priority class, the subtask with the least slack
+        leaves first. Unset for an empty queue.
+        """
+
     def __init__(
         self,
         *,
         capability: _builtins.str = ...,
         depth: _builtins.int = ...,
         oldest_age: _duration_pb2.Duration | None = ...,
+        least_slack: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["oldest_age", b"oldest_age"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["least_slack", b"least_slack", "oldest_age", b"oldest_age"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capability", b"capability", "depth", b"depth", "oldest_age", b"oldest_age"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capability", b"capability", "depth", b"depth", "least_slack", b"least_slack", "oldest_age", b"oldest_age"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

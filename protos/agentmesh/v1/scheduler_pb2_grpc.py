@@ -213,7 +213,9 @@ class SchedulerServiceServicer:
     def Dispatch(self, request, context):
         """One subtask for one capability, routed to the best worker with the
         same queueing and retries as a plan step; for clients that orchestrate
-        themselves and for workers offloading work.
+        themselves, and for agents that call another capability through the
+        mesh. (Offload runs the other way: a loaded scheduler hands a worker
+        several steps of a plan at once, see WorkerService.ExecuteStream.)
 
         Status codes: as Submit. Retryable when given the same request id. A
         request id this scheduler saw recently (in memory, not across restarts)

@@ -137,7 +137,9 @@ class SchedulerServiceStub:
     Dispatch: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.DispatchRequest, _scheduler_pb2.DispatchResponse]
     """One subtask for one capability, routed to the best worker with the
     same queueing and retries as a plan step; for clients that orchestrate
-    themselves and for workers offloading work.
+    themselves, and for agents that call another capability through the
+    mesh. (Offload runs the other way: a loaded scheduler hands a worker
+    several steps of a plan at once, see WorkerService.ExecuteStream.)
 
     Status codes: as Submit. Retryable when given the same request id. A
     request id this scheduler saw recently (in memory, not across restarts)
@@ -308,7 +310,9 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     Dispatch: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.DispatchRequest, _scheduler_pb2.DispatchResponse]  # type: ignore[assignment]
     """One subtask for one capability, routed to the best worker with the
     same queueing and retries as a plan step; for clients that orchestrate
-    themselves and for workers offloading work.
+    themselves, and for agents that call another capability through the
+    mesh. (Offload runs the other way: a loaded scheduler hands a worker
+    several steps of a plan at once, see WorkerService.ExecuteStream.)
 
     Status codes: as Submit. Retryable when given the same request id. A
     request id this scheduler saw recently (in memory, not across restarts)
@@ -506,7 +510,9 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_scheduler_pb2.DispatchResponse, _abc.Awaitable[_scheduler_pb2.DispatchResponse]]:
         """One subtask for one capability, routed to the best worker with the
         same queueing and retries as a plan step; for clients that orchestrate
-        themselves and for workers offloading work.
+        themselves, and for agents that call another capability through the
+        mesh. (Offload runs the other way: a loaded scheduler hands a worker
+        several steps of a plan at once, see WorkerService.ExecuteStream.)
 
         Status codes: as Submit. Retryable when given the same request id. A
         request id this scheduler saw recently (in memory, not across restarts)

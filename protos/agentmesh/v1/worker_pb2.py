@@ -28,7 +28,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61gentmesh/v1/worker.proto\x12\x0c\x61gentmesh.v1\x1a\x17\x61gentmesh/v1/plan.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"F\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x03 \x01(\x01\"\xef\x01\n\nWorkerInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12 \n\x04tier\x18\x06 \x01(\x0e\x32\x12.agentmesh.v1.Tier\x12\x10\n\x08\x63\x61pacity\x18\x07 \x01(\x05\x12\x1c\n\x14input_price_per_mtok\x18\x08 \x01(\x01\x12\x1d\n\x15output_price_per_mtok\x18\t \x01(\x01\x12\x16\n\x0e\x65xecute_stream\x18\n \x01(\x08\"\xd4\x01\n\tSkillSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12-\n\x0cinput_schema\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\routput_schema\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fmax_input_bytes\x18\x05 \x01(\x03\x12,\n\ndifficulty\x18\x06 \x01(\x0e\x32\x18.agentmesh.v1.Difficulty\"\xa4\x01\n\x0cWorkerHealth\x12\x11\n\tin_flight\x18\x01 \x01(\x05\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\x05\x12\x14\n\x0cqueue_length\x18\x03 \x01(\x05\x12\x33\n\x10latency_estimate\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nerror_rate\x18\x05 \x01(\x01\x12\x10\n\x08\x64raining\x18\x06 \x01(\x08\"\xb3\x01\n\x0e\x45xecuteRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nsubtask_id\x18\x02 \x01(\t\x12\x12\n\ncapability\x18\x03 \x01(\t\x12&\n\x05input\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12,\n\ndifficulty\x18\x05 \x01(\x0e\x32\x18.agentmesh.v1.Difficulty\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\"\\\n\x14\x45xecuteStreamRequest\x12\x34\n\x08subtasks\x18\x01 \x03(\x0b\x32\".agentmesh.v1.ExecuteStreamSubtask\x12\x0e\n\x06\x63\x61ncel\x18\x02 \x03(\x04\"\xff\x01\n\x14\x45xecuteStreamSubtask\x12\n\n\x02id\x18\x01 \x01(\x04\x12-\n\x07request\x18\x02 \x01(\x0b\x32\x1c.agentmesh.v1.ExecuteRequest\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12K\n\rtrace_context\x18\x04 \x03(\x0b\x32\x34.agentmesh.v1.ExecuteStreamSubtask.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\x15\x45xecuteStreamResponse\x12\x32\n\x07results\x18\x01 \x03(\x0b\x32!.agentmesh.v1.ExecuteStreamResult\"\x8d\x01\n\x13\x45xecuteStreamResult\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x31\n\x08response\x18\x02 \x01(\x0b\x32\x1d.agentmesh.v1.ExecuteResponseH\x00\x12,\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1b.agentmesh.v1.ExecuteStatusH\x00\x42\t\n\x07outcome\"U\n\rExecuteStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12%\n\x07\x64\x65tails\x18\x03 \x03(\x0b\x32\x14.google.protobuf.Any\"\xac\x01\n\x0f\x45xecuteResponse\x12\'\n\x06output\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\"\n\x05usage\x18\x02 \x01(\x0b\x32\x13.agentmesh.v1.Usage\x12\r\n\x05model\x18\x03 \x01(\t\x12+\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08replayed\x18\x05 \x01(\x08*N\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\x10\n\x0cTIER_BUILTIN\x10\x01\x12\x0e\n\nTIER_SMALL\x10\x02\x12\x0e\n\nTIER_LARGE\x10\x03\x32\xb5\x01\n\rWorkerService\x12\x46\n\x07\x45xecute\x12\x1c.agentmesh.v1.ExecuteRequest\x1a\x1d.agentmesh.v1.ExecuteResponse\x12\\\n\rExecuteStream\x12\".agentmesh.v1.ExecuteStreamRequest\x1a#.agentmesh.v1.ExecuteStreamResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61gentmesh/v1/worker.proto\x12\x0c\x61gentmesh.v1\x1a\x17\x61gentmesh/v1/plan.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"F\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x03 \x01(\x01\"\x82\x02\n\nWorkerInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12 \n\x04tier\x18\x06 \x01(\x0e\x32\x12.agentmesh.v1.Tier\x12\x10\n\x08\x63\x61pacity\x18\x07 \x01(\x05\x12\x1c\n\x14input_price_per_mtok\x18\x08 \x01(\x01\x12\x1d\n\x15output_price_per_mtok\x18\t \x01(\x01\x12\x16\n\x0e\x65xecute_stream\x18\n \x01(\x08\x12\x11\n\tfragments\x18\x0b \x01(\x08\"\xd4\x01\n\tSkillSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12-\n\x0cinput_schema\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\routput_schema\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fmax_input_bytes\x18\x05 \x01(\x03\x12,\n\ndifficulty\x18\x06 \x01(\x0e\x32\x18.agentmesh.v1.Difficulty\"\xa4\x01\n\x0cWorkerHealth\x12\x11\n\tin_flight\x18\x01 \x01(\x05\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\x05\x12\x14\n\x0cqueue_length\x18\x03 \x01(\x05\x12\x33\n\x10latency_estimate\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nerror_rate\x18\x05 \x01(\x01\x12\x10\n\x08\x64raining\x18\x06 \x01(\x08\"\xb3\x01\n\x0e\x45xecuteRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nsubtask_id\x18\x02 \x01(\t\x12\x12\n\ncapability\x18\x03 \x01(\t\x12&\n\x05input\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12,\n\ndifficulty\x18\x05 \x01(\x0e\x32\x18.agentmesh.v1.Difficulty\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\"\\\n\x14\x45xecuteStreamRequest\x12\x34\n\x08subtasks\x18\x01 \x03(\x0b\x32\".agentmesh.v1.ExecuteStreamSubtask\x12\x0e\n\x06\x63\x61ncel\x18\x02 \x03(\x04\"\xb8\x02\n\x14\x45xecuteStreamSubtask\x12\n\n\x02id\x18\x01 \x01(\x04\x12-\n\x07request\x18\x02 \x01(\x0b\x32\x1c.agentmesh.v1.ExecuteRequest\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12K\n\rtrace_context\x18\x04 \x03(\x0b\x32\x34.agentmesh.v1.ExecuteStreamSubtask.TraceContextEntry\x12\r\n\x05\x61\x66ter\x18\x05 \x03(\t\x12(\n\x06wiring\x18\x06 \x03(\x0b\x32\x18.agentmesh.v1.WiredField\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x86\x01\n\nWiredField\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12)\n\x07sources\x18\x02 \x03(\x0b\x32\x18.agentmesh.v1.WireSource\x12\x0f\n\x07\x63ollect\x18\x03 \x01(\x08\x12-\n\rdefault_value\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\"N\n\nWireSource\x12\r\n\x03ref\x18\x01 \x01(\tH\x00\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.ValueH\x00\x42\x08\n\x06source\"K\n\x15\x45xecuteStreamResponse\x12\x32\n\x07results\x18\x01 \x03(\x0b\x32!.agentmesh.v1.ExecuteStreamResult\"\x8d\x01\n\x13\x45xecuteStreamResult\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x31\n\x08response\x18\x02 \x01(\x0b\x32\x1d.agentmesh.v1.ExecuteResponseH\x00\x12,\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1b.agentmesh.v1.ExecuteStatusH\x00\x42\t\n\x07outcome\"U\n\rExecuteStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12%\n\x07\x64\x65tails\x18\x03 \x03(\x0b\x32\x14.google.protobuf.Any\"\xac\x01\n\x0f\x45xecuteResponse\x12\'\n\x06output\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\"\n\x05usage\x18\x02 \x01(\x0b\x32\x13.agentmesh.v1.Usage\x12\r\n\x05model\x18\x03 \x01(\t\x12+\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08replayed\x18\x05 \x01(\x08*N\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\x10\n\x0cTIER_BUILTIN\x10\x01\x12\x0e\n\nTIER_SMALL\x10\x02\x12\x0e\n\nTIER_LARGE\x10\x03\x32\xb5\x01\n\rWorkerService\x12\x46\n\x07\x45xecute\x12\x1c.agentmesh.v1.ExecuteRequest\x1a\x1d.agentmesh.v1.ExecuteResponse\x12\\\n\rExecuteStream\x12\".agentmesh.v1.ExecuteStreamRequest\x1a#.agentmesh.v1.ExecuteStreamResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,32 +37,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EXECUTESTREAMSUBTASK_TRACECONTEXTENTRY']._loaded_options = None
   _globals['_EXECUTESTREAMSUBTASK_TRACECONTEXTENTRY']._serialized_options = b'8\001'
-  _globals['_TIER']._serialized_start=1870
-  _globals['_TIER']._serialized_end=1948
+  _globals['_TIER']._serialized_start=2163
+  _globals['_TIER']._serialized_end=2241
   _globals['_USAGE']._serialized_start=157
   _globals['_USAGE']._serialized_end=227
   _globals['_WORKERINFO']._serialized_start=230
-  _globals['_WORKERINFO']._serialized_end=469
-  _globals['_SKILLSPEC']._serialized_start=472
-  _globals['_SKILLSPEC']._serialized_end=684
-  _globals['_WORKERHEALTH']._serialized_start=687
-  _globals['_WORKERHEALTH']._serialized_end=851
-  _globals['_EXECUTEREQUEST']._serialized_start=854
-  _globals['_EXECUTEREQUEST']._serialized_end=1033
-  _globals['_EXECUTESTREAMREQUEST']._serialized_start=1035
-  _globals['_EXECUTESTREAMREQUEST']._serialized_end=1127
-  _globals['_EXECUTESTREAMSUBTASK']._serialized_start=1130
-  _globals['_EXECUTESTREAMSUBTASK']._serialized_end=1385
-  _globals['_EXECUTESTREAMSUBTASK_TRACECONTEXTENTRY']._serialized_start=1334
-  _globals['_EXECUTESTREAMSUBTASK_TRACECONTEXTENTRY']._serialized_end=1385
-  _globals['_EXECUTESTREAMRESPONSE']._serialized_start=1387
-  _globals['_EXECUTESTREAMRESPONSE']._serialized_end=1462
-  _globals['_EXECUTESTREAMRESULT']._serialized_start=1465
-  _globals['_EXECUTESTREAMRESULT']._serialized_end=1606
-  _globals['_EXECUTESTATUS']._serialized_start=1608
-  _globals['_EXECUTESTATUS']._serialized_end=1693
-  _globals['_EXECUTERESPONSE']._serialized_start=1696
-  _globals['_EXECUTERESPONSE']._serialized_end=1868
-  _globals['_WORKERSERVICE']._serialized_start=1951
-  _globals['_WORKERSERVICE']._serialized_end=2132
+  _globals['_WORKERINFO']._serialized_end=488
+  _globals['_SKILLSPEC']._serialized_start=491
+  _globals['_SKILLSPEC']._serialized_end=703
+  _globals['_WORKERHEALTH']._serialized_start=706
+  _globals['_WORKERHEALTH']._serialized_end=870
+  _globals['_EXECUTEREQUEST']._serialized_start=873
+  _globals['_EXECUTEREQUEST']._serialized_end=1052
+  _globals['_EXECUTESTREAMREQUEST']._serialized_start=1054
+  _globals['_EXECUTESTREAMREQUEST']._serialized_end=1146
+  _globals['_EXECUTESTREAMSUBTASK']._serialized_start=1149
+  _globals['_EXECUTESTREAMSUBTASK']._serialized_end=1461
+  _globals['_EXECUTESTREAMSUBTASK_TRACECONTEXTENTRY']._serialized_start=1410
+  _globals['_EXECUTESTREAMSUBTASK_TRACECONTEXTENTRY']._serialized_end=1461
+  _globals['_WIREDFIELD']._serialized_start=1464
+  _globals['_WIREDFIELD']._serialized_end=1598
+  _globals['_WIRESOURCE']._serialized_start=1600
+  _globals['_WIRESOURCE']._serialized_end=1678
+  _globals['_EXECUTESTREAMRESPONSE']._serialized_start=1680
+  _globals['_EXECUTESTREAMRESPONSE']._serialized_end=1755
+  _globals['_EXECUTESTREAMRESULT']._serialized_start=1758
+  _globals['_EXECUTESTREAMRESULT']._serialized_end=1899
+  _globals['_EXECUTESTATUS']._serialized_start=1901
+  _globals['_EXECUTESTATUS']._serialized_end=1986
+  _globals['_EXECUTERESPONSE']._serialized_start=1989
+  _globals['_EXECUTERESPONSE']._serialized_end=2161
+  _globals['_WORKERSERVICE']._serialized_start=2244
+  _globals['_WORKERSERVICE']._serialized_end=2425
 # @@protoc_insertion_point(module_scope)

@@ -91,6 +91,7 @@ class WorkerInfo(_message.Message):
     INPUT_PRICE_PER_MTOK_FIELD_NUMBER: _builtins.int
     OUTPUT_PRICE_PER_MTOK_FIELD_NUMBER: _builtins.int
     EXECUTE_STREAM_FIELD_NUMBER: _builtins.int
+    FRAGMENTS_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     """Stable and unique in the mesh, such as "worker-7f3a"."""
     address: _builtins.str
@@ -110,6 +111,11 @@ class WorkerInfo(_message.Message):
     batches on one stream. False: one Execute call per subtask (a worker
     that implements only Execute, in any language, needs nothing else).
     """
+    fragments: _builtins.bool
+    """The worker runs plan fragments on ExecuteStream (ExecuteStreamSubtask's
+    `after` and `wiring`); only meaningful with execute_stream. A loaded
+    scheduler hands such workers connected groups of a plan's steps.
+    """
     @_builtins.property
     def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The capabilities (skill names) the worker offers."""
@@ -127,10 +133,11 @@ class WorkerInfo(_message.Message):
         input_price_per_mtok: _builtins.float = ...,
         output_price_per_mtok: _builtins.float = ...,
         execute_stream: _builtins.bool = ...,
+        fragments: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "backend", b"backend", "capabilities", b"capabilities", "capacity", b"capacity", "execute_stream", b"execute_stream", "input_price_per_mtok", b"input_price_per_mtok", "model", b"model", "output_price_per_mtok", b"output_price_per_mtok", "tier", b"tier", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "backend", b"backend", "capabilities", b"capabilities", "capacity", b"capacity", "execute_stream", b"execute_stream", "fragments", b"fragments", "input_price_per_mtok", b"input_price_per_mtok", "model", b"model", "output_price_per_mtok", b"output_price_per_mtok", "tier", b"tier", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -351,6 +358,8 @@ class ExecuteStreamSubtask(_message.Message):
     REQUEST_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
     TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    WIRING_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     """Chosen by the sender, unique on the stream; the result carries it."""
     @_builtins.property
@@ -367,6 +376,21 @@ class ExecuteStreamSubtask(_message.Message):
         for this attempt, as Execute carries in its metadata.
         """
 
+    @_builtins.property
+    def after(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """For a step of a plan fragment: the subtask ids (of the same request, in
+        the same message) whose outputs this one waits for. The worker runs it
+        only once each of them has succeeded; otherwise it answers ABORTED
+        (reason FRAGMENT_BROKEN) without running it. Empty: run at once.
+        """
+
+    @_builtins.property
+    def wiring(self) -> _containers.RepeatedCompositeFieldContainer[Global___WiredField]:
+        """Input fields taken from the outputs of the subtasks in `after`, set in
+        request.input (over a field of the same name) before the input is
+        checked and the subtask runs.
+        """
+
     def __init__(
         self,
         *,
@@ -374,14 +398,92 @@ class ExecuteStreamSubtask(_message.Message):
         request: Global___ExecuteRequest | None = ...,
         timeout: _duration_pb2.Duration | None = ...,
         trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        after: _abc.Iterable[_builtins.str] | None = ...,
+        wiring: _abc.Iterable[Global___WiredField] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "request", b"request", "timeout", b"timeout", "trace_context", b"trace_context"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "id", b"id", "request", b"request", "timeout", b"timeout", "trace_context", b"trace_context", "wiring", b"wiring"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExecuteStreamSubtask: _TypeAlias = ExecuteStreamSubtask  # noqa: Y015
+
+@_typing.final
+class WiredField(_message.Message):
+    """One input field of a fragment step, bound as a plan step's Binding is."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    SOURCES_FIELD_NUMBER: _builtins.int
+    COLLECT_FIELD_NUMBER: _builtins.int
+    DEFAULT_VALUE_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    """The input field to set."""
+    collect: _builtins.bool
+    @_builtins.property
+    def sources(self) -> _containers.RepeatedCompositeFieldContainer[Global___WireSource]:
+        """Tried in order: the first source that resolves gives the value. With
+        `collect`, every source that resolves gives one element of a list.
+        """
+
+    @_builtins.property
+    def default_value(self) -> _struct_pb2.Value:
+        """The value when no source resolves (not with `collect`). Unset: the
+        field is left out.
+        """
+
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        sources: _abc.Iterable[Global___WireSource] | None = ...,
+        collect: _builtins.bool = ...,
+        default_value: _struct_pb2.Value | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["default_value", b"default_value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collect", b"collect", "default_value", b"default_value", "field", b"field", "sources", b"sources"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WiredField: _TypeAlias = WiredField  # noqa: Y015
+
+@_typing.final
+class WireSource(_message.Message):
+    """Where a wired field's value comes from."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    ref: _builtins.str
+    """"steps.<subtask_id>[.field...]": a path into the output of a subtask
+    named in `after`, a list element by its index; it resolves to
+    nothing when the path does not exist.
+    """
+    @_builtins.property
+    def value(self) -> _struct_pb2.Value:
+        """A value the scheduler resolved itself (from the request's input or
+        from a step that ran before the fragment).
+        """
+
+    def __init__(
+        self,
+        *,
+        ref: _builtins.str = ...,
+        value: _struct_pb2.Value | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref", "source", b"source", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref", "source", b"source", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["ref", "value"]  # noqa: Y015
+    _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_source) -> _WhichOneofReturnType_source | None: ...
+
+Global___WireSource: _TypeAlias = WireSource  # noqa: Y015
 
 @_typing.final
 class ExecuteStreamResponse(_message.Message):

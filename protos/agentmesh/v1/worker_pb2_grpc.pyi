@@ -93,6 +93,21 @@ class WorkerServiceStub:
     cancelled calls (a live scheduler stops them; a scheduler that is gone
     lets them finish and store their results for its restart).
 
+    Plan fragments. To a worker that declares WorkerInfo.fragments, a
+    loaded scheduler may hand several connected steps of one plan in one
+    message (see `after` and `wiring` in ExecuteStreamSubtask): the worker
+    runs each step as soon as the steps it comes after have succeeded,
+    in process, with its input completed from their outputs, and so saves
+    the scheduler a round trip per step. Each step is still a subtask of
+    its own: its own id, timeout (counted from the message's arrival, so it
+    covers the wait for its predecessors), trace context, checks,
+    idempotency and result, sent as soon as it ends, so that a step that
+    finished before the worker died is not run again. A step the worker
+    cannot run because a step it comes after failed, was stopped or is not
+    in the same message is answered ABORTED (ErrorInfo reason
+    FRAGMENT_BROKEN) without being run: the scheduler then dispatches it on
+    its own, with the usual retries.
+
     Status codes of the stream itself: INVALID_ARGUMENT for a message that
     does not decode (the stream ends; each subtask's own refusals are
     per-subtask results, not stream errors); CANCELLED when the scheduler
@@ -164,6 +179,21 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     stream ends or breaks, the worker treats its running subtasks as
     cancelled calls (a live scheduler stops them; a scheduler that is gone
     lets them finish and store their results for its restart).
+
+    Plan fragments. To a worker that declares WorkerInfo.fragments, a
+    loaded scheduler may hand several connected steps of one plan in one
+    message (see `after` and `wiring` in ExecuteStreamSubtask): the worker
+    runs each step as soon as the steps it comes after have succeeded,
+    in process, with its input completed from their outputs, and so saves
+    the scheduler a round trip per step. Each step is still a subtask of
+    its own: its own id, timeout (counted from the message's arrival, so it
+    covers the wait for its predecessors), trace context, checks,
+    idempotency and result, sent as soon as it ends, so that a step that
+    finished before the worker died is not run again. A step the worker
+    cannot run because a step it comes after failed, was stopped or is not
+    in the same message is answered ABORTED (ErrorInfo reason
+    FRAGMENT_BROKEN) without being run: the scheduler then dispatches it on
+    its own, with the usual retries.
 
     Status codes of the stream itself: INVALID_ARGUMENT for a message that
     does not decode (the stream ends; each subtask's own refusals are
@@ -245,6 +275,21 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         stream ends or breaks, the worker treats its running subtasks as
         cancelled calls (a live scheduler stops them; a scheduler that is gone
         lets them finish and store their results for its restart).
+
+        Plan fragments. To a worker that declares WorkerInfo.fragments, a
+        loaded scheduler may hand several connected steps of one plan in one
+        message (see `after` and `wiring` in ExecuteStreamSubtask): the worker
+        runs each step as soon as the steps it comes after have succeeded,
+        in process, with its input completed from their outputs, and so saves
+        the scheduler a round trip per step. Each step is still a subtask of
+        its own: its own id, timeout (counted from the message's arrival, so it
+        covers the wait for its predecessors), trace context, checks,
+        idempotency and result, sent as soon as it ends, so that a step that
+        finished before the worker died is not run again. A step the worker
+        cannot run because a step it comes after failed, was stopped or is not
+        in the same message is answered ABORTED (ErrorInfo reason
+        FRAGMENT_BROKEN) without being run: the scheduler then dispatches it on
+        its own, with the usual retries.
 
         Status codes of the stream itself: INVALID_ARGUMENT for a message that
         does not decode (the stream ends; each subtask's own refusals are

@@ -16,6 +16,7 @@ from typing import Any
 
 from agentmesh.errors import FieldViolation, InvalidArgument
 from agentmesh.scheduler.queues import NORMAL
+from agentmesh.server.refs import MISSING, resolve_ref
 from agentmesh.tiers import Difficulty
 
 STEP_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -173,31 +174,6 @@ def find_cycle(steps: Sequence[Step]) -> list[str]:
     return []
 
 
-_MISSING = object()
-
-
-def resolve_ref(ref: str, request: Mapping[str, Any], outputs: Mapping[str, Any]) -> Any:
-    """The value a reference points at, or _MISSING."""
-    parts = ref.split(".")
-    if parts[0] == "request":
-        value: Any = request
-        rest = parts[1:]
-    else:
-        value = outputs.get(parts[1], _MISSING)
-        rest = parts[2:]
-    for part in rest:
-        # dict first: documents are plain dicts, and the Mapping check is an ABC's.
-        if isinstance(value, (dict, Mapping)):
-            value = value.get(part, _MISSING)
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return _MISSING
-        if value is _MISSING:
-            return _MISSING
-    return value
-
-
 def resolve_bindings(
     bindings: Mapping[str, Binding], request: Mapping[str, Any], outputs: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -208,12 +184,12 @@ def resolve_bindings(
             resolved[name] = [
                 v
                 for ref in binding.refs
-                if (v := resolve_ref(ref, request, outputs)) is not _MISSING
+                if (v := resolve_ref(ref, request, outputs)) is not MISSING
             ]
             continue
         for ref in binding.refs:  # the first reference that resolves
             value = resolve_ref(ref, request, outputs)
-            if value is not _MISSING:
+            if value is not MISSING:
                 resolved[name] = value
                 break
         else:
@@ -227,7 +203,7 @@ def condition_holds(
 ) -> bool:
     """Whether a step's condition holds; a reference that resolves to nothing fails it."""
     value = resolve_ref(condition.ref, request, outputs)
-    if value is _MISSING:
+    if value is MISSING:
         return False
     equal = value == condition.value
     return equal if condition.operator == EQUALS else not equal
