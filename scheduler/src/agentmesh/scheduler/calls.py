@@ -33,6 +33,9 @@ class SubtaskCall:
     budget: Budget | None = field(default=None, compare=False)
     #: A worker to prefer when it is free (the one that ran it before a restart).
     prefer: str = ""
+    #: Expected seconds of its request's work after it (`critical_path`); its queue
+    #: orders by deadline less this.
+    critical_path: float = 0.0
 
 
 @dataclass(frozen=True)

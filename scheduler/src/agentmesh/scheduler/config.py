@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from agentmesh.scheduler.hedging import HedgePolicy, parse_hedge_after
+from agentmesh.scheduler.queues import CRITICAL_PATH, check_order
 from agentmesh.scheduler.retry import RetryPolicy
 from agentmesh.server import settings
 
@@ -50,6 +51,11 @@ class SchedulerConfig:
     Env AGENTMESH_MAX_ACTIVE_REQUESTS. Default 2000."""
     aging: float = 5.0
     """Seconds of waiting worth one priority class. Env AGENTMESH_AGING. Default 5 s."""
+    queue_order: str = CRITICAL_PATH
+    """How a queue orders the subtasks of one priority class: critical_path (least slack
+    first: the deadline less the expected remaining critical path of the request after the
+    subtask) or deadline (earliest deadline first). Env AGENTMESH_QUEUE_ORDER.
+    Default critical_path."""
     retained_requests: int = 10_000
     """Finished requests kept for GetRequest. Env AGENTMESH_RETAINED_REQUESTS. Default 10000."""
     store: str = ".agentmesh/scheduler.db"
@@ -73,6 +79,9 @@ class SchedulerConfig:
     AGENTMESH_RETRY_BUDGET, AGENTMESH_RETRY_BUDGET_RESERVE."""
     hedge: HedgePolicy = field(default_factory=HedgePolicy)
     """Hedging; env AGENTMESH_HEDGE_AFTER, AGENTMESH_HEDGE_BUDGET. Default off."""
+
+    def __post_init__(self) -> None:
+        check_order(self.queue_order)
 
     @property
     def liveness_timeout(self) -> float:

@@ -98,6 +98,7 @@ class SchedulerCore:
             observer=observer,
             hedge=config.hedge,
             worker_wait=config.worker_wait,
+            queue_order=config.queue_order,
         )
         self.executor = Executor(self.dispatcher, store)
         self.workflows = workflows or WorkflowLibrary.load(config.workflows_dir)

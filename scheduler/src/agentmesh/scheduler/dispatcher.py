@@ -38,10 +38,12 @@ from agentmesh.scheduler.calls import (
     WorkerTransport,
     ignore_events,
 )
+from agentmesh.scheduler.critical_path import CapabilityLatencies
 from agentmesh.scheduler.hedging import HedgePolicy, Hedger
 from agentmesh.scheduler.load import TokenBucket
 from agentmesh.scheduler.outliers import OutlierDetector, OutlierPolicy
 from agentmesh.scheduler.policies import Policy
+from agentmesh.scheduler.queues import CRITICAL_PATH
 from agentmesh.scheduler.registry import Registry, WorkerRecord
 from agentmesh.scheduler.retry import RetryPolicy
 from agentmesh.scheduler.slots import Slots, TierGone
@@ -86,6 +88,7 @@ class Dispatcher:
         hedge: HedgePolicy | None = None,
         outliers: OutlierPolicy | None = None,
         worker_wait: float = 0.0,
+        queue_order: str = CRITICAL_PATH,
     ) -> None:
         self.registry = registry
         self.transport = transport
@@ -106,7 +109,10 @@ class Dispatcher:
             queue_bound=queue_bound,
             aging=aging,
             worker_wait=worker_wait,
+            queue_order=queue_order,
         )
+        #: Each capability's typical attempt latency, for the critical paths of plans.
+        self.latencies = CapabilityLatencies(registry.initial_latency)
         self._running = _Running()
         self.hedger = Hedger(hedge or HedgePolicy(), self.observer)
         self.outliers = OutlierDetector(outliers or OutlierPolicy(), registry)
@@ -358,6 +364,7 @@ class Dispatcher:
             now = self.clock.now()
             self.observer.overhead(now - started - result.duration)
             self.hedger.observe(call.capability, now - started)
+            self.latencies.observe(call.capability, now - started)
             return result
         except asyncio.CancelledError:
             # An eviction's cancel becomes a retry; any other cancel (the request's) stands.

@@ -25,6 +25,7 @@ from agentmesh.scheduler.calls import (
     SubtaskCall,
     SubtaskEvent,
 )
+from agentmesh.scheduler.critical_path import remaining_critical_path
 from agentmesh.scheduler.dispatcher import Dispatcher
 from agentmesh.scheduler.plans import (
     Plan,
@@ -284,6 +285,9 @@ class Executor:
             # After a restart, the worker that had the subtask answers it
             # from its store instead of running it again.
             prefer=subtask.worker_id,
+            critical_path=remaining_critical_path(
+                record.plan, step.id, self.dispatcher.latencies.estimate
+            ),
         )
 
         def follow(event: SubtaskEvent) -> None:

@@ -24,7 +24,7 @@ from agentmesh.errors import DeadlineExceeded
 from agentmesh.scheduler import tiers
 from agentmesh.scheduler.calls import DispatchObserver, SubtaskCall
 from agentmesh.scheduler.policies import Policy
-from agentmesh.scheduler.queues import CapabilityQueue
+from agentmesh.scheduler.queues import CRITICAL_PATH, CapabilityQueue, check_order
 from agentmesh.scheduler.registry import Registry, WorkerRecord
 from agentmesh.server.clock import Clock
 
@@ -55,6 +55,7 @@ class Slots:
         queue_bound: int,
         aging: float,
         worker_wait: float = 0.0,
+        queue_order: str = CRITICAL_PATH,
     ) -> None:
         self.registry = registry
         self.policy = policy
@@ -64,6 +65,8 @@ class Slots:
         self.aging = aging
         #: Longest a subtask waits for a worker to register, or for its preferred worker.
         self.worker_wait = worker_wait
+        #: How a queue orders a priority class: CRITICAL_PATH (least slack) or DEADLINE.
+        self.queue_order = check_order(queue_order)
         # Per tier, so that work waiting for a busy tier does not hold up work for another.
         self._queues: dict[str, dict[int, CapabilityQueue[_Ticket]]] = {}
         # Subtasks waiting for their preferred worker, by its id, in arrival order.
@@ -78,7 +81,9 @@ class Slots:
         by_tier = self._queues.setdefault(capability, {})
         queue = by_tier.get(tier)
         if queue is None:
-            queue = by_tier[tier] = CapabilityQueue(capability, self.queue_bound, self.aging)
+            queue = by_tier[tier] = CapabilityQueue(
+                capability, self.queue_bound, self.aging, self.queue_order
+            )
         return queue
 
     def queue_depths(self) -> dict[str, int]:
@@ -91,6 +96,19 @@ class Slots:
             c: max((q.oldest_age(now) for q in qs.values()), default=0.0)
             for c, qs in self._queues.items()
         }
+
+    def least_slacks(self) -> dict[str, float]:
+        """The least slack of a waiting subtask, by capability (all tiers); capabilities
+        with nothing waiting are left out."""
+        now = self.clock.now()
+        slacks: dict[str, float] = {}
+        for capability, qs in self._queues.items():
+            least = min(
+                (s for q in qs.values() if (s := q.least_slack(now)) is not None), default=None
+            )
+            if least is not None:
+                slacks[capability] = least
+        return slacks
 
     def has_room(self, capability: str, subtasks: int) -> bool:
         """Whether a capability's queues can take this many more subtasks."""
@@ -116,7 +134,13 @@ class Slots:
             now = self.clock.now()
         queue = self.queue(call.capability, tier)
         ticket = _Ticket(call, avoid, asyncio.get_running_loop().create_future())
-        entry = queue.push(ticket, priority=call.priority, deadline=call.deadline, now=now)
+        entry = queue.push(
+            ticket,
+            priority=call.priority,
+            deadline=call.deadline,
+            now=now,
+            critical_path=call.critical_path,
+        )
         self._backlog.add(call.capability)
         self.pump(call.capability)
         granted = ticket.granted
