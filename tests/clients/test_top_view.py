@@ -78,7 +78,12 @@ def summary(
 def stats() -> scheduler_pb2.GetStatsResponse:
     return scheduler_pb2.GetStatsResponse(
         queues=[
-            scheduler_pb2.QueueStats(capability="summarize", depth=3, oldest_age=dur(4.5)),
+            scheduler_pb2.QueueStats(
+                capability="summarize", depth=3, oldest_age=dur(4.5), least_slack=dur(-0.75)
+            ),
+            scheduler_pb2.QueueStats(
+                capability="classify", depth=1, oldest_age=dur(0.2), least_slack=dur(2.5)
+            ),
             scheduler_pb2.QueueStats(capability="sentiment", depth=0),
         ],
         active_requests=7,
@@ -155,10 +160,11 @@ def test_workers_rows_show_state_load_latency_errors_heartbeat_and_capabilities(
     assert re.search(r"agentmesh top\s+127\.0\.0\.1:50051\s+2 workers", text)
 
 
-def test_queues_show_depth_and_oldest_age() -> None:
+def test_queues_show_depth_oldest_age_and_least_slack() -> None:
     text = text_of(render([], stats(), now=NOW))
-    assert row(text, "summarize").split() == ["summarize", "3", "4.50s"]
-    assert row(text, "sentiment").split() == ["sentiment", "0", "-"]
+    assert row(text, "summarize").split() == ["summarize", "3", "4.50s", "-750ms"]
+    assert row(text, "classify").split() == ["classify", "1", "200ms", "2.50s"]
+    assert row(text, "sentiment").split() == ["sentiment", "0", "-", "-"]
 
 
 def test_request_totals_rate_and_percentiles() -> None:

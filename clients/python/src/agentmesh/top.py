@@ -137,17 +137,34 @@ def workers_table(workers: Sequence[scheduler_pb2.WorkerStatus], now: datetime) 
 
 
 def queues_table(queues: Sequence[scheduler_pb2.QueueStats]) -> Table:
-    """One row per capability queue: depth and the oldest waiting subtask's age."""
+    """One row per capability queue: depth, the oldest waiting subtask's age, and the least
+    slack of a waiting subtask (red when negative: expected to be late)."""
     table = _table("queues")
     table.add_column("capability", no_wrap=True)
     table.add_column("depth", justify="right", no_wrap=True)
     table.add_column("oldest", justify="right", no_wrap=True)
+    table.add_column("slack", justify="right", no_wrap=True)
     if not queues:
         table.add_row(Text("no queues yet", style="dim"))
     for q in sorted(queues, key=lambda q: q.capability):
         oldest = format_seconds(_seconds(q.oldest_age)) if q.depth else "-"
-        table.add_row(q.capability, Text(str(q.depth), style="bold" if q.depth else ""), oldest)
+        table.add_row(
+            q.capability,
+            Text(str(q.depth), style="bold" if q.depth else ""),
+            oldest,
+            _slack(q),
+        )
     return table
+
+
+def _slack(queue: scheduler_pb2.QueueStats) -> Text:
+    """A queue's least slack, signed; "-" when it has none (an empty queue)."""
+    if not queue.HasField("least_slack"):
+        return Text("-")
+    slack = _seconds(queue.least_slack)
+    if slack < 0:
+        return Text(f"-{format_seconds(-slack)}", style="red")
+    return Text(format_seconds(slack))
 
 
 def requests_panel(stats: scheduler_pb2.GetStatsResponse) -> Panel:

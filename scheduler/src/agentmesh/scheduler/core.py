@@ -348,6 +348,7 @@ class SchedulerCore:
                 for w in self.registry.workers()
             ],
             queues={c: (d, ages[c]) for c, d in self.dispatcher.slots.queue_depths().items()},
+            least_slack=self.dispatcher.slots.least_slacks(),
             active_requests=self.requests.active(),
         )
 

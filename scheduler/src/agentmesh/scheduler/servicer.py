@@ -258,12 +258,16 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         now = core.clock.now()
         summary = core.stats.summary(now)
         ages = core.dispatcher.slots.oldest_ages()
+        slacks = core.dispatcher.slots.least_slacks()
         return scheduler_pb2.GetStatsResponse(
             queues=[
                 scheduler_pb2.QueueStats(
                     capability=capability,
                     depth=depth,
                     oldest_age=wire.duration(ages[capability]),
+                    least_slack=(
+                        wire.duration(slacks[capability]) if capability in slacks else None
+                    ),
                 )
                 for capability, depth in sorted(core.dispatcher.slots.queue_depths().items())
             ],

@@ -15,7 +15,7 @@ See docs/observability.md for the full list.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from opentelemetry import trace
@@ -303,11 +303,21 @@ class MeshCollector(Collector):
             "How long the longest-waiting subtask of each capability has waited.",
             labels=["capability"],
         )
+        slack = GaugeMetricFamily(
+            "agentmesh_queue_least_slack_seconds",
+            "The least slack of a subtask waiting in each capability's queue: the time left to "
+            "its request's deadline less the expected remaining critical path after it "
+            "(negative: expected late). No sample for an empty queue.",
+            labels=["capability"],
+        )
         for capability, (queue_depth, oldest) in sorted(snap.queues.items()):
             depth.add_metric([capability], queue_depth)
             age.add_metric([capability], oldest)
+        for capability, least in sorted(snap.least_slack.items()):
+            slack.add_metric([capability], least)
         yield depth
         yield age
+        yield slack
         active = GaugeMetricFamily("agentmesh_requests_active", "Requests running now.")
         active.add_metric([], snap.active_requests)
         yield active
@@ -334,6 +344,8 @@ class MeshSnapshot:
     #: Depth and oldest age of each capability's queue.
     queues: dict[str, tuple[int, float]]
     active_requests: int
+    #: The least slack of each capability's queue, for the queues not empty.
+    least_slack: dict[str, float] = field(default_factory=dict)
 
 
 class WorkerMetrics:
