@@ -2,8 +2,8 @@
 
 Within a priority class, entries leave least slack first, then by arrival
 (order `critical_path`, the default): each entry's key is the latest time
-it can start and still let its request meet its deadline, its deadline less
-the expected remaining critical path of its request after it
+it can finish and still let its request meet its deadline, its deadline
+less the expected remaining critical path of its request after it
 (`SubtaskCall.critical_path`). With order `deadline` the key is the deadline
 alone: earliest-deadline-first. Across classes, the head of a lower class
 gains one class for every `aging` seconds it has waited, so a steady stream
@@ -12,10 +12,11 @@ of urgent work delays but never starves the rest.
 Why neither order can starve an entry inside its class: a key is an
 absolute time, fixed when the entry is pushed, and never later than its
 deadline. An entry with key `k` is passed only by entries whose key is
-below `k`; one pushed at time `t` has a key of at least `t - P`, where `P`
-bounds a remaining critical path (the plan's longest chain of steps times
-the largest latency estimate, which never exceeds the slowest attempt
-seen; 0 for EDF). So once the clock is past `k + P`, nothing that arrives
+below `k`; one pushed at time `t` (with its deadline still ahead: a passed
+one is refused) has a key of at least `t - P`, where `P` bounds a remaining
+critical path (the plan's longest chain of steps times the largest latency
+estimate, itself at most the slowest attempt seen or the default of
+`critical_path.CapabilityLatencies`; 0 for EDF). So once the clock is past `k + P`, nothing that arrives
 can pass it: the entries ahead of it are finitely many, the queue is
 bounded, and each worker slot that frees takes one of them. It also leaves
 at its deadline in any case, when the waiter gives up.
