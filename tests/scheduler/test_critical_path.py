@@ -233,3 +233,57 @@ async def test_the_executor_sends_the_remaining_path_and_the_chain_goes_first() 
 async def test_with_order_deadline_the_queue_keeps_arrival_order_on_a_tie() -> None:
     first, second = await _first_steps_in_order(DEADLINE)
     assert [first[0], second[0]] == ["shallow", "deep"]
+
+
+# -- across the capabilities of one worker ----------------------------------------------
+
+OTHERS = ("b", "c", "d", "e", "f")
+
+
+def ignore(event: object) -> None:
+    """Progress events are not followed here."""
+
+
+async def _next_after_blocker(order: str, requests: list[tuple[str, Plan, float]]) -> str:
+    """A worker offering several capabilities, with one slot, busy; the requests queue on
+    different capabilities. Which one does the freed slot go to?"""
+    transport = Gated()
+    dispatcher = make_dispatcher(
+        transport,
+        policy=RoundRobin(random.Random(1)),
+        clock=FakeClock(),
+        workers=1,
+        capabilities=("a", "g", *OTHERS),
+        capacity=1,
+    )
+    dispatcher.slots.queue_order = order
+    for capability in ("a", "g", *OTHERS):
+        dispatcher.latencies.observe(capability, 1.0)
+    executor = Executor(dispatcher)
+    now = dispatcher.clock.now()
+    tasks = [
+        asyncio.create_task(
+            executor.execute(new_record("blocker", chain("a"), {}, 0, 0.0), now + 60, ignore)
+        )
+    ]
+    await settle()
+    for request_id, plan, deadline in requests:
+        record = new_record(request_id, plan, {}, 0, 0.0)
+        tasks.append(asyncio.create_task(executor.execute(record, now + deadline, ignore)))
+        await settle()
+    transport.gate.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    return transport.received[1].request_id
+
+
+async def test_a_freed_slot_goes_to_the_least_slack_among_its_capabilities() -> None:
+    requests = [(f"shallow-{c}", chain(c), 60.0) for c in OTHERS]
+    requests.append(("deep", chain("g", "g", "g"), 60.0))
+    assert await _next_after_blocker(CRITICAL_PATH, requests) == "deep"
+
+
+async def test_with_order_deadline_a_freed_slot_goes_to_the_earliest_deadline() -> None:
+    requests = [(f"late-{c}", chain(c), 60.0) for c in OTHERS]
+    requests.append(("soon", chain("g"), 30.0))
+    requests.append(("deep", chain("a", "a", "a"), 59.0))
+    assert await _next_after_blocker(DEADLINE, requests) == "soon"

@@ -16,10 +16,11 @@ below `k`; one pushed at time `t` (with its deadline still ahead: a passed
 one is refused) has a key of at least `t - P`, where `P` bounds a remaining
 critical path (the plan's longest chain of steps times the largest latency
 estimate, itself at most the slowest attempt seen or the default of
-`critical_path.CapabilityLatencies`; 0 for EDF). So once the clock is past `k + P`, nothing that arrives
-can pass it: the entries ahead of it are finitely many, the queue is
-bounded, and each worker slot that frees takes one of them. It also leaves
-at its deadline in any case, when the waiter gives up.
+`critical_path.CapabilityLatencies`; 0 for EDF). So once the clock is past
+`k + P`, nothing that arrives can pass it: the entries ahead of it are
+finitely many, the queue is bounded, and each worker slot that frees takes
+one of them. It also leaves at its deadline in any case, when the waiter
+gives up.
 """
 
 from __future__ import annotations
@@ -137,6 +138,14 @@ class CapabilityQueue(Generic[T]):
         """The item `pop` would return, left in the queue."""
         head = self._head(now)
         return None if head is None else head.item
+
+    def urgency(self, now: float) -> tuple[float, float] | None:
+        """How urgent the head is, as a sort key (lower first) comparable across queues:
+        its aged class (negated), then its key; None when empty."""
+        head = self._head(now)
+        if head is None:
+            return None
+        return -(head.priority + (now - head.enqueued_at) / self.aging), head.key
 
     def _head(self, now: float) -> Entry[T] | None:
         best: Entry[T] | None = None

@@ -17,6 +17,7 @@ register or free a slot before it goes to the queue like any other.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -239,8 +240,26 @@ class Slots:
                 self.worker_joined(capability)
         if worker.worker_id in self._preferring:
             self._grant_preferred(worker.worker_id)
-        for capability in capabilities & self._backlog:
+        backlog = capabilities & self._backlog
+        order: Iterable[str] = backlog
+        if len(backlog) > 1:
+            # Its capabilities' queues are served most urgent head first (aged class, then
+            # slack or deadline, as inside one queue), so that a freed slot goes to it.
+            order = sorted(backlog, key=self._urgency(tiers.rank(worker.spec.tier)))
+        for capability in order:
             self.pump(capability)
+
+    def _urgency(self, tier: int) -> Callable[[str], tuple[float, float]]:
+        """A sort key of capabilities: how urgent the head of their queue of the tier is."""
+        now = self.clock.now()
+        last = (float("inf"), float("inf"))
+
+        def urgency(capability: str) -> tuple[float, float]:
+            queue = self._queues.get(capability, {}).get(tier)
+            head = None if queue is None else queue.urgency(now)
+            return last if head is None else head
+
+        return urgency
 
     def worker_joined(self, capability: str) -> None:
         """Wake every subtask waiting for a worker of the capability."""
