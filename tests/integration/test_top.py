@@ -150,7 +150,7 @@ def test_top_shows_the_mesh_live_and_exits_cleanly_on_ctrl_c(
     terminals.append(term)
     screen = term.wait_for_screen(
         *(rf"^\s*{w}\s+active\s+\d+/\d+\s+{DURATION}\s+\d+\.\d%\s+{DURATION} ago" for w in WORKERS),
-        r"^\s*summarize\s+\d+\s+\S+\s*$",  # a queue row: capability, depth, oldest age
+        r"^\s*summarize\s+\d+\s+\S+\s+\S+\s*$",  # a queue row: capability, depth, oldest age, slack
         r"^\s*top-1\s+support_ticket\s+succeeded\s+" + DURATION,
         PERCENTILES,
         r"succeeded\s+[1-9]\d*\s+failed\s+0\s+cancelled\s+0",
