@@ -31,6 +31,7 @@ from agentmesh.scheduler.calls import (
     DispatchObserver,
     EventSink,
     ExecuteResult,
+    Follower,
     NullObserver,
     Outcome,
     SubtaskCall,
@@ -38,6 +39,7 @@ from agentmesh.scheduler.calls import (
     WorkerTransport,
     ignore_events,
 )
+from agentmesh.scheduler.fragments import OFF, Offload
 from agentmesh.scheduler.hedging import HedgePolicy, Hedger
 from agentmesh.scheduler.load import TokenBucket
 from agentmesh.scheduler.outliers import OutlierDetector, OutlierPolicy
@@ -47,6 +49,7 @@ from agentmesh.scheduler.retry import RetryPolicy
 from agentmesh.scheduler.slots import Slots, TierGone
 from agentmesh.server import logs, telemetry
 from agentmesh.server.clock import Clock
+from agentmesh.tiers import Difficulty
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,7 @@ class Dispatcher:
         hedge: HedgePolicy | None = None,
         outliers: OutlierPolicy | None = None,
         worker_wait: float = 0.0,
+        offload: Offload | None = None,
     ) -> None:
         self.registry = registry
         self.transport = transport
@@ -98,6 +102,8 @@ class Dispatcher:
         #: Longest a subtask waits for a worker of its capability (or its preferred
         #: worker) to register, within its deadline.
         self.worker_wait = worker_wait
+        #: When a granted slot's step takes the steps that follow it along (`fragments`).
+        self.offload = offload or Offload(OFF)
         self.slots = Slots(
             registry,
             policy,
@@ -161,7 +167,7 @@ class Dispatcher:
         skill = self.registry.skill(call.capability)
         difficulty = call.difficulty or (skill.difficulty if skill else call.difficulty)
         minimum: int = tiers.min_tier(difficulty)
-        attempt = 0
+        attempt = call.first_attempt - 1
         while True:
             attempt += 1
             tier, reserved = await self._wait_for_tier(call, minimum)
@@ -280,20 +286,31 @@ class Dispatcher:
 
     def _choose_tier(self, call: SubtaskCall, minimum: int) -> tuple[int, float]:
         """The tier for the next attempt, and what is reserved of the budget for it."""
-        now = self.clock.now()
-        live = [
-            w
-            for w in self.registry.offering(call.capability)
-            if not w.draining and w.ejected_until <= now
-        ]
+        if call.budget is None:
+            target = self._target_tier(call.capability, minimum)
+            if target is None:
+                raise _no_worker(call.capability)
+            return target, 0.0
+        live = self._live(call.capability)
         target = tiers.target_tier((w.spec.tier for w in live), minimum)
         if target is None:
             raise _no_worker(call.capability)
-        if call.budget is None:
-            return target, 0.0
         return tiers.choose_within_budget(
             tiers.prices_by_tier(live), target, call.input, call.budget
         )
+
+    def _target_tier(self, capability: str, minimum: int) -> int | None:
+        """The cheapest live tier at or above `minimum` offering the capability (else the
+        highest); None when no live worker offers it."""
+        return tiers.target_tier((w.spec.tier for w in self._live(capability)), minimum)
+
+    def _live(self, capability: str) -> list[WorkerRecord]:
+        now = self.clock.now()
+        return [
+            w
+            for w in self.registry.offering(capability)
+            if not w.draining and w.ejected_until <= now
+        ]
 
     @staticmethod
     def _settle(call: SubtaskCall, reserved: float, actual: float) -> None:
@@ -301,12 +318,17 @@ class Dispatcher:
             call.budget.settle(reserved, actual)
 
     async def _attempt(
-        self, worker: WorkerRecord, call: SubtaskCall, attempt: int, hedge: bool = False
+        self,
+        worker: WorkerRecord,
+        call: SubtaskCall,
+        attempt: int,
+        hedge: bool = False,
+        follower: Follower | None = None,
     ) -> ExecuteResult:
         """One attempt on one worker, as a span of the request's trace (when tracing is on)."""
         logs.SUBTASK_ID.set(call.subtask_id)
         if not telemetry.recording():
-            return await self._call(worker, call, attempt)
+            return await self._call(worker, call, attempt, hedge, follower)
         attributes: dict[str, AttributeValue] = {
             telemetry.REQUEST_ID: call.request_id,
             telemetry.SUBTASK_ID: call.subtask_id,
@@ -319,6 +341,8 @@ class Dispatcher:
             "server.address": worker.spec.address,
             "agentmesh.hedge": hedge,
         }
+        if follower is not None:
+            attributes["agentmesh.fragment"] = follower.fragment
         with telemetry.tracer().start_as_current_span(
             f"subtask {call.capability}",
             kind=SpanKind.CLIENT,
@@ -328,7 +352,7 @@ class Dispatcher:
         ) as span:
             code = "OK"
             try:
-                return await self._call(worker, call, attempt)
+                return await self._call(worker, call, attempt, hedge, follower)
             except _Evicted:
                 code = "UNAVAILABLE"
                 raise
@@ -343,8 +367,18 @@ class Dispatcher:
                 if code != "OK":
                     span.set_status(StatusCode.ERROR, code)
 
-    async def _call(self, worker: WorkerRecord, call: SubtaskCall, attempt: int) -> ExecuteResult:
-        """Run the attempt in the caller's task; eviction cancels that task at this await."""
+    async def _call(
+        self,
+        worker: WorkerRecord,
+        call: SubtaskCall,
+        attempt: int,
+        hedge: bool = False,
+        follower: Follower | None = None,
+    ) -> ExecuteResult:
+        """Run the attempt in the caller's task; eviction cancels that task at this await.
+
+        A follower was sent with its fragment's first step: this waits for its result.
+        """
         started = self.clock.now()
         timeout = min(self.attempt_timeout, call.deadline - started)
         task = asyncio.current_task()
@@ -353,13 +387,26 @@ class Dispatcher:
         self._running.by_worker.setdefault(worker.worker_id, set()).add(running)
         pending = worker.pending.start(started)
         code = "OK"
+        took: float | None = None  # the latency to learn from, when it is not the call's own
+        followers: list[Follower] = []
         try:
-            result = await self.transport.execute(worker, call, attempt, timeout)
+            if follower is not None:
+                result = await asyncio.shield(follower.done)
+                took = result.duration  # its wait for the steps before it is not the worker's
+                return result
+            if not hedge:
+                followers = self._claim(worker, call)
+            if followers:
+                result = await self.transport.execute(worker, call, attempt, timeout, followers)
+            else:
+                result = await self.transport.execute(worker, call, attempt, timeout)
             now = self.clock.now()
             self.observer.overhead(now - started - result.duration)
             self.hedger.observe(call.capability, now - started)
             return result
         except asyncio.CancelledError:
+            if follower is not None:
+                self._stop(follower)
             # An eviction's cancel becomes a retry; any other cancel (the request's) stands.
             if running.evicted and task.uncancel() == 0:
                 code = "UNAVAILABLE"
@@ -368,17 +415,23 @@ class Dispatcher:
             raise
         except AgentmeshError as error:
             code = error.code_name
-            log.warning(
-                "subtask attempt failed",
-                extra={
-                    "worker_id": worker.worker_id,
-                    "attempt": attempt,
-                    "code": code,
-                    "error": error.message,
-                },
-            )
+            if error.reason != "FRAGMENT_BROKEN":  # not run: it says nothing of the worker
+                log.warning(
+                    "subtask attempt failed",
+                    extra={
+                        "worker_id": worker.worker_id,
+                        "attempt": attempt,
+                        "code": code,
+                        "error": error.message,
+                    },
+                )
             raise
         finally:
+            for unsent in followers:
+                if unsent.stop is None and not unsent.done.done():
+                    unsent.done.set_exception(
+                        Unavailable("its fragment was not sent", reason="FRAGMENT_BROKEN")
+                    )
             now = self.clock.now()
             worker.pending.finish(pending)
             attempts = self._running.by_worker.get(worker.worker_id)
@@ -387,8 +440,76 @@ class Dispatcher:
                 emptied = self._running.emptied.get(worker.worker_id)
                 if not attempts and emptied is not None and not emptied.done():
                     emptied.set_result(None)
-            self.observer.attempt_finished(call.capability, worker.worker_id, now - started, code)
-            self._release(worker, now - started, code, now)
+            seconds = now - started if took is None else took
+            self.observer.attempt_finished(call.capability, worker.worker_id, seconds, code)
+            self._release(worker, seconds, code, now)
+
+    # -- offload ------------------------------------------------------------------------
+
+    def _claim(self, worker: WorkerRecord, call: SubtaskCall) -> list[Follower]:
+        """The steps that go to the worker with this one, when offload is on (see
+        `fragments`): each takes a slot of the worker now, and may take from its sending
+        one attempt's time more than the step before it."""
+        if (
+            call.fragment is None
+            or not (worker.spec.fragments and worker.spec.execute_stream)
+            or not self.offload.active
+        ):
+            return []
+        room = min(worker.spec.capacity - worker.in_flight, self.offload.max_steps - 1)
+        if room <= 0:
+            return []
+        followers = call.fragment(worker, room)
+        now = self.clock.now()
+        for depth, follower in enumerate(followers, start=2):
+            follower.worker = worker
+            follower.timeout = min(self.attempt_timeout * depth, follower.call.deadline - now)
+            worker.in_flight += 1
+        return followers
+
+    def fits(self, worker: WorkerRecord, capability: str, difficulty: Difficulty) -> bool:
+        """Whether a step may follow another to this worker: a simple one, that a dispatch
+        of its own would send to a worker of this tier (so offload costs no more)."""
+        if capability not in worker.spec.capabilities:
+            return False
+        skill = self.registry.skill(capability)
+        difficulty = difficulty or (skill.difficulty if skill else difficulty)
+        if difficulty == Difficulty.NUANCED:
+            return False
+        return self._target_tier(capability, tiers.min_tier(difficulty)) == tiers.rank(
+            worker.spec.tier
+        )
+
+    async def follow(self, follower: Follower) -> Outcome:
+        """A follower's result, accounted as an attempt of its own on its fragment's worker."""
+        worker = follower.worker
+        assert worker is not None
+        follower.settled = True
+        try:
+            result = await self._attempt(worker, follower.call, follower.attempt, follower=follower)
+        except _Evicted:
+            raise Unavailable(
+                f"worker {worker.worker_id} left the mesh during the subtask",
+                reason="WORKER_EVICTED",
+            ) from None
+        self.observer.offloaded(follower.call.capability)
+        return Outcome(result, worker.worker_id, follower.attempt, worker.spec.tier)
+
+    def drop(self, follower: Follower) -> None:
+        """A follower its step will not follow (the request ended first, or a step before
+        it failed): stop it on the worker and free its slot."""
+        if follower.settled:
+            return
+        follower.settled = True
+        self._stop(follower)
+        if follower.worker is not None:
+            self._release(follower.worker, 0.0, "CANCELLED", self.clock.now())
+
+    @staticmethod
+    def _stop(follower: Follower) -> None:
+        if follower.stop is not None:
+            follower.stop()
+        follower.done.cancel()
 
     def _release(self, worker: WorkerRecord, seconds: float, code: str, now: float) -> None:
         worker.in_flight = max(worker.in_flight - 1, 0)
@@ -398,7 +519,7 @@ class Dispatcher:
             # A worker's own failures count against it; a deadline that was
             # simply too short for anyone would also land here, which the
             # decay forgives.
-            failed = code not in ("OK", "INVALID_ARGUMENT")
+            failed = code not in ("OK", "INVALID_ARGUMENT", "ABORTED")
             worker.errors.observe(failed, now)
             if self.outliers.observe(worker, failed, now):
                 self.observer.worker_ejected(worker.worker_id)
