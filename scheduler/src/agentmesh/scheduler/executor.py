@@ -295,7 +295,7 @@ class Executor:
         finally:
             claimed = run.claimed.pop(step.id, None)
             if claimed is not None:
-                self.dispatcher.drop(claimed)
+                self.dispatcher.attempts.drop(claimed)
             run.done[step.id].set()
 
     async def _dispatch(
@@ -446,7 +446,7 @@ class Executor:
         """Take a claimed step's result from its fragment: True when it succeeded there;
         False to dispatch it on its own (the fragment broke before it, or it failed)."""
         try:
-            outcome = await self.dispatcher.follow(follower)
+            outcome = await self.dispatcher.attempts.follow(follower)
         except AgentmeshError as error:
             self.dispatcher.observer.retried(step.capability, error.code_name)
             run.on_event(
