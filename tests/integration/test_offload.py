@@ -152,7 +152,7 @@ def test_a_worker_killed_midway_leaves_no_step_completed_twice(
     mesh.kill(victim)
     client.join(60)
     assert not client.is_alive()
-    final = events[-1].request
+    final = events[-1].result
     assert final.state == scheduler_pb2.REQUEST_STATE_SUCCEEDED, final.error
     assert struct_to_dict(final.answer) == {"text": "t+s0+s1+s2+s3+s4"}
     s0, s1, s2, s3, s4 = final.subtasks
@@ -164,9 +164,9 @@ def test_a_worker_killed_midway_leaves_no_step_completed_twice(
     # Every step completed once: by a worker, and in the scheduler's record.
     assert Counter(step for step, _ in marks(log)) == Counter(["s0", "s1", "s2", "s3", "s4"])
     succeeded = Counter(
-        e.event.subtask_id
+        e.subtask.subtask_id
         for e in events
-        if e.HasField("event") and e.event.kind == scheduler_pb2.SUBTASK_EVENT_KIND_SUCCEEDED
+        if e.HasField("subtask") and e.subtask.kind == scheduler_pb2.SUBTASK_EVENT_KIND_SUCCEEDED
     )
     assert succeeded == Counter(["s0", "s1", "s2", "s3", "s4"])
 
