@@ -287,3 +287,18 @@ async def test_with_order_deadline_a_freed_slot_goes_to_the_earliest_deadline() 
     requests.append(("soon", chain("g"), 30.0))
     requests.append(("deep", chain("a", "a", "a"), 59.0))
     assert await _next_after_blocker(DEADLINE, requests) == "soon"
+
+
+async def test_the_dispatcher_learns_each_capabilitys_latency_from_its_attempts() -> None:
+    clock = FakeClock()
+
+    def slow(worker: WorkerRecord, call: SubtaskCall, attempt: int) -> ExecuteResult:
+        clock.advance(0.7 if call.capability == "a" else 0.2)
+        return ExecuteResult({"ok": True})
+
+    dispatcher = make_dispatcher(FakeTransport(slow), clock=clock, capabilities=("a", "b"))
+    assert dispatcher.latencies.estimate("a") == 0.05  # nothing seen: the initial latency
+    await dispatcher.run(SubtaskCall("r1", "s1", "a", {}, deadline=clock.now() + 60))
+    await dispatcher.run(SubtaskCall("r2", "s1", "b", {}, deadline=clock.now() + 60))
+    assert dispatcher.latencies.estimate("a") == pytest.approx(0.7)
+    assert dispatcher.latencies.estimate("b") == pytest.approx(0.2)
