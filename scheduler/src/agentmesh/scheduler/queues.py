@@ -53,7 +53,7 @@ def check_order(order: str) -> str:
 
 @dataclass(order=True)
 class Entry(Generic[T]):
-    #: The time it should start by, on the queue's clock: its deadline less its remaining
+    #: The time it should be done by, on the queue's clock: its deadline less its remaining
     #: critical path (order critical_path), or its deadline (order deadline).
     key: float
     seq: int
@@ -66,7 +66,8 @@ class Entry(Generic[T]):
     removed: bool = field(default=False, compare=False)
 
     def slack(self, now: float) -> float:
-        """Seconds it can still wait before its request is expected to miss its deadline."""
+        """Seconds left for it to wait and run before its request is expected to miss its
+        deadline (negative: expected late)."""
         return self.deadline - self.critical_path - now
 
 
