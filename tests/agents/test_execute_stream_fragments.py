@@ -350,7 +350,11 @@ async def test_steps_that_cannot_be_run_are_aborted_without_running(served: Serv
     call.cancel()
 
 
-async def test_wiring_that_names_no_step_in_after_is_invalid(served: Served) -> None:
+async def test_a_step_whose_wiring_is_invalid_is_handed_back(served: Served) -> None:
+    """A reference to no step of `after`, or a literal JSON cannot hold: the fragment, not
+    the request, is at fault, so ABORTED, for the scheduler to dispatch the step alone."""
+    nan = worker_pb2.WiredField(field="word")
+    nan.sources.add().value.number_value = float("nan")
     call = served.stub.ExecuteStream()
     await call.write(
         worker_pb2.ExecuteStreamRequest(
@@ -364,11 +368,16 @@ async def test_wiring_that_names_no_step_in_after_is_invalid(served: Served) -> 
                     after=["split"],
                     wiring=[worker_pb2.WiredField(field="word", sources=[ref("request.text")])],
                 ),
+                step(3, "nan", "shout", {}, after=["split"], wiring=[nan]),
             ]
         )
     )
-    results, _ = await collect(call, 2)
-    assert code(results[2]) == Code.INVALID_ARGUMENT and reason(results[2]) == "INVALID_WIRING"
+    results, _ = await collect(call, 3)
+    for stream_id in (2, 3):
+        assert code(results[stream_id]) == Code.ABORTED
+        assert reason(results[stream_id]) == "FRAGMENT_BROKEN"
+    assert "wiring[0].sources[0].ref" in results[2].error.message
+    assert "wiring[0].sources[0].value" in results[3].error.message
     assert served.backend.ran("shout") == []
     call.cancel()
 

@@ -6,8 +6,9 @@ is completed from their outputs (`wiring.py`) and it runs as any subtask
 does (the servicer's `_execute`: checks, idempotency, span, deadline). Its
 timeout counts from the message's arrival, so it covers the wait. A step
 that cannot run (a step it comes after failed, was stopped, is not in the
-message, or waits on a cycle) is answered ABORTED, reason FRAGMENT_BROKEN,
-without running: the scheduler then dispatches it on its own.
+message, or waits on a cycle; or its wiring is invalid) is answered ABORTED,
+reason FRAGMENT_BROKEN, without running: the scheduler then dispatches it on
+its own.
 
 Only messages that hold such steps build a `Fragment`: plain subtasks pay
 nothing for it.
@@ -16,6 +17,7 @@ nothing for it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -26,6 +28,8 @@ from agentmesh.errors import Aborted, DeadlineExceeded, InvalidArgument
 from agentmesh.server.clock import Clock
 from agentmesh.v1 import worker_pb2
 from agentmesh.wire import struct_to_dict
+
+log = logging.getLogger(__name__)
 
 Step = asyncio.Task[worker_pb2.ExecuteResponse | None]
 """A subtask's task on the stream: its response, or None when it failed or was stopped."""
@@ -71,14 +75,22 @@ class Fragment:
     ) -> worker_pb2.ExecuteResponse:
         """Wait for the steps `item` comes after, then run it with its input wired."""
         check_ids(item.request)  # missing ids are the first refusal, as for any subtask
-        wiring = wiring_from_proto(item.wiring)
-        violations = wiring_violations(item.after, wiring)
+        try:
+            wiring = wiring_from_proto(item.wiring)
+            violations = wiring_violations(item.after, wiring)
+        except InvalidArgument as error:
+            violations = list(error.violations)
         if violations:
-            raise InvalidArgument(
-                f"the wiring of subtask {item.request.subtask_id!r} is invalid: "
+            # The scheduler's fragment is at fault, not the request's input: the step is
+            # handed back to be dispatched on its own, as any step that cannot run here.
+            log.warning(
+                "a fragment step's wiring is invalid", extra={"violations": len(violations)}
+            )
+            raise self._broken(
+                item,
+                "",
+                "its wiring is invalid: "
                 + "; ".join(f"{v.field}: {v.description}" for v in violations[:5]),
-                violations,
-                reason="INVALID_WIRING",
             )
         request_id = item.request.request_id
         if _key(item) in self._stuck:

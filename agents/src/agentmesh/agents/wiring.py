@@ -45,12 +45,14 @@ class Wire:
     collect: bool = False
     """A list of every source that resolves, rather than the first."""
     default: Any = MISSING
-    """The value when no source resolves; MISSING leaves the field out."""
+    """The value when no source resolves (not with `collect`); MISSING leaves the field
+    out."""
 
 
 def wiring_violations(after: Sequence[str], wiring: Sequence[Wire]) -> list[FieldViolation]:
     """What is wrong with a step's wiring: an empty field name, a field wired twice, a
-    reference that is not `steps.<id>` of a step in `after`, a default with `collect`.
+    reference that is not `steps.<id>` of a step in `after`. (A default with `collect`
+    does not apply, and is not a fault: a collected field is always a list.)
 
     Named as the ExecuteStreamSubtask's fields are (`wiring[0].sources[1].ref`).
     """
@@ -64,10 +66,6 @@ def wiring_violations(after: Sequence[str], wiring: Sequence[Wire]) -> list[Fiel
         elif wire.field in seen:
             violations.append(FieldViolation(f"{where}.field", f"{wire.field!r} is wired twice"))
         seen.add(wire.field)
-        if wire.collect and wire.default is not MISSING:
-            violations.append(
-                FieldViolation(f"{where}.default_value", "a collected field takes no default")
-            )
         for j, source in enumerate(wire.sources):
             if source.ref is None:
                 continue
