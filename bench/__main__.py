@@ -28,14 +28,15 @@ from bench import (
     s5_retry_storm,
     s6_reference,
     s7_fanout,
+    s8_overload,
 )
 from bench.harness import ROOT
 from bench.stats import ScenarioResult, Target
 
 Runner = Callable[[Path, int, bool], ScenarioResult | list[ScenarioResult]]
 
-#: Scenario keys and what runs them; s3_tail measures S3 and S4 in the same rounds. S1-S7
-#: measure the mesh on simulated models (S8-S11 are kept for more of them); LM runs the
+#: Scenario keys and what runs them; s3_tail measures S3 and S4 in the same rounds. S1-S8
+#: measure the mesh on simulated models (S9-S11 are kept for more of them); LM runs the
 #: local model. The order is the run order, and each one's seed comes from its place.
 SCENARIOS: dict[str, Runner] = {
     "S1": s1_overhead.run,
@@ -44,9 +45,10 @@ SCENARIOS: dict[str, Runner] = {
     "S5": s5_retry_storm.run,
     "S6": s6_reference.run,
     "S7": s7_fanout.run,
+    "S8": s8_overload.run,
     "LM": lm_local_model.run,
 }
-ALL_KEYS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "LM")
+ALL_KEYS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "LM")
 DEFAULT_SEED = 20_250_601
 
 

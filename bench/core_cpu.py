@@ -17,12 +17,13 @@ import asyncio
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from agentmesh.scheduler.calls import ExecuteResult, SubtaskCall
+from agentmesh.scheduler.calls import ExecuteResult, Follower, SubtaskCall
 from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.convert import plan_from_proto
 from agentmesh.scheduler.core import SchedulerCore
@@ -42,8 +43,15 @@ class Instant:
     """A transport whose workers answer every attempt at once."""
 
     async def execute(
-        self, worker: WorkerRecord, call: SubtaskCall, attempt: int, timeout: float
+        self,
+        worker: WorkerRecord,
+        call: SubtaskCall,
+        attempt: int,
+        timeout: float,
+        followers: Sequence[Follower] = (),
     ) -> ExecuteResult:
+        for follower in followers:
+            follower.done.set_result(ExecuteResult(OUTPUT))
         return ExecuteResult(OUTPUT)
 
     async def forget(self, worker_id: str) -> None:

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import itertools
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from agentmesh.errors import AgentmeshError
-from agentmesh.scheduler.calls import ExecuteResult, SubtaskCall
+from agentmesh.scheduler.calls import NO_DEFAULT, ExecuteResult, Follower, Literal, SubtaskCall
 from agentmesh.scheduler.dispatcher import Dispatcher
+from agentmesh.scheduler.fragments import Offload
 from agentmesh.scheduler.policies import LatencyWeighted, Policy
 from agentmesh.scheduler.registry import Registry, WorkerRecord, WorkerSpec
 from agentmesh.scheduler.retry import RetryPolicy
 from agentmesh.server.clock import Clock
+from agentmesh.server.refs import MISSING, resolve_ref
 
 
 class FakeClock:
@@ -93,14 +97,65 @@ class FakeTransport:
         self.forgotten: list[str] = []
 
     async def execute(
-        self, worker: WorkerRecord, call: SubtaskCall, attempt: int, timeout: float
+        self,
+        worker: WorkerRecord,
+        call: SubtaskCall,
+        attempt: int,
+        timeout: float,
+        followers: Sequence[Follower] = (),
     ) -> ExecuteResult:
         self.calls.append((worker.worker_id, call.subtask_id, attempt))
+        for follower in followers:
+            follower.stop = lambda: None
         if self.delay:
             await asyncio.sleep(self.delay)
         else:
             await asyncio.sleep(0)
-        return self.behaviour(worker, call, attempt)
+        try:
+            result = self.behaviour(worker, call, attempt)
+        except AgentmeshError:
+            self._follow(worker, followers, {})
+            raise
+        self._follow(worker, followers, {call.subtask_id: result.output})
+        return result
+
+    def _follow(
+        self, worker: WorkerRecord, followers: Sequence[Follower], outputs: dict[str, Any]
+    ) -> None:
+        """Run the followers as a worker would: each once the steps it comes after succeeded,
+        with its wired input; one that cannot run is answered FRAGMENT_BROKEN."""
+        for follower in followers:
+            if follower.done.done():
+                continue
+            if not all(step in outputs for step in follower.after):
+                follower.done.set_exception(
+                    AgentmeshError("a step before it failed", reason="FRAGMENT_BROKEN")
+                )
+                continue
+            data = dict(follower.call.input)
+            for wire in follower.wiring:
+                values = [
+                    source.value
+                    if isinstance(source, Literal)
+                    else resolve_ref(source, {}, outputs)
+                    for source in wire.sources
+                ]
+                found = [v for v in values if v is not MISSING]
+                if wire.collect:
+                    data[wire.field] = found
+                elif found:
+                    data[wire.field] = found[0]
+                elif wire.default is not NO_DEFAULT:
+                    data[wire.field] = wire.default
+            call = dataclasses.replace(follower.call, input=data)
+            self.calls.append((worker.worker_id, call.subtask_id, follower.attempt))
+            try:
+                result = self.behaviour(worker, call, follower.attempt)
+            except AgentmeshError as error:
+                follower.done.set_exception(error)
+                continue
+            outputs[call.subtask_id] = result.output
+            follower.done.set_result(result)
 
     async def forget(self, worker_id: str) -> None:
         self.forgotten.append(worker_id)
@@ -119,8 +174,10 @@ def make_dispatcher(
     capabilities: Iterable[str] = ("echo",),
     capacity: int = 1,
     worker_wait: float = 0.0,
+    offload: Offload | None = None,
 ) -> Dispatcher:
-    """A dispatcher over `workers` registered workers w0, w1, ... with seeded randomness."""
+    """A dispatcher over `workers` registered workers w0, w1, ... with seeded randomness;
+    with `offload`, the workers run fragments."""
     clock = clock or FakeClock()
     registry = Registry(initial_latency=0.05, latency_decay=10.0, error_decay=30.0)
     dispatcher = Dispatcher(
@@ -134,8 +191,17 @@ def make_dispatcher(
         aging=5.0,
         attempt_timeout=10.0,
         worker_wait=worker_wait,
+        offload=offload,
     )
+    fragments = offload is not None
     for i in range(workers):
-        spec = WorkerSpec(f"w{i}", f"127.0.0.1:{i}", frozenset(capabilities), capacity)
+        spec = WorkerSpec(
+            f"w{i}",
+            f"127.0.0.1:{i}",
+            frozenset(capabilities),
+            capacity,
+            execute_stream=fragments,
+            fragments=fragments,
+        )
         dispatcher.workers_changed(registry.register(spec, clock.now()))
     return dispatcher

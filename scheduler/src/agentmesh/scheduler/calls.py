@@ -6,15 +6,18 @@ fake in unit tests); `DispatchObserver` is how metrics learn what happened.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agentmesh.scheduler.registry import WorkerRecord
 from agentmesh.scheduler.tiers import Budget
 from agentmesh.tiers import Difficulty, Tier
 from agentmesh.usage import Usage
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,12 @@ class SubtaskCall:
     budget: Budget | None = field(default=None, compare=False)
     #: A worker to prefer when it is free (the one that ran it before a restart).
     prefer: str = ""
+    #: Offload: given the worker granted to this call and how many more slots it may
+    #: use, claims the steps that follow this one there (see `fragments`).
+    fragment: Claim | None = field(default=None, compare=False)
+    #: The number of its first attempt (after a fragment that did not finish it, the
+    #: attempts continue from there).
+    first_attempt: int = 1
 
 
 @dataclass(frozen=True)
@@ -63,14 +72,85 @@ class WorkerTransport(Protocol):
     """How the dispatcher reaches a worker."""
 
     async def execute(
-        self, worker: WorkerRecord, call: SubtaskCall, attempt: int, timeout: float
+        self,
+        worker: WorkerRecord,
+        call: SubtaskCall,
+        attempt: int,
+        timeout: float,
+        followers: Sequence[Follower] = (),
     ) -> ExecuteResult:
-        """Run one attempt; raise an AgentmeshError on failure."""
+        """Run one attempt; raise an AgentmeshError on failure.
+
+        `followers` (only for a worker that serves fragments) go with it, in
+        the same message: the transport sets each one's `stop` once sent, and
+        its `done` when it ends.
+        """
         ...
 
     async def forget(self, worker_id: str) -> None:
         """Drop what the transport keeps for a worker that left (its channel)."""
         ...
+
+
+class Literal:
+    """A value the scheduler resolved, among a Wire's sources."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+#: A Wire's default when it has none.
+NO_DEFAULT: Any = object()
+
+
+@dataclass(frozen=True)
+class Wire:
+    """One input field of a follower, taken from the outputs of its fragment's steps.
+
+    `sources` are tried in order, as a plan Binding's references are: a
+    string is a reference into a fragment step's output
+    (`steps.<id>[.field...]`), a Literal a value the scheduler resolved.
+    """
+
+    field: str
+    sources: tuple[str | Literal, ...]
+    collect: bool = False
+    default: Any = NO_DEFAULT
+
+
+@dataclass(eq=False)
+class Follower:
+    """A step that goes to a worker with the step before it in its fragment.
+
+    The executor makes it (`SubtaskCall.fragment`), the dispatcher gives it
+    its worker and slot, the transport sends it; then the step's task
+    either follows it to its end (`Dispatcher.follow`) or drops it
+    (`Dispatcher.drop`).
+    """
+
+    call: SubtaskCall
+    #: The id of the fragment's first step.
+    fragment: str
+    #: The fragment's steps it waits for.
+    after: tuple[str, ...]
+    wiring: tuple[Wire, ...]
+    #: Its result, or the error it ended with (the transport sets it).
+    done: asyncio.Future[ExecuteResult]
+    attempt: int = 1
+    #: The worker running the fragment (set by the dispatcher).
+    worker: WorkerRecord | None = None
+    #: Seconds it may take from its sending, its wait for the steps before it included.
+    timeout: float = 0.0
+    #: Set by the transport once sent: stops it on the worker.
+    stop: Callable[[], None] | None = None
+    #: Followed or dropped: its slot is accounted for.
+    settled: bool = False
+
+
+#: See SubtaskCall.fragment.
+Claim = Callable[[WorkerRecord, int], list[Follower]]
 
 
 class EventKind(StrEnum):
@@ -116,6 +196,10 @@ class DispatchObserver(Protocol):
 
     def hedged(self, capability: str) -> None: ...
 
+    def offloaded(self, capability: str) -> None:
+        """A step finished in a fragment on a worker, without a dispatch of its own."""
+        ...
+
     def worker_ejected(self, worker_id: str) -> None: ...
 
     def queue_waited(self, capability: str, seconds: float) -> None: ...
@@ -150,6 +234,9 @@ class NullObserver:
         pass
 
     def hedged(self, capability: str) -> None:
+        pass
+
+    def offloaded(self, capability: str) -> None:
         pass
 
     def worker_ejected(self, worker_id: str) -> None:

@@ -68,6 +68,17 @@ class SchedulerConfig:
     workflows_dir: Path | None = None
     """Extra workflow templates (*.toml), overriding built-in ones by name.
     Env AGENTMESH_WORKFLOWS_DIR. Default none."""
+    offload: str = "auto"
+    """Plan fragments offloaded to workers (see docs/architecture.md, "Offload"): auto
+    hands a worker the steps that follow a step it gets, when the scheduler is loaded
+    (its event loop lags by offload_lag or more); always does it whatever the load; off
+    never. Env AGENTMESH_OFFLOAD. Default auto."""
+    offload_lag: float = 0.005
+    """The smoothed event-loop lag, in seconds, at which the scheduler counts as loaded
+    (offload auto). Env AGENTMESH_OFFLOAD_LAG. Default 0.005 s."""
+    offload_max_steps: int = 8
+    """Most steps in one offloaded fragment, its first included.
+    Env AGENTMESH_OFFLOAD_MAX_STEPS. Default 8."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     """Retry policy; env AGENTMESH_RETRY_MAX_ATTEMPTS, AGENTMESH_RETRY_INITIAL_BACKOFF,
     AGENTMESH_RETRY_BUDGET, AGENTMESH_RETRY_BUDGET_RESERVE."""

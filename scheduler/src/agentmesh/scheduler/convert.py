@@ -143,6 +143,7 @@ def subtask_to_proto(subtask: SubtaskRecord) -> scheduler_pb2.Subtask:
         capability=subtask.capability,
         state=SUBTASK_STATES[subtask.state],
         worker_id=subtask.worker_id,
+        fragment=subtask.fragment,
         model=subtask.model,
         attempts=subtask.attempts,
         duration=duration(subtask.duration),
@@ -211,6 +212,7 @@ def worker_spec_from_proto(
         input_price_per_mtok=info.input_price_per_mtok,
         output_price_per_mtok=info.output_price_per_mtok,
         execute_stream=info.execute_stream,
+        fragments=info.fragments,
         skills=tuple(skill_from_proto(s, f"skills[{i}]") for i, s in enumerate(skills)),
     )
 
@@ -227,6 +229,7 @@ def worker_info_to_proto(spec: WorkerSpec) -> worker_pb2.WorkerInfo:
         input_price_per_mtok=spec.input_price_per_mtok,
         output_price_per_mtok=spec.output_price_per_mtok,
         execute_stream=spec.execute_stream,
+        fragments=spec.fragments,
     )
 
 

@@ -41,6 +41,7 @@ from agentmesh.scheduler.executor import (
     RequestRecord,
     new_record,
 )
+from agentmesh.scheduler.fragments import LoopLag, Offload
 from agentmesh.scheduler.lifecycle import RequestRunner
 from agentmesh.scheduler.membership import Membership
 from agentmesh.scheduler.planning import PlanMaker
@@ -98,6 +99,7 @@ class SchedulerCore:
             observer=observer,
             hedge=config.hedge,
             worker_wait=config.worker_wait,
+            offload=Offload(config.offload, LoopLag(config.offload_lag), config.offload_max_steps),
         )
         self.executor = Executor(self.dispatcher, store)
         self.workflows = workflows or WorkflowLibrary.load(config.workflows_dir)
@@ -348,6 +350,8 @@ class SchedulerCore:
             ],
             queues={c: (d, ages[c]) for c, d in self.dispatcher.slots.queue_depths().items()},
             active_requests=self.requests.active(),
+            loop_lag=self.dispatcher.offload.lag.lag,
+            offloading=self.dispatcher.offload.active,
         )
 
     # -- planning and membership: see `planning` and `membership` ---------------------

@@ -1,7 +1,8 @@
 """Run one subtask on the best worker, with queueing and retries.
 
-A subtask waits for a worker slot of its tier (`slots`), runs, and is
-raced by a hedge when it runs slow (`hedging`). A failed attempt is retried on
+A subtask waits for a worker slot of its tier (`slots`), runs there
+(`attempts`, which may send the steps that follow it along when offload
+is on), and is raced by a hedge when it runs slow (`hedging`). A failed attempt is retried on
 another worker after a jittered backoff when its error is retryable and the
 deadline leaves room. An evicted worker's attempts are cancelled and go
 back to the queue at once. When no live worker offers the capability (in
@@ -13,18 +14,13 @@ Nothing here knows gRPC: workers are reached through a `WorkerTransport`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
-
-from google.rpc import code_pb2
-from opentelemetry.trace import SpanKind, StatusCode
-from opentelemetry.util.types import AttributeValue
 
 from agentmesh.errors import AgentmeshError, ResourceExhausted, Unavailable
 from agentmesh.scheduler import tiers
+from agentmesh.scheduler.attempts import Attempts, Evicted
 from agentmesh.scheduler.calls import (
     RETRIED,
     STARTED,
@@ -38,6 +34,7 @@ from agentmesh.scheduler.calls import (
     WorkerTransport,
     ignore_events,
 )
+from agentmesh.scheduler.fragments import OFF, Offload
 from agentmesh.scheduler.hedging import HedgePolicy, Hedger
 from agentmesh.scheduler.load import TokenBucket
 from agentmesh.scheduler.outliers import OutlierDetector, OutlierPolicy
@@ -45,26 +42,10 @@ from agentmesh.scheduler.policies import Policy
 from agentmesh.scheduler.registry import Registry, WorkerRecord
 from agentmesh.scheduler.retry import RetryPolicy
 from agentmesh.scheduler.slots import Slots, TierGone
-from agentmesh.server import logs, telemetry
 from agentmesh.server.clock import Clock
+from agentmesh.tiers import Difficulty
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(eq=False)
-class _Attempt:
-    #: The task the attempt runs in (the step's, or a hedge's).
-    task: asyncio.Task[object]
-    evicted: bool = False
-
-
-@dataclass
-class _Running:
-    """Attempts in flight, by worker, so that eviction can cancel them."""
-
-    by_worker: dict[str, set[_Attempt]] = field(default_factory=dict)
-    #: Set when the last attempt on a worker that is leaving ends (see `evict`).
-    emptied: dict[str, asyncio.Future[None]] = field(default_factory=dict)
 
 
 class Dispatcher:
@@ -86,18 +67,19 @@ class Dispatcher:
         hedge: HedgePolicy | None = None,
         outliers: OutlierPolicy | None = None,
         worker_wait: float = 0.0,
+        offload: Offload | None = None,
     ) -> None:
         self.registry = registry
         self.transport = transport
         self.retry = retry
         self.clock = clock
         self.rng = rng
-        #: Longest a single attempt may take, within the subtask's deadline.
-        self.attempt_timeout = attempt_timeout
         self.observer = observer or NullObserver()
         #: Longest a subtask waits for a worker of its capability (or its preferred
         #: worker) to register, within its deadline.
         self.worker_wait = worker_wait
+        #: When a granted slot's step takes the steps that follow it along (`fragments`).
+        self.offload = offload or Offload(OFF)
         self.slots = Slots(
             registry,
             policy,
@@ -107,9 +89,19 @@ class Dispatcher:
             aging=aging,
             worker_wait=worker_wait,
         )
-        self._running = _Running()
         self.hedger = Hedger(hedge or HedgePolicy(), self.observer)
         self.outliers = OutlierDetector(outliers or OutlierPolicy(), registry)
+        self.attempts = Attempts(
+            registry,
+            transport,
+            clock,
+            self.observer,
+            self.hedger,
+            self.outliers,
+            self.offload,
+            attempt_timeout,
+            freed=self.workers_changed,
+        )
         self._retries = TokenBucket(retry.budget, retry.budget_reserve)
 
     # -- membership -----------------------------------------------------------
@@ -124,10 +116,8 @@ class Dispatcher:
         if record is not None:
             self.observer.worker_evicted(reason)
             if record.draining and reason == "stream_closed":
-                await self._let_answer(worker_id)
-        for attempt in self._running.by_worker.pop(worker_id, set()):
-            attempt.evicted = True
-            attempt.task.cancel()
+                await self.attempts.let_answer(worker_id)
+        self.attempts.cancel(worker_id)
         if self.registry.get(worker_id) is None:  # not registered again meanwhile
             await self.transport.forget(worker_id)
         if record is not None:
@@ -139,19 +129,6 @@ class Dispatcher:
                 self.slots.pump(capability)
         return record
 
-    async def _let_answer(self, worker_id: str) -> None:
-        """A worker that said it was leaving closed its stream once it had answered; the
-        answers may still be on their way (on another connection), so its attempts get
-        their own time to end rather than being cancelled and run again."""
-        if not self._running.by_worker.get(worker_id):
-            return
-        emptied = asyncio.get_running_loop().create_future()
-        self._running.emptied[worker_id] = emptied
-        try:
-            await asyncio.wait({emptied}, timeout=self.attempt_timeout)
-        finally:
-            self._running.emptied.pop(worker_id, None)
-
     # -- running subtasks -----------------------------------------------------
 
     async def run(self, call: SubtaskCall, on_event: EventSink = ignore_events) -> Outcome:
@@ -161,7 +138,7 @@ class Dispatcher:
         skill = self.registry.skill(call.capability)
         difficulty = call.difficulty or (skill.difficulty if skill else call.difficulty)
         minimum: int = tiers.min_tier(difficulty)
-        attempt = 0
+        attempt = call.first_attempt - 1
         while True:
             attempt += 1
             tier, reserved = await self._wait_for_tier(call, minimum)
@@ -186,7 +163,7 @@ class Dispatcher:
                 self._settle(call, reserved, result.usage.cost_usd)
                 settled = True
                 return Outcome(result, winner.worker_id, attempt, winner.spec.tier)
-            except _Evicted:
+            except Evicted:
                 error: AgentmeshError = Unavailable(
                     f"worker {worker.worker_id} left the mesh during the subtask",
                     reason="WORKER_EVICTED",
@@ -241,7 +218,7 @@ class Dispatcher:
         def run_on(target: WorkerRecord, hedge: bool) -> Awaitable[ExecuteResult]:
             if hedge:
                 target.in_flight += 1  # the primary's slot was granted by the queue
-            return self._attempt(target, call, attempt, hedge=hedge)
+            return self.attempts.run(target, call, attempt, hedge=hedge)
 
         def second() -> WorkerRecord | None:
             return self._hedge_worker(call.capability, tier, avoid | {worker.worker_id})
@@ -280,146 +257,53 @@ class Dispatcher:
 
     def _choose_tier(self, call: SubtaskCall, minimum: int) -> tuple[int, float]:
         """The tier for the next attempt, and what is reserved of the budget for it."""
-        now = self.clock.now()
-        live = [
-            w
-            for w in self.registry.offering(call.capability)
-            if not w.draining and w.ejected_until <= now
-        ]
+        if call.budget is None:
+            target = self._target_tier(call.capability, minimum)
+            if target is None:
+                raise _no_worker(call.capability)
+            return target, 0.0
+        live = self._live(call.capability)
         target = tiers.target_tier((w.spec.tier for w in live), minimum)
         if target is None:
             raise _no_worker(call.capability)
-        if call.budget is None:
-            return target, 0.0
         return tiers.choose_within_budget(
             tiers.prices_by_tier(live), target, call.input, call.budget
         )
+
+    def _target_tier(self, capability: str, minimum: int) -> int | None:
+        """The cheapest live tier at or above `minimum` offering the capability (else the
+        highest); None when no live worker offers it."""
+        return tiers.target_tier((w.spec.tier for w in self._live(capability)), minimum)
+
+    def _live(self, capability: str) -> list[WorkerRecord]:
+        now = self.clock.now()
+        return [
+            w
+            for w in self.registry.offering(capability)
+            if not w.draining and w.ejected_until <= now
+        ]
 
     @staticmethod
     def _settle(call: SubtaskCall, reserved: float, actual: float) -> None:
         if call.budget is not None:
             call.budget.settle(reserved, actual)
 
-    async def _attempt(
-        self, worker: WorkerRecord, call: SubtaskCall, attempt: int, hedge: bool = False
-    ) -> ExecuteResult:
-        """One attempt on one worker, as a span of the request's trace (when tracing is on)."""
-        logs.SUBTASK_ID.set(call.subtask_id)
-        if not telemetry.recording():
-            return await self._call(worker, call, attempt)
-        attributes: dict[str, AttributeValue] = {
-            telemetry.REQUEST_ID: call.request_id,
-            telemetry.SUBTASK_ID: call.subtask_id,
-            telemetry.CAPABILITY: call.capability,
-            telemetry.WORKER_ID: worker.worker_id,
-            telemetry.ATTEMPT: attempt,
-            "rpc.system": "grpc",
-            "rpc.service": "agentmesh.v1.WorkerService",
-            "rpc.method": "ExecuteStream" if worker.spec.execute_stream else "Execute",
-            "server.address": worker.spec.address,
-            "agentmesh.hedge": hedge,
-        }
-        with telemetry.tracer().start_as_current_span(
-            f"subtask {call.capability}",
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            code = "OK"
-            try:
-                return await self._call(worker, call, attempt)
-            except _Evicted:
-                code = "UNAVAILABLE"
-                raise
-            except asyncio.CancelledError:
-                code = "CANCELLED"
-                raise
-            except AgentmeshError as error:
-                code = error.code_name
-                raise
-            finally:
-                span.set_attribute("rpc.grpc.status_code", code_pb2.Code.Value(code))
-                if code != "OK":
-                    span.set_status(StatusCode.ERROR, code)
-
-    async def _call(self, worker: WorkerRecord, call: SubtaskCall, attempt: int) -> ExecuteResult:
-        """Run the attempt in the caller's task; eviction cancels that task at this await."""
-        started = self.clock.now()
-        timeout = min(self.attempt_timeout, call.deadline - started)
-        task = asyncio.current_task()
-        assert task is not None
-        running = _Attempt(task)
-        self._running.by_worker.setdefault(worker.worker_id, set()).add(running)
-        pending = worker.pending.start(started)
-        code = "OK"
-        try:
-            result = await self.transport.execute(worker, call, attempt, timeout)
-            now = self.clock.now()
-            self.observer.overhead(now - started - result.duration)
-            self.hedger.observe(call.capability, now - started)
-            return result
-        except asyncio.CancelledError:
-            # An eviction's cancel becomes a retry; any other cancel (the request's) stands.
-            if running.evicted and task.uncancel() == 0:
-                code = "UNAVAILABLE"
-                raise _Evicted() from None
-            code = "CANCELLED"
-            raise
-        except AgentmeshError as error:
-            code = error.code_name
-            log.warning(
-                "subtask attempt failed",
-                extra={
-                    "worker_id": worker.worker_id,
-                    "attempt": attempt,
-                    "code": code,
-                    "error": error.message,
-                },
-            )
-            raise
-        finally:
-            now = self.clock.now()
-            worker.pending.finish(pending)
-            attempts = self._running.by_worker.get(worker.worker_id)
-            if attempts is not None:
-                attempts.discard(running)
-                emptied = self._running.emptied.get(worker.worker_id)
-                if not attempts and emptied is not None and not emptied.done():
-                    emptied.set_result(None)
-            self.observer.attempt_finished(call.capability, worker.worker_id, now - started, code)
-            self._release(worker, now - started, code, now)
-
-    def _release(self, worker: WorkerRecord, seconds: float, code: str, now: float) -> None:
-        worker.in_flight = max(worker.in_flight - 1, 0)
-        if code == "OK":
-            worker.observe_latency(seconds, now)
-        if code != "CANCELLED":
-            # A worker's own failures count against it; a deadline that was
-            # simply too short for anyone would also land here, which the
-            # decay forgives.
-            failed = code not in ("OK", "INVALID_ARGUMENT")
-            worker.errors.observe(failed, now)
-            if self.outliers.observe(worker, failed, now):
-                self.observer.worker_ejected(worker.worker_id)
-                log.warning(
-                    "worker ejected",
-                    extra={
-                        "worker_id": worker.worker_id,
-                        "cool_down_s": round(worker.ejected_until - now, 1),
-                        "ejections": worker.ejections,
-                    },
-                )
-        if self.registry.get(worker.worker_id) is worker:
-            self.workers_changed(worker)
+    def fits(self, worker: WorkerRecord, capability: str, difficulty: Difficulty) -> bool:
+        """Whether a step may follow another to this worker: a simple one, that a dispatch
+        of its own would send to a worker of this tier (so offload costs no more)."""
+        if capability not in worker.spec.capabilities:
+            return False
+        skill = self.registry.skill(capability)
+        difficulty = difficulty or (skill.difficulty if skill else difficulty)
+        if difficulty == Difficulty.NUANCED:
+            return False
+        return self._target_tier(capability, tiers.min_tier(difficulty)) == tiers.rank(
+            worker.spec.tier
+        )
 
     def has_live_worker(self, capability: str) -> bool:
         """Whether some worker that is not draining offers the capability."""
         return any(not w.draining for w in self.registry.offering(capability))
-
-
-class _Evicted(Exception):
-    """The worker running an attempt was evicted; the attempt goes back to the queue."""
 
 
 def _no_worker(capability: str) -> Unavailable:

@@ -10,18 +10,23 @@ When every step has finished, the answer is bound from their outputs.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agentmesh.errors import AgentmeshError, Cancelled, FieldViolation, error_for_code
-from agentmesh.scheduler import contracts
+from agentmesh.scheduler import contracts, fragments
 from agentmesh.scheduler.calls import (
     FAILED,
+    RETRIED,
     SKIPPED,
+    STARTED,
     SUCCEEDED,
     EventSink,
+    Follower,
+    Outcome,
     SubtaskCall,
     SubtaskEvent,
 )
@@ -33,6 +38,7 @@ from agentmesh.scheduler.plans import (
     resolve_bindings,
     step_priority,
 )
+from agentmesh.scheduler.registry import WorkerRecord
 from agentmesh.scheduler.states import FINISHED, RequestState, SubtaskState
 from agentmesh.scheduler.tiers import Budget
 from agentmesh.tiers import Tier
@@ -97,6 +103,8 @@ class SubtaskRecord:
     error: ErrorRecord | None = None
     #: The tier of the worker that produced the output.
     tier: Tier = Tier.UNSPECIFIED
+    #: The first step of the fragment it ran in on `worker_id` (see `fragments`), if any.
+    fragment: str = ""
 
 
 @dataclass
@@ -156,6 +164,24 @@ class Journal(Protocol):
     def save_subtask(self, request_id: str, subtask: SubtaskRecord) -> None: ...
 
 
+@dataclass
+class _Run:
+    """One execution of a request's plan: what its steps share."""
+
+    record: RequestRecord
+    deadline: float
+    on_event: EventSink
+    #: Outputs of the steps that succeeded, by step id.
+    outputs: dict[str, Any]
+    #: Set when a step has its final state (or will not run).
+    done: dict[str, asyncio.Event]
+    optional: frozenset[str]
+    #: Each step's dependents, when steps may take followers (offload not off).
+    following: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Steps sent to a worker with an earlier step of their fragment, by id.
+    claimed: dict[str, Follower] = field(default_factory=dict)
+
+
 class Executor:
     """Runs plans through a dispatcher, journalling every subtask transition."""
 
@@ -175,23 +201,30 @@ class Executor:
         recording the cancellation. Steps already finished (a request
         resumed after a restart) are not run again.
         """
-        outputs: dict[str, Any] = {
-            s.id: s.output for s in record.subtasks.values() if s.state == SubtaskState.SUCCEEDED
-        }
-        done = {s.id: asyncio.Event() for s in record.plan.steps}
-        optional = frozenset(s.id for s in record.plan.steps if s.optional)
+        run = _Run(
+            record,
+            deadline,
+            on_event,
+            outputs={
+                s.id: s.output
+                for s in record.subtasks.values()
+                if s.state == SubtaskState.SUCCEEDED
+            },
+            done={s.id: asyncio.Event() for s in record.plan.steps},
+            optional=frozenset(s.id for s in record.plan.steps if s.optional),
+        )
+        if self.dispatcher.offload.mode != fragments.OFF and record.budget is None:
+            # A budget is reserved attempt by attempt, before each: no fragments then.
+            run.following = fragments.dependents(record.plan)
         tasks = [
-            asyncio.create_task(
-                self._run_step(record, step, outputs, done, optional, deadline, on_event),
-                name=f"{record.request_id}/{step.id}",
-            )
+            asyncio.create_task(self._run_step(run, step), name=f"{record.request_id}/{step.id}")
             for step in record.plan.steps
         ]
         answer: dict[str, Any] | None = None
         error: ErrorRecord | None = None
         try:
             await _first_failure(tasks)
-            answer = resolve_bindings(record.plan.answer, record.input, outputs)
+            answer = resolve_bindings(record.plan.answer, record.input, run.outputs)
         except AgentmeshError as failure:
             error = ErrorRecord.of(failure)
         except asyncio.CancelledError:
@@ -226,52 +259,54 @@ class Executor:
                 subtask.reason = reason
                 self._save(record, subtask)
 
-    async def _run_step(
-        self,
-        record: RequestRecord,
-        step: Step,
-        outputs: dict[str, Any],
-        done: Mapping[str, asyncio.Event],
-        optional: frozenset[str],
-        deadline: float,
-        on_event: EventSink,
-    ) -> None:
+    async def _run_step(self, run: _Run, step: Step) -> None:
+        record = run.record
         subtask = record.subtasks[step.id]
-        required_deps = [dep for dep in step.depends_on if dep not in optional]
+        required_deps = [dep for dep in step.depends_on if dep not in run.optional]
         try:
             if subtask.state in FINISHED:
                 return  # finished before a restart
             for dep in step.depends_on:
-                await done[dep].wait()
+                await run.done[dep].wait()
             if any(record.subtasks[dep].state is SubtaskState.FAILED for dep in required_deps):
                 # The request fails on that step: this one is not tried with its input
                 # missing (it would fail its own check and hide the cause).
                 return
-            if step.when is not None and not condition_holds(step.when, record.input, outputs):
+            follower = run.claimed.get(step.id)
+            first_attempt = 1
+            if follower is not None:
+                if await self._follow(run, step, subtask, follower):
+                    return
+                first_attempt = follower.attempt + 1
+            if step.when is not None and not condition_holds(step.when, record.input, run.outputs):
                 self._skip(
-                    record, subtask, f"its condition on {step.when.ref} does not hold", on_event
+                    record, subtask, f"its condition on {step.when.ref} does not hold", run.on_event
                 )
                 return
             if step.optional and not self.dispatcher.has_live_worker(step.capability):
                 self._skip(
-                    record, subtask, f"no worker offers capability {step.capability!r}", on_event
+                    record,
+                    subtask,
+                    f"no worker offers capability {step.capability!r}",
+                    run.on_event,
                 )
                 return
-            await self._dispatch(record, step, subtask, outputs, deadline, on_event)
+            await self._dispatch(run, step, subtask, first_attempt)
         finally:
-            done[step.id].set()
+            claimed = run.claimed.pop(step.id, None)
+            if claimed is not None:
+                self.dispatcher.attempts.drop(claimed)
+            run.done[step.id].set()
 
     async def _dispatch(
-        self,
-        record: RequestRecord,
-        step: Step,
-        subtask: SubtaskRecord,
-        outputs: dict[str, Any],
-        deadline: float,
-        on_event: EventSink,
+        self, run: _Run, step: Step, subtask: SubtaskRecord, first_attempt: int = 1
     ) -> None:
+        record = run.record
         clock = self.dispatcher.clock
-        data = resolve_bindings(step.inputs, record.input, outputs)
+        data = resolve_bindings(step.inputs, record.input, run.outputs)
+        claim = None
+        if run.following.get(step.id):
+            claim = functools.partial(self._claim, run, step)
         call = SubtaskCall(
             request_id=record.request_id,
             subtask_id=step.id,
@@ -279,11 +314,13 @@ class Executor:
             input=data,
             priority=step_priority(step.priority, record.priority),
             difficulty=step.difficulty,
-            deadline=deadline,
+            deadline=run.deadline,
             budget=record.budget,
             # After a restart, the worker that had the subtask answers it
             # from its store instead of running it again.
             prefer=subtask.worker_id,
+            fragment=claim,
+            first_attempt=first_attempt,
         )
 
         def follow(event: SubtaskEvent) -> None:
@@ -291,10 +328,12 @@ class Executor:
             subtask.worker_id = event.worker_id
             subtask.attempts = event.attempt
             self._save(record, subtask)
-            on_event(event)
+            run.on_event(event)
 
         subtask.state = SubtaskState.QUEUED
-        subtask.started_at = clock.now()
+        if subtask.started_at is None or first_attempt == 1:
+            subtask.started_at = clock.now()
+        subtask.fragment = ""
         try:
             if not contracts.checked_at_admission(step):
                 contract = contracts.contract_of(self.dispatcher.registry, step.capability)
@@ -309,7 +348,7 @@ class Executor:
             self.dispatcher.observer.subtask_finished(
                 step.capability, None, SubtaskState.FAILED, Usage(), ""
             )
-            on_event(
+            run.on_event(
                 SubtaskEvent(
                     FAILED,
                     step.id,
@@ -322,6 +361,9 @@ class Executor:
             if not step.optional:
                 raise _step_failure(step, error, subtask.attempts) from error
             return
+        self._succeeded(run, step, subtask, outcome)
+
+    def _succeeded(self, run: _Run, step: Step, subtask: SubtaskRecord, outcome: Outcome) -> None:
         result = outcome.result
         self.dispatcher.observer.subtask_finished(
             step.capability, outcome.tier, SubtaskState.SUCCEEDED, result.usage, result.model
@@ -333,12 +375,93 @@ class Executor:
         subtask.model = result.model
         subtask.tier = outcome.tier
         subtask.usage = result.usage
-        subtask.duration = clock.now() - subtask.started_at
-        outputs[step.id] = result.output
-        self._save(record, subtask)
-        on_event(
+        assert subtask.started_at is not None
+        subtask.duration = self.dispatcher.clock.now() - subtask.started_at
+        run.outputs[step.id] = result.output
+        self._save(run.record, subtask)
+        run.on_event(
             SubtaskEvent(SUCCEEDED, step.id, step.capability, outcome.worker_id, outcome.attempts)
         )
+
+    # -- offload ------------------------------------------------------------------------
+
+    def _claim(self, run: _Run, head: Step, worker: WorkerRecord, room: int) -> list[Follower]:
+        """The steps that follow `head` to `worker` in one fragment (see `fragments`), each
+        recorded as running there from now."""
+        record = run.record
+
+        def can_follow(step: Step) -> bool:
+            return (
+                not step.optional
+                and step.when is None
+                and step.id not in run.claimed
+                and record.subtasks[step.id].state is SubtaskState.PENDING
+                and self.dispatcher.fits(worker, step.capability, step.difficulty)
+            )
+
+        def settled(dep: str) -> bool:
+            state = record.subtasks[dep].state
+            return state is SubtaskState.SUCCEEDED or (dep in run.optional and state in FINISHED)
+
+        steps = fragments.select(
+            record.plan, head.id, run.following, can_follow=can_follow, settled=settled, limit=room
+        )
+        if not steps:
+            return []
+        members = {head.id, *(s.id for s in steps)}
+        loop = asyncio.get_running_loop()
+        now = self.dispatcher.clock.now()
+        record.subtasks[head.id].fragment = head.id
+        followers = []
+        for step in steps:
+            data, wiring = fragments.wire(step, members, record.input, run.outputs)
+            call = SubtaskCall(
+                request_id=record.request_id,
+                subtask_id=step.id,
+                capability=step.capability,
+                input=data,
+                priority=step_priority(step.priority, record.priority),
+                difficulty=step.difficulty,
+                deadline=run.deadline,
+            )
+            after = tuple(d for d in step.depends_on if d in members)
+            follower = Follower(call, head.id, after, wiring, loop.create_future())
+            run.claimed[step.id] = follower
+            followers.append(follower)
+            subtask = record.subtasks[step.id]
+            subtask.state = SubtaskState.RUNNING
+            subtask.worker_id = worker.worker_id
+            subtask.attempts = follower.attempt
+            subtask.fragment = head.id
+            subtask.started_at = now
+            self._save(record, subtask)
+            run.on_event(
+                SubtaskEvent(STARTED, step.id, step.capability, worker.worker_id, follower.attempt)
+            )
+        return followers
+
+    async def _follow(
+        self, run: _Run, step: Step, subtask: SubtaskRecord, follower: Follower
+    ) -> bool:
+        """Take a claimed step's result from its fragment: True when it succeeded there;
+        False to dispatch it on its own (the fragment broke before it, or it failed)."""
+        try:
+            outcome = await self.dispatcher.attempts.follow(follower)
+        except AgentmeshError as error:
+            self.dispatcher.observer.retried(step.capability, error.code_name)
+            run.on_event(
+                SubtaskEvent(
+                    RETRIED,
+                    step.id,
+                    step.capability,
+                    subtask.worker_id,
+                    follower.attempt,
+                    f"{error.code_name}: {error.message}",
+                )
+            )
+            return False
+        self._succeeded(run, step, subtask, outcome)
+        return True
 
     def _skip(
         self, record: RequestRecord, subtask: SubtaskRecord, reason: str, on_event: EventSink

@@ -39,6 +39,8 @@ class WorkerSpec:
     output_price_per_mtok: float = 0.0
     #: It serves ExecuteStream: subtasks go to it in batches on one stream.
     execute_stream: bool = False
+    #: It runs plan fragments on that stream (see `fragments`).
+    fragments: bool = False
     #: The contracts of its capabilities: as declared until `skillbook.complete` gives
     #: each capability one (then sorted by name).
     skills: tuple[Skill, ...] = field(default=(), hash=False)

@@ -3,7 +3,9 @@
 A worker that declares it serves ExecuteStream (`WorkerSpec.execute_stream`)
 gets one long-lived stream: every subtask ready for it in one loop turn
 leaves in one message, and its results come back the same way, so the
-per-message cost of gRPC is paid once per batch. Any other worker gets one
+per-message cost of gRPC is paid once per batch. A worker that also serves
+fragments may get, with a subtask, the steps that follow it (`Follower`,
+see `fragments`), wired to its output. Any other worker gets one
 unary Execute call per subtask. Both give the dispatcher the same results
 and the same errors.
 """
@@ -11,16 +13,27 @@ and the same errors.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
+from google.protobuf import json_format, struct_pb2
 from google.rpc import status_pb2
 from grpc import aio
 
 from agentmesh.errors import AgentmeshError, DeadlineExceeded, Unavailable
-from agentmesh.scheduler.calls import ExecuteResult, SubtaskCall
+from agentmesh.scheduler.calls import (
+    NO_DEFAULT,
+    ExecuteResult,
+    Follower,
+    Literal,
+    SubtaskCall,
+    Wire,
+)
 from agentmesh.scheduler.registry import WorkerRecord
 from agentmesh.server import telemetry
 from agentmesh.status import error_from_status, from_rpc_error
@@ -74,40 +87,29 @@ class GrpcTransport:
         return link
 
     async def execute(
-        self, worker: WorkerRecord, call: SubtaskCall, attempt: int, timeout: float
+        self,
+        worker: WorkerRecord,
+        call: SubtaskCall,
+        attempt: int,
+        timeout: float,
+        followers: Sequence[Follower] = (),
     ) -> ExecuteResult:
-        request = worker_pb2.ExecuteRequest(
-            request_id=call.request_id,
-            subtask_id=call.subtask_id,
-            capability=call.capability,
-            input=dict_to_struct(call.input),
-            difficulty=difficulty_to_proto(call.difficulty),
-            attempt=attempt,
-        )
+        request = _request(call, attempt)
         link = await self._link(worker)
         timeout = max(timeout, 0.001)
         if worker.spec.execute_stream:
             if link.stream is None or link.stream.broken:
                 link.stream = _Stream(link.stub, worker.worker_id)
-            response = await link.stream.execute(request, timeout)
-        else:
-            try:
-                response = await link.stub.Execute(
-                    request, timeout=timeout, metadata=telemetry.outgoing_metadata()
-                )
-            except grpc.RpcError as error:
-                raise _worker_error(from_rpc_error(error), worker.worker_id) from None
-        return ExecuteResult(
-            output=struct_to_dict(response.output),
-            usage=Usage(
-                input_tokens=response.usage.input_tokens,
-                output_tokens=response.usage.output_tokens,
-                cost_usd=response.usage.cost_usd,
-            ),
-            model=response.model,
-            duration=response.duration.ToNanoseconds() / 1e9,
-            replayed=response.replayed,
-        )
+            return await link.stream.execute(request, timeout, followers)
+        if followers:
+            raise ValueError(f"worker {worker.worker_id} runs no fragments: no ExecuteStream")
+        try:
+            response = await link.stub.Execute(
+                request, timeout=timeout, metadata=telemetry.outgoing_metadata()
+            )
+        except grpc.RpcError as error:
+            raise _worker_error(from_rpc_error(error), worker.worker_id) from None
+        return _result(response)
 
     async def forget(self, worker_id: str) -> None:
         link = self._links.pop(worker_id, None)
@@ -136,7 +138,7 @@ class _Stream:
         self.broken = False
         self._call = stub.ExecuteStream()
         self._ids = itertools.count(1)
-        self._waiting: dict[int, asyncio.Future[worker_pb2.ExecuteResponse]] = {}
+        self._waiting: dict[int, asyncio.Future[ExecuteResult]] = {}
         self._outbox: list[worker_pb2.ExecuteStreamSubtask] = []
         self._cancels: list[int] = []
         self._wake = asyncio.Event()
@@ -146,20 +148,18 @@ class _Stream:
         )
 
     async def execute(
-        self, request: worker_pb2.ExecuteRequest, timeout: float
-    ) -> worker_pb2.ExecuteResponse:
-        """The worker's response to one subtask, or the error it failed with."""
-        stream_id = next(self._ids)
+        self,
+        request: worker_pb2.ExecuteRequest,
+        timeout: float,
+        followers: Sequence[Follower] = (),
+    ) -> ExecuteResult:
+        """The worker's result for one subtask, or the error it failed with; `followers`
+        leave in the same message, each answered through its own `done`."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[worker_pb2.ExecuteResponse] = loop.create_future()
-        item = worker_pb2.ExecuteStreamSubtask(id=stream_id, request=request)
-        item.timeout.FromNanoseconds(int(timeout * 1e9))
-        if telemetry.recording():
-            item.trace_context.update(telemetry.outgoing_metadata())
-        self._waiting[stream_id] = future
-        self._outbox.append(item)
-        self._wake.set()
-        timer = loop.call_later(timeout, self._expire, stream_id, timeout)
+        future: asyncio.Future[ExecuteResult] = loop.create_future()
+        stream_id, timer = self._send(request, timeout, future)
+        for follower in followers:
+            self._send_follower(follower)
         try:
             return await future
         except asyncio.CancelledError:
@@ -168,6 +168,42 @@ class _Stream:
         finally:
             timer.cancel()
             self._waiting.pop(stream_id, None)
+
+    def _send(
+        self,
+        request: worker_pb2.ExecuteRequest,
+        timeout: float,
+        future: asyncio.Future[ExecuteResult],
+        after: Sequence[str] = (),
+        wiring: Sequence[Wire] = (),
+    ) -> tuple[int, asyncio.TimerHandle]:
+        """Queue a subtask for the next message; its id, and the timer of its deadline."""
+        stream_id = next(self._ids)
+        item = worker_pb2.ExecuteStreamSubtask(
+            id=stream_id, request=request, after=after, wiring=[_wired(w) for w in wiring]
+        )
+        item.timeout.FromNanoseconds(int(timeout * 1e9))
+        if telemetry.recording():
+            item.trace_context.update(telemetry.outgoing_metadata())
+        self._waiting[stream_id] = future
+        self._outbox.append(item)
+        self._wake.set()
+        timer = asyncio.get_running_loop().call_later(timeout, self._expire, stream_id, timeout)
+        return stream_id, timer
+
+    def _send_follower(self, follower: Follower) -> None:
+        request = _request(follower.call, follower.attempt)
+        timeout = max(follower.timeout, 0.001)
+        stream_id, timer = self._send(
+            request, timeout, follower.done, follower.after, follower.wiring
+        )
+        follower.stop = functools.partial(self._stop, stream_id)
+
+        def settled(_: object) -> None:
+            timer.cancel()
+            self._waiting.pop(stream_id, None)
+
+        follower.done.add_done_callback(settled)
 
     def _stop(self, stream_id: int) -> None:
         """Take the subtask back if it is not sent yet; otherwise tell the worker to stop it."""
@@ -229,7 +265,7 @@ class _Stream:
                         error = _worker_error(error_from_status(status), self.worker_id)
                         future.set_exception(error)
                     else:
-                        future.set_result(result.response)
+                        future.set_result(_result(result.response))
         except grpc.RpcError as error:
             cause = from_rpc_error(error)
             failure = Unavailable(
@@ -263,6 +299,48 @@ class _Stream:
     def close(self) -> None:
         """End the stream: the worker sees its subtasks cancelled by a live scheduler."""
         self._break(Unavailable(f"worker {self.worker_id} left the mesh", reason="WORKER_GONE"))
+
+
+def _request(call: SubtaskCall, attempt: int) -> worker_pb2.ExecuteRequest:
+    return worker_pb2.ExecuteRequest(
+        request_id=call.request_id,
+        subtask_id=call.subtask_id,
+        capability=call.capability,
+        input=dict_to_struct(call.input),
+        difficulty=difficulty_to_proto(call.difficulty),
+        attempt=attempt,
+    )
+
+
+def _result(response: worker_pb2.ExecuteResponse) -> ExecuteResult:
+    return ExecuteResult(
+        output=struct_to_dict(response.output),
+        usage=Usage(
+            input_tokens=response.usage.input_tokens,
+            output_tokens=response.usage.output_tokens,
+            cost_usd=response.usage.cost_usd,
+        ),
+        model=response.model,
+        duration=response.duration.ToNanoseconds() / 1e9,
+        replayed=response.replayed,
+    )
+
+
+def _wired(wire: Wire) -> worker_pb2.WiredField:
+    """A follower's wired field as the worker takes it."""
+    field = worker_pb2.WiredField(field=wire.field, collect=wire.collect)
+    for source in wire.sources:
+        if isinstance(source, Literal):
+            field.sources.add().value.CopyFrom(_value(source.value))
+        else:
+            field.sources.add(ref=source)
+    if wire.default is not NO_DEFAULT:
+        field.default_value.CopyFrom(_value(wire.default))
+    return field
+
+
+def _value(data: Any) -> struct_pb2.Value:
+    return json_format.ParseDict(data, struct_pb2.Value())
 
 
 def _worker_error(failure: AgentmeshError, worker_id: str) -> AgentmeshError:

@@ -131,6 +131,12 @@ class SchedulerMetrics:
             ["capability"],
             registry=registry,
         )
+        self.offloaded_steps = Counter(
+            "agentmesh_offloaded_steps",
+            "Steps that ran in a plan fragment on a worker, without a dispatch of their own.",
+            ["capability"],
+            registry=registry,
+        )
         self.queue_wait_seconds = Histogram(
             "agentmesh_queue_wait_seconds",
             "Time a subtask waited in its queue for a worker slot.",
@@ -207,6 +213,9 @@ class SchedulerMetrics:
 
     def hedged(self, capability: str) -> None:
         self.hedges.labels(capability).inc()
+
+    def offloaded(self, capability: str) -> None:
+        self.offloaded_steps.labels(capability).inc()
 
     def worker_ejected(self, worker_id: str) -> None:
         self.ejections.labels(worker_id).inc()
@@ -311,6 +320,18 @@ class MeshCollector(Collector):
         active = GaugeMetricFamily("agentmesh_requests_active", "Requests running now.")
         active.add_metric([], snap.active_requests)
         yield active
+        lag = GaugeMetricFamily(
+            "agentmesh_scheduler_loop_lag_seconds",
+            "How late the scheduler's event loop runs a timer, smoothed: its load.",
+        )
+        lag.add_metric([], snap.loop_lag)
+        yield lag
+        offloading = GaugeMetricFamily(
+            "agentmesh_offload_active",
+            "1 while the scheduler hands workers plan fragments (AGENTMESH_OFFLOAD).",
+        )
+        offloading.add_metric([], 1 if snap.offloading else 0)
+        yield offloading
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +355,10 @@ class MeshSnapshot:
     #: Depth and oldest age of each capability's queue.
     queues: dict[str, tuple[int, float]]
     active_requests: int
+    #: The scheduler's smoothed event-loop lag, in seconds.
+    loop_lag: float = 0.0
+    #: Whether steps are being offloaded to workers in fragments now.
+    offloading: bool = False
 
 
 class WorkerMetrics:
