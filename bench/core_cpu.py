@@ -1,4 +1,5 @@
-"""`python -m bench.core_cpu [--requests N]`: the scheduler core's own CPU per subtask.
+"""`python -m bench.core_cpu [--requests N] [--plan s2|chain] [--offload off|always]`: the
+scheduler core's own CPU per subtask.
 
 S2's requests (7 independent steps) through a `SchedulerCore` in this
 process, on the real clock, with 48 in flight, to two registered workers
@@ -33,7 +34,7 @@ from agentmesh.scheduler.store import SqliteStore
 from agentmesh.server.clock import SystemClock
 from agentmesh.server.metrics import SchedulerMetrics
 from agentmesh.server.skills import SKILLS
-from bench import s2_throughput
+from bench import s2_throughput, s8_overload
 
 #: A schema-valid output for every step of S2's plan, at once.
 OUTPUT: dict[str, Any] = {"label": "positive", "score": 0.5}
@@ -51,6 +52,7 @@ class Instant:
         followers: Sequence[Follower] = (),
     ) -> ExecuteResult:
         for follower in followers:
+            follower.stop = _nothing
             follower.done.set_result(ExecuteResult(OUTPUT))
         return ExecuteResult(OUTPUT)
 
@@ -58,14 +60,31 @@ class Instant:
         pass
 
 
+def _nothing() -> None:
+    pass
+
+
 def _thread_cpu(native_id: int) -> float:
     fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(store: SqliteStore | None, requests: int, concurrency: int = 48) -> str:
+#: The plans measured: S2's seven independent steps, or S8's chain of five.
+PLANS = {
+    "s2": (s2_throughput.plan, s2_throughput.DATA),
+    "chain": (s8_overload.plan, s8_overload.DATA),
+}
+
+
+async def measure(
+    store: SqliteStore | None,
+    requests: int,
+    concurrency: int = 48,
+    plan: str = "s2",
+    offload: str = "off",
+) -> str:
     core = SchedulerCore(
-        SchedulerConfig(store=""),
+        SchedulerConfig(store="", offload=offload),
         Instant(),
         clock=SystemClock(),
         store=store,
@@ -79,15 +98,18 @@ async def measure(store: SqliteStore | None, requests: int, concurrency: int = 4
                 frozenset(SKILLS),
                 capacity=64,
                 skills=tuple(SKILLS.values()),
+                execute_stream=True,
+                fragments=True,
             )
         )
-    source = Source(plan=plan_from_proto(s2_throughput.plan()))
+    make_plan, data = PLANS[plan]
+    source = Source(plan=plan_from_proto(make_plan()))
     room = asyncio.Semaphore(concurrency)
-    steps = len(s2_throughput.STEPS)
+    steps = len(source.plan.steps) if source.plan else 0
 
     async def one() -> None:
         async with room:
-            record = await core.submit("", source, dict(s2_throughput.DATA), timeout=30.0)
+            record = await core.submit("", source, dict(data), timeout=30.0)
             if record.error is not None:
                 raise RuntimeError(f"a request failed: {record.error}")
 
@@ -98,7 +120,8 @@ async def measure(store: SqliteStore | None, requests: int, concurrency: int = 4
     await asyncio.gather(*(one() for _ in range(requests)))
     subtasks = requests * steps
     cpu = (time.process_time() - cpu0) / subtasks * 1e6
-    line = f"{'sqlite store' if store else 'memory only'}: {cpu:.0f} µs CPU per subtask"
+    where = "sqlite store" if store else "memory only"
+    line = f"{plan}, offload {offload}, {where}: {cpu:.0f} µs CPU per subtask"
     if writer is not None:
         line += (
             f" (the store's writer thread: {(_thread_cpu(writer) - writer0) / subtasks * 1e6:.0f})"
@@ -109,14 +132,17 @@ async def measure(store: SqliteStore | None, requests: int, concurrency: int = 4
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.core_cpu", description=__doc__)
     parser.add_argument("--requests", type=int, default=3000, help="requests measured per run")
+    parser.add_argument("--plan", choices=sorted(PLANS), default="s2", help="the plan run")
+    parser.add_argument("--offload", default="off", help="AGENTMESH_OFFLOAD: off or always")
     args = parser.parse_args(argv)
+    options = {"plan": args.plan, "offload": args.offload}
     with tempfile.TemporaryDirectory() as folder:
         store = SqliteStore(Path(folder) / "bench.db")
         try:
-            print(asyncio.run(measure(store, args.requests)))
+            print(asyncio.run(measure(store, args.requests, **options)))
         finally:
             store.close()
-    print(asyncio.run(measure(None, args.requests)))
+    print(asyncio.run(measure(None, args.requests, **options)))
     return 0
 
 

@@ -1,7 +1,8 @@
-"""`python -m bench.profile [--seconds N] [--out DIR]`: where the hot path's CPU goes.
+"""`python -m bench.profile [--seconds N] [--out DIR] [--plan s2|chain] [--offload MODE]`:
+where the hot path's CPU goes.
 
 Starts S2's mesh (one scheduler with its SQLite store, two echo workers),
-drives it with S2's closed loop, and samples the scheduler and one worker
+drives it with S2's closed loop (or S8's chains), and samples the scheduler and one worker
 with py-spy (`py-spy record --format raw`, idle frames excluded; each sample
 pauses the process, so that its stacks are whole) while the load runs.
 Writes, per process, the raw collapsed stacks (DIR/<name>.txt, for
@@ -23,7 +24,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from bench import s2_throughput
+from bench import s2_throughput, s8_overload
 from bench.harness import ROOT, Cluster, Mesh, SchedulerCaller, sim_worker
 from bench.load import closed_loop
 
@@ -99,12 +100,20 @@ def _label(frame: str) -> str:
     return f"{match['func']} ({'/'.join(match['file'].split('/')[-2:])})"
 
 
-async def _load(mesh: Mesh, seconds: float, concurrency: int) -> int:
+#: The loads: S2's requests of seven independent steps, or S8's chains of five.
+LOADS = {
+    "s2": (s2_throughput.plan, s2_throughput.DATA),
+    "chain": (s8_overload.plan, s8_overload.DATA),
+}
+
+
+async def _load(mesh: Mesh, seconds: float, concurrency: int, load: str) -> int:
     caller = SchedulerCaller(mesh.target)
-    plan = s2_throughput.plan()
+    make_plan, data = LOADS[load]
+    plan = make_plan()
 
     async def call() -> int:
-        await caller.submit(plan, s2_throughput.DATA, timeout=30.0)
+        await caller.submit(plan, data, timeout=30.0)
         return 1
 
     try:
@@ -120,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before")
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "profile")
+    parser.add_argument("--plan", choices=sorted(LOADS), default="s2", help="the requests sent")
+    parser.add_argument("--offload", default="off", help="the scheduler's AGENTMESH_OFFLOAD")
     args = parser.parse_args(argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -129,10 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         "profile",
         logs,
         [sim_worker(f"echo-{i}", latency=0.0, seed=i, capacity=params.capacity) for i in (1, 2)],
+        env={"AGENTMESH_OFFLOAD": args.offload},
     )
-    report = ["# Where the CPU goes under S2's load", ""]
+    report = [f"# Where the CPU goes: {args.plan} requests, offload {args.offload}", ""]
     with Cluster([mesh]):
-        asyncio.run(_load(mesh, args.warmup, params.concurrency))
+        asyncio.run(_load(mesh, args.warmup, params.concurrency, args.plan))
         targets = {"scheduler": mesh.scheduler_pid, "worker": mesh.processes["echo-1"].pid}
         spies = {
             name: subprocess.Popen(
@@ -156,11 +168,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             for name, pid in targets.items()
         }
-        done = asyncio.run(_load(mesh, args.seconds + 1.0, params.concurrency))
+        done = asyncio.run(_load(mesh, args.seconds + 1.0, params.concurrency, args.plan))
         for spy in spies.values():
             spy.wait(timeout=60)
     report += [
-        f"{done} requests of {len(s2_throughput.STEPS)} subtasks in {args.seconds + 1:g} s; "
+        f"{done} requests of {len(LOADS[args.plan][0]().steps)} subtasks in "
+        f"{args.seconds + 1:g} s; "
         f"py-spy at {args.rate} Hz for {args.seconds:g} s, idle frames excluded. "
         "Shares are of samples, not of CPU time: threads waiting for the GIL count too.",
         "",

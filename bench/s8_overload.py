@@ -53,6 +53,8 @@ class Params:
     deadline: float = 2.0
     """Each request's deadline, seconds."""
     capacity: int = 64
+    settle: float = 2.0
+    """Seconds of rest before each measured round."""
 
 
 FULL = Params()
@@ -62,6 +64,7 @@ SMOKE = Params(
     seconds=0.7,
     light_seconds=0.7,
     rounds=1,
+    settle=0.2,
 )
 
 
@@ -141,31 +144,26 @@ async def _measure(meshes: dict[str, Mesh], params: Params, rng: random.Random) 
         saturation = sum(o.ok for o in outcomes) / (time.perf_counter() - t0)
         overload: dict[str, list[Round]] = {v: [] for v in VARIANTS}
         light: dict[str, list[Round]] = {v: [] for v in VARIANTS}
+        loads = (
+            (light, saturation * params.light_factor, params.light_seconds),
+            (overload, saturation * params.overload_factor, params.seconds),
+        )
         for _ in range(params.rounds):
-            for variant in VARIANTS:
-                overload[variant].append(
-                    await _open_round(
-                        meshes[variant],
-                        callers[variant],
-                        the_plan,
-                        params,
-                        rate=saturation * params.overload_factor,
-                        seconds=params.seconds,
-                        rng=rng,
+            for rounds, rate, seconds in loads:
+                for variant in VARIANTS:
+                    # Each round starts on a mesh at rest: no backlog, no lag left over.
+                    await asyncio.sleep(params.settle)
+                    rounds[variant].append(
+                        await _open_round(
+                            meshes[variant],
+                            callers[variant],
+                            the_plan,
+                            params,
+                            rate=rate,
+                            seconds=seconds,
+                            rng=rng,
+                        )
                     )
-                )
-            for variant in VARIANTS:
-                light[variant].append(
-                    await _open_round(
-                        meshes[variant],
-                        callers[variant],
-                        the_plan,
-                        params,
-                        rate=saturation * params.light_factor,
-                        seconds=params.light_seconds,
-                        rng=rng,
-                    )
-                )
         return Measured(saturation, overload, light)
     finally:
         for caller in callers.values():
@@ -298,7 +296,8 @@ def _result(measured: Measured, params: Params) -> ScenarioResult:
             f"{params.saturation_concurrency} requests in flight on the `off` mesh. Overload: "
             f"Poisson arrivals at {params.overload_factor:g}× that rate; light load at "
             f"{params.light_factor:g}×; {params.rounds} interleaved rounds of "
-            f"{params.seconds:g} s per mesh and load; medians over rounds.",
+            f"{params.seconds:g} s per mesh and load, each after {params.settle:g} s of rest; "
+            "medians over rounds.",
             f"Every request has a {params.deadline:g} s deadline; completed = answered "
             "SUCCEEDED, per second of offered load; CPU per step = the scheduler's CPU "
             "seconds over the round per completed step.",

@@ -42,7 +42,7 @@ def test_a_stored_error_with_violations_under_another_code_comes_back() -> None:
     assert error.metadata == {"a": "b", "capability": "translate"}
 
 
-@pytest.mark.parametrize("code", ["ABORTED", "DATA_LOSS"])
+@pytest.mark.parametrize("code", ["DATA_LOSS", "OUT_OF_RANGE"])
 def test_a_code_without_a_class_keeps_its_name_and_details(code: str) -> None:
     error = error_for_code(code, "m", reason="WHY", metadata={"k": "v"})
     assert type(error) is AgentmeshError

@@ -13,7 +13,7 @@ from agentmesh.scheduler.fragments import (
     ALWAYS,
     AUTO,
     OFF,
-    LoopLag,
+    LoopLoad,
     Offload,
     dependents,
     select,
@@ -106,13 +106,17 @@ def test_wire_resolves_what_it_can_and_wires_the_rest_in_order() -> None:
     assert by_field["fallback"] == Wire("fallback", ("steps.m.missing",), False, 7)
 
 
-def test_offload_modes_and_the_loop_lag() -> None:
-    lag = LoopLag(0.005, smoothing=1.0)
-    assert not Offload(AUTO, lag).active
-    lag.observe(0.01)
-    assert Offload(AUTO, lag).active
-    assert not Offload(OFF, lag).active
-    assert Offload(ALWAYS, LoopLag(0.005)).active
+def test_offload_modes_and_the_loop_load() -> None:
+    load = LoopLoad(0.8, 0.005, smoothing=1.0)
+    assert not Offload(AUTO, load).active
+    load.observe(busy=0.9, lag=0.0)
+    assert Offload(AUTO, load).active
+    assert not Offload(OFF, load).active
+    load.observe(busy=0.1, lag=0.01)
+    assert Offload(AUTO, load).active
+    load.observe(busy=0.1, lag=0.0)
+    assert not Offload(AUTO, load).active
+    assert Offload(ALWAYS, LoopLoad()).active
     with pytest.raises(ValueError, match="AGENTMESH_OFFLOAD"):
         Offload("sometimes")
 
@@ -157,7 +161,7 @@ async def test_a_chain_runs_as_one_fragment_with_every_step_recorded() -> None:
 
 
 async def test_without_offload_each_step_goes_alone() -> None:
-    for offload in (Offload(OFF), Offload(AUTO, LoopLag(0.005))):
+    for offload in (Offload(OFF), Offload(AUTO, LoopLoad())):
         transport = FakeTransport(echo_text)
         record, _ = await execute(make_executor(transport, offload), chain(3))
         assert record.state == "SUCCEEDED"

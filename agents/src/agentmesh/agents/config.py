@@ -53,8 +53,9 @@ class WorkerConfig:
     """Finished subtasks remembered for idempotent replay.
     Env AGENTMESH_RESULTS_KEPT. Default 10000."""
     execute_stream: bool = True
-    """Declare that the worker serves ExecuteStream, so that the scheduler sends it subtasks
-    in batches on one stream; off: one Execute call per subtask.
+    """Declare that the worker serves ExecuteStream, and plan fragments on it
+    (WorkerInfo.fragments), so that the scheduler sends it subtasks in batches on one
+    stream; off: one Execute call per subtask, and no fragments.
     Env AGENTMESH_EXECUTE_STREAM. Default on."""
     store: str = ""
     """SQLite file of finished subtasks, kept across restarts; empty keeps them in

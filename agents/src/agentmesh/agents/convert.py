@@ -7,11 +7,24 @@ versions wrote them) convert here and nowhere else.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
+from google.protobuf import struct_pb2
+
 from agentmesh.agents.subtask import Health, Outcome, Subtask
+from agentmesh.agents.wiring import Source, Wire
+from agentmesh.server.refs import MISSING
 from agentmesh.tiers import Tier
 from agentmesh.usage import Usage
 from agentmesh.v1 import worker_pb2
-from agentmesh.wire import dict_to_struct, duration, struct_to_dict, tier_to_proto, usage_to_proto
+from agentmesh.wire import (
+    dict_to_struct,
+    duration,
+    struct_to_dict,
+    tier_to_proto,
+    usage_to_proto,
+)
 
 
 def subtask_from_proto(request: worker_pb2.ExecuteRequest) -> Subtask:
@@ -23,6 +36,35 @@ def subtask_from_proto(request: worker_pb2.ExecuteRequest) -> Subtask:
         input=struct_to_dict(request.input),
         attempt=request.attempt,
     )
+
+
+def wiring_from_proto(fields: Iterable[worker_pb2.WiredField]) -> tuple[Wire, ...]:
+    """A fragment step's wiring; InvalidArgument for a literal JSON cannot hold."""
+    return tuple(
+        Wire(
+            field=wired.field,
+            sources=tuple(
+                Source(ref=source.ref)
+                if source.WhichOneof("source") == "ref"
+                else Source(value=_value(source.value, f"wiring[{i}].sources[{j}].value"))
+                for j, source in enumerate(wired.sources)
+            ),
+            collect=wired.collect,
+            default=(
+                _value(wired.default_value, f"wiring[{i}].default_value")
+                if wired.HasField("default_value")
+                else MISSING
+            ),
+        )
+        for i, wired in enumerate(fields)
+    )
+
+
+def _value(value: struct_pb2.Value, field: str) -> Any:
+    # Read as a Struct's member: whole numbers come back as int, as in every input.
+    holder = struct_pb2.Struct()
+    holder.fields["value"].CopyFrom(value)
+    return struct_to_dict(holder, field)["value"]
 
 
 def outcome_to_proto(outcome: Outcome) -> worker_pb2.ExecuteResponse:
@@ -73,7 +115,7 @@ def info_to_proto(
     output_price_per_mtok: float,
     execute_stream: bool,
 ) -> worker_pb2.WorkerInfo:
-    """What a worker declares when it registers."""
+    """What a worker declares when it registers: with ExecuteStream, plan fragments on it."""
     return worker_pb2.WorkerInfo(
         worker_id=worker_id,
         address=address,
@@ -85,4 +127,5 @@ def info_to_proto(
         input_price_per_mtok=input_price_per_mtok,
         output_price_per_mtok=output_price_per_mtok,
         execute_stream=execute_stream,
+        fragments=execute_stream,
     )

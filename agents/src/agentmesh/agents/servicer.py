@@ -3,7 +3,8 @@
 `Execute` runs one subtask per call. `ExecuteStream` runs many on one
 stream: each subtask of a message becomes a task of its own, and every
 result ready in one loop turn leaves in one message, so the per-message
-cost of gRPC is paid once per batch.
+cost of gRPC is paid once per batch. A message's steps with `after` (a plan
+fragment) wait in their tasks for the steps they come after (`fragments.py`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from grpc import aio
 from agentmesh.agents.checks import check_ids
 from agentmesh.agents.convert import outcome_to_proto, subtask_from_proto
 from agentmesh.agents.core import WorkerCore
+from agentmesh.agents.fragments import Fragment, Step
 from agentmesh.errors import Cancelled
 from agentmesh.server import telemetry
 from agentmesh.server.handlers import Undecodable, ours, streaming, unary
@@ -74,24 +76,35 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         context: Context,
     ) -> AsyncIterator[worker_pb2.ExecuteStreamResponse]:
         batch = _Batch()
-        running: dict[int, asyncio.Task[None]] = {}
+        running: dict[int, Step] = {}
         # This stream's share of `_unanswered`: what it took less what it wrote back.
         taken = written = 0
 
-        async def run(item: worker_pb2.ExecuteStreamSubtask) -> None:
-            left = item.timeout.ToNanoseconds() / 1e9 if item.HasField("timeout") else None
+        async def run(
+            item: worker_pb2.ExecuteStreamSubtask, fragment: Fragment | None = None
+        ) -> worker_pb2.ExecuteResponse | None:
+            """Run and answer one subtask; its response (None if it failed), for the steps
+            of a fragment that wait for it."""
             try:
-                response = await self._execute(
-                    EXECUTE_STREAM, item.request, item.trace_context.items(), left
-                )
+                if fragment is None:
+                    left = item.timeout.ToNanoseconds() / 1e9 if item.HasField("timeout") else None
+                    response = await self._execute(
+                        EXECUTE_STREAM, item.request, item.trace_context.items(), left
+                    )
+                else:
+                    response = await fragment.run(item, execute_wired)
             except asyncio.CancelledError:
                 batch.add(_stopped(item.id))
+                return None
             except Exception as error:
                 batch.add(worker_pb2.ExecuteStreamResult(id=item.id, error=_status(error)))
-            else:
-                batch.add(worker_pb2.ExecuteStreamResult(id=item.id, response=response))
+                return None
+            batch.add(worker_pb2.ExecuteStreamResult(id=item.id, response=response))
+            return response
 
-        def settled(stream_id: int, task: asyncio.Task[None]) -> None:
+        execute_wired = functools.partial(self._execute, EXECUTE_STREAM)
+
+        def settled(stream_id: int, task: Step) -> None:
             running.pop(stream_id, None)
             if task.cancelled():  # stopped before it started: answered all the same
                 batch.add(_stopped(stream_id))
@@ -103,10 +116,23 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                     raise message.refuse()
                 self._count(len(message.subtasks))
                 taken += len(message.subtasks)
+                followers: list[worker_pb2.ExecuteStreamSubtask] = []
                 for item in message.subtasks:
+                    # A step of a plan fragment (its wiring is read only with `after`): the
+                    # one look a plain subtask pays for fragments.
+                    if item.after:
+                        followers.append(item)
+                        continue
                     task = asyncio.create_task(run(item))
                     running[item.id] = task
                     task.add_done_callback(functools.partial(settled, item.id))
+                if followers:
+                    fragment = Fragment(followers, self.core.clock, self.core.worker_id)
+                    for item in followers:
+                        task = asyncio.create_task(run(item, fragment))
+                        running[item.id] = task
+                        task.add_done_callback(functools.partial(settled, item.id))
+                    fragment.know(message.subtasks, running)  # before any of them starts
                 # Cancels after starts: a message may stop a subtask it starts.
                 for stream_id in message.cancel:
                     stopping = running.get(stream_id)
@@ -145,9 +171,11 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         request: worker_pb2.ExecuteRequest,
         metadata: Metadata,
         left: float | None,
+        wired: dict[str, Any] | None = None,
     ) -> worker_pb2.ExecuteResponse:
         """One subtask, as a span (named after the RPC that brought it) of the caller's
-        trace; `left` is the time it may take."""
+        trace; `left` is the time it may take; `wired` fields (a fragment step's) are set
+        over its input before it is checked."""
         with telemetry.server_span(
             method,
             metadata,
@@ -161,6 +189,8 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         ) as span:
             check_ids(request)  # before the input is read: missing ids are the first refusal
             subtask = subtask_from_proto(request)
+            if wired:
+                subtask.input.update(wired)
             deadline = None if left is None else self.core.clock.now() + left
             outcome = await self.core.execute(subtask, deadline)
             span.set_attribute("agentmesh.replayed", outcome.replayed)

@@ -15,7 +15,8 @@ client side.
     ├── Unimplemented                   UNIMPLEMENTED
     ├── PermissionDenied                PERMISSION_DENIED
     ├── Unauthenticated                 UNAUTHENTICATED
-    └── FailedPrecondition              FAILED_PRECONDITION
+    ├── FailedPrecondition              FAILED_PRECONDITION
+    └── Aborted                         ABORTED
 """
 
 from __future__ import annotations
@@ -129,6 +130,13 @@ class FailedPrecondition(AgentmeshError):
     code_name = "FAILED_PRECONDITION"
 
 
+class Aborted(AgentmeshError):
+    """Work given up before it ran, because work it depended on did not succeed (a plan
+    fragment's step whose predecessor failed: reason FRAGMENT_BROKEN)."""
+
+    code_name = "ABORTED"
+
+
 #: Codes after which the same call may succeed on another try (or worker).
 RETRYABLE_CODES = frozenset(
     {"UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL"}
@@ -149,6 +157,7 @@ ERRORS_BY_CODE: dict[str, type[AgentmeshError]] = {
         PermissionDenied,
         Unauthenticated,
         FailedPrecondition,
+        Aborted,
     )
 }
 
@@ -165,7 +174,7 @@ def error_for_code(
 
     The violations go to an InvalidArgument and the retry delay (when given)
     to a ResourceExhausted; the other classes have no place for them. A code
-    without a class of its own (ABORTED, DATA_LOSS, ...) gives an
+    without a class of its own (DATA_LOSS, OUT_OF_RANGE, ...) gives an
     AgentmeshError that still carries that code.
     """
     cls = ERRORS_BY_CODE.get(code_name)

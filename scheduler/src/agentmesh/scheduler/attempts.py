@@ -180,7 +180,7 @@ class Attempts:
         followers: list[Follower] = []
         try:
             if follower is not None:
-                result = await asyncio.shield(follower.done)
+                result = await follower.done
                 took = result.duration  # its wait for the steps before it is not the worker's
                 return result
             if not hedge:

@@ -76,12 +76,17 @@ class SchedulerConfig:
     Env AGENTMESH_WORKFLOWS_DIR. Default none."""
     offload: str = "auto"
     """Plan fragments offloaded to workers (see docs/architecture.md, "Offload"): auto
-    hands a worker the steps that follow a step it gets, when the scheduler is loaded
-    (its event loop lags by offload_lag or more); always does it whatever the load; off
-    never. Env AGENTMESH_OFFLOAD. Default auto."""
+    hands a worker the steps that follow a step it gets while the scheduler is loaded
+    (its event loop busy offload_busy of the time, or late by offload_lag); always does
+    it whatever the load; off never. Env AGENTMESH_OFFLOAD. Default auto."""
+    offload_busy: float = 0.8
+    """The share of the time the event loop's thread is on the CPU, smoothed, from which
+    the scheduler counts as loaded (offload auto). Env AGENTMESH_OFFLOAD_BUSY.
+    Default 0.8."""
     offload_lag: float = 0.005
-    """The smoothed event-loop lag, in seconds, at which the scheduler counts as loaded
-    (offload auto). Env AGENTMESH_OFFLOAD_LAG. Default 0.005 s."""
+    """The event loop's lag (how late a timer runs), smoothed, in seconds, from which the
+    scheduler counts as loaded (offload auto). Env AGENTMESH_OFFLOAD_LAG.
+    Default 0.005 s."""
     offload_max_steps: int = 8
     """Most steps in one offloaded fragment, its first included.
     Env AGENTMESH_OFFLOAD_MAX_STEPS. Default 8."""

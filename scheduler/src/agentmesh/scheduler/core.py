@@ -41,7 +41,7 @@ from agentmesh.scheduler.executor import (
     RequestRecord,
     new_record,
 )
-from agentmesh.scheduler.fragments import LoopLag, Offload
+from agentmesh.scheduler.fragments import LoopLoad, Offload
 from agentmesh.scheduler.lifecycle import RequestRunner
 from agentmesh.scheduler.membership import Membership
 from agentmesh.scheduler.planning import PlanMaker
@@ -100,7 +100,11 @@ class SchedulerCore:
             hedge=config.hedge,
             worker_wait=config.worker_wait,
             queue_order=config.queue_order,
-            offload=Offload(config.offload, LoopLag(config.offload_lag), config.offload_max_steps),
+            offload=Offload(
+                config.offload,
+                LoopLoad(config.offload_busy, config.offload_lag),
+                config.offload_max_steps,
+            ),
         )
         self.executor = Executor(self.dispatcher, store)
         self.workflows = workflows or WorkflowLibrary.load(config.workflows_dir)
@@ -352,7 +356,8 @@ class SchedulerCore:
             queues={c: (d, ages[c]) for c, d in self.dispatcher.slots.queue_depths().items()},
             least_slack=self.dispatcher.slots.least_slacks(),
             active_requests=self.requests.active(),
-            loop_lag=self.dispatcher.offload.lag.lag,
+            loop_busy=self.dispatcher.offload.load.busy,
+            loop_lag=self.dispatcher.offload.load.lag,
             offloading=self.dispatcher.offload.active,
         )
 

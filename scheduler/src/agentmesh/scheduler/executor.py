@@ -177,8 +177,10 @@ class _Run:
     #: Set when a step has its final state (or will not run).
     done: dict[str, asyncio.Event]
     optional: frozenset[str]
-    #: Each step's dependents, when steps may take followers (offload not off).
-    following: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Whether steps may take followers (offload not off, no budget).
+    offload: bool = False
+    #: Each step's dependents, found on the first claim.
+    following: dict[str, tuple[str, ...]] | None = None
     #: Steps sent to a worker with an earlier step of their fragment, by id.
     claimed: dict[str, Follower] = field(default_factory=dict)
 
@@ -214,9 +216,8 @@ class Executor:
             done={s.id: asyncio.Event() for s in record.plan.steps},
             optional=frozenset(s.id for s in record.plan.steps if s.optional),
         )
-        if self.dispatcher.offload.mode != fragments.OFF and record.budget is None:
-            # A budget is reserved attempt by attempt, before each: no fragments then.
-            run.following = fragments.dependents(record.plan)
+        # A budget is reserved attempt by attempt, before each: no fragments then.
+        run.offload = self.dispatcher.offload.mode != fragments.OFF and record.budget is None
         tasks = [
             asyncio.create_task(self._run_step(run, step), name=f"{record.request_id}/{step.id}")
             for step in record.plan.steps
@@ -305,9 +306,7 @@ class Executor:
         record = run.record
         clock = self.dispatcher.clock
         data = resolve_bindings(step.inputs, record.input, run.outputs)
-        claim = None
-        if run.following.get(step.id):
-            claim = functools.partial(self._claim, run, step)
+        claim = functools.partial(self._claim, run, step) if run.offload else None
         call = SubtaskCall(
             request_id=record.request_id,
             subtask_id=step.id,
@@ -393,15 +392,24 @@ class Executor:
         """The steps that follow `head` to `worker` in one fragment (see `fragments`), each
         recorded as running there from now."""
         record = run.record
+        if run.following is None:
+            run.following = fragments.dependents(record.plan)
+        if not run.following[head.id]:
+            return []
+        fits: dict[tuple[str, int], bool] = {}
 
         def can_follow(step: Step) -> bool:
-            return (
-                not step.optional
-                and step.when is None
-                and step.id not in run.claimed
-                and record.subtasks[step.id].state is SubtaskState.PENDING
-                and self.dispatcher.fits(worker, step.capability, step.difficulty)
-            )
+            if (
+                step.optional
+                or step.when is not None
+                or step.id in run.claimed
+                or record.subtasks[step.id].state is not SubtaskState.PENDING
+            ):
+                return False
+            key = (step.capability, step.difficulty)
+            if key not in fits:
+                fits[key] = self.dispatcher.fits(worker, step.capability, step.difficulty)
+            return fits[key]
 
         def settled(dep: str) -> bool:
             state = record.subtasks[dep].state
@@ -438,7 +446,8 @@ class Executor:
             subtask.attempts = follower.attempt
             subtask.fragment = head.id
             subtask.started_at = now
-            self._save(record, subtask)
+            # Not written: the store gets its outcome (a restarted scheduler runs a step
+            # with no row again, as it would any step that had not started).
             run.on_event(
                 SubtaskEvent(STARTED, step.id, step.capability, worker.worker_id, follower.attempt)
             )

@@ -10,16 +10,17 @@ per step; each step is still recorded, traced, counted and checked as if
 it had been dispatched alone, and a step the fragment did not finish is
 dispatched alone afterwards, with the usual retries.
 
-"Loaded" is the event loop's lag: how late a timer that should fire every
-`LoopLag.interval` seconds fires, smoothed. A loop that runs late delays
-every step's dispatch and every answer by that much, whatever the cause
-(its own CPU, or CPU the machine's other processes take), so it is the
-measure that says a round trip saved is latency saved.
+"Loaded" is the event loop's own measure (`LoopLoad`): its thread busy
+most of the time (then every step dispatched alone takes CPU from every
+other), or a timer running late (then every dispatch and every answer is
+late by as much, whatever the cause: its own CPU, or CPU the machine's
+other processes take).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,40 +33,54 @@ AUTO, OFF, ALWAYS = "auto", "off", "always"
 MODES = (AUTO, OFF, ALWAYS)
 
 
-class LoopLag:
-    """The event loop's lag, smoothed: how late a periodic timer fires.
+class LoopLoad:
+    """How loaded the event loop is, smoothed: how busy its thread is, and how late a
+    periodic timer fires.
 
-    The timer runs only between `start` and `stop`; `observe` takes a lag
-    measured elsewhere (the tests' way in).
+    Every `interval` seconds a timer measures the share of the wall time the
+    loop's thread spent on the CPU (`busy`) and how late it ran (`lag`);
+    each is an exponential average with weight `smoothing`. The timer runs
+    only between `start` and `stop`; `observe` takes measurements made
+    elsewhere (the tests' way in).
     """
 
-    def __init__(self, threshold: float, *, interval: float = 0.05, smoothing: float = 0.2) -> None:
-        #: Lag (seconds) at or above which the loop counts as loaded.
-        self.threshold = threshold
+    def __init__(
+        self,
+        busy_threshold: float = 0.8,
+        lag_threshold: float = 0.005,
+        *,
+        interval: float = 0.05,
+        smoothing: float = 0.2,
+    ) -> None:
+        #: The busy share, and the lag (seconds), at or above which the loop is loaded.
+        self.busy_threshold = busy_threshold
+        self.lag_threshold = lag_threshold
         self.interval = interval
         self.smoothing = smoothing
-        #: The smoothed lag, in seconds.
+        self.busy = 0.0
         self.lag = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
     @property
     def loaded(self) -> bool:
-        return self.lag >= self.threshold
+        return self.busy >= self.busy_threshold or self.lag >= self.lag_threshold
 
-    def observe(self, lag: float) -> None:
+    def observe(self, busy: float, lag: float) -> None:
+        self.busy += self.smoothing * (min(max(busy, 0.0), 1.0) - self.busy)
         self.lag += self.smoothing * (max(lag, 0.0) - self.lag)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._schedule(loop)
+        self._schedule(loop, loop.time(), time.thread_time())
 
-    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        due = loop.time() + self.interval
-        self._timer = loop.call_at(due, self._tick, loop, due)
+    def _schedule(self, loop: asyncio.AbstractEventLoop, now: float, cpu: float) -> None:
+        due = now + self.interval
+        self._timer = loop.call_at(due, self._tick, loop, due, now, cpu)
 
-    def _tick(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
-        self.observe(loop.time() - due)
-        self._schedule(loop)
+    def _tick(self, loop: asyncio.AbstractEventLoop, due: float, since: float, cpu: float) -> None:
+        now, used = loop.time(), time.thread_time()
+        self.observe((used - cpu) / max(now - since, 1e-9), now - due)
+        self._schedule(loop, now, used)
 
     def stop(self) -> None:
         if self._timer is not None:
@@ -75,10 +90,10 @@ class LoopLag:
 
 @dataclass
 class Offload:
-    """Whether a slot's step takes its followers with it: `mode`, and the loop's lag."""
+    """Whether a slot's step takes its followers with it: `mode`, and the loop's load."""
 
     mode: str = AUTO
-    lag: LoopLag = field(default_factory=lambda: LoopLag(0.005))
+    load: LoopLoad = field(default_factory=LoopLoad)
     #: Most steps in one fragment, its first included.
     max_steps: int = 8
 
@@ -90,7 +105,7 @@ class Offload:
 
     @property
     def active(self) -> bool:
-        return self.mode == ALWAYS or (self.mode == AUTO and self.lag.loaded)
+        return self.mode == ALWAYS or (self.mode == AUTO and self.load.loaded)
 
 
 def dependents(plan: Plan) -> dict[str, tuple[str, ...]]:

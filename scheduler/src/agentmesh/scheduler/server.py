@@ -93,7 +93,7 @@ class SchedulerServer(Serving):
             metrics = ports.bound(self.config.metrics_listen, self.metrics_port)
         await self._set_health(self.store is None or self.store.up)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="liveness-sweeper")
-        self.core.dispatcher.offload.lag.start()
+        self.core.dispatcher.offload.load.start()
         # Last: whoever reads the ports file may call at once.
         ports.announce("scheduler", self.config.ports_file, self.address, metrics)
 
@@ -152,7 +152,7 @@ class SchedulerServer(Serving):
         await self.health.enter_graceful_shutdown()
         if self._sweeper is not None:
             self._sweeper.cancel()
-        self.core.dispatcher.offload.lag.stop()
+        self.core.dispatcher.offload.load.stop()
         await self.server.stop(grace)
         await self.transport.close()
         if self.store is not None:

@@ -199,9 +199,10 @@ class _Stream:
         )
         follower.stop = functools.partial(self._stop, stream_id)
 
-        def settled(_: object) -> None:
+        def settled(done: asyncio.Future[ExecuteResult]) -> None:
             timer.cancel()
-            self._waiting.pop(stream_id, None)
+            if not done.cancelled():  # a cancelled follower is stopped by `stop`
+                self._waiting.pop(stream_id, None)
 
         follower.done.add_done_callback(settled)
 

@@ -336,6 +336,12 @@ class MeshCollector(Collector):
         )
         lag.add_metric([], snap.loop_lag)
         yield lag
+        busy = GaugeMetricFamily(
+            "agentmesh_scheduler_loop_busy_ratio",
+            "Share of the time the scheduler's event loop is on the CPU, smoothed: its load.",
+        )
+        busy.add_metric([], snap.loop_busy)
+        yield busy
         offloading = GaugeMetricFamily(
             "agentmesh_offload_active",
             "1 while the scheduler hands workers plan fragments (AGENTMESH_OFFLOAD).",
@@ -365,7 +371,9 @@ class MeshSnapshot:
     #: Depth and oldest age of each capability's queue.
     queues: dict[str, tuple[int, float]]
     active_requests: int
-    #: The scheduler's smoothed event-loop lag, in seconds.
+    #: The share of the time the scheduler's event loop is busy, and its lag (seconds),
+    #: smoothed.
+    loop_busy: float = 0.0
     loop_lag: float = 0.0
     #: Whether steps are being offloaded to workers in fragments now.
     offloading: bool = False
