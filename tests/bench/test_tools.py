@@ -48,5 +48,18 @@ def test_the_core_cpu_run_reports_both_stores() -> None:
     )
     assert run.returncode == 0, run.stderr
     sqlite, memory = run.stdout.splitlines()
-    assert sqlite.startswith("sqlite store: ") and "writer thread" in sqlite
-    assert memory.startswith("memory only: ") and "µs CPU per subtask" in memory
+    assert sqlite.startswith("s2, offload off, sqlite store: ") and "writer thread" in sqlite
+    assert memory.startswith("s2, offload off, memory only: ") and "µs CPU per subtask" in memory
+
+
+def test_the_core_cpu_run_takes_chains_with_offload() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.core_cpu", "--requests", "40", "--plan", "chain"]
+        + ["--offload", "always"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("chain, offload always, sqlite store: ")
