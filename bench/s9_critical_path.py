@@ -11,7 +11,8 @@ the hop to the worker is not counted, so the true utilisation is a little
 higher). Subtasks wait in the scheduler's queue for a slot, so the queue's
 order decides who waits.
 
-Two meshes differ only in `AGENTMESH_QUEUE_ORDER`: `critical_path` (least
+Two meshes differ only in `AGENTMESH_QUEUE_ORDER` (both with offload off,
+so that every step goes through the queue): `critical_path` (least
 slack first: the deadline less the expected remaining critical path after
 the step) and `deadline` (earliest deadline first; with one deadline for
 all, that is first come first served by request). They are loaded in turn,
@@ -139,7 +140,9 @@ def run(log_dir: Path, seed: int, smoke: bool) -> ScenarioResult:
                 )
                 for i in range(1, params.workers + 1)
             ],
-            env={"AGENTMESH_QUEUE_ORDER": variant},
+            # Offload off: a chain's steps would otherwise follow its head to the worker
+            # without queueing, whenever the scheduler counted as loaded.
+            env={"AGENTMESH_QUEUE_ORDER": variant, "AGENTMESH_OFFLOAD": "off"},
         )
         for variant in VARIANTS
     }
