@@ -38,9 +38,12 @@ def test_an_empty_profile_says_so() -> None:
     assert summarise([]) == (0, ["no samples"])
 
 
+CORE_CPU = (sys.executable, "-m", "bench.core_cpu")
+
+
 def test_the_core_cpu_run_reports_both_stores() -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "bench.core_cpu", "--requests", "40"],
+        [*CORE_CPU, "--requests", "40"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -54,8 +57,7 @@ def test_the_core_cpu_run_reports_both_stores() -> None:
 
 def test_the_core_cpu_run_takes_chains_with_offload() -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "bench.core_cpu", "--requests", "40", "--plan", "chain"]
-        + ["--offload", "always"],
+        [*CORE_CPU, "--requests", "40", "--plan", "chain", "--offload", "always"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -159,7 +159,9 @@ def test_a_worker_killed_midway_leaves_no_step_completed_twice(
     assert (s0.worker_id, s0.fragment, s0.attempts) == (victim, "s0", 1)
     assert (s1.worker_id, s1.fragment, s1.attempts) == (victim, "s0", 1)
     survivor = ({"w1", "w2"} - {victim}).pop()
-    assert (s2.worker_id, s2.attempts) == (survivor, 2)  # the fragment's try, then its own
+    # The fragment's try, then its own, on the other worker (or a third, when the second
+    # went to the killed worker before the scheduler saw it gone).
+    assert s2.worker_id == survivor and s2.attempts >= 2
     assert {s3.worker_id, s4.worker_id} == {survivor}
     # Every step completed once: by a worker, and in the scheduler's record.
     assert Counter(step for step, _ in marks(log)) == Counter(["s0", "s1", "s2", "s3", "s4"])
@@ -191,7 +193,8 @@ def test_a_fragment_step_whose_output_fails_its_schema_is_retried_on_its_own(
     assert struct_to_dict(request.answer) == {"text": "t+s0+s1+s2"}
     s0, s1, s2 = request.subtasks
     assert (s0.worker_id, s0.fragment, s0.attempts) == ("small", "s0", 1)
-    assert s1.worker_id == "large" and s1.fragment == "" and s1.attempts >= 2
+    # Its next attempt starts a tier up, as after any output refused by its schema.
+    assert (s1.worker_id, s1.fragment, s1.attempts) == ("large", "", 2)
     # The step after it did not run in the broken fragment: it ran once, on its own.
     assert s2.fragment == "" and s2.attempts == 2
     assert Counter(step for step, _ in marks(log))["s2"] == 1

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from agentmesh.errors import AgentmeshError
 from agentmesh.scheduler.registry import WorkerRecord
 from agentmesh.scheduler.tiers import Budget
 from agentmesh.tiers import Difficulty, Tier
@@ -39,9 +40,9 @@ class SubtaskCall:
     #: Offload: given the worker granted to this call and how many more slots it may
     #: use, claims the steps that follow this one there (see `fragments`).
     fragment: Claim | None = field(default=None, compare=False)
-    #: The number of its first attempt (after a fragment that did not finish it, the
-    #: attempts continue from there).
-    first_attempt: int = 1
+    #: The attempt a fragment made that did not finish it: the attempts go on from there,
+    #: as after any failed attempt.
+    earlier: Earlier | None = field(default=None, compare=False)
     #: Expected seconds of its request's work after it (`critical_path`); its queue
     #: orders by deadline less this.
     critical_path: float = 0.0
@@ -93,6 +94,15 @@ class WorkerTransport(Protocol):
     async def forget(self, worker_id: str) -> None:
         """Drop what the transport keeps for a worker that left (its channel)."""
         ...
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """An attempt made before a call (in a fragment), and how it ended."""
+
+    worker: WorkerRecord
+    attempt: int
+    error: AgentmeshError
 
 
 class Literal:

@@ -145,7 +145,11 @@ class Dispatcher:
         skill = self.registry.skill(call.capability)
         difficulty = call.difficulty or (skill.difficulty if skill else call.difficulty)
         minimum: int = tiers.min_tier(difficulty)
-        attempt = call.first_attempt - 1
+        attempt = 0
+        if call.earlier is not None:
+            attempt = call.earlier.attempt
+            avoid.add(call.earlier.worker.worker_id)
+            minimum = _minimum_after(call.earlier.worker, call.earlier.error, minimum)
         while True:
             attempt += 1
             tier, reserved = await self._wait_for_tier(call, minimum)
@@ -182,9 +186,7 @@ class Dispatcher:
                 backoff = self.retry.backoff(attempt, self.rng)
                 if isinstance(failure, ResourceExhausted):
                     backoff = max(backoff, failure.retry_after)
-                if failure.reason == "OUTPUT_INVALID":
-                    # Its output failed validation: try the next tier up.
-                    minimum = tiers.rank(worker.spec.tier) + 1
+                minimum = _minimum_after(worker, failure, minimum)
             finally:
                 if not settled:
                     # A failed attempt's tokens are not reported back: it is charged nothing.
@@ -311,6 +313,14 @@ class Dispatcher:
     def has_live_worker(self, capability: str) -> bool:
         """Whether some worker that is not draining offers the capability."""
         return any(not w.draining for w in self.registry.offering(capability))
+
+
+def _minimum_after(worker: WorkerRecord, error: AgentmeshError, minimum: int) -> int:
+    """The lowest tier for the next attempt: the next tier up from a worker whose output
+    failed validation."""
+    if error.reason == "OUTPUT_INVALID":
+        return tiers.rank(worker.spec.tier) + 1
+    return minimum
 
 
 def _no_worker(capability: str) -> Unavailable:

@@ -24,6 +24,7 @@ from agentmesh.scheduler.calls import (
     SKIPPED,
     STARTED,
     SUCCEEDED,
+    Earlier,
     EventSink,
     Follower,
     Outcome,
@@ -275,11 +276,11 @@ class Executor:
                 # missing (it would fail its own check and hide the cause).
                 return
             follower = run.claimed.get(step.id)
-            first_attempt = 1
+            earlier = None
             if follower is not None:
-                if await self._follow(run, step, subtask, follower):
+                earlier = await self._follow(run, step, subtask, follower)
+                if earlier is None:
                     return
-                first_attempt = follower.attempt + 1
             if step.when is not None and not condition_holds(step.when, record.input, run.outputs):
                 self._skip(
                     record, subtask, f"its condition on {step.when.ref} does not hold", run.on_event
@@ -293,7 +294,7 @@ class Executor:
                     run.on_event,
                 )
                 return
-            await self._dispatch(run, step, subtask, first_attempt)
+            await self._dispatch(run, step, subtask, earlier)
         finally:
             claimed = run.claimed.pop(step.id, None)
             if claimed is not None:
@@ -301,7 +302,7 @@ class Executor:
             run.done[step.id].set()
 
     async def _dispatch(
-        self, run: _Run, step: Step, subtask: SubtaskRecord, first_attempt: int = 1
+        self, run: _Run, step: Step, subtask: SubtaskRecord, earlier: Earlier | None = None
     ) -> None:
         record = run.record
         clock = self.dispatcher.clock
@@ -320,7 +321,7 @@ class Executor:
             # from its store instead of running it again.
             prefer=subtask.worker_id,
             fragment=claim,
-            first_attempt=first_attempt,
+            earlier=earlier,
             critical_path=remaining_critical_path(
                 record.plan, step.id, self.dispatcher.latencies.estimate
             ),
@@ -334,7 +335,7 @@ class Executor:
             run.on_event(event)
 
         subtask.state = SubtaskState.QUEUED
-        if subtask.started_at is None or first_attempt == 1:
+        if subtask.started_at is None or earlier is None:
             subtask.started_at = clock.now()
         subtask.fragment = ""
         try:
@@ -455,9 +456,11 @@ class Executor:
 
     async def _follow(
         self, run: _Run, step: Step, subtask: SubtaskRecord, follower: Follower
-    ) -> bool:
-        """Take a claimed step's result from its fragment: True when it succeeded there;
-        False to dispatch it on its own (the fragment broke before it, or it failed)."""
+    ) -> Earlier | None:
+        """Take a claimed step's result from its fragment: None when it succeeded there;
+        otherwise the attempt to go on from (the fragment broke before it, or it failed),
+        dispatching it on its own."""
+        assert follower.worker is not None
         try:
             outcome = await self.dispatcher.attempts.follow(follower)
         except AgentmeshError as error:
@@ -472,9 +475,9 @@ class Executor:
                     f"{error.code_name}: {error.message}",
                 )
             )
-            return False
+            return Earlier(follower.worker, follower.attempt, error)
         self._succeeded(run, step, subtask, outcome)
-        return True
+        return None
 
     def _skip(
         self, record: RequestRecord, subtask: SubtaskRecord, reason: str, on_event: EventSink
