@@ -50,7 +50,7 @@ class LoopLoad:
         lag_threshold: float = 0.005,
         *,
         interval: float = 0.05,
-        smoothing: float = 0.2,
+        smoothing: float = 0.1,
     ) -> None:
         #: The busy share, and the lag (seconds), at or above which the loop is loaded.
         self.busy_threshold = busy_threshold
