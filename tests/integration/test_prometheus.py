@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from agentmesh.errors import AgentmeshError
+from agentmesh.v1 import plan_pb2
 from tests.support.mesh import ROOT, Mesh, wait_for
 
 pytestmark = pytest.mark.integration
@@ -152,7 +153,13 @@ class MeshUnderTest:
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshUnderTest]:
-    mesh = Mesh(tmp_path_factory.mktemp("prometheus-mesh"), heartbeat_interval=0.5)
+    # Offload always: the support workflow's later steps follow the earlier ones to their
+    # worker, so that the offload panel has data as well.
+    mesh = Mesh(
+        tmp_path_factory.mktemp("prometheus-mesh"),
+        heartbeat_interval=0.5,
+        AGENTMESH_OFFLOAD="always",
+    )
     try:
         mesh.start_scheduler()
         for name in WORKERS:
@@ -285,8 +292,27 @@ def prometheus(
         server.stop()
 
 
+#: A summary, then the sentiment of the summary: a chain of two simple steps.
+CHAIN = plan_pb2.Plan(
+    steps=[
+        plan_pb2.PlanStep(
+            id="summary",
+            capability="summarize",
+            inputs={"text": plan_pb2.Binding(refs=["request.text"])},
+        ),
+        plan_pb2.PlanStep(
+            id="tone",
+            capability="sentiment",
+            inputs={"text": plan_pb2.Binding(refs=["steps.summary.summary"])},
+            depends_on=["summary"],
+        ),
+    ],
+    answer={"tone": plan_pb2.Binding(refs=["steps.tone"])},
+)
+
+
 class Load:
-    """Threads submitting the example tickets until stopped."""
+    """Threads submitting the example tickets, and a chain on each, until stopped."""
 
     def __init__(self, mesh: Mesh, threads: int = 3) -> None:
         self.mesh = mesh
@@ -308,6 +334,8 @@ class Load:
         while not self._stop.is_set():
             try:
                 self.mesh.client.submit("support_ticket", tickets[i % len(tickets)], timeout=30)
+                # A chain too: its second step follows the first to its worker (offload).
+                self.mesh.client.submit(CHAIN, tickets[i % len(tickets)], timeout=30)
                 with self._lock:
                     self.succeeded += 1
             except AgentmeshError as error:
