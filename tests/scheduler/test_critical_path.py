@@ -10,7 +10,7 @@ import pytest
 from agentmesh.scheduler.calls import ExecuteResult, SubtaskCall
 from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.critical_path import CapabilityLatencies, remaining_critical_path
-from agentmesh.scheduler.executor import Executor, new_record
+from agentmesh.scheduler.executor import Executor
 from agentmesh.scheduler.plans import Plan, Step
 from agentmesh.scheduler.policies import RoundRobin
 from agentmesh.scheduler.queues import (
@@ -21,6 +21,7 @@ from agentmesh.scheduler.queues import (
     NORMAL,
     CapabilityQueue,
 )
+from agentmesh.scheduler.records import new_record
 from agentmesh.scheduler.registry import WorkerRecord
 from tests.support.fakes import FakeClock, FakeTransport, make_dispatcher, settle
 

@@ -10,7 +10,7 @@ from agentmesh.errors import (
     Unavailable,
     error_for_code,
 )
-from agentmesh.scheduler.executor import ErrorRecord
+from agentmesh.scheduler.records import ErrorRecord
 
 VIOLATION = FieldViolation("input.text", "empty")
 

@@ -5,9 +5,10 @@ import random
 
 from agentmesh.errors import InvalidArgument
 from agentmesh.scheduler.calls import ExecuteResult
-from agentmesh.scheduler.executor import Executor, new_record
+from agentmesh.scheduler.executor import Executor
 from agentmesh.scheduler.plans import NOT_EQUALS, Binding, Condition, Plan, Step
 from agentmesh.scheduler.policies import RoundRobin
+from agentmesh.scheduler.records import new_record
 from tests.support.fakes import FakeTransport, fail_with, make_dispatcher
 
 

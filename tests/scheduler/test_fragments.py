@@ -8,7 +8,7 @@ import pytest
 
 from agentmesh.errors import AgentmeshError, InvalidArgument
 from agentmesh.scheduler.calls import NO_DEFAULT, ExecuteResult, Literal, Wire
-from agentmesh.scheduler.executor import Executor, new_record
+from agentmesh.scheduler.executor import Executor
 from agentmesh.scheduler.fragments import (
     ALWAYS,
     AUTO,
@@ -21,6 +21,7 @@ from agentmesh.scheduler.fragments import (
 )
 from agentmesh.scheduler.plans import Binding, Plan, Step
 from agentmesh.scheduler.policies import RoundRobin
+from agentmesh.scheduler.records import new_record
 from agentmesh.tiers import Difficulty
 from tests.support.fakes import FakeTransport, make_dispatcher, settle
 

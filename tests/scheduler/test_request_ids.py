@@ -16,8 +16,8 @@ from agentmesh.errors import AlreadyExists, FailedPrecondition, Unavailable
 from agentmesh.scheduler.calls import ExecuteResult, SubtaskCall
 from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.core import SchedulerCore, Source
-from agentmesh.scheduler.executor import new_record
 from agentmesh.scheduler.plans import Binding, Plan, Step
+from agentmesh.scheduler.records import new_record
 from agentmesh.scheduler.registry import WorkerRecord, WorkerSpec
 from agentmesh.scheduler.store import SqliteStore
 from tests.support.fakes import FakeClock, FakeTransport

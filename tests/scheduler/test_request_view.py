@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from agentmesh.scheduler import convert
-from agentmesh.scheduler.executor import RequestRecord, new_record
 from agentmesh.scheduler.plans import Binding, Plan, Step
+from agentmesh.scheduler.records import RequestRecord, new_record
 from agentmesh.scheduler.states import RequestState, SubtaskState
 from agentmesh.usage import Usage
 

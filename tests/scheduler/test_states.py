@@ -12,9 +12,9 @@ import pytest
 from agentmesh.scheduler.calls import EventKind
 from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.convert import EVENT_KINDS, REQUEST_STATES, SUBTASK_STATES
-from agentmesh.scheduler.executor import new_record
 from agentmesh.scheduler.hedging import HedgeAfterDelay, HedgeAtPercentile, HedgeOff
 from agentmesh.scheduler.plans import Binding, Plan, Step
+from agentmesh.scheduler.records import new_record
 from agentmesh.scheduler.states import RequestState, SubtaskState
 from agentmesh.scheduler.store import SqliteStore
 from agentmesh.tiers import Difficulty, Tier

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from agentmesh.scheduler.executor import ErrorRecord, new_record
 from agentmesh.scheduler.plans import NOT_EQUALS, Binding, Condition, Plan, Step
+from agentmesh.scheduler.records import ErrorRecord, new_record
 from agentmesh.scheduler.store import SqliteStore
 from agentmesh.usage import Usage
 

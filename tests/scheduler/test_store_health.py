@@ -15,7 +15,7 @@ import pytest
 from agentmesh.errors import Unavailable
 from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.core import SchedulerCore, Source
-from agentmesh.scheduler.executor import RequestRecord, new_record
+from agentmesh.scheduler.records import RequestRecord, new_record
 from agentmesh.scheduler.registry import WorkerSpec
 from agentmesh.scheduler.store import SqliteStore, StoreError
 from tests.scheduler.test_request_ids import PLAN, TEXT, Flaky

@@ -4,7 +4,7 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-from agentmesh.scheduler.executor import new_record
+from agentmesh.scheduler.records import new_record
 from agentmesh.scheduler.states import SubtaskState
 from agentmesh.scheduler.store import SqliteStore
 from tests.scheduler.test_store import PLAN

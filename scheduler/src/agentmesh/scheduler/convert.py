@@ -8,8 +8,8 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2
 
 from agentmesh.scheduler.calls import EventKind, SubtaskEvent
-from agentmesh.scheduler.executor import RequestRecord, SubtaskRecord
 from agentmesh.scheduler.plans import EQUALS, NOT_EQUALS, Binding, Condition, Plan, Step
+from agentmesh.scheduler.records import RequestRecord, SubtaskRecord
 from agentmesh.scheduler.registry import HealthReport, WorkerRecord, WorkerSpec
 from agentmesh.scheduler.states import RequestState, SubtaskState
 from agentmesh.server.skillspecs import skill_from_proto, skill_to_proto

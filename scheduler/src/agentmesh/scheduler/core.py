@@ -36,11 +36,7 @@ from agentmesh.scheduler.calls import (
 )
 from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.dispatcher import Dispatcher
-from agentmesh.scheduler.executor import (
-    Executor,
-    RequestRecord,
-    new_record,
-)
+from agentmesh.scheduler.executor import Executor
 from agentmesh.scheduler.fragments import LoopLoad, Offload
 from agentmesh.scheduler.lifecycle import RequestRunner
 from agentmesh.scheduler.membership import Membership
@@ -48,6 +44,7 @@ from agentmesh.scheduler.planning import PlanMaker
 from agentmesh.scheduler.planning import Source as Source  # where callers found it before
 from agentmesh.scheduler.plans import Plan
 from agentmesh.scheduler.policies import make_policy
+from agentmesh.scheduler.records import RequestRecord, new_record
 from agentmesh.scheduler.registry import HealthReport, Registry, WorkerRecord, WorkerSpec
 from agentmesh.scheduler.requests import RequestIndex
 from agentmesh.scheduler.stats import RequestWindow

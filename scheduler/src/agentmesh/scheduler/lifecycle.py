@@ -18,12 +18,8 @@ from collections.abc import Callable
 
 from agentmesh.errors import Unavailable
 from agentmesh.scheduler.calls import EventSink, ignore_events
-from agentmesh.scheduler.executor import (
-    ErrorRecord,
-    Executor,
-    RequestRecord,
-    SubtaskRecord,
-)
+from agentmesh.scheduler.executor import Executor
+from agentmesh.scheduler.records import ErrorRecord, RequestRecord, SubtaskRecord
 from agentmesh.scheduler.requests import RequestIndex
 from agentmesh.scheduler.states import RequestState, SubtaskState
 from agentmesh.scheduler.stats import Finished, RequestWindow

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agentmesh.errors import AlreadyExists
-from agentmesh.scheduler.executor import RequestRecord
+from agentmesh.scheduler.records import RequestRecord
 from agentmesh.scheduler.states import RequestState
 
 #: Failures after which a repeat of the request runs it again, under the same

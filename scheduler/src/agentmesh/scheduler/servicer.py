@@ -17,8 +17,8 @@ from agentmesh.errors import AgentmeshError, FieldViolation, InvalidArgument, No
 from agentmesh.scheduler import convert
 from agentmesh.scheduler.calls import SubtaskEvent
 from agentmesh.scheduler.core import SchedulerCore, Source
-from agentmesh.scheduler.executor import RequestRecord
 from agentmesh.scheduler.plans import too_many_steps
+from agentmesh.scheduler.records import RequestRecord
 from agentmesh.server import telemetry
 from agentmesh.server.handlers import Undecodable, streaming, unary
 from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc

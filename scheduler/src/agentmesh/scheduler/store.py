@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from agentmesh.scheduler.executor import ErrorRecord, RequestRecord, SubtaskRecord
 from agentmesh.scheduler.plans import plan_from_dict, plan_to_dict
+from agentmesh.scheduler.records import ErrorRecord, RequestRecord, SubtaskRecord
 from agentmesh.scheduler.states import RequestState, SubtaskState
 from agentmesh.scheduler.storewriter import GroupWriter, StoreObserver
 from agentmesh.scheduler.tiers import Budget
