@@ -276,7 +276,7 @@ class Executor:
 
     def _claim(self, run: _Run, head: Step, worker: WorkerRecord, room: int) -> list[Follower]:
         """The steps that follow `head` to `worker` in one fragment (see `fragments`), each
-        recorded as running there from now."""
+        running there from now (in the record and its events; the store gets its outcome)."""
         record = run.record
         if run.following is None:
             run.following = fragments.dependents(record.plan)
