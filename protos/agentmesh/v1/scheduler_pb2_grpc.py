@@ -147,8 +147,12 @@ class SchedulerServiceServicer:
         RESOURCE_EXHAUSTED   the scheduler is at its admission bound; retry
         after the RetryInfo delay.
         DEADLINE_EXCEEDED    the deadline is below the minimum the scheduler
-        accepts, or passed before the answer was ready;
-        retryable with a longer deadline.
+        accepts, or passed before the answer was ready,
+        or a subtask waited for a worker until the request
+        could no longer finish in time by the scheduler's
+        estimates (reason DEADLINE_UNREACHABLE, before the
+        deadline; AGENTMESH_SHED_LATE); retryable with a
+        longer deadline, or later.
         CANCELLED            the client cancelled; subtasks were cancelled.
         FAILED_PRECONDITION  the cost budget cannot cover a subtask (reason
         BUDGET_EXCEEDED), or a worker's model rejected its

@@ -213,6 +213,11 @@ class DispatchObserver(Protocol):
         """A step finished in a fragment on a worker, without a dispatch of its own."""
         ...
 
+    def shed(self, capability: str) -> None:
+        """A subtask that waited in its queue was failed: its request could no longer
+        finish by its deadline."""
+        ...
+
     def worker_ejected(self, worker_id: str) -> None: ...
 
     def queue_waited(self, capability: str, seconds: float) -> None: ...
@@ -250,6 +255,9 @@ class NullObserver:
         pass
 
     def offloaded(self, capability: str) -> None:
+        pass
+
+    def shed(self, capability: str) -> None:
         pass
 
     def worker_ejected(self, worker_id: str) -> None:

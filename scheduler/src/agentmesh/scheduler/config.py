@@ -74,6 +74,12 @@ class SchedulerConfig:
     workflows_dir: Path | None = None
     """Extra workflow templates (*.toml), overriding built-in ones by name.
     Env AGENTMESH_WORKFLOWS_DIR. Default none."""
+    shed_late: bool = True
+    """A subtask that waited in its queue until its request can no longer finish by its
+    deadline (by the scheduler's estimates: its own attempt and the rest of the plan's
+    critical path after it) fails at once with DEADLINE_EXCEEDED (reason
+    DEADLINE_UNREACHABLE) instead of taking a worker's slot from work that can still
+    finish. Env AGENTMESH_SHED_LATE. Default on."""
     offload: str = "auto"
     """Plan fragments offloaded to workers (see docs/architecture.md, "Offload"): auto
     hands a worker the steps that follow a step it gets while the scheduler is loaded

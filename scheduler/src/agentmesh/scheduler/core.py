@@ -96,6 +96,7 @@ class SchedulerCore:
             observer=observer,
             hedge=config.hedge,
             worker_wait=config.worker_wait,
+            shed_late=config.shed_late,
             queue_order=config.queue_order,
             offload=Offload(
                 config.offload,

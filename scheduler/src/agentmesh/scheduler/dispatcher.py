@@ -71,6 +71,7 @@ class Dispatcher:
         worker_wait: float = 0.0,
         offload: Offload | None = None,
         queue_order: str = CRITICAL_PATH,
+        shed_late: bool = False,
     ) -> None:
         self.registry = registry
         self.transport = transport
@@ -83,6 +84,8 @@ class Dispatcher:
         self.worker_wait = worker_wait
         #: When a granted slot's step takes the steps that follow it along (`fragments`).
         self.offload = offload or Offload(OFF)
+        #: Each capability's typical attempt latency, for the critical paths of plans.
+        self.latencies = CapabilityLatencies(registry.initial_latency)
         self.slots = Slots(
             registry,
             policy,
@@ -92,9 +95,8 @@ class Dispatcher:
             aging=aging,
             worker_wait=worker_wait,
             queue_order=queue_order,
+            hopeless=self._hopeless if shed_late else None,
         )
-        #: Each capability's typical attempt latency, for the critical paths of plans.
-        self.latencies = CapabilityLatencies(registry.initial_latency)
         self.hedger = Hedger(hedge or HedgePolicy(), self.observer)
         self.outliers = OutlierDetector(outliers or OutlierPolicy(), registry)
         self.attempts = Attempts(
@@ -308,6 +310,20 @@ class Dispatcher:
             return False
         return self._target_tier(capability, tiers.min_tier(difficulty)) == tiers.rank(
             worker.spec.tier
+        )
+
+    def _hopeless(self, call: SubtaskCall, now: float) -> str:
+        """Why a subtask that waited in its queue can no longer finish by its deadline, by
+        the estimates (its own attempt, then the rest of its request's critical path); ""
+        while it can."""
+        left = call.deadline - now
+        work = self.latencies.estimate(call.capability) + call.critical_path
+        if work <= left:
+            return ""
+        return (
+            f"subtask {call.subtask_id!r} ({call.capability}) waited for a worker until its "
+            f"request can no longer finish by its deadline: about {work * 1000:.0f} ms of "
+            f"work left, {max(left, 0.0) * 1000:.0f} ms to the deadline"
         )
 
     def has_live_worker(self, capability: str) -> bool:

@@ -37,6 +37,8 @@ class _Ticket:
     call: SubtaskCall
     avoid: frozenset[str]
     granted: asyncio.Future[WorkerRecord]
+    #: It was not granted a slot when it arrived: it waited behind others.
+    waited: bool = False
 
 
 class TierGone(Exception):
@@ -57,6 +59,7 @@ class Slots:
         aging: float,
         worker_wait: float = 0.0,
         queue_order: str = CRITICAL_PATH,
+        hopeless: Callable[[SubtaskCall, float], str] | None = None,
     ) -> None:
         self.registry = registry
         self.policy = policy
@@ -68,6 +71,9 @@ class Slots:
         self.worker_wait = worker_wait
         #: How a queue orders a priority class: CRITICAL_PATH (least slack) or DEADLINE.
         self.queue_order = check_order(queue_order)
+        #: Why a subtask that waited can no longer finish in time ("" when it can); None
+        #: keeps every subtask until its deadline.
+        self.hopeless = hopeless
         # Per tier, so that work waiting for a busy tier does not hold up work for another.
         self._queues: dict[str, dict[int, CapabilityQueue[_Ticket]]] = {}
         # Subtasks waiting for their preferred worker, by its id, in arrival order.
@@ -145,6 +151,7 @@ class Slots:
         self._backlog.add(call.capability)
         self.pump(call.capability)
         granted = ticket.granted
+        ticket.waited = not granted.done()
         worker: WorkerRecord | None = None
         try:
             if granted.done():  # a free slot at once: no wait, no timer
@@ -305,6 +312,16 @@ class Slots:
                 if ticket.granted.done():
                     queue.pop(now)
                     continue
+                if ticket.waited and self.hopeless is not None:
+                    why = self.hopeless(ticket.call, now)
+                    if why:
+                        # Its slot goes to work that can still finish in time.
+                        queue.pop(now)
+                        self.observer.shed(ticket.call.capability)
+                        ticket.granted.set_exception(
+                            DeadlineExceeded(why, reason="DEADLINE_UNREACHABLE")
+                        )
+                        continue
                 preferred = (
                     [w for w in free if w.worker_id == ticket.call.prefer]
                     or [w for w in free if w.worker_id not in ticket.avoid]

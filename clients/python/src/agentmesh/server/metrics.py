@@ -137,6 +137,13 @@ class SchedulerMetrics:
             ["capability"],
             registry=registry,
         )
+        self.shed_subtasks = Counter(
+            "agentmesh_subtasks_shed",
+            "Subtasks failed after waiting in their queue because their request could no "
+            "longer finish by its deadline (AGENTMESH_SHED_LATE).",
+            ["capability"],
+            registry=registry,
+        )
         self.queue_wait_seconds = Histogram(
             "agentmesh_queue_wait_seconds",
             "Time a subtask waited in its queue for a worker slot.",
@@ -216,6 +223,9 @@ class SchedulerMetrics:
 
     def offloaded(self, capability: str) -> None:
         self.offloaded_steps.labels(capability).inc()
+
+    def shed(self, capability: str) -> None:
+        self.shed_subtasks.labels(capability).inc()
 
     def worker_ejected(self, worker_id: str) -> None:
         self.ejections.labels(worker_id).inc()
