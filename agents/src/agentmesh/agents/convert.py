@@ -16,13 +16,13 @@ from agentmesh.agents.subtask import Health, Outcome, Subtask
 from agentmesh.agents.wiring import Source, Wire
 from agentmesh.server.refs import MISSING
 from agentmesh.tiers import Tier
-from agentmesh.usage import Usage
 from agentmesh.v1 import worker_pb2
 from agentmesh.wire import (
     dict_to_struct,
     duration,
     struct_to_dict,
     tier_to_proto,
+    usage_from_proto,
     usage_to_proto,
 )
 
@@ -80,11 +80,7 @@ def outcome_to_proto(outcome: Outcome) -> worker_pb2.ExecuteResponse:
 def outcome_from_proto(response: worker_pb2.ExecuteResponse) -> Outcome:
     return Outcome(
         output=struct_to_dict(response.output, "output"),
-        usage=Usage(
-            input_tokens=response.usage.input_tokens,
-            output_tokens=response.usage.output_tokens,
-            cost_usd=response.usage.cost_usd,
-        ),
+        usage=usage_from_proto(response.usage),
         model=response.model,
         duration=response.duration.ToNanoseconds() / 1e9,
         replayed=response.replayed,

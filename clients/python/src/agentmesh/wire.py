@@ -77,6 +77,14 @@ def usage_to_proto(usage: Usage) -> worker_pb2.Usage:
     )
 
 
+def usage_from_proto(usage: worker_pb2.Usage) -> Usage:
+    return Usage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cost_usd=usage.cost_usd,
+    )
+
+
 def tier_to_proto(tier: Tier) -> worker_pb2.Tier.ValueType:
     return worker_pb2.Tier.ValueType(int(tier))
 

@@ -192,20 +192,15 @@ class Executor:
         record = run.record
         clock = self.dispatcher.clock
         data = resolve_bindings(step.inputs, record.input, run.outputs)
-        claim = functools.partial(self._claim, run, step) if run.offload else None
-        call = SubtaskCall(
-            request_id=record.request_id,
-            subtask_id=step.id,
-            capability=step.capability,
-            input=data,
-            priority=step_priority(step.priority, record.priority),
-            difficulty=step.difficulty,
-            deadline=run.deadline,
+        call = _call(
+            run,
+            step,
+            data,
             budget=record.budget,
             # After a restart, the worker that had the subtask answers it
             # from its store instead of running it again.
             prefer=subtask.worker_id,
-            fragment=claim,
+            fragment=functools.partial(self._claim, run, step) if run.offload else None,
             earlier=earlier,
             critical_path=remaining_critical_path(
                 record.plan, step.id, self.dispatcher.latencies.estimate
@@ -313,17 +308,10 @@ class Executor:
         followers = []
         for step in steps:
             data, wiring = fragments.wire(step, members, record.input, run.outputs)
-            call = SubtaskCall(
-                request_id=record.request_id,
-                subtask_id=step.id,
-                capability=step.capability,
-                input=data,
-                priority=step_priority(step.priority, record.priority),
-                difficulty=step.difficulty,
-                deadline=run.deadline,
-            )
             after = tuple(d for d in step.depends_on if d in members)
-            follower = Follower(call, head.id, after, wiring, loop.create_future())
+            follower = Follower(
+                _call(run, step, data), head.id, after, wiring, loop.create_future()
+            )
             run.claimed[step.id] = follower
             followers.append(follower)
             subtask = record.subtasks[step.id]
@@ -374,6 +362,20 @@ class Executor:
         subtask.reason = reason
         self._save(record, subtask)
         on_event(SubtaskEvent(SKIPPED, subtask.id, subtask.capability, message=reason))
+
+
+def _call(run: _Run, step: Step, data: dict[str, Any], **more: Any) -> SubtaskCall:
+    """The subtask a step of this run sends to a worker, with its input bound."""
+    return SubtaskCall(
+        request_id=run.record.request_id,
+        subtask_id=step.id,
+        capability=step.capability,
+        input=data,
+        priority=step_priority(step.priority, run.record.priority),
+        difficulty=step.difficulty,
+        deadline=run.deadline,
+        **more,
+    )
 
 
 def _step_failure(step: Step, error: AgentmeshError, attempts: int) -> AgentmeshError:

@@ -37,9 +37,8 @@ from agentmesh.scheduler.calls import (
 from agentmesh.scheduler.registry import WorkerRecord
 from agentmesh.server import telemetry
 from agentmesh.status import error_from_status, from_rpc_error
-from agentmesh.usage import Usage
 from agentmesh.v1 import worker_pb2, worker_pb2_grpc
-from agentmesh.wire import dict_to_struct, difficulty_to_proto, struct_to_dict
+from agentmesh.wire import dict_to_struct, difficulty_to_proto, struct_to_dict, usage_from_proto
 
 log = logging.getLogger(__name__)
 
@@ -316,11 +315,7 @@ def _request(call: SubtaskCall, attempt: int) -> worker_pb2.ExecuteRequest:
 def _result(response: worker_pb2.ExecuteResponse) -> ExecuteResult:
     return ExecuteResult(
         output=struct_to_dict(response.output),
-        usage=Usage(
-            input_tokens=response.usage.input_tokens,
-            output_tokens=response.usage.output_tokens,
-            cost_usd=response.usage.cost_usd,
-        ),
+        usage=usage_from_proto(response.usage),
         model=response.model,
         duration=response.duration.ToNanoseconds() / 1e9,
         replayed=response.replayed,
