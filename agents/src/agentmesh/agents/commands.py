@@ -73,7 +73,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         overrides["capacity"] = args.capacity
     if args.target:
         overrides["scheduler"] = args.target
-    config = WorkerConfig.from_env(**overrides)
+    try:
+        config = WorkerConfig.from_env(**overrides)
+    except ValueError as error:  # a setting that does not parse
+        raise SystemExit(f"agentmesh: {error}") from None
 
     async def serve() -> None:
         try:

@@ -57,13 +57,16 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     overrides = {"listen": args.listen} if args.listen else {}
     if args.policy:
         overrides["policy"] = args.policy
-    config = SchedulerConfig.from_env(**overrides)
+    try:
+        config = SchedulerConfig.from_env(**overrides)
+    except ValueError as error:  # a setting that does not parse
+        raise SystemExit(f"agentmesh: {error}") from None
 
     async def serve() -> None:
         # gRPC's aio server binds to the loop it is made in: make it inside this one.
         try:
             server = SchedulerServer(config)
-        except StoreError as error:
+        except (StoreError, ValueError) as error:  # a bad store, or a setting's bad value
             raise SystemExit(f"agentmesh: {error}") from None
         await server.run()
 
