@@ -183,6 +183,7 @@ class SchedulerMetrics:
             "are refused with UNAVAILABLE.",
             registry=registry,
         )
+        self.auth_denied = auth_denied_counter(registry)
         self.store_write_errors = Counter(
             "agentmesh_store_write_errors",
             "Commits of the request store that failed (each retry counts).",
@@ -426,6 +427,7 @@ class WorkerMetrics:
             ["worker", "backend", "model", "tier"],
             registry=registry,
         )
+        self.auth_denied = auth_denied_counter(registry)
         self.replays = Counter(
             "agentmesh_worker_replays",
             "Repeated subtasks answered from the worker's store without running again.",
@@ -434,6 +436,16 @@ class WorkerMetrics:
         #: `subtasks.labels` and `subtask_seconds.labels`, keeping their children.
         self.subtasks_of = bound(self.subtasks)
         self.subtask_seconds_of = bound(self.subtask_seconds)
+
+
+def auth_denied_counter(registry: CollectorRegistry) -> Counter:
+    """Calls refused for their credentials, by reason (never with the credential itself)."""
+    return Counter(
+        "agentmesh_auth_denied",
+        "Calls refused for missing, invalid or insufficient credentials, by reason.",
+        ["reason"],
+        registry=registry,
+    )
 
 
 def serve_metrics(listen: str, registry: CollectorRegistry) -> int:
