@@ -1,7 +1,9 @@
 """Durable requests: every request, its plan and every subtask transition.
 
-`Store` is what the scheduler asks of a store. `SqliteStore` is the
-embedded default (one file, WAL). Writes are queued by
+`Store` is what the scheduler asks of a store; `open_store` opens the one
+AGENTMESH_STORE names. `SqliteStore` is the embedded default (one file,
+WAL); `PostgresStore` (pgstore.py) keeps the same rows in a PostgreSQL
+database, where several scheduler replicas can share them later. Writes are queued by
 the event loop and committed by one writer thread in small groups
 (`storewriter.GroupWriter`), so persisting a transition costs the loop a
 queue put. What the scheduler acknowledges it first waits for: a request's
@@ -39,12 +41,17 @@ __all__ = [
     "Store",
     "StoreError",
     "StoredRequest",
+    "is_database_url",
+    "open_store",
 ]
 
 log = logging.getLogger(__name__)
 
 #: ErrorInfo reason of refusals and failures caused by a store that cannot write (or read).
 STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+
+#: The schemes of AGENTMESH_STORE that name a PostgreSQL database rather than a file.
+DATABASE_SCHEMES = ("postgresql://", "postgres://")
 
 
 class Store(Protocol):
@@ -116,6 +123,27 @@ class StoreError(Exception):
 
 class StoreGone(Exception):
     """The store's file was deleted or replaced while the scheduler had it open."""
+
+
+def is_database_url(store: str) -> bool:
+    """Whether AGENTMESH_STORE names a PostgreSQL database (a URL) rather than a file."""
+    return store.startswith(DATABASE_SCHEMES)
+
+
+def open_store(store: str, observer: StoreObserver | None = None) -> Store | None:
+    """The store AGENTMESH_STORE names: None for "" (memory only), a PostgresStore for a
+    postgresql:// or postgres:// URL, else a SqliteStore on that file.
+
+    Raises StoreError when it cannot be opened, reached or migrated.
+    """
+    if not store:
+        return None
+    if is_database_url(store):
+        # Imported here: psycopg is needed only by those who use PostgreSQL.
+        from agentmesh.scheduler.pgstore import PostgresStore
+
+        return PostgresStore(store, observer=observer)
+    return SqliteStore(store, observer=observer)
 
 
 class SqliteStore:
