@@ -12,9 +12,19 @@ import psycopg
 import pytest
 
 from agentmesh.errors import Unavailable
-from agentmesh.scheduler.pgstore import PostgresStore, migrate, migrations, redact
+from agentmesh.scheduler.pgstore import (
+    CLEAR_SUBTASKS,
+    Connector,
+    PostgresSink,
+    PostgresStore,
+    StoreUnreachable,
+    migrate,
+    migrations,
+    redact,
+)
 from agentmesh.scheduler.records import new_record
 from agentmesh.scheduler.store import StoreError, open_store
+from agentmesh.scheduler.storewriter import Statement
 from tests.scheduler.test_store import PLAN
 from tests.scheduler.test_store_health import Watch, until
 from tests.support.postgres import PASSWORD, PostgresServer
@@ -139,3 +149,34 @@ def test_agentmesh_run_keeps_worker_files_in_a_directory_not_beside_a_url() -> N
     config = SchedulerConfig(store="postgresql://u:pw@db:5432/mesh")
     assert worker_store(config, "w1") == ".agentmesh/worker-w1.db"
     assert worker_store(SchedulerConfig(store="/d/s.db"), "w1") == "/d/worker-w1.db"
+
+
+class StuckConnection:
+    """A connection as one lost in the middle of executemany's pipeline can be left: not
+    marked closed or broken, yet every statement on it fails."""
+
+    closed = broken = False
+
+    def transaction(self) -> None:
+        raise psycopg.OperationalError("cannot exit pipeline mode while busy")
+
+    execute = transaction
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_failed_commit_is_retried_on_a_new_connection_even_one_not_marked_broken(
+    postgres_url: str,
+) -> None:
+    connector = Connector(postgres_url)
+    db = connector.connect()
+    migrate(db, "")
+    db.close()
+    sink = PostgresSink(connector, StuckConnection())  # type: ignore[arg-type]
+    batch: list[Statement] = [(CLEAR_SUBTASKS, ("r1",))]
+    with pytest.raises(StoreUnreachable):
+        sink.commit(batch)
+    sink.commit(batch)  # on a connection made again
+    sink.check()
+    sink.close()

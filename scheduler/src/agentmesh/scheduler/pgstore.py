@@ -201,7 +201,7 @@ class PostgresSink:
                 for sql, parameters in runs(statements):
                     cursor.executemany(sql, parameters)
         except psycopg.Error as error:
-            self._forget_if_broken(db)
+            self._forget(db)
             raise StoreUnreachable(self._connector.line(error)) from None
 
     def check(self) -> None:
@@ -209,7 +209,7 @@ class PostgresSink:
         try:
             db.execute("SELECT 1")
         except psycopg.Error as error:
-            self._forget_if_broken(db)
+            self._forget(db)
             raise StoreUnreachable(self._connector.line(error)) from None
 
     def advice(self, error: BaseException) -> str:
@@ -224,10 +224,12 @@ class PostgresSink:
             self._db = self._connector.connect()
         return self._db
 
-    def _forget_if_broken(self, db: psycopg.Connection[Any]) -> None:
-        if db.closed or db.broken:
-            db.close()
-            self._db = None
+    def _forget(self, db: psycopg.Connection[Any]) -> None:
+        """Drop the connection after any failure: the next try makes a new one. A
+        connection lost in the middle of executemany's pipeline is not always marked
+        broken; it stays in an aborted pipeline where every later statement fails."""
+        db.close()
+        self._db = None
 
 
 class PostgresStore:
@@ -320,7 +322,7 @@ class PostgresStore:
                         db = self._db = self._connector.connect()
                     return db.execute(sql, parameters).fetchall()
                 except (psycopg.Error, StoreUnreachable) as error:
-                    if db is not None and (db.closed or db.broken):
+                    if db is not None:  # made again on the next try, as the writer's is
                         db.close()
                         self._db = None
                     if attempt == 2 or not isinstance(error, psycopg.OperationalError):
