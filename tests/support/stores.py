@@ -97,3 +97,12 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
         yield stores
     finally:
         stores.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The scheduler's environment for a test that runs a mesh once with each store: none
+    for SQLite (the Mesh's file), AGENTMESH_STORE=<a fresh database's URL> for PostgreSQL."""
+    if request.param == "sqlite":
+        return {}
+    return {"AGENTMESH_STORE": request.getfixturevalue("postgres_url")}
