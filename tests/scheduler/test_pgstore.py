@@ -180,3 +180,16 @@ def test_a_failed_commit_is_retried_on_a_new_connection_even_one_not_marked_brok
     sink.commit(batch)  # on a connection made again
     sink.check()
     sink.close()
+
+
+def test_settings_in_the_url_win_over_the_stores_defaults(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url + "?application_name=billing-mesh&connect_timeout=7")
+    with psycopg.connect(postgres_url) as db:
+        names = db.execute(
+            "SELECT application_name FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        ).fetchall()
+    store.close()
+    assert names == [("billing-mesh",), ("billing-mesh",)]  # the writer's and the reader's
+    with Connector(postgres_url).connect() as db:
+        assert db.info.get_parameters()["application_name"] == "agentmesh-scheduler"

@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from agentmesh.errors import Unavailable
 from agentmesh.scheduler.records import RequestRecord, SubtaskRecord
@@ -54,8 +55,9 @@ MIGRATION_LOCK = 0x61676D65
 #: that does not answer must not hold it long.
 CONNECT_TIMEOUT = 3
 
-#: Connection settings: a server gone without a word (a dead host, a cut network) is
-#: noticed by TCP within about 10 s rather than the system's default of minutes.
+#: Connection settings, unless the URL sets them: a server gone without a word (a dead
+#: host, a cut network) is noticed by TCP within about 10 s rather than the system's
+#: default of minutes.
 CONNECTION: dict[str, Any] = {
     "connect_timeout": CONNECT_TIMEOUT,
     "application_name": "agentmesh-scheduler",
@@ -174,7 +176,8 @@ class Connector:
 
     def connect(self) -> psycopg.Connection[Any]:
         try:
-            return psycopg.connect(self.url, autocommit=True, **CONNECTION)
+            settings = {**CONNECTION, **conninfo_to_dict(self.url)}
+            return psycopg.connect(autocommit=True, **settings)
         except psycopg.Error as error:
             raise StoreUnreachable(self.line(error)) from None
 
