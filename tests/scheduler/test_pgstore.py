@@ -157,10 +157,10 @@ class StuckConnection:
 
     closed = broken = False
 
-    def transaction(self) -> None:
+    def pipeline(self) -> None:
         raise psycopg.OperationalError("cannot exit pipeline mode while busy")
 
-    execute = transaction
+    execute = transaction = pipeline
 
     def close(self) -> None:
         pass

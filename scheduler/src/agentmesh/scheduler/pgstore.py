@@ -200,7 +200,9 @@ class PostgresSink:
     def commit(self, statements: list[Statement]) -> None:
         db = self._connection()
         try:
-            with db.transaction(), db.cursor() as cursor:
+            # One pipeline for the whole batch: its statements, BEGIN and COMMIT go out
+            # together and the batch costs one round trip, not one per run of statements.
+            with db.pipeline(), db.transaction(), db.cursor() as cursor:
                 for sql, parameters in runs(statements):
                     cursor.executemany(sql, parameters)
         except psycopg.Error as error:
