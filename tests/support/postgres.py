@@ -10,7 +10,8 @@ directory is given to that user.
 
 Fixtures (registered suite-wide by tests/conftest.py): `postgres`, the
 session's server, and `postgres_url`, the URL of a database made for the
-test and dropped after it.
+test and dropped after it. The benchmarks start a `PostgresServer` too
+(S2's PostgreSQL variant).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,12 +31,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.support.mesh import wait_for
-
 #: Where Debian's postgresql-15 puts its binaries (they are on PATH too).
 BIN = Path("/usr/lib/postgresql/15/bin")
 USER = "agentmesh"
 PASSWORD = "s3cret-test-password"
+#: The tests kill schedulers, not this server: durability across its crash is not what
+#: they check, and fsync costs the shared disk.
+TEST_SETTINGS = {"fsync": "off"}
 
 
 def _binary(name: str) -> str:
@@ -58,7 +61,9 @@ class PostgresServer:
     data); `close()` stops it and removes the directory.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, settings: dict[str, str] | None = None) -> None:
+        #: Server settings (-c name=value); by default the tests' (fsync off).
+        self.settings = TEST_SETTINGS if settings is None else settings
         # Not under pytest's tmp_path: its parents are private to root, and the server
         # may run as nobody.
         self.root = Path(tempfile.mkdtemp(prefix="agentmesh-pg-"))
@@ -122,17 +127,20 @@ class PostgresServer:
             "listen_addresses=127.0.0.1",
             "-c",
             f"unix_socket_directories={self.root}",
-            # The tests kill schedulers, not this server: durability across its crash
-            # is not what they check, and fsync costs the shared disk.
-            "-c",
-            "fsync=off",
         ]
+        for name, value in self.settings.items():
+            postgres += ["-c", f"{name}={value}"]
         with open(self.log, "ab") as log:
             # setpriv execs postgres: the pid is the server's own.
             self.process = subprocess.Popen(
                 [*self._as_user, *postgres], stdout=log, stderr=subprocess.STDOUT, cwd=self.root
             )
-        wait_for(self._accepting, 30, "the PostgreSQL server to accept connections")
+        # A bounded poll (not tests.support.mesh's: the benchmarks use this module too).
+        deadline = time.monotonic() + 30
+        while not self._accepting():
+            if time.monotonic() > deadline:
+                raise AssertionError("timed out waiting for PostgreSQL to accept connections")
+            time.sleep(0.05)
 
     def _accepting(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
