@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from agentmesh.errors import AgentmeshError, Unavailable
+from agentmesh.scheduler.pgstore import migrations
 from agentmesh.v1 import scheduler_pb2
 from tests.integration.test_store_faults import SERVING, TICKET, health, store_up, submit
 from tests.support.mesh import ROOT, Mesh, wait_for
@@ -209,3 +210,27 @@ def test_the_database_restarted_under_load_loses_nothing(
     assert seen[0] != SERVING and down_metric == 0 and up_metric == 1
     assert log.count("cannot write") == 1 and "can write again" in log
     assert PASSWORD not in log
+
+
+def test_two_schedulers_starting_together_on_a_new_database_both_serve(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """They migrate it once between them: one under the advisory lock, the other after it,
+    finding nothing left to apply."""
+    meshes = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        meshes.append(Mesh(tmp_path / name, AGENTMESH_STORE=postgres_url))
+    try:
+        for mesh in meshes:  # both started before either is waited for
+            mesh._spawn("scheduler", ["scheduler"], mesh._scheduler_env)
+        for mesh in meshes:
+            mesh.ports("scheduler")  # fails at once if the scheduler exited
+        logs = [mesh.log("scheduler") for mesh in meshes]
+    finally:
+        for mesh in meshes:
+            mesh.stop()
+    with psycopg.connect(postgres_url) as db:
+        versions = [v for (v,) in db.execute("SELECT version FROM schema_migrations")]
+    assert versions == [m.version for m in migrations()]
+    assert sorted(log.count("migrated the request store") for log in logs) == [0, 1]
