@@ -94,6 +94,12 @@ def test_the_password_is_hidden_wherever_the_url_is_shown() -> None:
     )
 
 
+def test_an_error_shows_the_password_in_neither_form() -> None:
+    connector = Connector("postgresql://u:p%40ss%2Fword@h/db")
+    error = Exception('failed for "p@ss/word" and "p%40ss%2Fword"\nsecond line')
+    assert connector.line(error) == 'failed for "***" and "***" second line'
+
+
 @pytest.mark.parametrize("fault", ["wrong password", "nobody listening", "no such database"])
 def test_a_database_that_cannot_be_used_at_start_is_one_line_without_the_password(
     postgres: PostgresServer, postgres_url: str, fault: str

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -172,7 +172,9 @@ class Connector:
     def __init__(self, url: str) -> None:
         self.url = url
         self.where = redact(url)
-        self._secret = _password(url)
+        secret = _password(url)
+        # As written in the URL and as libpq reads it (percent-decoded).
+        self._secrets = sorted({secret, unquote(secret)} - {""}, key=len, reverse=True)
 
     def connect(self) -> psycopg.Connection[Any]:
         try:
@@ -184,8 +186,8 @@ class Connector:
     def line(self, error: BaseException) -> str:
         """The error as one line that does not show the password."""
         text = " ".join(str(error).split())
-        if self._secret:
-            text = text.replace(self._secret, "***")
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
         return text[:300] + ("..." if len(text) > 300 else "")
 
 
