@@ -9,8 +9,11 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
+from agentmesh.keda import externalscaler_pb2_grpc
 from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.core import SchedulerCore
+from agentmesh.scheduler.scaler import SERVICE_NAME as SCALER_SERVICE_NAME
+from agentmesh.scheduler.scaler import ExternalScalerServicer
 from agentmesh.scheduler.servicer import SchedulerServicer
 from agentmesh.scheduler.store import SqliteStore
 from agentmesh.scheduler.transport import GrpcTransport
@@ -61,10 +64,17 @@ class SchedulerServer(Serving):
         scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(
             SchedulerServicer(self.core), self.server
         )
+        # KEDA's external scaler, on the same port: worker pools scale on the backlog.
+        self.scaler = ExternalScalerServicer(self.core)
+        externalscaler_pb2_grpc.add_ExternalScalerServicer_to_server(self.scaler, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable(
             self.server,
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name),
+            (
+                SERVICE_NAME,
+                SCALER_SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            ),
         )
         self.port = 0
         self.metrics_port = 0
@@ -149,6 +159,7 @@ class SchedulerServer(Serving):
             return
         self._shutdown_started = True
         self.core.stopping = True
+        self.scaler.close()
         await self.health.enter_graceful_shutdown()
         if self._sweeper is not None:
             self._sweeper.cancel()

@@ -1,0 +1,121 @@
+"""KEDA's external scaler (externalscaler.ExternalScaler), served beside SchedulerService.
+
+Each call names a worker pool in its ScaledObject's metadata (`backlog.Pool`);
+the answers come from the pool's backlog (`backlog.measure`): active while it
+has work, and its metric in expected seconds, which KEDA divides by the
+target to get a replica count. The contract's documentation, from our side,
+is the "Autoscaling" comment of agentmesh/v1/scheduler.proto.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator
+from typing import Any
+
+from grpc import aio
+
+from agentmesh.keda import externalscaler_pb2 as pb
+from agentmesh.keda import externalscaler_pb2_grpc as pb_grpc
+from agentmesh.scheduler import backlog
+from agentmesh.scheduler.core import SchedulerCore
+from agentmesh.server.handlers import streaming, unary
+
+Context = aio.ServicerContext[Any, Any]
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ExternalScaler"].full_name
+
+#: Seconds between two looks at a pool's activity for StreamIsActive.
+PUSH_INTERVAL = 1.0
+
+
+class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
+    """IsActive, StreamIsActive, GetMetricSpec, GetMetrics and StreamMetricSpec per pool."""
+
+    def __init__(self, core: SchedulerCore, push_interval: float = PUSH_INTERVAL) -> None:
+        self.core = core
+        self.push_interval = push_interval
+        # Set by `close`: the streams end, so that they do not hold the server's shutdown.
+        self._closing = asyncio.Event()
+
+    def close(self) -> None:
+        """End the open streams (the scheduler is shutting down)."""
+        self._closing.set()
+
+    async def _closed_within(self, seconds: float) -> bool:
+        """Wait up to `seconds`; whether the servicer closed meanwhile."""
+        try:
+            await asyncio.wait_for(self._closing.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    def backlog(self, ref: pb.ScaledObjectRef) -> backlog.Backlog:
+        """The backlog of the pool the ScaledObject names (InvalidArgument when it names none)."""
+        pool = backlog.Pool.from_metadata(ref.scalerMetadata)
+        dispatcher = self.core.dispatcher
+        return backlog.measure(pool, self.core.registry, dispatcher.slots, dispatcher.latencies)
+
+    @unary
+    async def IsActive(self, request: pb.ScaledObjectRef, context: Context) -> pb.IsActiveResponse:
+        return pb.IsActiveResponse(result=self.backlog(request).active)
+
+    @streaming
+    async def StreamIsActive(
+        self, request: pb.ScaledObjectRef, context: Context
+    ) -> AsyncIterator[pb.IsActiveResponse]:
+        # The first answer at once, then each change: KEDA scales a pool from zero as soon
+        # as it hears `true`, rather than at its next polling interval.
+        last: bool | None = None
+        while True:
+            active = self.backlog(request).active
+            if active != last:
+                last = active
+                yield pb.IsActiveResponse(result=active)
+            if await self._closed_within(self.push_interval):
+                return
+
+    @unary
+    async def GetMetricSpec(
+        self, request: pb.ScaledObjectRef, context: Context
+    ) -> pb.GetMetricSpecResponse:
+        return _spec(backlog.Pool.from_metadata(request.scalerMetadata))
+
+    @streaming
+    async def StreamMetricSpec(
+        self, request: pb.ScaledObjectRef, context: Context
+    ) -> AsyncIterator[pb.GetMetricSpecResponse]:
+        # The target is the metadata's: it never changes while the stream lives, so the
+        # spec is sent once (as the contract asks, at once) and the stream stays open.
+        yield _spec(backlog.Pool.from_metadata(request.scalerMetadata))
+        await self._closing.wait()
+
+    @unary
+    async def GetMetrics(
+        self, request: pb.GetMetricsRequest, context: Context
+    ) -> pb.GetMetricsResponse:
+        measured = self.backlog(request.scaledObjectRef)
+        metric = measured.metric
+        return pb.GetMetricsResponse(
+            metricValues=[
+                pb.MetricValue(
+                    # KEDA asks by the name it gave the metric (prefixed "s<N>-"): echo it.
+                    metricName=request.metricName or measured.pool.name,
+                    metricValue=math.ceil(metric),
+                    metricValueFloat=metric,
+                )
+            ]
+        )
+
+
+def _spec(pool: backlog.Pool) -> pb.GetMetricSpecResponse:
+    return pb.GetMetricSpecResponse(
+        metricSpecs=[
+            pb.MetricSpec(
+                metricName=pool.name,
+                targetSize=max(math.ceil(pool.target), 1),
+                targetSizeFloat=pool.target,
+            )
+        ]
+    )
