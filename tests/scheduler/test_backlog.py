@@ -7,6 +7,7 @@ them go, so the queue is exactly what the test built.
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 
@@ -16,6 +17,7 @@ from agentmesh.scheduler.backlog import Pool
 from agentmesh.scheduler.calls import ExecuteResult, SubtaskCall
 from agentmesh.scheduler.dispatcher import Dispatcher
 from agentmesh.scheduler.registry import WorkerSpec
+from agentmesh.scheduler.scaler import BacklogCollector
 from agentmesh.tiers import Tier
 from tests.support.fakes import FakeTransport, SimClock, make_dispatcher, settle
 
@@ -169,3 +171,24 @@ async def test_a_pool_at_zero_sees_the_subtasks_waiting_for_a_worker_to_register
     transport.gate.set()
     await asyncio.gather(*tasks)
     assert not measure(dispatcher, capabilities="summarize").active
+
+
+async def test_prometheus_gets_each_tier_s_backlog_in_two_parts_that_make_keda_s_metric() -> None:
+    dispatcher, clock, transport = make()
+    join(dispatcher, "w0")  # tier small
+    dispatcher.latencies.observe("echo", 2.0)
+    tasks = submit(dispatcher, 5)
+    await settle()
+    await clock.advance(1.0)
+    core = SimpleNamespace(registry=dispatcher.registry, dispatcher=dispatcher)
+    families = {f.name: f for f in BacklogCollector(core).collect()}  # type: ignore[arg-type]
+    waiting = {
+        s.labels["tier"]: s.value for s in families["agentmesh_pool_waiting_seconds"].samples
+    }
+    busy = {s.labels["tier"]: s.value for s in families["agentmesh_pool_busy_workers"].samples}
+    assert waiting == {"builtin": 0.0, "small": pytest.approx(4 * 2.0 + 1.0), "large": 0.0}
+    assert busy == {"builtin": 0.0, "small": 1.0, "large": 0.0}
+    keda = measure(dispatcher, tier="small", targetSeconds="10").metric
+    assert waiting["small"] + 10 * busy["small"] == pytest.approx(keda)
+    transport.gate.set()
+    await asyncio.gather(*tasks)

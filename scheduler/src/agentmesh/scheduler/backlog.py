@@ -154,14 +154,19 @@ class Backlog:
     worker_capacity: int
 
     @property
+    def waiting_seconds(self) -> float:
+        """The waiting work in one worker's seconds, plus the oldest wait."""
+        return self.queued_work / max(self.worker_capacity, 1) + self.oldest_wait
+
+    @property
+    def busy_workers(self) -> float:
+        """The workers' worth of subtasks running now."""
+        return self.in_flight / max(self.worker_capacity, 1)
+
+    @property
     def metric(self) -> float:
         """Expected seconds of backlog (see the module's docstring)."""
-        capacity = max(self.worker_capacity, 1)
-        return (
-            self.queued_work / capacity
-            + self.oldest_wait
-            + self.pool.target * self.in_flight / capacity
-        )
+        return self.waiting_seconds + self.pool.target * self.busy_workers
 
     @property
     def active(self) -> bool:

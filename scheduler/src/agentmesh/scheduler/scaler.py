@@ -1,4 +1,5 @@
-"""KEDA's external scaler (externalscaler.ExternalScaler), served beside SchedulerService.
+"""KEDA's external scaler (externalscaler.ExternalScaler), served beside SchedulerService,
+and the same backlog per tier for Prometheus (an HPA through the Prometheus adapter).
 
 Each call names a worker pool in its ScaledObject's metadata (`backlog.Pool`);
 the answers come from the pool's backlog (`backlog.measure`): active while it
@@ -11,16 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from grpc import aio
+from prometheus_client.metrics_core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from agentmesh.keda import externalscaler_pb2 as pb
 from agentmesh.keda import externalscaler_pb2_grpc as pb_grpc
 from agentmesh.scheduler import backlog
 from agentmesh.scheduler.core import SchedulerCore
 from agentmesh.server.handlers import streaming, unary
+from agentmesh.tiers import Tier
 
 Context = aio.ServicerContext[Any, Any]
 
@@ -119,3 +123,40 @@ def _spec(pool: backlog.Pool) -> pb.GetMetricSpecResponse:
             )
         ]
     )
+
+
+class BacklogCollector(Collector):
+    """Each tier's backlog as two gauges, read at scrape time, for clusters without KEDA.
+
+    A pool of one tier scales on `waiting + target × busy` (the metric KEDA gets), which
+    an HPA computes from these through the Prometheus adapter (docs/kubernetes.md).
+    """
+
+    def __init__(self, core: SchedulerCore) -> None:
+        self.core = core
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        waiting = GaugeMetricFamily(
+            "agentmesh_pool_waiting_seconds",
+            "The work waiting for a tier's workers, in one worker's expected seconds "
+            "(queued subtasks × their capability's latency ÷ a worker's slots), plus the "
+            "oldest wait: the pool's backlog metric less its busy workers' share.",
+            labels=["tier"],
+        )
+        busy = GaugeMetricFamily(
+            "agentmesh_pool_busy_workers",
+            "A tier's subtasks running now, in workers' worth (in flight ÷ a worker's slots).",
+            labels=["tier"],
+        )
+        dispatcher = self.core.dispatcher
+        for tier in (Tier.BUILTIN, Tier.SMALL, Tier.LARGE):
+            measured = backlog.measure(
+                backlog.Pool(frozenset(), tier),
+                self.core.registry,
+                dispatcher.slots,
+                dispatcher.latencies,
+            )
+            waiting.add_metric([tier.label], measured.waiting_seconds)
+            busy.add_metric([tier.label], measured.busy_workers)
+        yield waiting
+        yield busy

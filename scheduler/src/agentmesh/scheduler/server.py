@@ -13,7 +13,7 @@ from agentmesh.keda import externalscaler_pb2_grpc
 from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.core import SchedulerCore
 from agentmesh.scheduler.scaler import SERVICE_NAME as SCALER_SERVICE_NAME
-from agentmesh.scheduler.scaler import ExternalScalerServicer
+from agentmesh.scheduler.scaler import BacklogCollector, ExternalScalerServicer
 from agentmesh.scheduler.servicer import SchedulerServicer
 from agentmesh.scheduler.store import SqliteStore
 from agentmesh.scheduler.transport import GrpcTransport
@@ -57,6 +57,7 @@ class SchedulerServer(Serving):
             config, self.transport, clock=SystemClock(), observer=self.metrics, store=self.store
         )
         self.metrics.registry.register(MeshCollector(self.core.snapshot))
+        self.metrics.registry.register(BacklogCollector(self.core))
         self.metrics.heartbeat_interval.set(config.heartbeat_interval)
         self.metrics.store_up.set(0 if self.store is not None and not self.store.up else 1)
         self.health = health.aio.HealthServicer()
