@@ -10,6 +10,7 @@ computed from them. One `sim` worker of two slots runs every subtask in exactly
 
 from __future__ import annotations
 
+import json
 import math
 import queue
 import threading
@@ -23,6 +24,7 @@ import pytest
 
 from agentmesh.keda import externalscaler_pb2 as pb
 from agentmesh.keda import externalscaler_pb2_grpc as pb_grpc
+from tests.integration.test_mesh import grpcurl
 from tests.support.mesh import Mesh, refused, wait_for
 
 CAPABILITY = "summarize"
@@ -166,3 +168,18 @@ def test_metadata_naming_no_pool_is_invalid_argument_on_every_call(mesh: Mesh) -
             code, _, violations = refused(call, request, timeout=5)
             assert code is grpc.StatusCode.INVALID_ARGUMENT
             assert list(violations) == ["scaledObjectRef.scalerMetadata.tier"]
+
+
+def test_reflection_serves_the_scaler_for_grpcurl(mesh: Mesh) -> None:
+    """An operator checks the scaler as KEDA will call it, with no .proto files."""
+    listed = grpcurl(mesh.target, "list")
+    assert "externalscaler.ExternalScaler" in listed.stdout.split(), listed.stdout
+    body = json.dumps({"name": "pool", "scalerMetadata": {"tier": "builtin", "targetSeconds": "4"}})
+    spec = grpcurl(mesh.target, "externalscaler.ExternalScaler/GetMetricSpec", data=body)
+    assert spec.returncode == 0, spec.stderr
+    (metric,) = json.loads(spec.stdout)["metricSpecs"]
+    assert metric == {
+        "metricName": "agentmesh-backlog-builtin-all",
+        "targetSize": "4",
+        "targetSizeFloat": 4,
+    }
