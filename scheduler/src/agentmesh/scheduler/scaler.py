@@ -148,15 +148,22 @@ class BacklogCollector(Collector):
             "A tier's subtasks running now, in workers' worth (in flight ÷ a worker's slots).",
             labels=["tier"],
         )
-        dispatcher = self.core.dispatcher
         for tier in (Tier.BUILTIN, Tier.SMALL, Tier.LARGE):
-            measured = backlog.measure(
-                backlog.Pool(frozenset(), tier),
-                self.core.registry,
-                dispatcher.slots,
-                dispatcher.latencies,
-            )
+            measured = self._measure(backlog.Pool(frozenset(), tier))
             waiting.add_metric([tier.label], measured.waiting_seconds)
             busy.add_metric([tier.label], measured.busy_workers)
         yield waiting
         yield busy
+
+    def _measure(self, pool: backlog.Pool) -> backlog.Backlog:
+        # A scrape runs on the metrics server's thread while the event loop changes the
+        # queues: a dict that changes size under the reading is read again.
+        dispatcher = self.core.dispatcher
+        for _ in range(3):
+            try:
+                return backlog.measure(
+                    pool, self.core.registry, dispatcher.slots, dispatcher.latencies
+                )
+            except RuntimeError:
+                continue
+        return backlog.measure(pool, self.core.registry, dispatcher.slots, dispatcher.latencies)
