@@ -4,6 +4,7 @@ serving after each refusal, which is counted by reason. Keys are made here."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import json
@@ -25,8 +26,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from agentmesh.client import Client
-from agentmesh.errors import NotFound
+from agentmesh.client import AsyncClient, Client
+from agentmesh.errors import NotFound, Unauthenticated
 from agentmesh.server.tokens import mint
 from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
 from tests.integration.test_mesh import grpcurl
@@ -326,3 +327,23 @@ def test_bad_auth_settings_stop_the_scheduler_with_one_line(env: dict[str, str],
     assert run.returncode == 1, run.stderr
     assert run.stderr.startswith("agentmesh: ") and said in run.stderr, run.stderr
     assert "Traceback" not in run.stderr and run.stderr.count("\n") == 1
+
+
+def test_the_python_clients_send_the_token_given_or_agentmesh_token(
+    secured: Secured, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = secured.mesh.target
+    monkeypatch.setenv("AGENTMESH_TOKEN", secured.token("admin", ""))
+    with Client(target, timeout=10) as client:
+        assert [w.info.worker_id for w in client.list_workers()] == ["w1"]
+    with Client(target, timeout=10, token="") as client, pytest.raises(Unauthenticated):
+        client.list_workers()
+
+    async def asynchronous() -> list[str]:
+        async with AsyncClient(target, timeout=10, token=secured.token("admin", "")) as client:
+            return [w.info.worker_id for w in await client.list_workers()]
+
+    monkeypatch.delenv("AGENTMESH_TOKEN")
+    assert asyncio.run(asynchronous()) == ["w1"]
+    with Client(target, timeout=10) as client, pytest.raises(Unauthenticated):
+        client.list_workers()
