@@ -347,3 +347,22 @@ def test_the_python_clients_send_the_token_given_or_agentmesh_token(
     assert asyncio.run(asynchronous()) == ["w1"]
     with Client(target, timeout=10) as client, pytest.raises(Unauthenticated):
         client.list_workers()
+
+
+@pytest.mark.parametrize("method", ["Submit", "GetRequest", "ListWorkers", "StreamSubmit"])
+def test_credentials_are_checked_before_an_undecodable_message_is_refused(
+    secured: Secured, method: str
+) -> None:
+    """A caller without credentials learns nothing from its message: not even its fault."""
+    channel = grpc.insecure_channel(secured.mesh.target)
+    path = f"/agentmesh.v1.SchedulerService/{method}"
+    garbage = b"\x0a\x03\xff\xfe\xfd"  # field 1, a string in every request, not UTF-8
+    admin = (("authorization", f"Bearer {secured.token('admin', '')}"),)
+    for metadata, expected in ((None, "UNAUTHENTICATED"), (admin, "INVALID_ARGUMENT")):
+        with pytest.raises(grpc.RpcError) as refused:
+            if method == "StreamSubmit":
+                list(channel.unary_stream(path)(garbage, timeout=10, metadata=metadata))
+            else:
+                channel.unary_unary(path)(garbage, timeout=10, metadata=metadata)
+        assert refused.value.code().name == expected, (method, refused.value.details())
+    channel.close()

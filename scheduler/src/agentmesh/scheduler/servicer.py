@@ -33,6 +33,16 @@ SUBMIT = "agentmesh.v1.SchedulerService/Submit"
 STREAM_SUBMIT = "agentmesh.v1.SchedulerService/StreamSubmit"
 DISPATCH = "agentmesh.v1.SchedulerService/Dispatch"
 DEFAULT_RECENT, MAX_RECENT = 20, 200
+#: The roles that may call each caller RPC (Register and Heartbeat are the workers').
+ROLES = {
+    "Submit": CALLERS,
+    "StreamSubmit": CALLERS,
+    "GetRequest": CALLERS,
+    "Decompose": CALLERS,
+    "Dispatch": CALLERS,
+    "ListWorkers": ADMINS,
+    "GetStats": ADMINS,
+}
 
 
 def _source(
@@ -63,9 +73,15 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         # the end of a stale stream does not evict a worker that re-registered.
         self._streams: dict[str, object] = {}
 
-    def _admit(self, context: Context, method: str, roles: frozenset[str]) -> Caller:
-        """The call's caller, admitted by its token for `roles`; raises to refuse it."""
-        return self.gate.admit(context.invocation_metadata(), method, roles)
+    def _admit(self, context: Context, method: str) -> Caller:
+        """The call's caller, admitted by its token for the method's roles; raises to refuse
+        it."""
+        return self.gate.admit(context.invocation_metadata(), method, ROLES[method])
+
+    def admit_call(self, method: str, context: Context) -> None:
+        """A caller RPC's credentials, checked before its undecodable message is refused."""
+        if method in ROLES:
+            self._admit(context, method)
 
     def call_refused(self, method: str, error: AgentmeshError) -> None:
         """A call refused before its handler ran: undecodable, or an enum out of range."""
@@ -76,7 +92,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def Submit(
         self, request: scheduler_pb2.SubmitRequest, context: Context
     ) -> scheduler_pb2.SubmitResponse:
-        caller = self._admit(context, "Submit", CALLERS)
+        caller = self._admit(context, "Submit")
         with telemetry.server_span(SUBMIT, context.invocation_metadata()):
             record = await self._submit(request, context, caller)
             return scheduler_pb2.SubmitResponse(request=_finished(record, request.view))
@@ -86,7 +102,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         self, request: scheduler_pb2.StreamSubmitRequest, context: Context
     ) -> AsyncIterator[scheduler_pb2.StreamSubmitResponse]:
         # Before anything is sent or run: a refused stream carries no event.
-        caller = self._admit(context, "StreamSubmit", CALLERS)
+        caller = self._admit(context, "StreamSubmit")
         events: asyncio.Queue[Any] = asyncio.Queue()
         request_id = ""
 
@@ -153,7 +169,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def GetRequest(
         self, request: scheduler_pb2.GetRequestRequest, context: Context
     ) -> scheduler_pb2.GetRequestResponse:
-        caller = self._admit(context, "GetRequest", CALLERS)
+        caller = self._admit(context, "GetRequest")
         record = await self.core.read(request.request_id, context.time_remaining(), caller.scope)
         # GetRequest exists to inspect a request: FULL unless BASIC is asked for.
         full = request.view != scheduler_pb2.REQUEST_VIEW_BASIC
@@ -163,7 +179,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def Decompose(
         self, request: scheduler_pb2.DecomposeRequest, context: Context
     ) -> scheduler_pb2.DecomposeResponse:
-        self._admit(context, "Decompose", CALLERS)
+        self._admit(context, "Decompose")
         data = wire.struct_to_dict(request.input)
         source = _source(request, self.core.config.max_steps)
         if source.plan is None:
@@ -176,7 +192,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def Dispatch(
         self, request: scheduler_pb2.DispatchRequest, context: Context
     ) -> scheduler_pb2.DispatchResponse:
-        self._admit(context, "Dispatch", CALLERS)
+        self._admit(context, "Dispatch")
         with telemetry.server_span(DISPATCH, context.invocation_metadata()):
             outcome = await self.core.dispatch(
                 request.request_id,
@@ -254,7 +270,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def ListWorkers(
         self, request: scheduler_pb2.ListWorkersRequest, context: Context
     ) -> scheduler_pb2.ListWorkersResponse:
-        self._admit(context, "ListWorkers", ADMINS)
+        self._admit(context, "ListWorkers")
         registry = self.core.registry
         records = (
             registry.offering(request.capability) if request.capability else registry.workers()
@@ -271,7 +287,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def GetStats(
         self, request: scheduler_pb2.GetStatsRequest, context: Context
     ) -> scheduler_pb2.GetStatsResponse:
-        self._admit(context, "GetStats", ADMINS)
+        self._admit(context, "GetStats")
         if not 0 <= request.recent_requests <= MAX_RECENT:
             raise InvalidArgument(
                 f"recent_requests must be between 0 and {MAX_RECENT}",
