@@ -91,9 +91,11 @@ class Mesh:
     """
 
     def __init__(
-        self, log_dir: Path, heartbeat_interval: float = 0.5, **scheduler_env: str
+        self, log_dir: Path, heartbeat_interval: float = 0.5, token: str = "", **scheduler_env: str
     ) -> None:
         self.log_dir = log_dir
+        #: The bearer token of `client` (an admin's, for a scheduler that checks tokens).
+        self.token = token
         self.port = 0
         self.metrics_port = 0
         self.heartbeat_interval = heartbeat_interval
@@ -118,7 +120,7 @@ class Mesh:
     def client(self) -> Client:
         """A client of the scheduler, made on first use."""
         if self._client is None:
-            self._client = Client(self.target, timeout=30.0)
+            self._client = Client(self.target, timeout=30.0, token=self.token)
         return self._client
 
     def ports_file(self, name: str) -> Path:

@@ -35,6 +35,55 @@ class SchedulerServiceStub:
     decode, or that holds an enum value its enum does not define (a priority
     of 99, say), is refused with INVALID_ARGUMENT and a field violation naming
     the field, whatever the RPC.
+
+    Callers' tokens: when the scheduler is given a key to check them with
+    (AGENTMESH_AUTH_PUBLIC_KEY or AGENTMESH_AUTH_JWKS), every caller RPC needs
+    a JWT in the call's metadata, `authorization: Bearer <token>`, whose `role`
+    claim allows it: `client` may call Submit, StreamSubmit, GetRequest,
+    Decompose and Dispatch, `admin` anything (ListWorkers, GetStats, server
+    reflection). A missing, malformed, badly signed, expired, wrong-audience
+    or wrong-issuer token is UNAUTHENTICATED (ErrorInfo reason such as
+    MISSING_TOKEN, BAD_SIGNATURE, TOKEN_EXPIRED); a role the RPC does not
+    allow is PERMISSION_DENIED (reason ROLE_DENIED). Neither is retryable with
+    the same token. A client's `tenant` claim tags the requests it submits and
+    is the only tenant whose requests it sees. The health service is open.
+    With no key configured, tokens are not checked (loopback development).
+
+    Autoscaling. The scheduler's port also serves KEDA's external scaler
+    contract, externalscaler.ExternalScaler (agentmesh/keda/externalscaler.proto,
+    kept as KEDA publishes it), so that KEDA scales each worker pool on the
+    scheduler's own backlog. A ScaledObject (trigger type `external-push`,
+    `scalerAddress` the scheduler's gRPC address) names its pool in its
+    metadata:
+    capabilities       comma-separated capabilities whose work the pool
+    serves (none: every capability of the tier)
+    tier               builtin, small or large: the tier its workers declare
+    (none: every tier); capabilities, tier or both
+    targetSeconds      seconds of backlog one replica is for (default 10)
+    activationSeconds  the pool is active above this metric (default 0)
+    workerCapacity     one worker's slots while the pool has no worker to
+    declare them (default 4, AGENTMESH_CAPACITY's default)
+    The metric, in expected seconds, anticipates the queue rather than
+    trailing it:
+    Σ queued(c) × latency(c) ÷ capacity  +  oldest wait
+    +  targetSeconds × in flight ÷ capacity
+    where queued(c) counts the pool's subtasks of capability c waiting in the
+    queue of its tier or for a worker offering c to register (a pool at zero
+    replicas has none), latency(c) is the scheduler's typical attempt latency
+    of c, capacity the slots of one of its workers, the oldest wait the age of
+    its longest-waiting subtask, and in flight the subtasks its workers run.
+    KEDA asks for ceil(metric ÷ targetSeconds) replicas: the workers busy
+    now, plus those that clear the queue within targetSeconds, plus one per
+    targetSeconds the queue is already late. IsActive (and StreamIsActive,
+    which answers at once and then on each change) is true while the metric is
+    above activationSeconds: with no work queued or running, KEDA may scale the
+    pool to zero. GetMetricSpec and StreamMetricSpec answer the target,
+    GetMetrics the metric (metricValueFloat; metricValue rounded up).
+    Metadata that names no pool is INVALID_ARGUMENT with field violations
+    (scaledObjectRef.scalerMetadata.<key>); every call may be retried. Like
+    health, the scaler needs no token (KEDA sends none) and tells queue
+    sizes alone; a network policy limits who reaches it.
+    docs/kubernetes.md has the manifests.
     """
 
     def __init__(self, channel):
@@ -100,6 +149,55 @@ class SchedulerServiceServicer:
     decode, or that holds an enum value its enum does not define (a priority
     of 99, say), is refused with INVALID_ARGUMENT and a field violation naming
     the field, whatever the RPC.
+
+    Callers' tokens: when the scheduler is given a key to check them with
+    (AGENTMESH_AUTH_PUBLIC_KEY or AGENTMESH_AUTH_JWKS), every caller RPC needs
+    a JWT in the call's metadata, `authorization: Bearer <token>`, whose `role`
+    claim allows it: `client` may call Submit, StreamSubmit, GetRequest,
+    Decompose and Dispatch, `admin` anything (ListWorkers, GetStats, server
+    reflection). A missing, malformed, badly signed, expired, wrong-audience
+    or wrong-issuer token is UNAUTHENTICATED (ErrorInfo reason such as
+    MISSING_TOKEN, BAD_SIGNATURE, TOKEN_EXPIRED); a role the RPC does not
+    allow is PERMISSION_DENIED (reason ROLE_DENIED). Neither is retryable with
+    the same token. A client's `tenant` claim tags the requests it submits and
+    is the only tenant whose requests it sees. The health service is open.
+    With no key configured, tokens are not checked (loopback development).
+
+    Autoscaling. The scheduler's port also serves KEDA's external scaler
+    contract, externalscaler.ExternalScaler (agentmesh/keda/externalscaler.proto,
+    kept as KEDA publishes it), so that KEDA scales each worker pool on the
+    scheduler's own backlog. A ScaledObject (trigger type `external-push`,
+    `scalerAddress` the scheduler's gRPC address) names its pool in its
+    metadata:
+    capabilities       comma-separated capabilities whose work the pool
+    serves (none: every capability of the tier)
+    tier               builtin, small or large: the tier its workers declare
+    (none: every tier); capabilities, tier or both
+    targetSeconds      seconds of backlog one replica is for (default 10)
+    activationSeconds  the pool is active above this metric (default 0)
+    workerCapacity     one worker's slots while the pool has no worker to
+    declare them (default 4, AGENTMESH_CAPACITY's default)
+    The metric, in expected seconds, anticipates the queue rather than
+    trailing it:
+    Σ queued(c) × latency(c) ÷ capacity  +  oldest wait
+    +  targetSeconds × in flight ÷ capacity
+    where queued(c) counts the pool's subtasks of capability c waiting in the
+    queue of its tier or for a worker offering c to register (a pool at zero
+    replicas has none), latency(c) is the scheduler's typical attempt latency
+    of c, capacity the slots of one of its workers, the oldest wait the age of
+    its longest-waiting subtask, and in flight the subtasks its workers run.
+    KEDA asks for ceil(metric ÷ targetSeconds) replicas: the workers busy
+    now, plus those that clear the queue within targetSeconds, plus one per
+    targetSeconds the queue is already late. IsActive (and StreamIsActive,
+    which answers at once and then on each change) is true while the metric is
+    above activationSeconds: with no work queued or running, KEDA may scale the
+    pool to zero. GetMetricSpec and StreamMetricSpec answer the target,
+    GetMetrics the metric (metricValueFloat; metricValue rounded up).
+    Metadata that names no pool is INVALID_ARGUMENT with field violations
+    (scaledObjectRef.scalerMetadata.<key>); every call may be retried. Like
+    health, the scaler needs no token (KEDA sends none) and tells queue
+    sizes alone; a network policy limits who reaches it.
+    docs/kubernetes.md has the manifests.
     """
 
     def Submit(self, request, context):
@@ -134,7 +232,9 @@ class SchedulerServiceServicer:
         INVALID_ARGUMENT     empty or oversized input, a malformed plan (cycle,
         unknown capability, bad reference, too many steps),
         with BadRequest field violations; not retryable.
-        NOT_FOUND            unknown workflow; not retryable.
+        NOT_FOUND            unknown workflow; or, to a client, a request id of
+        another tenant's request (reason UNKNOWN_REQUEST,
+        as GetRequest answers); not retryable.
         UNAVAILABLE          no healthy worker offers a capability a required
         step needs (ErrorInfo names it), and none
         registered within AGENTMESH_WORKER_WAIT (5 s by
@@ -160,6 +260,8 @@ class SchedulerServiceServicer:
         INTERNAL             a worker answered a subtask with INTERNAL until its
         retries ran out (such as output that kept failing
         its schema, reason OUTPUT_INVALID).
+        UNAUTHENTICATED      no valid bearer token (when tokens are checked);
+        not retryable with the same token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -177,6 +279,8 @@ class SchedulerServiceServicer:
         makes a retry attach to the running request). The result is in the
         BASIC view unless StreamSubmitRequest.view asks for REQUEST_VIEW_FULL:
         the events before it carry the plan and every subtask's progress.
+        UNAUTHENTICATED (no valid bearer token, when tokens are checked) ends the
+        stream before any event, and nothing is run.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -194,9 +298,11 @@ class SchedulerServiceServicer:
         REQUEST_VIEW_BASIC.
 
         Status codes: OK; INVALID_ARGUMENT for an empty request id; NOT_FOUND
-        for an unknown one; UNAVAILABLE (reason STORE_UNAVAILABLE) when the
-        store cannot commit a running request before the deadline. Safe to
-        retry.
+        for an unknown one, and for another tenant's request to a client (the
+        same answer: nothing tells that it exists); UNAVAILABLE (reason
+        STORE_UNAVAILABLE) when the store cannot commit a running request before
+        the deadline; UNAUTHENTICATED without a valid bearer token (when tokens
+        are checked). Safe to retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -207,7 +313,8 @@ class SchedulerServiceServicer:
         or a client-supplied plan checked and normalised. The plan may be
         edited and passed back to Submit.
 
-        Status codes: OK; INVALID_ARGUMENT; NOT_FOUND for an unknown workflow.
+        Status codes: OK; INVALID_ARGUMENT; NOT_FOUND for an unknown workflow;
+        UNAUTHENTICATED without a valid bearer token (when tokens are checked).
         Safe to retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -221,7 +328,8 @@ class SchedulerServiceServicer:
         mesh. (Offload runs the other way: a loaded scheduler hands a worker
         several steps of a plan at once, see WorkerService.ExecuteStream.)
 
-        Status codes: as Submit. Retryable when given the same request id. A
+        Status codes: as Submit (UNAUTHENTICATED without a valid bearer token,
+        when tokens are checked). Retryable when given the same request id. A
         request id this scheduler saw recently (in memory, not across restarts)
         with another capability, difficulty, priority or input is refused with
         ALREADY_EXISTS (reason REQUEST_ID_REUSED, metadata request_id).
@@ -282,7 +390,9 @@ class SchedulerServiceServicer:
         """The registered workers with their health and their skills' contracts,
         for dashboards and the CLI (`agentmesh workers`, `agentmesh skills`).
 
-        Status codes: OK. Safe to retry.
+        Status codes: OK; UNAUTHENTICATED without a valid bearer token and
+        PERMISSION_DENIED for a client's (when tokens are checked: an admin's
+        call). Safe to retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -294,7 +404,9 @@ class SchedulerServiceServicer:
         most recent requests. Used by `agentmesh top`.
 
         Status codes: OK; INVALID_ARGUMENT for a negative or too large
-        recent_requests. Safe to retry.
+        recent_requests; UNAUTHENTICATED without a valid bearer token and
+        PERMISSION_DENIED for a client's (when tokens are checked: an admin's
+        call). Safe to retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -366,6 +478,55 @@ class SchedulerService:
     decode, or that holds an enum value its enum does not define (a priority
     of 99, say), is refused with INVALID_ARGUMENT and a field violation naming
     the field, whatever the RPC.
+
+    Callers' tokens: when the scheduler is given a key to check them with
+    (AGENTMESH_AUTH_PUBLIC_KEY or AGENTMESH_AUTH_JWKS), every caller RPC needs
+    a JWT in the call's metadata, `authorization: Bearer <token>`, whose `role`
+    claim allows it: `client` may call Submit, StreamSubmit, GetRequest,
+    Decompose and Dispatch, `admin` anything (ListWorkers, GetStats, server
+    reflection). A missing, malformed, badly signed, expired, wrong-audience
+    or wrong-issuer token is UNAUTHENTICATED (ErrorInfo reason such as
+    MISSING_TOKEN, BAD_SIGNATURE, TOKEN_EXPIRED); a role the RPC does not
+    allow is PERMISSION_DENIED (reason ROLE_DENIED). Neither is retryable with
+    the same token. A client's `tenant` claim tags the requests it submits and
+    is the only tenant whose requests it sees. The health service is open.
+    With no key configured, tokens are not checked (loopback development).
+
+    Autoscaling. The scheduler's port also serves KEDA's external scaler
+    contract, externalscaler.ExternalScaler (agentmesh/keda/externalscaler.proto,
+    kept as KEDA publishes it), so that KEDA scales each worker pool on the
+    scheduler's own backlog. A ScaledObject (trigger type `external-push`,
+    `scalerAddress` the scheduler's gRPC address) names its pool in its
+    metadata:
+    capabilities       comma-separated capabilities whose work the pool
+    serves (none: every capability of the tier)
+    tier               builtin, small or large: the tier its workers declare
+    (none: every tier); capabilities, tier or both
+    targetSeconds      seconds of backlog one replica is for (default 10)
+    activationSeconds  the pool is active above this metric (default 0)
+    workerCapacity     one worker's slots while the pool has no worker to
+    declare them (default 4, AGENTMESH_CAPACITY's default)
+    The metric, in expected seconds, anticipates the queue rather than
+    trailing it:
+    Σ queued(c) × latency(c) ÷ capacity  +  oldest wait
+    +  targetSeconds × in flight ÷ capacity
+    where queued(c) counts the pool's subtasks of capability c waiting in the
+    queue of its tier or for a worker offering c to register (a pool at zero
+    replicas has none), latency(c) is the scheduler's typical attempt latency
+    of c, capacity the slots of one of its workers, the oldest wait the age of
+    its longest-waiting subtask, and in flight the subtasks its workers run.
+    KEDA asks for ceil(metric ÷ targetSeconds) replicas: the workers busy
+    now, plus those that clear the queue within targetSeconds, plus one per
+    targetSeconds the queue is already late. IsActive (and StreamIsActive,
+    which answers at once and then on each change) is true while the metric is
+    above activationSeconds: with no work queued or running, KEDA may scale the
+    pool to zero. GetMetricSpec and StreamMetricSpec answer the target,
+    GetMetrics the metric (metricValueFloat; metricValue rounded up).
+    Metadata that names no pool is INVALID_ARGUMENT with field violations
+    (scaledObjectRef.scalerMetadata.<key>); every call may be retried. Like
+    health, the scaler needs no token (KEDA sends none) and tells queue
+    sizes alone; a network policy limits who reaches it.
+    docs/kubernetes.md has the manifests.
     """
 
     @staticmethod

@@ -31,6 +31,19 @@ def _target(args: argparse.Namespace) -> str:
     return args.target or os.environ.get("AGENTMESH_SCHEDULER", "127.0.0.1:50051")
 
 
+def _client(args: argparse.Namespace) -> Client:
+    """A client of the scheduler the arguments name, with their token (--token, else
+    AGENTMESH_TOKEN)."""
+    return Client(_target(args), timeout=args.timeout, token=args.token)
+
+
+def _add_token(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--token",
+        help="bearer token for a scheduler that checks callers (default AGENTMESH_TOKEN)",
+    )
+
+
 class UsageError(Exception):
     """A mistake in the command line or its input files: one line, exit status 2."""
 
@@ -94,7 +107,7 @@ def _deadline_hint(args: argparse.Namespace) -> str:
 
 
 def _submit(args: argparse.Namespace, data: dict[str, Any], options: dict[str, Any]) -> None:
-    with Client(_target(args), timeout=args.timeout) as client:
+    with _client(args) as client:
         if args.no_stream:
             result = client.submit(_source(args), data, **options)
             _print_json(result)
@@ -125,13 +138,13 @@ def _say_if_late(args: argparse.Namespace, request: Any) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     data = _read_input(args.input)
-    with Client(_target(args), timeout=args.timeout) as client:
+    with _client(args) as client:
         _print_json(client.decompose(_source(args), data))
     return 0
 
 
 def cmd_workers(args: argparse.Namespace) -> int:
-    with Client(_target(args), timeout=args.timeout) as client:
+    with _client(args) as client:
         workers = client.list_workers(args.capability)
     if args.json:
         print(json.dumps([_as_dict(w) for w in workers], indent=2))
@@ -179,7 +192,7 @@ def live_skills(workers: Sequence[scheduler_pb2.WorkerStatus]) -> list[dict[str,
 
 
 def cmd_skills(args: argparse.Namespace) -> int:
-    with Client(_target(args), timeout=args.timeout) as client:
+    with _client(args) as client:
         skills = live_skills(client.list_workers())
     if args.json:
         print(json.dumps(skills, indent=2, ensure_ascii=False))
@@ -201,7 +214,12 @@ def cmd_top(args: argparse.Namespace) -> int:
 
     if not args.interval > 0:
         raise SystemExit(f"agentmesh top: --interval must be above 0, not {args.interval:g}")
-    return run_top(_target(args), interval=args.interval, once=args.once)
+    token = args.token
+
+    def connect(target: str) -> Client:
+        return Client(target, token=token)
+
+    return run_top(_target(args), interval=args.interval, once=args.once, client_factory=connect)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -218,6 +236,7 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--workflow", default="support_ticket")
         sub.add_argument("--goal", help="a free-form goal for the planner, instead of a workflow")
         sub.add_argument("--target", help="scheduler host:port")
+        _add_token(sub)
         sub.add_argument(
             "--timeout",
             type=float,
@@ -242,6 +261,7 @@ def parser() -> argparse.ArgumentParser:
     workers = commands.add_parser("workers", help="list the workers and their health")
     workers.add_argument("--capability", default="")
     workers.add_argument("--target", help="scheduler host:port")
+    _add_token(workers)
     workers.add_argument("--timeout", type=float, default=10.0)
     workers.add_argument("--json", action="store_true")
     workers.set_defaults(handler=cmd_workers)
@@ -250,6 +270,7 @@ def parser() -> argparse.ArgumentParser:
         "skills", help="list the live capabilities: their descriptions, workers and contracts"
     )
     skills.add_argument("--target", help="scheduler host:port")
+    _add_token(skills)
     skills.add_argument("--timeout", type=float, default=10.0)
     skills.add_argument(
         "--json", action="store_true", help="with each skill's input and output JSON Schemas"
@@ -258,6 +279,7 @@ def parser() -> argparse.ArgumentParser:
 
     top_view = commands.add_parser("top", help="a live view of the workers, queues and requests")
     top_view.add_argument("--target", help="scheduler host:port")
+    _add_token(top_view)
     top_view.add_argument(
         "--interval", type=float, default=1.0, help="seconds between polls (default 1)"
     )

@@ -12,6 +12,7 @@ from agentmesh.scheduler.hedging import HedgePolicy, parse_hedge_after
 from agentmesh.scheduler.queues import CRITICAL_PATH, check_order
 from agentmesh.scheduler.retry import RetryPolicy
 from agentmesh.server import settings
+from agentmesh.server.tokens import TokenSettings
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,10 @@ class SchedulerConfig:
     AGENTMESH_RETRY_BUDGET, AGENTMESH_RETRY_BUDGET_RESERVE."""
     hedge: HedgePolicy = field(default_factory=HedgePolicy)
     """Hedging; env AGENTMESH_HEDGE_AFTER, AGENTMESH_HEDGE_BUDGET. Default off."""
+    auth: TokenSettings = field(default_factory=TokenSettings)
+    """Callers' bearer tokens; env AGENTMESH_AUTH_PUBLIC_KEY or AGENTMESH_AUTH_JWKS,
+    AGENTMESH_AUTH_AUDIENCE, AGENTMESH_AUTH_ISSUER, AGENTMESH_AUTH_LEEWAY. Default: no
+    key, tokens are not checked."""
 
     def __post_init__(self) -> None:
         check_order(self.queue_order)
@@ -113,7 +118,7 @@ class SchedulerConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> SchedulerConfig:
         env = os.environ if env is None else env
-        values = settings.from_env(cls, env, skip=frozenset({"retry", "hedge"}))
+        values = settings.from_env(cls, env, skip=frozenset({"retry", "hedge", "auth"}))
         retry = RetryPolicy(
             max_attempts=int(env.get("AGENTMESH_RETRY_MAX_ATTEMPTS", RetryPolicy.max_attempts)),
             initial_backoff=float(
@@ -128,4 +133,5 @@ class SchedulerConfig:
             after=parse_hedge_after(env.get("AGENTMESH_HEDGE_AFTER", "")),
             budget=float(env.get("AGENTMESH_HEDGE_BUDGET", HedgePolicy.budget)),
         )
-        return cls(**{**values, "retry": retry, "hedge": hedge, **overrides})
+        auth = TokenSettings.from_env(env)
+        return cls(**{**values, "retry": retry, "hedge": hedge, "auth": auth, **overrides})

@@ -69,11 +69,11 @@ CONNECTION: dict[str, Any] = {
 
 SAVE_REQUEST = (
     "INSERT INTO requests (request_id, plan, input, priority, budget, deadline, state,"
-    " created_at, fingerprint) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " created_at, fingerprint, tenant) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
     " ON CONFLICT (request_id) DO UPDATE SET plan = EXCLUDED.plan, input = EXCLUDED.input,"
     " priority = EXCLUDED.priority, budget = EXCLUDED.budget, deadline = EXCLUDED.deadline,"
     " state = EXCLUDED.state, answer = NULL, error = NULL, created_at = EXCLUDED.created_at,"
-    " finished_at = NULL, fingerprint = EXCLUDED.fingerprint"
+    " finished_at = NULL, fingerprint = EXCLUDED.fingerprint, tenant = EXCLUDED.tenant"
 )
 CLEAR_SUBTASKS = "DELETE FROM subtasks WHERE request_id = %s"
 SAVE_SUBTASK = (

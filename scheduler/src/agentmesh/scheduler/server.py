@@ -9,16 +9,21 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
+from agentmesh.keda import externalscaler_pb2_grpc
 from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.core import SchedulerCore
+from agentmesh.scheduler.scaler import SERVICE_NAME as SCALER_SERVICE_NAME
+from agentmesh.scheduler.scaler import BacklogCollector, ExternalScalerServicer
 from agentmesh.scheduler.servicer import SchedulerServicer
 from agentmesh.scheduler.store import open_store
 from agentmesh.scheduler.transport import GrpcTransport
 from agentmesh.server import ports, reflection
+from agentmesh.server.callers import ADMINS, CallerGate
 from agentmesh.server.clock import SystemClock
 from agentmesh.server.handlers import RejectUndecodable
 from agentmesh.server.metrics import MeshCollector, SchedulerMetrics, serve_metrics
 from agentmesh.server.serving import Serving
+from agentmesh.server.tokens import TokenVerifier
 from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -54,17 +59,33 @@ class SchedulerServer(Serving):
             config, self.transport, clock=SystemClock(), observer=self.metrics, store=self.store
         )
         self.metrics.registry.register(MeshCollector(self.core.snapshot))
+        self.metrics.registry.register(BacklogCollector(self.core))
         self.metrics.heartbeat_interval.set(config.heartbeat_interval)
         self.metrics.store_up.set(0 if self.store is not None and not self.store.up else 1)
         self.health = health.aio.HealthServicer()
         self.server = aio.server(interceptors=[RejectUndecodable()], options=server_options(config))
-        scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(
-            SchedulerServicer(self.core), self.server
+        # Raises ValueError, in one line, for auth settings that do not fit together.
+        self.gate = CallerGate(
+            TokenVerifier.from_settings(config.auth),
+            lambda reason: self.metrics.auth_denied.labels(reason).inc(),
         )
+        scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(
+            SchedulerServicer(self.core, self.gate), self.server
+        )
+        # KEDA's external scaler, on the same port: worker pools scale on the backlog. Open
+        # like health: KEDA sends no token, and it tells queue sizes alone.
+        self.scaler = ExternalScalerServicer(self.core)
+        externalscaler_pb2_grpc.add_ExternalScalerServicer_to_server(self.scaler, self.server)
+        # Health stays open to all (probes carry no token); reflection is an admin's.
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable(
             self.server,
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name),
+            (
+                SERVICE_NAME,
+                SCALER_SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            ),
+            guard=lambda metadata: self.gate.admit(metadata, "ServerReflectionInfo", ADMINS),
         )
         self.port = 0
         self.metrics_port = 0
@@ -95,6 +116,11 @@ class SchedulerServer(Serving):
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="liveness-sweeper")
         self.core.dispatcher.offload.load.start()
         # Last: whoever reads the ports file may call at once.
+        if not self.gate.enabled:
+            log.info(
+                "caller tokens are not checked: no AGENTMESH_AUTH_PUBLIC_KEY or "
+                "AGENTMESH_AUTH_JWKS (docs/security.md)"
+            )
         ports.announce("scheduler", self.config.ports_file, self.address, metrics)
 
     async def _set_health(self, serving: bool) -> None:
@@ -149,6 +175,7 @@ class SchedulerServer(Serving):
             return
         self._shutdown_started = True
         self.core.stopping = True
+        self.scaler.close()
         await self.health.enter_graceful_shutdown()
         if self._sweeper is not None:
             self._sweeper.cancel()

@@ -101,7 +101,8 @@ CREATE TABLE IF NOT EXISTS requests (
     error TEXT,
     created_at REAL NOT NULL,
     finished_at REAL,
-    fingerprint TEXT NOT NULL DEFAULT ''
+    fingerprint TEXT NOT NULL DEFAULT '',
+    tenant TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS requests_running ON requests (state) WHERE state = 'RUNNING';
 CREATE TABLE IF NOT EXISTS subtasks (
@@ -113,7 +114,11 @@ CREATE TABLE IF NOT EXISTS subtasks (
 """
 
 #: Columns added since the first schema, added to older files on open.
-MIGRATIONS = {"fingerprint": "ALTER TABLE requests ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''"}
+MIGRATIONS = {
+    "fingerprint": "ALTER TABLE requests ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''",
+    # The caller's tenant; requests from before tenants are no tenant's ("").
+    "tenant": "ALTER TABLE requests ADD COLUMN tenant TEXT NOT NULL DEFAULT ''",
+}
 
 
 class StoreError(Exception):
@@ -184,7 +189,8 @@ class SqliteStore:
         self._writer.put(
             (
                 "INSERT OR REPLACE INTO requests (request_id, plan, input, priority, budget,"
-                " deadline, state, created_at, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " deadline, state, created_at, fingerprint, tenant)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 request_row(record, deadline, fingerprint),
             )
         )

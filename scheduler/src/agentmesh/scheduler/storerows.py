@@ -23,7 +23,7 @@ from agentmesh.usage import Usage
 #: The columns of a request row, in the order `stored_request` reads them.
 COLUMNS = (
     "request_id, plan, input, priority, budget, deadline, state, answer, error,"
-    " created_at, finished_at, fingerprint"
+    " created_at, finished_at, fingerprint, tenant"
 )
 
 
@@ -41,7 +41,7 @@ class StoredRequest:
 
 def request_row(record: RequestRecord, deadline: float, fingerprint: str) -> tuple[Any, ...]:
     """A new request's row: request_id, plan, input, priority, budget, deadline, state,
-    created_at, fingerprint."""
+    created_at, fingerprint, tenant."""
     return (
         record.request_id,
         json.dumps(plan_to_dict(record.plan)),
@@ -52,6 +52,7 @@ def request_row(record: RequestRecord, deadline: float, fingerprint: str) -> tup
         str(record.state),
         record.created_at,
         fingerprint,
+        record.tenant,
     )
 
 
@@ -89,6 +90,7 @@ def stored_request(row: tuple[Any, ...], subtask_rows: Iterable[str]) -> StoredR
         created,
         finished,
         fingerprint,
+        tenant,
     ) = row
     record = RequestRecord(
         request_id=request_id,
@@ -102,6 +104,7 @@ def stored_request(row: tuple[Any, ...], subtask_rows: Iterable[str]) -> StoredR
         created_at=created,
         finished_at=finished,
         budget=Budget(budget) if budget > 0 else None,
+        tenant=tenant,
     )
     for raw in subtask_rows:
         fields = json.loads(raw)

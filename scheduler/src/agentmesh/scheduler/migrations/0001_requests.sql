@@ -13,7 +13,9 @@ CREATE TABLE requests (
     error text,
     created_at double precision NOT NULL,
     finished_at double precision,
-    fingerprint text NOT NULL DEFAULT ''
+    fingerprint text NOT NULL DEFAULT '',
+    -- The caller's tenant ('' for none).
+    tenant text NOT NULL DEFAULT ''
 );
 
 -- What a starting scheduler resumes: the running requests, a small part of the table.
