@@ -54,6 +54,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class PortTaken(Exception):
+    """Another process took the port between its choice and the server's start."""
+
+
 class PostgresServer:
     """One postgres process on 127.0.0.1:`port`, its data in a temporary directory.
 
@@ -70,6 +74,7 @@ class PostgresServer:
         self.data = self.root / "data"
         self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self._started = False
         self._as_user: list[str] = []
         if os.geteuid() == 0:
             nobody = pwd.getpwnam("nobody")
@@ -115,8 +120,26 @@ class PostgresServer:
         return self.process.pid
 
     def start(self) -> None:
-        """Start the server (again, on the same port) and wait until it takes connections."""
+        """Start the server (again, on the same port) and wait until it takes connections.
+
+        The first start takes another free port if the one chosen was taken meanwhile (the
+        port is free when chosen, not reserved); a restart keeps its port, which clients
+        know.
+        """
         assert self.process is None or self.process.poll() is not None, "already running"
+        for _ in range(3):
+            try:
+                self._start_once()
+            except PortTaken:
+                if self._started:
+                    raise
+                self.port = _free_port()
+                continue
+            self._started = True
+            return
+        raise AssertionError("PostgreSQL found no free port in three tries")
+
+    def _start_once(self) -> None:
         postgres = [
             _binary("postgres"),
             "-D",
@@ -144,7 +167,10 @@ class PostgresServer:
 
     def _accepting(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
-            raise AssertionError(f"postgres exited: {self.log.read_text()[-2000:]}")
+            tail = self.log.read_text()[-2000:]
+            if "could not bind" in tail or "Address already in use" in tail:
+                raise PortTaken(self.port)
+            raise AssertionError(f"postgres exited: {tail}")
         try:
             psycopg.connect(self.url(), connect_timeout=2).close()
         except psycopg.OperationalError:
