@@ -22,7 +22,7 @@ from agentmesh.errors import AgentmeshError, Unavailable
 from agentmesh.scheduler.pgstore import migrations
 from agentmesh.v1 import scheduler_pb2
 from tests.integration.test_store_faults import SERVING, TICKET, health, store_up, submit
-from tests.support.mesh import ROOT, Mesh, wait_for
+from tests.support.mesh import ROOT, Mesh, completed_runs, wait_for
 from tests.support.postgres import PASSWORD, PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -163,8 +163,9 @@ def test_the_database_restarted_under_load_loses_nothing(
     try:
         mesh.start_scheduler()
         for name in ("a", "b"):
-            mesh.start_worker(name, backend="sim", **slow)
+            mesh.start_worker(name, backend="sim", metrics=True, **slow)
         mesh.wait_workers({"a", "b"})
+        ports = {name: mesh.worker_metrics_port(name) for name in ("a", "b")}
         load = Load(mesh, callers=4)
         load.start()
         wait_for(lambda: len(load.answered) >= 8, 60, "requests answered before the outage")
@@ -187,6 +188,7 @@ def test_the_database_restarted_under_load_loses_nothing(
         wait_for(lambda: len(load.answered) >= done + 8, 60, "requests answered after it")
         load.join()
         repeated = submit(mesh, "during-outage", timeout=30)
+        completed = sum(completed_runs(port)[0] for port in ports.values())
         log = mesh.log("scheduler")
     finally:
         mesh.stop()
@@ -195,16 +197,22 @@ def test_the_database_restarted_under_load_loses_nothing(
     states = stored_states(postgres_url, ids)
     waited = [i for i, (s, e) in load.times.items() if s < stopped and e > restarted]
     lost = [i for i in ids if states.get(i) != "SUCCEEDED"]
+    with psycopg.connect(postgres_url) as db:
+        [(succeeded,)] = db.execute(
+            "SELECT count(*) FROM subtasks WHERE record::jsonb ->> 'state' = 'SUCCEEDED'"
+        ).fetchall()
     print(
         f"\ndatabase restarted under load: {len(ids)} requests answered, "
         f"{len(waited)} in flight through the outage (waited, then finished), "
         f"{len(load.refused) + 1} refused with STORE_UNAVAILABLE and then answered on a repeat, "
-        f"{len(lost)} lost; outage {restarted - stopped:.1f} s"
+        f"{len(lost)} lost; outage {restarted - stopped:.1f} s; {succeeded} subtasks "
+        f"succeeded, {completed} model calls completed ({completed - succeeded} twice)"
     )
     assert isinstance(refused, Unavailable) and refused.reason == "STORE_UNAVAILABLE"
     assert repeated is None and load.errors == []
     assert all(state == scheduler_pb2.REQUEST_STATE_SUCCEEDED for state in load.answered.values())
     assert lost == []
+    assert completed == succeeded  # no subtask's model call completed twice
     assert load.refused <= set(ids)  # every refused id was answered on a repeat
     assert waited, "no request was in flight through the outage"
     assert seen[0] != SERVING and down_metric == 0 and up_metric == 1
