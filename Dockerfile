@@ -19,13 +19,14 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/agentmesh
 WORKDIR /src
 # Only the four parts: the contracts, the client (and agentmesh.server), the scheduler
+# (with psycopg, for AGENTMESH_STORE=postgresql://...)
 # and the agents (.dockerignore keeps the rest of the repository out of the context).
 COPY protos/ protos/
 COPY clients/python/ clients/python/
 COPY scheduler/ scheduler/
 COPY agents/ agents/
 RUN /opt/agentmesh/bin/python -m pip install --upgrade 'pip>=25.1' \
- && /opt/agentmesh/bin/python -m pip install ./protos './clients/python[server]' ./scheduler './agents[all]'
+ && /opt/agentmesh/bin/python -m pip install ./protos './clients/python[server]' './scheduler[postgresql]' './agents[all]'
 
 FROM python:${PYTHON_VERSION}-slim
 RUN groupadd --system --gid 10001 agentmesh \

@@ -15,7 +15,7 @@ from agentmesh.scheduler.core import SchedulerCore
 from agentmesh.scheduler.scaler import SERVICE_NAME as SCALER_SERVICE_NAME
 from agentmesh.scheduler.scaler import BacklogCollector, ExternalScalerServicer
 from agentmesh.scheduler.servicer import SchedulerServicer
-from agentmesh.scheduler.store import SqliteStore
+from agentmesh.scheduler.store import open_store
 from agentmesh.scheduler.transport import GrpcTransport
 from agentmesh.server import ports, reflection
 from agentmesh.server.callers import ADMINS, CallerGate
@@ -53,8 +53,8 @@ class SchedulerServer(Serving):
         self.config = config
         self.metrics = SchedulerMetrics(CollectorRegistry())
         self.transport = GrpcTransport()
-        # Raises StoreError for a store that cannot be opened or is damaged.
-        self.store = SqliteStore(config.store, observer=self) if config.store else None
+        # Raises StoreError for a store that cannot be opened, reached or is damaged.
+        self.store = open_store(config.store, observer=self)
         self.core = SchedulerCore(
             config, self.transport, clock=SystemClock(), observer=self.metrics, store=self.store
         )
