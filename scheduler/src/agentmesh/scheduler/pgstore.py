@@ -19,10 +19,11 @@ its password.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -32,6 +33,20 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from agentmesh.errors import Unavailable
+from agentmesh.scheduler.pgreplicas import (
+    CLAIM,
+    CLEAR_SUBTASKS,
+    FENCED,
+    FINISH_REQUEST,
+    MESH_BACKLOG,
+    RELEASE,
+    RENEW,
+    REPORT_BACKLOG,
+    SAVE_REQUEST,
+    SAVE_SUBTASK,
+    Lease,
+    default_replica,
+)
 from agentmesh.scheduler.records import RequestRecord, SubtaskRecord
 from agentmesh.scheduler.states import SubtaskState
 from agentmesh.scheduler.store import STORE_UNAVAILABLE, StoreError
@@ -67,27 +82,10 @@ CONNECTION: dict[str, Any] = {
     "tcp_user_timeout": 10_000,
 }
 
-SAVE_REQUEST = (
-    "INSERT INTO requests (request_id, plan, input, priority, budget, deadline, state,"
-    " created_at, fingerprint, tenant) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-    " ON CONFLICT (request_id) DO UPDATE SET plan = EXCLUDED.plan, input = EXCLUDED.input,"
-    " priority = EXCLUDED.priority, budget = EXCLUDED.budget, deadline = EXCLUDED.deadline,"
-    " state = EXCLUDED.state, answer = NULL, error = NULL, created_at = EXCLUDED.created_at,"
-    " finished_at = NULL, fingerprint = EXCLUDED.fingerprint, tenant = EXCLUDED.tenant"
-)
-CLEAR_SUBTASKS = "DELETE FROM subtasks WHERE request_id = %s"
-SAVE_SUBTASK = (
-    "INSERT INTO subtasks (request_id, subtask_id, record) VALUES (%s, %s, %s)"
-    " ON CONFLICT (request_id, subtask_id) DO UPDATE SET record = EXCLUDED.record"
-)
-FINISH_REQUEST = (
-    "UPDATE requests SET state = %s, answer = %s, error = %s, finished_at = %s"
-    " WHERE request_id = %s"
-)
 #: A request with its subtasks' records, in one query (one snapshot, one round trip).
 SELECT = (
-    f"SELECT {COLUMNS}, ARRAY(SELECT record FROM subtasks s WHERE s.request_id = r.request_id)"
-    " FROM requests r"
+    f"SELECT {COLUMNS}, r.epoch,"
+    " ARRAY(SELECT record FROM subtasks s WHERE s.request_id = r.request_id) FROM requests r"
 )
 
 
@@ -198,18 +196,38 @@ class PostgresSink:
         self.where = connector.where
         self._connector = connector
         self._db: psycopg.Connection[Any] | None = db
+        #: Told (on the writer's thread) the ids of requests whose fenced writes were
+        #: refused in a committed batch: they have a newer owner.
+        self.lost: Callable[[set[str]], None] = lambda ids: None
 
     def commit(self, statements: list[Statement]) -> None:
         db = self._connection()
+        fenced: list[tuple[psycopg.Cursor[Any], int, list[tuple[Any, ...]]]] = []
         try:
             # One pipeline for the whole batch: its statements, BEGIN and COMMIT go out
             # together and the batch costs one round trip, not one per run of statements.
             with db.pipeline(), db.transaction(), db.cursor() as cursor:
                 for sql, parameters in runs(statements):
-                    cursor.executemany(sql, parameters)
+                    where = FENCED.get(sql)
+                    if where is None:
+                        cursor.executemany(sql, parameters)
+                        continue
+                    # A cursor of its own, read after the commit: one result per row.
+                    own = db.cursor()
+                    own.executemany(sql, parameters, returning=True)
+                    fenced.append((own, where, parameters))
+            lost = set()
+            for own, where, parameters in fenced:
+                for row in parameters:
+                    if own.fetchone() is None:
+                        lost.add(row[where])
+                    own.nextset()
+                own.close()
         except psycopg.Error as error:
             self._forget(db)
             raise StoreUnreachable(self._connector.line(error)) from None
+        if lost:
+            self.lost(lost)
 
     def check(self) -> None:
         db = self._connection()
@@ -252,7 +270,17 @@ class PostgresStore:
         *,
         flush_interval: float = 0.005,
         observer: StoreObserver | None = None,
+        replica: str = "",
+        lease: float = 5.0,
     ) -> None:
+        #: This scheduler among the replicas sharing the database, and its leases.
+        self.lease = Lease(replica or default_replica(), lease)
+        #: The epoch this replica holds each of its running requests at: what its writes
+        #: are fenced with. Written on the event loop, and by `claim` (on a thread).
+        self._epochs: dict[str, int] = {}
+        #: Told, on the event loop, of requests another replica took over.
+        self._on_lost: Callable[[str], None] = lambda request_id: None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._connector = Connector(url)
         #: The URL without its password: for log lines and error metadata.
         self.path = self._connector.where
@@ -274,6 +302,7 @@ class PostgresStore:
             log.info("migrated the request store", extra={"store": self.path, "versions": applied})
         self._lock = threading.Lock()
         self._sink = PostgresSink(self._connector, writer_db)
+        self._sink.lost = self._lost
         self._writer = GroupWriter(self._sink, flush_interval=flush_interval, observer=observer)
 
     @property
@@ -287,18 +316,88 @@ class PostgresStore:
     # -- writes (queued) -------------------------------------------------------------
 
     def save_request(self, record: RequestRecord, deadline: float, fingerprint: str = "") -> None:
-        self._writer.put((SAVE_REQUEST, request_row(record, deadline, fingerprint)))
+        """A new request (epoch 1), or one run again (the epoch after the one read), owned
+        by this replica; refused (and reported lost) when another replica has it."""
+        record.epoch += 1
+        epoch = self._epochs[record.request_id] = record.epoch
+        row = request_row(record, deadline, fingerprint)
+        self._writer.put((SAVE_REQUEST, self.lease.save_request(row, epoch)))
         # As in SqliteStore: a step without a row is PENDING.
-        self._writer.put((CLEAR_SUBTASKS, (record.request_id,)))
+        self._writer.put((CLEAR_SUBTASKS, self.lease.clear_subtasks(record.request_id, epoch)))
         for subtask in record.subtasks.values():
             if subtask.state is not SubtaskState.PENDING:
                 self.save_subtask(record.request_id, subtask)
 
     def save_subtask(self, request_id: str, subtask: SubtaskRecord) -> None:
-        self._writer.put((SAVE_SUBTASK, (request_id, subtask.id, subtask_row(subtask))))
+        epoch = self._epochs.get(request_id)
+        if epoch is None:  # no longer this replica's: nothing it does is kept
+            return
+        row = self.lease.save_subtask(request_id, subtask.id, subtask_row(subtask), epoch)
+        self._writer.put((SAVE_SUBTASK, row))
 
     def finish_request(self, record: RequestRecord) -> None:
-        self._writer.put((FINISH_REQUEST, outcome_row(record)))
+        epoch = self._epochs.pop(record.request_id, None)
+        if epoch is not None:
+            row = self.lease.finish_request(outcome_row(record), epoch)
+            self._writer.put((FINISH_REQUEST, row))
+
+    # -- replicas (pgreplicas.py) -------------------------------------------------------
+
+    def watch(self, on_lost: Callable[[str], None]) -> None:
+        """Call `on_lost(request_id)` on this event loop for each running request another
+        replica took over (found when a fenced write of it is refused)."""
+        self._loop = asyncio.get_running_loop()
+        self._on_lost = on_lost
+
+    def renew(self) -> None:
+        """Queue the renewal of every running request's lease (through the writer)."""
+        self._writer.put((RENEW, self.lease.renew()))
+
+    def claim(self, limit: int | None = 100, *, mine: bool = False) -> list[StoredRequest]:
+        """Claim running requests whose lease expired (and, with `mine`, this replica's
+        own: at start) with the next epoch; at most `limit` (None: all). Blocking: run it
+        on a thread."""
+        with self._lock:
+            try:
+                db = self._reader()
+                with db.transaction():
+                    ids = [i for (i,) in db.execute(CLAIM, self.lease.claim(limit, mine))]
+                    rows = db.execute(f"{SELECT} WHERE request_id = ANY(%s)", (ids,)).fetchall()
+            except (psycopg.Error, StoreUnreachable) as error:
+                self._drop_reader()
+                raise self._unreadable(error) from None
+        claimed = [self._stored(row) for row in rows]
+        for stored in claimed:
+            self._epochs[stored.record.request_id] = stored.record.epoch
+        return claimed
+
+    def report_backlog(self, backlog: str) -> None:
+        """Queue this replica's backlog (JSON text) for the others to read."""
+        self._writer.put((REPORT_BACKLOG, (self.lease.replica, backlog)))
+
+    def mesh_backlog(self, fresh: float) -> dict[str, str]:
+        """Each replica's backlog, of those heard from within `fresh` seconds."""
+        return dict(self._read(MESH_BACKLOG, (fresh,)))
+
+    def _lost(self, ids: set[str]) -> None:
+        """From the writer's thread: requests whose writes were refused."""
+        loop = self._loop
+        for request_id in ids:
+            if loop is None or loop.is_closed():
+                self._epochs.pop(request_id, None)
+                continue
+            try:
+                loop.call_soon_threadsafe(self._lose, request_id)
+            except RuntimeError:  # the loop is closing
+                pass
+
+    def _lose(self, request_id: str) -> None:
+        self._epochs.pop(request_id, None)
+        log.warning(
+            "request taken over by another scheduler: no longer run here",
+            extra={"request_id": request_id, "replica": self.lease.replica},
+        )
+        self._on_lost(request_id)
 
     async def committed(self, timeout: float) -> bool:
         return await self._writer.committed(timeout)
@@ -312,35 +411,54 @@ class PostgresStore:
     def load(self, request_id: str) -> StoredRequest | None:
         """The request, or None; UNAVAILABLE (STORE_UNAVAILABLE) when it cannot be read."""
         rows = self._read(f"{SELECT} WHERE request_id = %s", (request_id,))
-        return stored_request(rows[0][:-1], rows[0][-1]) if rows else None
+        return self._stored(rows[0]) if rows else None
 
     def unfinished(self) -> Iterator[StoredRequest]:
-        for row in self._read(f"{SELECT} WHERE state = 'RUNNING'", ()):
-            yield stored_request(row[:-1], row[-1])
+        """The running requests this replica may resume at start, claimed: its own, and
+        those whose lease expired (a replica gone); not those other replicas run."""
+        yield from self.claim(None, mine=True)
+
+    @staticmethod
+    def _stored(row: tuple[Any, ...]) -> StoredRequest:
+        stored = stored_request(row[:-2], row[-1])
+        stored.record.epoch = row[-2]
+        return stored
 
     def _read(self, sql: str, parameters: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """Rows of one query, on a connection made again once if it was lost (the server
         restarted since the last read)."""
         with self._lock:
             for attempt in (1, 2):
-                db = self._db
                 try:
-                    if db is None:
-                        db = self._db = self._connector.connect()
-                    return db.execute(sql, parameters).fetchall()
+                    return self._reader().execute(sql, parameters).fetchall()
                 except (psycopg.Error, StoreUnreachable) as error:
-                    if db is not None:  # made again on the next try, as the writer's is
-                        db.close()
-                        self._db = None
+                    self._drop_reader()  # made again on the next try, as the writer's is
                     if attempt == 2 or not isinstance(error, psycopg.OperationalError):
-                        raise Unavailable(
-                            f"the request store cannot be read ({self._connector.line(error)})",
-                            reason=STORE_UNAVAILABLE,
-                            metadata={"store": self.path},
-                        ) from None
+                        raise self._unreadable(error) from None
         raise AssertionError("unreachable")
 
+    def _reader(self) -> psycopg.Connection[Any]:
+        """The readers' connection (under the lock), made again when it was lost."""
+        if self._db is None:
+            self._db = self._connector.connect()
+        return self._db
+
+    def _drop_reader(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _unreadable(self, error: BaseException) -> Unavailable:
+        return Unavailable(
+            f"the request store cannot be read ({self._connector.line(error)})",
+            reason=STORE_UNAVAILABLE,
+            metadata={"store": self.path},
+        )
+
     def close(self) -> None:
+        """Commit what is queued, with the release of this replica's running requests: the
+        other replicas (or the next scheduler) take them at once."""
+        self._writer.put((RELEASE, (self.lease.replica,)))
         self._writer.close()
         self._sink.close()
         with self._lock:
