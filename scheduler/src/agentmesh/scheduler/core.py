@@ -116,6 +116,7 @@ class SchedulerCore:
             self.replicas = self.runner.replicas = Replicas(
                 common, self.runner, clock, lease=config.lease
             )
+            self.dispatcher.before_send = self._committed_by
         self.plans = PlanMaker(self.workflows, self.registry, self.dispatcher, config.max_steps)
         self.membership = Membership(
             self.registry,
@@ -124,6 +125,11 @@ class SchedulerCore:
             heartbeat_interval=config.heartbeat_interval,
             liveness_timeout=config.liveness_timeout,
         )
+
+    async def _committed_by(self, deadline: float) -> bool:
+        """Wait for what is queued for the store, until `deadline` (on the clock)."""
+        assert self.store is not None
+        return await self.store.committed(deadline - self.clock.now())
 
     @property
     def stopping(self) -> bool:
