@@ -150,3 +150,34 @@ def _quietly(call) -> None:  # type: ignore[no-untyped-def]
         call()
     except AgentmeshError:
         pass
+
+
+def test_both_replicas_report_the_meshs_backlog(tmp_path, postgres_url: str) -> None:
+    """No worker yet: the requests' first steps wait for one, on the replica that runs
+    them; each replica's scaler metric counts both replicas' waiting subtasks."""
+    mesh = ReplicaMesh(tmp_path, postgres_url, AGENTMESH_WORKER_WAIT="60")
+    queued = 'agentmesh_pool_queued_subtasks{tier="small"}'
+    try:
+        mesh.start_replicas(2)
+
+        def start(replica: str, request_id: str) -> None:
+            threading.Thread(
+                target=lambda: _quietly(
+                    lambda: mesh.clients[replica].submit(
+                        "support_ticket", TICKET, request_id=request_id, timeout=60
+                    )
+                ),
+                daemon=True,
+            ).start()
+
+        def both() -> tuple[float, float]:
+            return mesh.metric("s1", queued), mesh.metric("s2", queued)
+
+        start("s1", "waiting-1")
+        seen = wait_for(lambda: both()[0] > 0 and len(set(both())) == 1 and both(), 30, "one")
+        one = seen[0]
+        start("s2", "waiting-2")
+        seen_two = wait_for(lambda: both() == (2 * one, 2 * one) and both(), 30, "both")
+    finally:
+        mesh.stop()
+    print(f"\nbacklog: one replica's request: {seen}; one on each: {seen_two}")

@@ -70,12 +70,17 @@ class ReplicaMesh(Mesh):
             rows = db.execute("SELECT request_id, owner, epoch, state FROM requests").fetchall()
         return {r: (o, e, s) for r, o, e, s in rows}
 
-    def active(self, name: str) -> float:
-        """The requests replica `name` runs now (its /metrics)."""
+    def metric(self, name: str, sample: str) -> float:
+        """A sample of replica `name`'s /metrics (`agentmesh_requests_active`,
+        `agentmesh_pool_queued_subtasks{tier="small"}`); 0 when absent."""
         url = f"http://127.0.0.1:{self.metrics_ports[name]}/metrics"
         body = urllib.request.urlopen(url, timeout=5).read().decode()
-        found = re.search(r"^agentmesh_requests_active (\S+)", body, re.MULTILINE)
+        found = re.search(rf"^{re.escape(sample)} (\S+)", body, re.MULTILINE)
         return float(found.group(1)) if found else 0.0
+
+    def active(self, name: str) -> float:
+        """The requests replica `name` runs now."""
+        return self.metric(name, "agentmesh_requests_active")
 
     def finished(self, replica: str, request_id: str) -> scheduler_pb2.Request | None:
         """The request as `replica` shows it, once finished; None before (or unreadable)."""

@@ -25,6 +25,7 @@ from agentmesh.errors import (
 )
 from agentmesh.scheduler import admission, contracts, requests
 from agentmesh.scheduler.admission import Admission
+from agentmesh.scheduler.backlog import local_backlog
 from agentmesh.scheduler.calls import (
     DispatchObserver,
     EventSink,
@@ -114,7 +115,11 @@ class SchedulerCore:
         self.replicas: Replicas | None = None
         if (common := shared(store)) is not None:
             self.replicas = self.runner.replicas = Replicas(
-                common, self.runner, clock, lease=config.lease
+                common,
+                self.runner,
+                clock,
+                lease=config.lease,
+                backlog=lambda: local_backlog(self.registry, self.dispatcher.slots),
             )
             self.dispatcher.before_send = self._committed_by
         self.plans = PlanMaker(self.workflows, self.registry, self.dispatcher, config.max_steps)

@@ -8,16 +8,21 @@ it claims exactly as a restarted scheduler resumes its own
 (`RequestRunner.resume`), and stops running a request as soon as a fenced
 write of it is refused (`RequestRunner.lose`): another replica owns it now.
 It also follows a request another replica runs, reading it from the
-database until it finishes (`follow`), for a repeat of its id.
+database until it finishes (`follow`), for a repeat of its id; and every
+`report_interval` seconds it writes its backlog to the database and reads
+the other replicas' (`others`), so that the autoscaler sees the mesh's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from agentmesh.errors import DeadlineExceeded
+from agentmesh.scheduler.backlog import ReplicaBacklog
+from agentmesh.scheduler.pgreplicas import Lease
 from agentmesh.scheduler.records import RequestRecord
 from agentmesh.scheduler.states import RequestState
 from agentmesh.scheduler.store import Store, StoredRequest
@@ -37,6 +42,13 @@ class SharedStore(Store, Protocol):
     def renew(self) -> None: ...
 
     def claim(self, limit: int | None = 100, *, mine: bool = False) -> list[StoredRequest]: ...
+
+    def report_backlog(self, backlog: str) -> None: ...
+
+    def mesh_backlog(self, fresh: float) -> dict[str, str]: ...
+
+    @property
+    def lease(self) -> Lease: ...
 
 
 def shared(store: Store | None) -> SharedStore | None:
@@ -64,6 +76,8 @@ class Replicas:
         lease: float,
         takeover_interval: float = 1.0,
         claim_limit: int = 100,
+        backlog: Callable[[], str] = lambda: "{}",
+        report_interval: float = 1.0,
     ) -> None:
         self.store = store
         self.runner = runner
@@ -71,6 +85,11 @@ class Replicas:
         self.lease = lease
         self.takeover_interval = takeover_interval
         self.claim_limit = claim_limit
+        self.backlog = backlog
+        self.report_interval = report_interval
+        #: The other replicas' backlogs, as last read (those heard from within three
+        #: report intervals): with this replica's own, the mesh's.
+        self.others: list[ReplicaBacklog] = []
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -79,6 +98,7 @@ class Replicas:
         self._tasks = [
             asyncio.create_task(self._renew_forever(), name="lease-renewals"),
             asyncio.create_task(self._take_over_forever(), name="takeovers"),
+            asyncio.create_task(self._share_backlog_forever(), name="backlogs"),
         ]
 
     def stop(self) -> None:
@@ -117,6 +137,21 @@ class Replicas:
         while True:
             self.store.renew()
             await asyncio.sleep(self.lease / 3)
+
+    async def share_backlog(self) -> None:
+        """Write this replica's backlog to the store and read the others' fresh ones."""
+        self.store.report_backlog(self.backlog())
+        rows = await asyncio.to_thread(self.store.mesh_backlog, 3 * self.report_interval)
+        me = self.store.lease.replica
+        self.others = [ReplicaBacklog.from_json(text) for r, text in rows.items() if r != me]
+
+    async def _share_backlog_forever(self) -> None:
+        while True:
+            try:
+                await self.share_backlog()
+            except Exception as error:  # the store down: the last backlogs read stay
+                log.debug("backlog exchange failed", extra={"error": str(error)})
+            await asyncio.sleep(self.report_interval)
 
     async def _take_over_forever(self) -> None:
         while True:
