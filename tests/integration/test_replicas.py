@@ -114,9 +114,21 @@ def test_a_replica_stopped_past_its_lease_has_its_late_results_refused(
         ).start()
         wait_for(lambda: under_way(mesh, "s2", "paused-1"), 30, "the request under way on s1")
         mesh.signal("s1", signal.SIGSTOP)
+        # A repeat on s2 while s1 still holds the request: answered from the database.
+        streamed: list[scheduler_pb2.StreamSubmitResponse] = []
+        repeat_on_s2 = threading.Thread(
+            target=lambda: streamed.extend(
+                mesh.clients["s2"].stream_submit(
+                    "support_ticket", TICKET, request_id="paused-1", timeout=60
+                )
+            ),
+            daemon=True,
+        )
+        repeat_on_s2.start()
         # s2 takes it over once s1's lease expires, and finishes it.
         wait_for(lambda: mesh.owners()["paused-1"][:2] == ("s2", 2), 30, "s2 to take it over")
         done = wait_for(lambda: mesh.finished("s2", "paused-1"), 60, "s2 to finish it")
+        repeat_on_s2.join(30)
         mesh.signal("s1", signal.SIGCONT)
         wait_for(
             lambda: "request taken over by another scheduler" in mesh.log("s1"),
@@ -136,6 +148,8 @@ def test_a_replica_stopped_past_its_lease_has_its_late_results_refused(
     assert owners["paused-1"][:3] == ("s2", 2, "SUCCEEDED")
     assert after == done  # nothing s1 finished late was applied
     assert repeat.state == scheduler_pb2.REQUEST_STATE_SUCCEEDED
+    assert streamed and streamed[-1].result.state == scheduler_pb2.REQUEST_STATE_SUCCEEDED
+    assert streamed[-1].result.answer == done.answer
     succeeded = sum(1 for s in done.subtasks if s.state == SUCCEEDED)
     completed = sum(ok for ok, _ in runs.values())
     print(
