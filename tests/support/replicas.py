@@ -6,6 +6,7 @@ import re
 import signal
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -31,8 +32,13 @@ class ReplicaMesh(Mesh):
             self.start_replica(f"s{i}")
 
     def start_replica(self, name: str) -> None:
+        """Start replica `name`; started again, on the ports it had, where workers find it."""
         env = {**self._scheduler_env, "AGENTMESH_LISTEN": ANY_PORT, "AGENTMESH_REPLICA": name}
         env["AGENTMESH_METRICS_LISTEN"] = ANY_PORT
+        if name in self.replicas:
+            env["AGENTMESH_LISTEN"] = self.replicas[name]
+            env["AGENTMESH_METRICS_LISTEN"] = f"127.0.0.1:{self.metrics_ports[name]}"
+            self.clients.pop(name).close()
         self._spawn(name, ["scheduler"], env)
         bound = self.ports(name)
         self.replicas[name] = bound.grpc
@@ -49,9 +55,9 @@ class ReplicaMesh(Mesh):
             return False
         return True
 
-    def start_worker(self, name: str, **kwargs: object) -> None:  # type: ignore[override]
+    def start_worker(self, name: str, **kwargs: Any) -> None:  # type: ignore[override]
         schedulers = ",".join(self.replicas.values())
-        super().start_worker(name, AGENTMESH_SCHEDULER=schedulers, **kwargs)  # type: ignore[arg-type]
+        super().start_worker(name, AGENTMESH_SCHEDULER=schedulers, **kwargs)
 
     def wait_workers(self, names: set[str], timeout: float = 60.0) -> None:
         for replica, client in self.clients.items():
