@@ -29,6 +29,7 @@ from grpc_status import rpc_status
 from agentmesh.client import Client
 from agentmesh.errors import AgentmeshError
 from agentmesh.server import ports
+from agentmesh.tls import TlsConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,9 +92,15 @@ class Mesh:
     """
 
     def __init__(
-        self, log_dir: Path, heartbeat_interval: float = 0.5, **scheduler_env: str
+        self,
+        log_dir: Path,
+        heartbeat_interval: float = 0.5,
+        client_tls: TlsConfig | None = None,
+        **scheduler_env: str,
     ) -> None:
+        """`client_tls`: the TLS settings of `client`, for a scheduler with TLS on."""
         self.log_dir = log_dir
+        self.client_tls = client_tls
         self.port = 0
         self.metrics_port = 0
         self.heartbeat_interval = heartbeat_interval
@@ -118,7 +125,7 @@ class Mesh:
     def client(self) -> Client:
         """A client of the scheduler, made on first use."""
         if self._client is None:
-            self._client = Client(self.target, timeout=30.0)
+            self._client = Client(self.target, timeout=30.0, tls=self.client_tls)
         return self._client
 
     def ports_file(self, name: str) -> Path:

@@ -255,6 +255,15 @@ class SchedulerServiceServicer:
         SKILL_CONFLICT, metadata capability, worker_id and
         conflicting_worker_id); retryable once that
         worker has left, or with the same schemas.
+        PERMISSION_DENIED    with mutual TLS on (docs/security.md): the
+        caller's certificate is not a worker's (ErrorInfo
+        reason NOT_WORKER), or names another worker id
+        than worker.worker_id (reason
+        WORKER_IDENTITY_MISMATCH); not retryable.
+        UNAVAILABLE          with mutual TLS on, a connection without a client
+        certificate the mesh's CA signed and that is valid
+        now, or in plaintext, fails its handshake and never
+        reaches the scheduler; not retryable as it is.
         Otherwise safe to retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -272,7 +281,12 @@ class SchedulerServiceServicer:
         stream stays open: register again, and keep reporting.
 
         Status codes: OK when the worker closes the stream; INVALID_ARGUMENT
-        for a report without a worker id. Reopen after registering again.
+        for a report without a worker id; with mutual TLS on, PERMISSION_DENIED
+        before the first message for a certificate that is not a worker's
+        (reason NOT_WORKER), and for a report naming another worker id than the
+        certificate does (reason WORKER_IDENTITY_MISMATCH), and UNAVAILABLE for
+        a connection whose handshake fails, as for Register. Reopen after
+        registering again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -175,6 +175,15 @@ class SchedulerServiceStub:
                            SKILL_CONFLICT, metadata capability, worker_id and
                            conflicting_worker_id); retryable once that
                            worker has left, or with the same schemas.
+      PERMISSION_DENIED    with mutual TLS on (docs/security.md): the
+                           caller's certificate is not a worker's (ErrorInfo
+                           reason NOT_WORKER), or names another worker id
+                           than worker.worker_id (reason
+                           WORKER_IDENTITY_MISMATCH); not retryable.
+      UNAVAILABLE          with mutual TLS on, a connection without a client
+                           certificate the mesh's CA signed and that is valid
+                           now, or in plaintext, fails its handshake and never
+                           reaches the scheduler; not retryable as it is.
     Otherwise safe to retry.
     """
     Heartbeat: _grpc.StreamStreamMultiCallable[_scheduler_pb2.HeartbeatRequest, _scheduler_pb2.HeartbeatResponse]
@@ -188,7 +197,12 @@ class SchedulerServiceStub:
     stream stays open: register again, and keep reporting.
 
     Status codes: OK when the worker closes the stream; INVALID_ARGUMENT
-    for a report without a worker id. Reopen after registering again.
+    for a report without a worker id; with mutual TLS on, PERMISSION_DENIED
+    before the first message for a certificate that is not a worker's
+    (reason NOT_WORKER), and for a report naming another worker id than the
+    certificate does (reason WORKER_IDENTITY_MISMATCH), and UNAVAILABLE for
+    a connection whose handshake fails, as for Register. Reopen after
+    registering again.
     """
     ListWorkers: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.ListWorkersRequest, _scheduler_pb2.ListWorkersResponse]
     """The registered workers with their health and their skills' contracts,
@@ -352,6 +366,15 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
                            SKILL_CONFLICT, metadata capability, worker_id and
                            conflicting_worker_id); retryable once that
                            worker has left, or with the same schemas.
+      PERMISSION_DENIED    with mutual TLS on (docs/security.md): the
+                           caller's certificate is not a worker's (ErrorInfo
+                           reason NOT_WORKER), or names another worker id
+                           than worker.worker_id (reason
+                           WORKER_IDENTITY_MISMATCH); not retryable.
+      UNAVAILABLE          with mutual TLS on, a connection without a client
+                           certificate the mesh's CA signed and that is valid
+                           now, or in plaintext, fails its handshake and never
+                           reaches the scheduler; not retryable as it is.
     Otherwise safe to retry.
     """
     Heartbeat: _aio.StreamStreamMultiCallable[_scheduler_pb2.HeartbeatRequest, _scheduler_pb2.HeartbeatResponse]  # type: ignore[assignment]
@@ -365,7 +388,12 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     stream stays open: register again, and keep reporting.
 
     Status codes: OK when the worker closes the stream; INVALID_ARGUMENT
-    for a report without a worker id. Reopen after registering again.
+    for a report without a worker id; with mutual TLS on, PERMISSION_DENIED
+    before the first message for a certificate that is not a worker's
+    (reason NOT_WORKER), and for a report naming another worker id than the
+    certificate does (reason WORKER_IDENTITY_MISMATCH), and UNAVAILABLE for
+    a connection whose handshake fails, as for Register. Reopen after
+    registering again.
     """
     ListWorkers: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.ListWorkersRequest, _scheduler_pb2.ListWorkersResponse]  # type: ignore[assignment]
     """The registered workers with their health and their skills' contracts,
@@ -562,6 +590,15 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
                                SKILL_CONFLICT, metadata capability, worker_id and
                                conflicting_worker_id); retryable once that
                                worker has left, or with the same schemas.
+          PERMISSION_DENIED    with mutual TLS on (docs/security.md): the
+                               caller's certificate is not a worker's (ErrorInfo
+                               reason NOT_WORKER), or names another worker id
+                               than worker.worker_id (reason
+                               WORKER_IDENTITY_MISMATCH); not retryable.
+          UNAVAILABLE          with mutual TLS on, a connection without a client
+                               certificate the mesh's CA signed and that is valid
+                               now, or in plaintext, fails its handshake and never
+                               reaches the scheduler; not retryable as it is.
         Otherwise safe to retry.
         """
 
@@ -581,7 +618,12 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
         stream stays open: register again, and keep reporting.
 
         Status codes: OK when the worker closes the stream; INVALID_ARGUMENT
-        for a report without a worker id. Reopen after registering again.
+        for a report without a worker id; with mutual TLS on, PERMISSION_DENIED
+        before the first message for a certificate that is not a worker's
+        (reason NOT_WORKER), and for a report naming another worker id than the
+        certificate does (reason WORKER_IDENTITY_MISMATCH), and UNAVAILABLE for
+        a connection whose handshake fails, as for Register. Reopen after
+        registering again.
         """
 
     @_abc_1.abstractmethod

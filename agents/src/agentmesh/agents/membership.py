@@ -19,6 +19,7 @@ from grpc import aio
 from agentmesh.agents.link import SchedulerLink
 from agentmesh.server.skills import SKILLS, Skill
 from agentmesh.server.skillspecs import skill_to_proto
+from agentmesh.tls import TlsConfig, aio_channel, scheduler_name
 from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc, worker_pb2
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,14 @@ class Membership:
         info: Callable[[], worker_pb2.WorkerInfo],
         health: Callable[[], worker_pb2.WorkerHealth],
         skills: Callable[[], Mapping[str, Skill]] = lambda: SKILLS,
+        tls: TlsConfig | None = None,
     ) -> None:
         """`info` and `health` are read afresh for each Register call and each beat;
-        `skills` gives the contracts of the skills `info` names, for Register."""
+        `skills` gives the contracts of the skills `info` names, for Register. With `tls`
+        on, the worker presents its certificate and accepts only the scheduler's
+        (`scheduler.<domain>`), whatever address it dials."""
         self.scheduler = scheduler
+        self._tls = tls
         self.heartbeat_interval = 1.0
         """Seconds between beats; the scheduler's answer sets it."""
         self.registered = asyncio.Event()
@@ -59,7 +64,9 @@ class Membership:
 
     def start(self) -> None:
         """Register and keep beating, in the background."""
-        self._channel = aio.insecure_channel(self.scheduler)
+        tls = self._tls
+        name = scheduler_name(tls.domain) if tls is not None else ""
+        self._channel = aio_channel(self.scheduler, tls, server_name=name)
         self._task = asyncio.create_task(self._forever(), name="heartbeats")
 
     def beat_now(self) -> None:

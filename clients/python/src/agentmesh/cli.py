@@ -14,6 +14,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from agentmesh import tls
 from agentmesh.client import BASIC, FULL, Client, Goal, Source
 from agentmesh.errors import AgentmeshError, DeadlineExceeded
 from agentmesh.v1 import plan_pb2, scheduler_pb2
@@ -29,6 +30,18 @@ SUBMIT_TIMEOUT = 300.0
 
 def _target(args: argparse.Namespace) -> str:
     return args.target or os.environ.get("AGENTMESH_SCHEDULER", "127.0.0.1:50051")
+
+
+def _tls(args: argparse.Namespace) -> tls.TlsConfig:
+    """The caller's TLS settings: its --tls-* flags over the AGENTMESH_TLS_* variables."""
+    try:
+        return tls.from_args(args)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(_target(args), timeout=args.timeout, tls=_tls(args))
 
 
 class UsageError(Exception):
@@ -94,7 +107,7 @@ def _deadline_hint(args: argparse.Namespace) -> str:
 
 
 def _submit(args: argparse.Namespace, data: dict[str, Any], options: dict[str, Any]) -> None:
-    with Client(_target(args), timeout=args.timeout) as client:
+    with _client(args) as client:
         if args.no_stream:
             result = client.submit(_source(args), data, **options)
             _print_json(result)
@@ -125,13 +138,13 @@ def _say_if_late(args: argparse.Namespace, request: Any) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     data = _read_input(args.input)
-    with Client(_target(args), timeout=args.timeout) as client:
+    with _client(args) as client:
         _print_json(client.decompose(_source(args), data))
     return 0
 
 
 def cmd_workers(args: argparse.Namespace) -> int:
-    with Client(_target(args), timeout=args.timeout) as client:
+    with _client(args) as client:
         workers = client.list_workers(args.capability)
     if args.json:
         print(json.dumps([_as_dict(w) for w in workers], indent=2))
@@ -179,7 +192,7 @@ def live_skills(workers: Sequence[scheduler_pb2.WorkerStatus]) -> list[dict[str,
 
 
 def cmd_skills(args: argparse.Namespace) -> int:
-    with Client(_target(args), timeout=args.timeout) as client:
+    with _client(args) as client:
         skills = live_skills(client.list_workers())
     if args.json:
         print(json.dumps(skills, indent=2, ensure_ascii=False))
@@ -201,7 +214,23 @@ def cmd_top(args: argparse.Namespace) -> int:
 
     if not args.interval > 0:
         raise SystemExit(f"agentmesh top: --interval must be above 0, not {args.interval:g}")
-    return run_top(_target(args), interval=args.interval, once=args.once)
+    settings = _tls(args)
+    return run_top(
+        _target(args),
+        interval=args.interval,
+        once=args.once,
+        client_factory=lambda target: Client(target, tls=settings),
+    )
+
+
+def _add_tls_arguments(command: argparse.ArgumentParser) -> None:
+    tls.add_arguments(command)
+    command.add_argument(
+        "--tls-server-name",
+        metavar="NAME",
+        help="the name the scheduler's certificate must hold (default: the --target host; "
+        "env AGENTMESH_TLS_SERVER_NAME)",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -218,6 +247,7 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--workflow", default="support_ticket")
         sub.add_argument("--goal", help="a free-form goal for the planner, instead of a workflow")
         sub.add_argument("--target", help="scheduler host:port")
+        _add_tls_arguments(sub)
         sub.add_argument(
             "--timeout",
             type=float,
@@ -242,6 +272,7 @@ def parser() -> argparse.ArgumentParser:
     workers = commands.add_parser("workers", help="list the workers and their health")
     workers.add_argument("--capability", default="")
     workers.add_argument("--target", help="scheduler host:port")
+    _add_tls_arguments(workers)
     workers.add_argument("--timeout", type=float, default=10.0)
     workers.add_argument("--json", action="store_true")
     workers.set_defaults(handler=cmd_workers)
@@ -250,6 +281,7 @@ def parser() -> argparse.ArgumentParser:
         "skills", help="list the live capabilities: their descriptions, workers and contracts"
     )
     skills.add_argument("--target", help="scheduler host:port")
+    _add_tls_arguments(skills)
     skills.add_argument("--timeout", type=float, default=10.0)
     skills.add_argument(
         "--json", action="store_true", help="with each skill's input and output JSON Schemas"
@@ -258,6 +290,7 @@ def parser() -> argparse.ArgumentParser:
 
     top_view = commands.add_parser("top", help="a live view of the workers, queues and requests")
     top_view.add_argument("--target", help="scheduler host:port")
+    _add_tls_arguments(top_view)
     top_view.add_argument(
         "--interval", type=float, default=1.0, help="seconds between polls (default 1)"
     )

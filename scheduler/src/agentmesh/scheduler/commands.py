@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
+
+from agentmesh import tls
+from agentmesh.tls import DEFAULT_DOMAIN
 
 #: What `agentmesh run` starts: workers offering every builtin skill.
 DEFAULT_WORKERS = 3
@@ -38,7 +42,25 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--listen", help="host:port (default AGENTMESH_LISTEN or 127.0.0.1:50051)"
     )
     scheduler.add_argument("--policy", choices=["latency_weighted", "p2c", "round_robin"])
+    tls.add_arguments(scheduler)
     scheduler.set_defaults(handler=cmd_scheduler)
+
+    certs = commands.add_parser(
+        "certs", help="a development CA and certificates for a scheduler, workers and a client"
+    )
+    certs.add_argument("dir", metavar="DIR", help="where to write them (made if missing)")
+    certs.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="default 3")
+    certs.add_argument(
+        "--domain", default=DEFAULT_DOMAIN, help=f"the mesh's domain (default {DEFAULT_DOMAIN})"
+    )
+    certs.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        dest="hosts",
+        help="another name or address of the scheduler for its certificate (repeatable)",
+    )
+    certs.set_defaults(handler=cmd_certs)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -58,7 +80,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     if args.policy:
         overrides["policy"] = args.policy
     try:
-        config = SchedulerConfig.from_env(**overrides)
+        config = SchedulerConfig.from_env(**overrides, tls=tls.from_args(args))
     except ValueError as error:  # a setting that does not parse
         raise SystemExit(f"agentmesh: {error}") from None
 
@@ -72,4 +94,21 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
     with telemetry.tracing("agentmesh-scheduler"):
         asyncio.run(serve())
+    return 0
+
+
+def cmd_certs(args: argparse.Namespace) -> int:
+    from agentmesh.scheduler.certs import write_mesh
+
+    if args.workers < 0:
+        raise SystemExit(f"agentmesh certs: --workers must be 0 or more, not {args.workers}")
+    folder = Path(args.dir)
+    written = write_mesh(folder, workers=args.workers, domain=args.domain, hosts=args.hosts)
+    for path in written:
+        print(path)
+    print(
+        f"\nA scheduler with TLS on:\n  AGENTMESH_TLS_CA={folder}/ca.pem "
+        f"AGENTMESH_TLS_CERT={folder}/scheduler.pem AGENTMESH_TLS_KEY={folder}/scheduler-key.pem"
+        " agentmesh scheduler"
+    )
     return 0

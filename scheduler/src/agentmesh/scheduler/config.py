@@ -12,6 +12,7 @@ from agentmesh.scheduler.hedging import HedgePolicy, parse_hedge_after
 from agentmesh.scheduler.queues import CRITICAL_PATH, check_order
 from agentmesh.scheduler.retry import RetryPolicy
 from agentmesh.server import settings
+from agentmesh.tls import TlsConfig
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,9 @@ class SchedulerConfig:
     AGENTMESH_RETRY_BUDGET, AGENTMESH_RETRY_BUDGET_RESERVE."""
     hedge: HedgePolicy = field(default_factory=HedgePolicy)
     """Hedging; env AGENTMESH_HEDGE_AFTER, AGENTMESH_HEDGE_BUDGET. Default off."""
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    """Mutual TLS (`agentmesh.tls`); env AGENTMESH_TLS_CERT, AGENTMESH_TLS_KEY,
+    AGENTMESH_TLS_CA, AGENTMESH_TLS_DOMAIN, AGENTMESH_INSECURE. Default off: loopback only."""
 
     def __post_init__(self) -> None:
         check_order(self.queue_order)
@@ -112,7 +116,7 @@ class SchedulerConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> SchedulerConfig:
         env = os.environ if env is None else env
-        values = settings.from_env(cls, env, skip=frozenset({"retry", "hedge"}))
+        values = settings.from_env(cls, env, skip=frozenset({"retry", "hedge", "tls"}))
         retry = RetryPolicy(
             max_attempts=int(env.get("AGENTMESH_RETRY_MAX_ATTEMPTS", RetryPolicy.max_attempts)),
             initial_backoff=float(
@@ -127,4 +131,5 @@ class SchedulerConfig:
             after=parse_hedge_after(env.get("AGENTMESH_HEDGE_AFTER", "")),
             budget=float(env.get("AGENTMESH_HEDGE_BUDGET", HedgePolicy.budget)),
         )
-        return cls(**{**values, "retry": retry, "hedge": hedge, **overrides})
+        tls = TlsConfig.from_env(env)
+        return cls(**{**values, "retry": retry, "hedge": hedge, "tls": tls, **overrides})

@@ -14,7 +14,7 @@ from agentmesh.scheduler.core import SchedulerCore
 from agentmesh.scheduler.servicer import SchedulerServicer
 from agentmesh.scheduler.store import SqliteStore
 from agentmesh.scheduler.transport import GrpcTransport
-from agentmesh.server import ports, reflection
+from agentmesh.server import ports, reflection, tls
 from agentmesh.server.clock import SystemClock
 from agentmesh.server.handlers import RejectUndecodable
 from agentmesh.server.metrics import MeshCollector, SchedulerMetrics, serve_metrics
@@ -24,6 +24,11 @@ from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
+#: The setting a refused listen address names.
+LISTEN = "AGENTMESH_LISTEN"
+#: The methods only a worker's certificate may call (with TLS on); the handlers check
+#: that it names the worker the call speaks for.
+WORKER_METHODS = (f"/{SERVICE_NAME}/Register", f"/{SERVICE_NAME}/Heartbeat")
 
 
 def server_options(config: SchedulerConfig) -> list[tuple[str, int]]:
@@ -45,9 +50,11 @@ class SchedulerServer(Serving):
     """
 
     def __init__(self, config: SchedulerConfig) -> None:
+        # Plaintext beyond loopback stops the scheduler here, before it opens anything.
+        tls.check_listen(config.listen, config.tls, LISTEN)
         self.config = config
         self.metrics = SchedulerMetrics(CollectorRegistry())
-        self.transport = GrpcTransport()
+        self.transport = GrpcTransport(config.tls)
         # Raises StoreError for a store that cannot be opened or is damaged.
         self.store = SqliteStore(config.store, observer=self) if config.store else None
         self.core = SchedulerCore(
@@ -57,9 +64,17 @@ class SchedulerServer(Serving):
         self.metrics.heartbeat_interval.set(config.heartbeat_interval)
         self.metrics.store_up.set(0 if self.store is not None and not self.store.up else 1)
         self.health = health.aio.HealthServicer()
-        self.server = aio.server(interceptors=[RejectUndecodable()], options=server_options(config))
+        denied = self.metrics.auth_denied
+        peers = tls.RequirePeer(
+            config.tls.domain,
+            dict.fromkeys(WORKER_METHODS, tls.workers_only),
+            lambda reason: denied.labels(reason).inc(),
+        )
+        self.server = aio.server(
+            interceptors=[RejectUndecodable(), peers], options=server_options(config)
+        )
         scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(
-            SchedulerServicer(self.core), self.server
+            SchedulerServicer(self.core, config.tls, peers.denied), self.server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable(
@@ -79,9 +94,7 @@ class SchedulerServer(Serving):
         return ports.bound(self.config.listen, self.port)
 
     async def start(self) -> None:
-        self.port = self.server.add_insecure_port(self.config.listen)
-        if self.port == 0:
-            raise OSError(f"cannot listen on {self.config.listen}")
+        self.port = tls.add_port(self.server, self.config.listen, self.config.tls, LISTEN)
         self._loop = asyncio.get_running_loop()
         # Unfinished requests are known before the first call is served, so a
         # repeat of one attaches to it; they resume after the recovery delay.

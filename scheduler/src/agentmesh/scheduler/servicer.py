@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -21,6 +21,8 @@ from agentmesh.scheduler.plans import too_many_steps
 from agentmesh.scheduler.records import RequestRecord
 from agentmesh.server import telemetry
 from agentmesh.server.handlers import Undecodable, streaming, unary
+from agentmesh.server.tls import check_worker
+from agentmesh.tls import TlsConfig
 from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,17 @@ def _source(
 
 
 class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
-    def __init__(self, core: SchedulerCore) -> None:
+    def __init__(
+        self,
+        core: SchedulerCore,
+        tls: TlsConfig | None = None,
+        denied: Callable[[str], None] = lambda reason: None,
+    ) -> None:
+        """With `tls` on, Register and Heartbeat speak only for the worker the peer's
+        certificate names; `denied(reason)` counts each refusal."""
         self.core = core
+        self._domain = tls.domain if tls is not None and tls.enabled else ""
+        self._denied = denied
         # The Heartbeat stream that currently speaks for each worker, so that
         # the end of a stale stream does not evict a worker that re-registered.
         self._streams: dict[str, object] = {}
@@ -176,10 +187,21 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             duration=wire.duration(result.duration),
         )
 
+    def _speaks_for(self, context: Context, worker_id: str) -> None:
+        """Raise PermissionDenied unless the peer's certificate names `worker_id` (TLS on)."""
+        if not self._domain:
+            return
+        error = check_worker(context, self._domain, worker_id)
+        if error is not None:
+            self._denied("worker_mismatch")
+            log.warning("call refused: another worker's id", extra={"worker_id": worker_id})
+            raise error
+
     @unary
     async def Register(
         self, request: scheduler_pb2.RegisterRequest, context: Context
     ) -> scheduler_pb2.RegisterResponse:
+        self._speaks_for(context, request.worker.worker_id)
         record = self.core.register(convert.worker_spec_from_proto(request.worker, request.skills))
         # A registration starts a new session: the end of a Heartbeat stream opened
         # before it (the worker has given it up) must not evict the worker.
@@ -209,6 +231,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                     raise beat.refuse()
                 if not beat.worker_id:
                     raise InvalidArgument("a heartbeat names its worker_id")
+                self._speaks_for(context, beat.worker_id)
                 worker_id = beat.worker_id
                 try:
                     self.core.heartbeat(worker_id, convert.health_from_proto(beat.health))
