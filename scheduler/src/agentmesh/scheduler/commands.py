@@ -35,6 +35,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="write the workers' /metrics addresses to FILE, a Prometheus file_sd target "
         "file (removed on exit)",
     )
+    run.add_argument(
+        "--tls",
+        metavar="DIR",
+        help="mutual TLS on the certificates `agentmesh certs DIR --workers N` made: the "
+        "workers are worker-1 ... worker-N",
+    )
     run.set_defaults(handler=cmd_run)
 
     scheduler = commands.add_parser("scheduler", help="serve the scheduler")
