@@ -56,6 +56,9 @@ DOCUMENTED = frozenset(
         Code.FAILED_PRECONDITION,
         # A request id reused with other parameters (Submit, StreamSubmit, Dispatch).
         Code.ALREADY_EXISTS,
+        # Register and Heartbeat of a worker the caller may not speak for, or at an
+        # address not its own.
+        Code.PERMISSION_DENIED,
     }
 )
 
@@ -91,6 +94,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         AGENTMESH_MAX_INPUT_BYTES=str(MAX_INPUT_BYTES),
         # Retries of a worker that cannot be reached end well inside TIMEOUT.
         AGENTMESH_RETRY_INITIAL_BACKOFF="0.05",
+        # Register takes any address, so that the fuzzing reaches the dispatch to it.
+        AGENTMESH_ALLOW_FOREIGN_ADDRESS="1",
     )
     try:
         mesh.start_scheduler()

@@ -268,3 +268,23 @@ def test_execute_is_refused_to_anyone_but_the_scheduler(mesh: Mesh, certs: Certs
     assert code == grpc.StatusCode.UNAVAILABLE
     assert denied_counts(mesh.worker_metrics_port("w1")).get("not_scheduler", 0) == 4
     still_serving(mesh)
+
+
+def test_a_worker_that_registers_anothers_address_is_never_called_there(
+    mesh: Mesh, certs: Certs
+) -> None:
+    """The scheduler verifies the certificate of the server it dials: w2's registration at
+    w1's address gets no work to w1 (w1's certificate does not name w2)."""
+    w2 = certs.worker("w2")
+    request = register_request("w2", address=mesh.ports("w1").grpc)
+    request.worker.capabilities[:] = ["spoofed"]
+    with channel(mesh.target, w2, "scheduler.agentmesh.local") as ch:
+        scheduler_pb2_grpc.SchedulerServiceStub(ch).Register(request, timeout=10)
+    with pytest.raises(AgentmeshError) as caught:
+        mesh.client.dispatch("spoofed", {"text": "customer data"}, timeout=10)
+    assert caught.value.code_name == "UNAVAILABLE"
+    metrics = urllib.request.urlopen(
+        f"http://127.0.0.1:{mesh.worker_metrics_port('w1')}/metrics", timeout=5
+    ).read()
+    assert b'capability="spoofed"' not in metrics
+    still_serving(mesh)

@@ -259,7 +259,13 @@ class SchedulerServiceServicer:
         caller's certificate is not a worker's (ErrorInfo
         reason NOT_WORKER), or names another worker id
         than worker.worker_id (reason
-        WORKER_IDENTITY_MISMATCH); not retryable.
+        WORKER_IDENTITY_MISMATCH); not retryable. Also,
+        unless the scheduler allows foreign addresses
+        (AGENTMESH_ALLOW_FOREIGN_ADDRESS), an address not
+        on the host the worker connects from (an IP
+        address other than its connection's, or, without
+        TLS, a host name; reason FOREIGN_ADDRESS);
+        retryable with the worker's own address.
         UNAVAILABLE          with mutual TLS on, a connection without a client
         certificate the mesh's CA signed and that is valid
         now, or in plaintext, fails its handshake and never
@@ -285,8 +291,12 @@ class SchedulerServiceServicer:
         before the first message for a certificate that is not a worker's
         (reason NOT_WORKER), and for a report naming another worker id than the
         certificate does (reason WORKER_IDENTITY_MISMATCH), and UNAVAILABLE for
-        a connection whose handshake fails, as for Register. Reopen after
-        registering again.
+        a connection whose handshake fails, as for Register. Reports sooner
+        than a tenth of the interval after the last one are answered but not
+        applied (coalesced), unless they change `draining`; more than 50 per
+        interval on average (a burst of 50) end the stream with
+        RESOURCE_EXHAUSTED (reason HEARTBEAT_FLOOD, RetryInfo: the interval),
+        and the worker is evicted. Reopen after registering again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

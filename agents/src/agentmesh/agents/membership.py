@@ -24,6 +24,10 @@ from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc, worker_pb2
 
 log = logging.getLogger(__name__)
 
+#: The shortest time between two beats, as a share of the heartbeat interval: the
+#: scheduler's own bound (agentmesh.scheduler.beats.MIN_GAP), which the agents cannot import.
+MIN_GAP = 0.1
+
 
 def skill_specs(
     info: worker_pb2.WorkerInfo, skills: Mapping[str, Skill] = SKILLS
@@ -124,15 +128,22 @@ class Membership:
     async def _beats(self, sent: deque[int]) -> AsyncIterator[scheduler_pb2.HeartbeatRequest]:
         """Beats for one stream; `sent` gets each one's tick, for its answer to match."""
         worker_id = self._info().worker_id
+        loop = asyncio.get_running_loop()
         while True:
             sent.append(self.link.sent())
             yield scheduler_pb2.HeartbeatRequest(worker_id=worker_id, health=self._health())
+            last = loop.time()
             if self._stop.is_set():
                 return
             try:
                 await asyncio.wait_for(self._wake.wait(), self.heartbeat_interval)
             except TimeoutError:
                 pass
+            # Never sooner than MIN_GAP of the interval after the last beat (but the last
+            # one, on stop): the scheduler coalesces what comes faster, and refuses a flood.
+            gap = last + MIN_GAP * self.heartbeat_interval - loop.time()
+            if gap > 0 and not self._stop.is_set():
+                await asyncio.sleep(gap)
             self._wake.clear()
 
     async def _forever(self) -> None:

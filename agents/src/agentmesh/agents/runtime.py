@@ -48,6 +48,8 @@ __all__ = ["Worker", "offered_skills", "worker_tier"]
 
 #: The setting a refused listen address names.
 LISTEN = "AGENTMESH_WORKER_LISTEN"
+#: Largest metadata of a call to a worker (trace context and little else).
+METADATA_BYTES = 16_384
 
 
 class Worker(Serving):
@@ -102,7 +104,12 @@ class Worker(Serving):
             {f"/{EXECUTE}": tls.scheduler_only, f"/{EXECUTE_STREAM}": tls.scheduler_only},
             lambda reason: denied.labels(reason).inc(),
         )
-        self.server = aio.server(interceptors=[RejectUndecodable(), peers])
+        # Only the scheduler calls a worker, a few calls beyond its capacity at most.
+        streams = max(100, 4 * config.capacity)
+        self.server = aio.server(
+            interceptors=[RejectUndecodable(), peers],
+            options=tls.connection_limits(streams, METADATA_BYTES),
+        )
         self.servicer = WorkerServicer(self.core)
         worker_pb2_grpc.add_WorkerServiceServicer_to_server(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -97,6 +97,16 @@ class SchedulerConfig:
     offload_max_steps: int = 8
     """Most steps in one offloaded fragment, its first included.
     Env AGENTMESH_OFFLOAD_MAX_STEPS. Default 8."""
+    allow_foreign_address: bool = False
+    """A worker may register an address that is not on the host it connects from (behind
+    NAT or a proxy); off: such a registration is PERMISSION_DENIED, and without TLS so is
+    a host name (`scheduler.addresses`). Env AGENTMESH_ALLOW_FOREIGN_ADDRESS. Default off."""
+    max_streams_per_connection: int = 4096
+    """Calls at once on one client connection (HTTP/2 MAX_CONCURRENT_STREAMS); more wait
+    in the client. Env AGENTMESH_MAX_STREAMS_PER_CONNECTION. Default 4096."""
+    max_metadata_bytes: int = 16_384
+    """Largest metadata (headers) of a call; larger is refused by gRPC.
+    Env AGENTMESH_MAX_METADATA_BYTES. Default 16 KiB."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     """Retry policy; env AGENTMESH_RETRY_MAX_ATTEMPTS, AGENTMESH_RETRY_INITIAL_BACKOFF,
     AGENTMESH_RETRY_BUDGET, AGENTMESH_RETRY_BUDGET_RESERVE."""

@@ -19,6 +19,7 @@ from agentmesh.server.clock import SystemClock
 from agentmesh.server.handlers import RejectUndecodable
 from agentmesh.server.metrics import MeshCollector, SchedulerMetrics, serve_metrics
 from agentmesh.server.serving import Serving
+from agentmesh.server.tls import connection_limits
 from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def server_options(config: SchedulerConfig) -> list[tuple[str, int]]:
         # RESOURCE_EXHAUSTED and a retry delay.
         ("grpc.server.max_pending_requests", 20_000),
         ("grpc.server.max_pending_requests_hard_limit", 40_000),
+        *connection_limits(config.max_streams_per_connection, config.max_metadata_bytes),
     ]
 
 
@@ -74,7 +76,13 @@ class SchedulerServer(Serving):
             interceptors=[RejectUndecodable(), peers], options=server_options(config)
         )
         scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(
-            SchedulerServicer(self.core, config.tls, peers.denied), self.server
+            SchedulerServicer(
+                self.core,
+                config.tls,
+                peers.denied,
+                check_addresses=not config.allow_foreign_address,
+            ),
+            self.server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable(

@@ -13,8 +13,17 @@ from grpc import aio
 from opentelemetry import trace
 
 from agentmesh import wire
-from agentmesh.errors import AgentmeshError, FieldViolation, InvalidArgument, NotFound
+from agentmesh.errors import (
+    AgentmeshError,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+)
 from agentmesh.scheduler import convert
+from agentmesh.scheduler.addresses import foreign_address
+from agentmesh.scheduler.beats import BeatLimiter, Verdict
 from agentmesh.scheduler.calls import SubtaskEvent
 from agentmesh.scheduler.core import SchedulerCore, Source
 from agentmesh.scheduler.plans import too_many_steps
@@ -57,12 +66,15 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         core: SchedulerCore,
         tls: TlsConfig | None = None,
         denied: Callable[[str], None] = lambda reason: None,
+        check_addresses: bool = False,
     ) -> None:
         """With `tls` on, Register and Heartbeat speak only for the worker the peer's
-        certificate names; `denied(reason)` counts each refusal."""
+        certificate names; with `check_addresses`, a worker registers only an address of
+        its own (`addresses`); `denied(reason)` counts each refusal."""
         self.core = core
         self._domain = tls.domain if tls is not None and tls.enabled else ""
         self._denied = denied
+        self._check_addresses = check_addresses
         # The Heartbeat stream that currently speaks for each worker, so that
         # the end of a stale stream does not evict a worker that re-registered.
         self._streams: dict[str, object] = {}
@@ -202,6 +214,17 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         self, request: scheduler_pb2.RegisterRequest, context: Context
     ) -> scheduler_pb2.RegisterResponse:
         self._speaks_for(context, request.worker.worker_id)
+        if self._check_addresses:
+            refusal = foreign_address(request.worker.address, context.peer(), bool(self._domain))
+            if refusal is not None:
+                self._denied("foreign_address")
+                log.warning("registration refused: " + refusal)
+                raise PermissionDenied(
+                    f"{refusal}: register the worker's own address "
+                    "(AGENTMESH_WORKER_ADVERTISE), or allow it with "
+                    "AGENTMESH_ALLOW_FOREIGN_ADDRESS=1 on the scheduler",
+                    reason="FOREIGN_ADDRESS",
+                )
         record = self.core.register(convert.worker_spec_from_proto(request.worker, request.skills))
         # A registration starts a new session: the end of a Heartbeat stream opened
         # before it (the worker has given it up) must not evict the worker.
@@ -224,7 +247,9 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     ) -> AsyncIterator[scheduler_pb2.HeartbeatResponse]:
         token = object()
         worker_id = ""
-        interval = wire.duration(self.core.config.heartbeat_interval)
+        seconds = self.core.config.heartbeat_interval
+        interval = wire.duration(seconds)
+        limiter = BeatLimiter(seconds, self.core.clock.now())
         try:
             async for beat in request_iterator:
                 if isinstance(beat, Undecodable):
@@ -233,6 +258,19 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                     raise InvalidArgument("a heartbeat names its worker_id")
                 self._speaks_for(context, beat.worker_id)
                 worker_id = beat.worker_id
+                verdict = limiter.admit(self.core.clock.now(), beat.health.draining)
+                if verdict is Verdict.REFUSE:
+                    log.warning("heartbeat flood: stream refused", extra={"worker_id": worker_id})
+                    raise ResourceExhausted(
+                        f"heartbeats faster than {limiter.burst} per interval of {seconds:g}s: "
+                        "report once per heartbeat_interval",
+                        retry_after=seconds,
+                        reason="HEARTBEAT_FLOOD",
+                    )
+                if verdict is Verdict.COALESCE:
+                    # The report before it is recent enough; the next one is applied.
+                    yield scheduler_pb2.HeartbeatResponse(heartbeat_interval=interval)
+                    continue
                 try:
                     self.core.heartbeat(worker_id, convert.health_from_proto(beat.health))
                 except NotFound:

@@ -86,6 +86,17 @@ def add_port(server: aio.Server, listen: str, tls: TlsConfig, setting: str) -> i
     return port
 
 
+def connection_limits(streams: int, metadata_bytes: int) -> list[tuple[str, int]]:
+    """gRPC server options that bound what one client connection may hold: calls at once
+    (more wait in the client, as HTTP/2 says) and the size of a call's metadata (larger is
+    refused before any handler runs)."""
+    return [
+        ("grpc.max_concurrent_streams", streams),
+        ("grpc.max_metadata_size", metadata_bytes),
+        ("grpc.absolute_max_metadata_size", metadata_bytes),
+    ]
+
+
 @dataclass(frozen=True)
 class Peer:
     """Who is calling, as its certificate says in the mesh's domain."""
