@@ -30,6 +30,7 @@ from bench import (
     s7_fanout,
     s8_overload,
     s9_critical_path,
+    tls_cost,
 )
 from bench.harness import ROOT
 from bench.stats import ScenarioResult, Target
@@ -48,9 +49,10 @@ SCENARIOS: dict[str, Runner] = {
     "S7": s7_fanout.run,
     "S8": s8_overload.run,
     "S9": s9_critical_path.run,
+    "TLS": tls_cost.run,
     "LM": lm_local_model.run,
 }
-ALL_KEYS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "LM")
+ALL_KEYS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "TLS", "LM")
 DEFAULT_SEED = 20_250_601
 
 

@@ -175,14 +175,15 @@ async def _measure(meshes: dict[str, Mesh], params: Params) -> dict[str, list[Ro
             await closed_loop(call_for(variant), params.concurrency, params.warmup)
         for order in rounds(list(meshes), params.rounds):
             for variant in order:
-                measured[variant].append(await _round(meshes[variant], call_for(variant), params))
+                one = await measure_round(meshes[variant], call_for(variant), params)
+                measured[variant].append(one)
         return measured
     finally:
         for caller in callers.values():
             await caller.close()
 
 
-async def _round(mesh: Mesh, call: Call, params: Params) -> Round:
+async def measure_round(mesh: Mesh, call: Call, params: Params) -> Round:
     """One measured round of closed-loop load, with the processes' CPU time."""
     worker_pids = [p.pid for n, p in mesh.processes.items() if n != "scheduler"]
     cpu0 = mesh.cpu_seconds()
