@@ -288,3 +288,17 @@ def test_a_worker_that_registers_anothers_address_is_never_called_there(
     ).read()
     assert b'capability="spoofed"' not in metrics
     still_serving(mesh)
+
+
+def test_a_worker_registers_only_with_the_schedulers_certificate(mesh: Mesh, certs: Certs) -> None:
+    """A worker pointed at a server of the mesh that is not the scheduler (here, worker
+    w1's) never registers there: it expects `scheduler.<domain>`."""
+    mesh.start_worker("w6", AGENTMESH_SCHEDULER=mesh.ports("w1").grpc, **certs.worker("w6").env)
+    wait_for(lambda: "cannot register" in mesh.log("w6"), 30, "w6 to fail to register")
+    # Refused at the handshake, before any call could reach w1 (which would answer
+    # UNIMPLEMENTED: it serves no SchedulerService).
+    log = mesh.log("w6")
+    assert '"error": "StatusCode.UNAVAILABLE"' in log and "UNIMPLEMENTED" not in log
+    assert "w6" not in mesh.worker_ids()
+    assert denied_counts(mesh.worker_metrics_port("w1")).get("not_worker", 0) == 0
+    still_serving(mesh)
