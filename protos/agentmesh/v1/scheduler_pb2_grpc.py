@@ -35,6 +35,25 @@ class SchedulerServiceStub:
     decode, or that holds an enum value its enum does not define (a priority
     of 99, say), is refused with INVALID_ARGUMENT and a field violation naming
     the field, whatever the RPC.
+
+    Callers' tokens: when the scheduler is given a key to check them with
+    (AGENTMESH_AUTH_PUBLIC_KEY or AGENTMESH_AUTH_JWKS), every caller RPC needs
+    a JWT in the call's metadata, `authorization: Bearer <token>`, whose `role`
+    claim allows it: `client` may call Submit, StreamSubmit, GetRequest,
+    Decompose and Dispatch, `admin` anything (ListWorkers, GetStats, server
+    reflection). A missing, malformed, badly signed, expired, wrong-audience
+    or wrong-issuer token is UNAUTHENTICATED (ErrorInfo reason such as
+    MISSING_TOKEN, BAD_SIGNATURE, TOKEN_EXPIRED); a role the RPC does not
+    allow is PERMISSION_DENIED (reason ROLE_DENIED). Neither is retryable with
+    the same token. A client's `tenant` claim tags the requests it submits and
+    is the only tenant whose requests it sees. The health service is open.
+    With no key configured, tokens are not checked (loopback development).
+
+    Transport: with mutual TLS on (AGENTMESH_TLS_*, docs/security.md), every
+    caller and worker presents a certificate the mesh's CA signed; a
+    connection without one, or in plaintext, fails its handshake and the call
+    is UNAVAILABLE. Register and Heartbeat are the workers', each for the
+    worker id its certificate names (PERMISSION_DENIED otherwise).
     """
 
     def __init__(self, channel):
@@ -100,6 +119,25 @@ class SchedulerServiceServicer:
     decode, or that holds an enum value its enum does not define (a priority
     of 99, say), is refused with INVALID_ARGUMENT and a field violation naming
     the field, whatever the RPC.
+
+    Callers' tokens: when the scheduler is given a key to check them with
+    (AGENTMESH_AUTH_PUBLIC_KEY or AGENTMESH_AUTH_JWKS), every caller RPC needs
+    a JWT in the call's metadata, `authorization: Bearer <token>`, whose `role`
+    claim allows it: `client` may call Submit, StreamSubmit, GetRequest,
+    Decompose and Dispatch, `admin` anything (ListWorkers, GetStats, server
+    reflection). A missing, malformed, badly signed, expired, wrong-audience
+    or wrong-issuer token is UNAUTHENTICATED (ErrorInfo reason such as
+    MISSING_TOKEN, BAD_SIGNATURE, TOKEN_EXPIRED); a role the RPC does not
+    allow is PERMISSION_DENIED (reason ROLE_DENIED). Neither is retryable with
+    the same token. A client's `tenant` claim tags the requests it submits and
+    is the only tenant whose requests it sees. The health service is open.
+    With no key configured, tokens are not checked (loopback development).
+
+    Transport: with mutual TLS on (AGENTMESH_TLS_*, docs/security.md), every
+    caller and worker presents a certificate the mesh's CA signed; a
+    connection without one, or in plaintext, fails its handshake and the call
+    is UNAVAILABLE. Register and Heartbeat are the workers', each for the
+    worker id its certificate names (PERMISSION_DENIED otherwise).
     """
 
     def Submit(self, request, context):
@@ -134,7 +172,9 @@ class SchedulerServiceServicer:
         INVALID_ARGUMENT     empty or oversized input, a malformed plan (cycle,
         unknown capability, bad reference, too many steps),
         with BadRequest field violations; not retryable.
-        NOT_FOUND            unknown workflow; not retryable.
+        NOT_FOUND            unknown workflow; or, to a client, a request id of
+        another tenant's request (reason UNKNOWN_REQUEST,
+        as GetRequest answers); not retryable.
         UNAVAILABLE          no healthy worker offers a capability a required
         step needs (ErrorInfo names it), and none
         registered within AGENTMESH_WORKER_WAIT (5 s by
@@ -160,6 +200,8 @@ class SchedulerServiceServicer:
         INTERNAL             a worker answered a subtask with INTERNAL until its
         retries ran out (such as output that kept failing
         its schema, reason OUTPUT_INVALID).
+        UNAUTHENTICATED      no valid bearer token (when tokens are checked);
+        not retryable with the same token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -177,6 +219,8 @@ class SchedulerServiceServicer:
         makes a retry attach to the running request). The result is in the
         BASIC view unless StreamSubmitRequest.view asks for REQUEST_VIEW_FULL:
         the events before it carry the plan and every subtask's progress.
+        UNAUTHENTICATED (no valid bearer token, when tokens are checked) ends the
+        stream before any event, and nothing is run.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -194,9 +238,11 @@ class SchedulerServiceServicer:
         REQUEST_VIEW_BASIC.
 
         Status codes: OK; INVALID_ARGUMENT for an empty request id; NOT_FOUND
-        for an unknown one; UNAVAILABLE (reason STORE_UNAVAILABLE) when the
-        store cannot commit a running request before the deadline. Safe to
-        retry.
+        for an unknown one, and for another tenant's request to a client (the
+        same answer: nothing tells that it exists); UNAVAILABLE (reason
+        STORE_UNAVAILABLE) when the store cannot commit a running request before
+        the deadline; UNAUTHENTICATED without a valid bearer token (when tokens
+        are checked). Safe to retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -207,7 +253,8 @@ class SchedulerServiceServicer:
         or a client-supplied plan checked and normalised. The plan may be
         edited and passed back to Submit.
 
-        Status codes: OK; INVALID_ARGUMENT; NOT_FOUND for an unknown workflow.
+        Status codes: OK; INVALID_ARGUMENT; NOT_FOUND for an unknown workflow;
+        UNAUTHENTICATED without a valid bearer token (when tokens are checked).
         Safe to retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -221,7 +268,8 @@ class SchedulerServiceServicer:
         mesh. (Offload runs the other way: a loaded scheduler hands a worker
         several steps of a plan at once, see WorkerService.ExecuteStream.)
 
-        Status codes: as Submit. Retryable when given the same request id. A
+        Status codes: as Submit (UNAUTHENTICATED without a valid bearer token,
+        when tokens are checked). Retryable when given the same request id. A
         request id this scheduler saw recently (in memory, not across restarts)
         with another capability, difficulty, priority or input is refused with
         ALREADY_EXISTS (reason REQUEST_ID_REUSED, metadata request_id).
@@ -306,7 +354,9 @@ class SchedulerServiceServicer:
         """The registered workers with their health and their skills' contracts,
         for dashboards and the CLI (`agentmesh workers`, `agentmesh skills`).
 
-        Status codes: OK. Safe to retry.
+        Status codes: OK; UNAUTHENTICATED without a valid bearer token and
+        PERMISSION_DENIED for a client's (when tokens are checked: an admin's
+        call). Safe to retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -318,7 +368,9 @@ class SchedulerServiceServicer:
         most recent requests. Used by `agentmesh top`.
 
         Status codes: OK; INVALID_ARGUMENT for a negative or too large
-        recent_requests. Safe to retry.
+        recent_requests; UNAUTHENTICATED without a valid bearer token and
+        PERMISSION_DENIED for a client's (when tokens are checked: an admin's
+        call). Safe to retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -390,6 +442,25 @@ class SchedulerService:
     decode, or that holds an enum value its enum does not define (a priority
     of 99, say), is refused with INVALID_ARGUMENT and a field violation naming
     the field, whatever the RPC.
+
+    Callers' tokens: when the scheduler is given a key to check them with
+    (AGENTMESH_AUTH_PUBLIC_KEY or AGENTMESH_AUTH_JWKS), every caller RPC needs
+    a JWT in the call's metadata, `authorization: Bearer <token>`, whose `role`
+    claim allows it: `client` may call Submit, StreamSubmit, GetRequest,
+    Decompose and Dispatch, `admin` anything (ListWorkers, GetStats, server
+    reflection). A missing, malformed, badly signed, expired, wrong-audience
+    or wrong-issuer token is UNAUTHENTICATED (ErrorInfo reason such as
+    MISSING_TOKEN, BAD_SIGNATURE, TOKEN_EXPIRED); a role the RPC does not
+    allow is PERMISSION_DENIED (reason ROLE_DENIED). Neither is retryable with
+    the same token. A client's `tenant` claim tags the requests it submits and
+    is the only tenant whose requests it sees. The health service is open.
+    With no key configured, tokens are not checked (loopback development).
+
+    Transport: with mutual TLS on (AGENTMESH_TLS_*, docs/security.md), every
+    caller and worker presents a certificate the mesh's CA signed; a
+    connection without one, or in plaintext, fails its handshake and the call
+    is UNAVAILABLE. Register and Heartbeat are the workers', each for the
+    worker id its certificate names (PERMISSION_DENIED otherwise).
     """
 
     @staticmethod

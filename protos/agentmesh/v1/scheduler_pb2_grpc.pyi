@@ -36,6 +36,25 @@ class SchedulerServiceStub:
     decode, or that holds an enum value its enum does not define (a priority
     of 99, say), is refused with INVALID_ARGUMENT and a field violation naming
     the field, whatever the RPC.
+
+    Callers' tokens: when the scheduler is given a key to check them with
+    (AGENTMESH_AUTH_PUBLIC_KEY or AGENTMESH_AUTH_JWKS), every caller RPC needs
+    a JWT in the call's metadata, `authorization: Bearer <token>`, whose `role`
+    claim allows it: `client` may call Submit, StreamSubmit, GetRequest,
+    Decompose and Dispatch, `admin` anything (ListWorkers, GetStats, server
+    reflection). A missing, malformed, badly signed, expired, wrong-audience
+    or wrong-issuer token is UNAUTHENTICATED (ErrorInfo reason such as
+    MISSING_TOKEN, BAD_SIGNATURE, TOKEN_EXPIRED); a role the RPC does not
+    allow is PERMISSION_DENIED (reason ROLE_DENIED). Neither is retryable with
+    the same token. A client's `tenant` claim tags the requests it submits and
+    is the only tenant whose requests it sees. The health service is open.
+    With no key configured, tokens are not checked (loopback development).
+
+    Transport: with mutual TLS on (AGENTMESH_TLS_*, docs/security.md), every
+    caller and worker presents a certificate the mesh's CA signed; a
+    connection without one, or in plaintext, fails its handshake and the call
+    is UNAVAILABLE. Register and Heartbeat are the workers', each for the
+    worker id its certificate names (PERMISSION_DENIED otherwise).
     """
 
     @_typing.overload
@@ -74,7 +93,9 @@ class SchedulerServiceStub:
       INVALID_ARGUMENT     empty or oversized input, a malformed plan (cycle,
                            unknown capability, bad reference, too many steps),
                            with BadRequest field violations; not retryable.
-      NOT_FOUND            unknown workflow; not retryable.
+      NOT_FOUND            unknown workflow; or, to a client, a request id of
+                           another tenant's request (reason UNKNOWN_REQUEST,
+                           as GetRequest answers); not retryable.
       UNAVAILABLE          no healthy worker offers a capability a required
                            step needs (ErrorInfo names it), and none
                            registered within AGENTMESH_WORKER_WAIT (5 s by
@@ -100,6 +121,8 @@ class SchedulerServiceStub:
       INTERNAL             a worker answered a subtask with INTERNAL until its
                            retries ran out (such as output that kept failing
                            its schema, reason OUTPUT_INVALID).
+      UNAUTHENTICATED      no valid bearer token (when tokens are checked);
+                           not retryable with the same token.
     """
     StreamSubmit: _grpc.UnaryStreamMultiCallable[_scheduler_pb2.StreamSubmitRequest, _scheduler_pb2.StreamSubmitResponse]
     """Same as Submit, streaming progress events (plan made, subtask started,
@@ -113,6 +136,8 @@ class SchedulerServiceStub:
     makes a retry attach to the running request). The result is in the
     BASIC view unless StreamSubmitRequest.view asks for REQUEST_VIEW_FULL:
     the events before it carry the plan and every subtask's progress.
+    UNAUTHENTICATED (no valid bearer token, when tokens are checked) ends the
+    stream before any event, and nothing is run.
     """
     GetRequest: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.GetRequestRequest, _scheduler_pb2.GetRequestResponse]
     """A request's state and, once finished, its result.
@@ -126,16 +151,19 @@ class SchedulerServiceStub:
     REQUEST_VIEW_BASIC.
 
     Status codes: OK; INVALID_ARGUMENT for an empty request id; NOT_FOUND
-    for an unknown one; UNAVAILABLE (reason STORE_UNAVAILABLE) when the
-    store cannot commit a running request before the deadline. Safe to
-    retry.
+    for an unknown one, and for another tenant's request to a client (the
+    same answer: nothing tells that it exists); UNAVAILABLE (reason
+    STORE_UNAVAILABLE) when the store cannot commit a running request before
+    the deadline; UNAUTHENTICATED without a valid bearer token (when tokens
+    are checked). Safe to retry.
     """
     Decompose: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.DecomposeRequest, _scheduler_pb2.DecomposeResponse]
     """The plan alone (a dry run): the plan a workflow makes for this input,
     or a client-supplied plan checked and normalised. The plan may be
     edited and passed back to Submit.
 
-    Status codes: OK; INVALID_ARGUMENT; NOT_FOUND for an unknown workflow.
+    Status codes: OK; INVALID_ARGUMENT; NOT_FOUND for an unknown workflow;
+    UNAUTHENTICATED without a valid bearer token (when tokens are checked).
     Safe to retry.
     """
     Dispatch: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.DispatchRequest, _scheduler_pb2.DispatchResponse]
@@ -145,7 +173,8 @@ class SchedulerServiceStub:
     mesh. (Offload runs the other way: a loaded scheduler hands a worker
     several steps of a plan at once, see WorkerService.ExecuteStream.)
 
-    Status codes: as Submit. Retryable when given the same request id. A
+    Status codes: as Submit (UNAUTHENTICATED without a valid bearer token,
+    when tokens are checked). Retryable when given the same request id. A
     request id this scheduler saw recently (in memory, not across restarts)
     with another capability, difficulty, priority or input is refused with
     ALREADY_EXISTS (reason REQUEST_ID_REUSED, metadata request_id).
@@ -218,7 +247,9 @@ class SchedulerServiceStub:
     """The registered workers with their health and their skills' contracts,
     for dashboards and the CLI (`agentmesh workers`, `agentmesh skills`).
 
-    Status codes: OK. Safe to retry.
+    Status codes: OK; UNAUTHENTICATED without a valid bearer token and
+    PERMISSION_DENIED for a client's (when tokens are checked: an admin's
+    call). Safe to retry.
     """
     GetStats: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.GetStatsRequest, _scheduler_pb2.GetStatsResponse]
     """A live picture of the scheduler: queue depths and ages, request
@@ -226,7 +257,9 @@ class SchedulerServiceStub:
     most recent requests. Used by `agentmesh top`.
 
     Status codes: OK; INVALID_ARGUMENT for a negative or too large
-    recent_requests. Safe to retry.
+    recent_requests; UNAUTHENTICATED without a valid bearer token and
+    PERMISSION_DENIED for a client's (when tokens are checked: an admin's
+    call). Safe to retry.
     """
 
 @_typing.type_check_only
@@ -240,6 +273,25 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     decode, or that holds an enum value its enum does not define (a priority
     of 99, say), is refused with INVALID_ARGUMENT and a field violation naming
     the field, whatever the RPC.
+
+    Callers' tokens: when the scheduler is given a key to check them with
+    (AGENTMESH_AUTH_PUBLIC_KEY or AGENTMESH_AUTH_JWKS), every caller RPC needs
+    a JWT in the call's metadata, `authorization: Bearer <token>`, whose `role`
+    claim allows it: `client` may call Submit, StreamSubmit, GetRequest,
+    Decompose and Dispatch, `admin` anything (ListWorkers, GetStats, server
+    reflection). A missing, malformed, badly signed, expired, wrong-audience
+    or wrong-issuer token is UNAUTHENTICATED (ErrorInfo reason such as
+    MISSING_TOKEN, BAD_SIGNATURE, TOKEN_EXPIRED); a role the RPC does not
+    allow is PERMISSION_DENIED (reason ROLE_DENIED). Neither is retryable with
+    the same token. A client's `tenant` claim tags the requests it submits and
+    is the only tenant whose requests it sees. The health service is open.
+    With no key configured, tokens are not checked (loopback development).
+
+    Transport: with mutual TLS on (AGENTMESH_TLS_*, docs/security.md), every
+    caller and worker presents a certificate the mesh's CA signed; a
+    connection without one, or in plaintext, fails its handshake and the call
+    is UNAVAILABLE. Register and Heartbeat are the workers', each for the
+    worker id its certificate names (PERMISSION_DENIED otherwise).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -275,7 +327,9 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
       INVALID_ARGUMENT     empty or oversized input, a malformed plan (cycle,
                            unknown capability, bad reference, too many steps),
                            with BadRequest field violations; not retryable.
-      NOT_FOUND            unknown workflow; not retryable.
+      NOT_FOUND            unknown workflow; or, to a client, a request id of
+                           another tenant's request (reason UNKNOWN_REQUEST,
+                           as GetRequest answers); not retryable.
       UNAVAILABLE          no healthy worker offers a capability a required
                            step needs (ErrorInfo names it), and none
                            registered within AGENTMESH_WORKER_WAIT (5 s by
@@ -301,6 +355,8 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
       INTERNAL             a worker answered a subtask with INTERNAL until its
                            retries ran out (such as output that kept failing
                            its schema, reason OUTPUT_INVALID).
+      UNAUTHENTICATED      no valid bearer token (when tokens are checked);
+                           not retryable with the same token.
     """
     StreamSubmit: _aio.UnaryStreamMultiCallable[_scheduler_pb2.StreamSubmitRequest, _scheduler_pb2.StreamSubmitResponse]  # type: ignore[assignment]
     """Same as Submit, streaming progress events (plan made, subtask started,
@@ -314,6 +370,8 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     makes a retry attach to the running request). The result is in the
     BASIC view unless StreamSubmitRequest.view asks for REQUEST_VIEW_FULL:
     the events before it carry the plan and every subtask's progress.
+    UNAUTHENTICATED (no valid bearer token, when tokens are checked) ends the
+    stream before any event, and nothing is run.
     """
     GetRequest: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.GetRequestRequest, _scheduler_pb2.GetRequestResponse]  # type: ignore[assignment]
     """A request's state and, once finished, its result.
@@ -327,16 +385,19 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     REQUEST_VIEW_BASIC.
 
     Status codes: OK; INVALID_ARGUMENT for an empty request id; NOT_FOUND
-    for an unknown one; UNAVAILABLE (reason STORE_UNAVAILABLE) when the
-    store cannot commit a running request before the deadline. Safe to
-    retry.
+    for an unknown one, and for another tenant's request to a client (the
+    same answer: nothing tells that it exists); UNAVAILABLE (reason
+    STORE_UNAVAILABLE) when the store cannot commit a running request before
+    the deadline; UNAUTHENTICATED without a valid bearer token (when tokens
+    are checked). Safe to retry.
     """
     Decompose: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.DecomposeRequest, _scheduler_pb2.DecomposeResponse]  # type: ignore[assignment]
     """The plan alone (a dry run): the plan a workflow makes for this input,
     or a client-supplied plan checked and normalised. The plan may be
     edited and passed back to Submit.
 
-    Status codes: OK; INVALID_ARGUMENT; NOT_FOUND for an unknown workflow.
+    Status codes: OK; INVALID_ARGUMENT; NOT_FOUND for an unknown workflow;
+    UNAUTHENTICATED without a valid bearer token (when tokens are checked).
     Safe to retry.
     """
     Dispatch: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.DispatchRequest, _scheduler_pb2.DispatchResponse]  # type: ignore[assignment]
@@ -346,7 +407,8 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     mesh. (Offload runs the other way: a loaded scheduler hands a worker
     several steps of a plan at once, see WorkerService.ExecuteStream.)
 
-    Status codes: as Submit. Retryable when given the same request id. A
+    Status codes: as Submit (UNAUTHENTICATED without a valid bearer token,
+    when tokens are checked). Retryable when given the same request id. A
     request id this scheduler saw recently (in memory, not across restarts)
     with another capability, difficulty, priority or input is refused with
     ALREADY_EXISTS (reason REQUEST_ID_REUSED, metadata request_id).
@@ -419,7 +481,9 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     """The registered workers with their health and their skills' contracts,
     for dashboards and the CLI (`agentmesh workers`, `agentmesh skills`).
 
-    Status codes: OK. Safe to retry.
+    Status codes: OK; UNAUTHENTICATED without a valid bearer token and
+    PERMISSION_DENIED for a client's (when tokens are checked: an admin's
+    call). Safe to retry.
     """
     GetStats: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.GetStatsRequest, _scheduler_pb2.GetStatsResponse]  # type: ignore[assignment]
     """A live picture of the scheduler: queue depths and ages, request
@@ -427,7 +491,9 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     most recent requests. Used by `agentmesh top`.
 
     Status codes: OK; INVALID_ARGUMENT for a negative or too large
-    recent_requests. Safe to retry.
+    recent_requests; UNAUTHENTICATED without a valid bearer token and
+    PERMISSION_DENIED for a client's (when tokens are checked: an admin's
+    call). Safe to retry.
     """
 
 class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -440,6 +506,25 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
     decode, or that holds an enum value its enum does not define (a priority
     of 99, say), is refused with INVALID_ARGUMENT and a field violation naming
     the field, whatever the RPC.
+
+    Callers' tokens: when the scheduler is given a key to check them with
+    (AGENTMESH_AUTH_PUBLIC_KEY or AGENTMESH_AUTH_JWKS), every caller RPC needs
+    a JWT in the call's metadata, `authorization: Bearer <token>`, whose `role`
+    claim allows it: `client` may call Submit, StreamSubmit, GetRequest,
+    Decompose and Dispatch, `admin` anything (ListWorkers, GetStats, server
+    reflection). A missing, malformed, badly signed, expired, wrong-audience
+    or wrong-issuer token is UNAUTHENTICATED (ErrorInfo reason such as
+    MISSING_TOKEN, BAD_SIGNATURE, TOKEN_EXPIRED); a role the RPC does not
+    allow is PERMISSION_DENIED (reason ROLE_DENIED). Neither is retryable with
+    the same token. A client's `tenant` claim tags the requests it submits and
+    is the only tenant whose requests it sees. The health service is open.
+    With no key configured, tokens are not checked (loopback development).
+
+    Transport: with mutual TLS on (AGENTMESH_TLS_*, docs/security.md), every
+    caller and worker presents a certificate the mesh's CA signed; a
+    connection without one, or in plaintext, fails its handshake and the call
+    is UNAVAILABLE. Register and Heartbeat are the workers', each for the
+    worker id its certificate names (PERMISSION_DENIED otherwise).
     """
 
     @_abc_1.abstractmethod
@@ -479,7 +564,9 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
           INVALID_ARGUMENT     empty or oversized input, a malformed plan (cycle,
                                unknown capability, bad reference, too many steps),
                                with BadRequest field violations; not retryable.
-          NOT_FOUND            unknown workflow; not retryable.
+          NOT_FOUND            unknown workflow; or, to a client, a request id of
+                               another tenant's request (reason UNKNOWN_REQUEST,
+                               as GetRequest answers); not retryable.
           UNAVAILABLE          no healthy worker offers a capability a required
                                step needs (ErrorInfo names it), and none
                                registered within AGENTMESH_WORKER_WAIT (5 s by
@@ -505,6 +592,8 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
           INTERNAL             a worker answered a subtask with INTERNAL until its
                                retries ran out (such as output that kept failing
                                its schema, reason OUTPUT_INVALID).
+          UNAUTHENTICATED      no valid bearer token (when tokens are checked);
+                               not retryable with the same token.
         """
 
     @_abc_1.abstractmethod
@@ -524,6 +613,8 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
         makes a retry attach to the running request). The result is in the
         BASIC view unless StreamSubmitRequest.view asks for REQUEST_VIEW_FULL:
         the events before it carry the plan and every subtask's progress.
+        UNAUTHENTICATED (no valid bearer token, when tokens are checked) ends the
+        stream before any event, and nothing is run.
         """
 
     @_abc_1.abstractmethod
@@ -543,9 +634,11 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
         REQUEST_VIEW_BASIC.
 
         Status codes: OK; INVALID_ARGUMENT for an empty request id; NOT_FOUND
-        for an unknown one; UNAVAILABLE (reason STORE_UNAVAILABLE) when the
-        store cannot commit a running request before the deadline. Safe to
-        retry.
+        for an unknown one, and for another tenant's request to a client (the
+        same answer: nothing tells that it exists); UNAVAILABLE (reason
+        STORE_UNAVAILABLE) when the store cannot commit a running request before
+        the deadline; UNAUTHENTICATED without a valid bearer token (when tokens
+        are checked). Safe to retry.
         """
 
     @_abc_1.abstractmethod
@@ -558,7 +651,8 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
         or a client-supplied plan checked and normalised. The plan may be
         edited and passed back to Submit.
 
-        Status codes: OK; INVALID_ARGUMENT; NOT_FOUND for an unknown workflow.
+        Status codes: OK; INVALID_ARGUMENT; NOT_FOUND for an unknown workflow;
+        UNAUTHENTICATED without a valid bearer token (when tokens are checked).
         Safe to retry.
         """
 
@@ -574,7 +668,8 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
         mesh. (Offload runs the other way: a loaded scheduler hands a worker
         several steps of a plan at once, see WorkerService.ExecuteStream.)
 
-        Status codes: as Submit. Retryable when given the same request id. A
+        Status codes: as Submit (UNAUTHENTICATED without a valid bearer token,
+        when tokens are checked). Retryable when given the same request id. A
         request id this scheduler saw recently (in memory, not across restarts)
         with another capability, difficulty, priority or input is refused with
         ALREADY_EXISTS (reason REQUEST_ID_REUSED, metadata request_id).
@@ -665,7 +760,9 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
         """The registered workers with their health and their skills' contracts,
         for dashboards and the CLI (`agentmesh workers`, `agentmesh skills`).
 
-        Status codes: OK. Safe to retry.
+        Status codes: OK; UNAUTHENTICATED without a valid bearer token and
+        PERMISSION_DENIED for a client's (when tokens are checked: an admin's
+        call). Safe to retry.
         """
 
     @_abc_1.abstractmethod
@@ -679,7 +776,9 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
         most recent requests. Used by `agentmesh top`.
 
         Status codes: OK; INVALID_ARGUMENT for a negative or too large
-        recent_requests. Safe to retry.
+        recent_requests; UNAUTHENTICATED without a valid bearer token and
+        PERMISSION_DENIED for a client's (when tokens are checked: an admin's
+        call). Safe to retry.
         """
 
 def add_SchedulerServiceServicer_to_server(servicer: SchedulerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

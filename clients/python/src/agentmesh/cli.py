@@ -41,7 +41,16 @@ def _tls(args: argparse.Namespace) -> tls.TlsConfig:
 
 
 def _client(args: argparse.Namespace) -> Client:
-    return Client(_target(args), timeout=args.timeout, tls=_tls(args))
+    """A client of the scheduler the arguments name, with their token (--token, else
+    AGENTMESH_TOKEN) and TLS settings (--tls-*, else AGENTMESH_TLS_*)."""
+    return Client(_target(args), timeout=args.timeout, token=args.token, tls=_tls(args))
+
+
+def _add_token(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--token",
+        help="bearer token for a scheduler that checks callers (default AGENTMESH_TOKEN)",
+    )
 
 
 class UsageError(Exception):
@@ -214,13 +223,12 @@ def cmd_top(args: argparse.Namespace) -> int:
 
     if not args.interval > 0:
         raise SystemExit(f"agentmesh top: --interval must be above 0, not {args.interval:g}")
-    settings = _tls(args)
-    return run_top(
-        _target(args),
-        interval=args.interval,
-        once=args.once,
-        client_factory=lambda target: Client(target, tls=settings),
-    )
+    token, settings = args.token, _tls(args)
+
+    def connect(target: str) -> Client:
+        return Client(target, token=token, tls=settings)
+
+    return run_top(_target(args), interval=args.interval, once=args.once, client_factory=connect)
 
 
 def _add_tls_arguments(command: argparse.ArgumentParser) -> None:
@@ -247,6 +255,7 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--workflow", default="support_ticket")
         sub.add_argument("--goal", help="a free-form goal for the planner, instead of a workflow")
         sub.add_argument("--target", help="scheduler host:port")
+        _add_token(sub)
         _add_tls_arguments(sub)
         sub.add_argument(
             "--timeout",
@@ -272,6 +281,7 @@ def parser() -> argparse.ArgumentParser:
     workers = commands.add_parser("workers", help="list the workers and their health")
     workers.add_argument("--capability", default="")
     workers.add_argument("--target", help="scheduler host:port")
+    _add_token(workers)
     _add_tls_arguments(workers)
     workers.add_argument("--timeout", type=float, default=10.0)
     workers.add_argument("--json", action="store_true")
@@ -281,6 +291,7 @@ def parser() -> argparse.ArgumentParser:
         "skills", help="list the live capabilities: their descriptions, workers and contracts"
     )
     skills.add_argument("--target", help="scheduler host:port")
+    _add_token(skills)
     _add_tls_arguments(skills)
     skills.add_argument("--timeout", type=float, default=10.0)
     skills.add_argument(
@@ -290,6 +301,7 @@ def parser() -> argparse.ArgumentParser:
 
     top_view = commands.add_parser("top", help="a live view of the workers, queues and requests")
     top_view.add_argument("--target", help="scheduler host:port")
+    _add_token(top_view)
     _add_tls_arguments(top_view)
     top_view.add_argument(
         "--interval", type=float, default=1.0, help="seconds between polls (default 1)"

@@ -11,10 +11,15 @@ details included, instead of raw `grpc.RpcError`s.
 Submit and StreamSubmit answer with the request's BASIC view (no plan, no
 subtasks) unless asked for `view=FULL`; GetRequest with the FULL view unless
 asked for `view=BASIC`.
+
+A scheduler that checks callers' tokens needs one: `Client(target, token=...)`,
+or the `AGENTMESH_TOKEN` environment variable, sent with every call as
+`authorization: Bearer <token>` metadata.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -99,6 +104,16 @@ def _submit_fields(
     }
 
 
+#: Metadata sent with every call: the bearer token, if any.
+Metadata: TypeAlias = tuple[tuple[str, str], ...] | None
+
+
+def _credentials(token: str | None) -> Metadata:
+    """The call metadata for a token (None: `AGENTMESH_TOKEN`, if set; "": none)."""
+    token = os.environ.get("AGENTMESH_TOKEN", "") if token is None else token
+    return (("authorization", f"Bearer {token.strip()}"),) if token.strip() else None
+
+
 def _dispatch_request(
     capability: str, data: Mapping[str, Any], request_id: str, priority: int, difficulty: int
 ) -> scheduler_pb2.DispatchRequest:
@@ -115,6 +130,7 @@ def _dispatch_request(
 class Client:
     """A blocking client; `with Client(target) as c:` closes the channel.
 
+    `token` is the bearer token sent with every call (default: `AGENTMESH_TOKEN`, if set).
     With `tls` on (`agentmesh.tls.TlsConfig`, e.g. `TlsConfig.from_env()`), the channel is
     mutual TLS: it presents the caller's certificate and verifies the scheduler's.
     """
@@ -124,9 +140,11 @@ class Client:
         target: str,
         *,
         timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
         tls: _tls.TlsConfig | None = None,
     ) -> None:
         self.timeout = timeout
+        self._metadata = _credentials(token)
         self._channel = _tls.channel(target, tls)
         self._stub = scheduler_pb2_grpc.SchedulerServiceStub(self._channel)
 
@@ -166,7 +184,9 @@ class Client:
         request = scheduler_pb2.StreamSubmitRequest(
             **_submit_fields(source, data, request_id, priority, cost_budget_usd, view)
         )
-        call = self._stub.StreamSubmit(request, timeout=timeout or self.timeout)
+        call = self._stub.StreamSubmit(
+            request, timeout=timeout or self.timeout, metadata=self._metadata
+        )
         try:
             yield from call
         except grpc.RpcError as error:
@@ -231,7 +251,7 @@ class Client:
     ) -> Resp:
         """A unary call with the client's default deadline; errors as agentmesh errors."""
         try:
-            return method(request, timeout=timeout or self.timeout)
+            return method(request, timeout=timeout or self.timeout, metadata=self._metadata)
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
 
@@ -251,17 +271,21 @@ class Client:
 
 
 class AsyncClient:
-    """The asyncio client; `async with AsyncClient(target) as c:` closes the channel;
-    `tls` as for `Client`."""
+    """The asyncio client; `async with AsyncClient(target) as c:` closes the channel.
+
+    `token` and `tls` as for `Client`.
+    """
 
     def __init__(
         self,
         target: str,
         *,
         timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
         tls: _tls.TlsConfig | None = None,
     ) -> None:
         self.timeout = timeout
+        self._metadata = _credentials(token)
         self._channel = _tls.aio_channel(target, tls)
         self._stub = scheduler_pb2_grpc.SchedulerServiceStub(self._channel)
 
@@ -295,7 +319,9 @@ class AsyncClient:
         request = scheduler_pb2.StreamSubmitRequest(
             **_submit_fields(source, data, request_id, priority, cost_budget_usd, view)
         )
-        call = self._stub.StreamSubmit(request, timeout=timeout or self.timeout)
+        call = self._stub.StreamSubmit(
+            request, timeout=timeout or self.timeout, metadata=self._metadata
+        )
         try:
             async for message in call:
                 yield message
@@ -358,7 +384,7 @@ class AsyncClient:
     ) -> Resp:
         """As `Client._call`."""
         try:
-            return await method(request, timeout=timeout or self.timeout)
+            return await method(request, timeout=timeout or self.timeout, metadata=self._metadata)
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
 

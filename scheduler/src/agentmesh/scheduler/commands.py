@@ -1,4 +1,4 @@
-"""The scheduler's subcommands of the `agentmesh` CLI: `scheduler` and `run`.
+"""The scheduler's subcommands of the `agentmesh` CLI: `scheduler`, `run` and `token`.
 
 Registered under the `agentmesh.commands` entry point group (see agentmesh.cli):
 the CLI offers them wherever `agentmesh-scheduler` is installed.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import sys
 from pathlib import Path
 
 from agentmesh import tls
@@ -68,6 +70,27 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     certs.set_defaults(handler=cmd_certs)
 
+    token = commands.add_parser(
+        "token", help="mint a development bearer token for callers (docs/security.md)"
+    )
+    token.add_argument("--role", required=True, choices=["client", "admin"])
+    token.add_argument("--tenant", default="", help="the caller's tenant (required for client)")
+    token.add_argument("--key", required=True, help="PEM private key (RSA, EC or Ed25519)")
+    token.add_argument(
+        "--audience",
+        default=os.environ.get("AGENTMESH_AUTH_AUDIENCE", ""),
+        help="aud claim (default AGENTMESH_AUTH_AUDIENCE)",
+    )
+    token.add_argument(
+        "--issuer",
+        default=os.environ.get("AGENTMESH_AUTH_ISSUER", ""),
+        help="iss claim (default AGENTMESH_AUTH_ISSUER)",
+    )
+    token.add_argument("--ttl", type=float, default=3600.0, help="seconds it is valid (3600)")
+    token.add_argument("--subject", default="", help="sub claim: who the caller is")
+    token.add_argument("--kid", default="", help="the key's id in a JWKS")
+    token.set_defaults(handler=cmd_token)
+
 
 def cmd_run(args: argparse.Namespace) -> int:
     from agentmesh.scheduler.run import run_mesh
@@ -118,3 +141,36 @@ def cmd_certs(args: argparse.Namespace) -> int:
         " agentmesh scheduler"
     )
     return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print a signed token; a mistake in the arguments is one line and exit status 2."""
+    from agentmesh.server.tokens import load_private_key, mint
+
+    problem = ""
+    if not args.audience or not args.issuer:
+        problem = "--audience and --issuer are required (or AGENTMESH_AUTH_AUDIENCE and _ISSUER)"
+    elif args.role == "client" and not args.tenant:
+        problem = "a client token needs --tenant"
+    elif not args.ttl > 0:
+        problem = f"--ttl must be above 0, not {args.ttl:g}"
+    if not problem:
+        try:
+            key = load_private_key(Path(args.key))
+            print(
+                mint(
+                    key,
+                    role=args.role,
+                    tenant=args.tenant,
+                    audience=args.audience,
+                    issuer=args.issuer,
+                    ttl=args.ttl,
+                    subject=args.subject,
+                    kid=args.kid,
+                )
+            )
+            return 0
+        except ValueError as error:
+            problem = str(error)
+    print(f"agentmesh token: {problem}", file=sys.stderr)
+    return 2

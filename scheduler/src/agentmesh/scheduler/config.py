@@ -12,6 +12,7 @@ from agentmesh.scheduler.hedging import HedgePolicy, parse_hedge_after
 from agentmesh.scheduler.queues import CRITICAL_PATH, check_order
 from agentmesh.scheduler.retry import RetryPolicy
 from agentmesh.server import settings
+from agentmesh.server.tokens import TokenSettings
 from agentmesh.tls import TlsConfig
 
 
@@ -115,6 +116,10 @@ class SchedulerConfig:
     tls: TlsConfig = field(default_factory=TlsConfig)
     """Mutual TLS (`agentmesh.tls`); env AGENTMESH_TLS_CERT, AGENTMESH_TLS_KEY,
     AGENTMESH_TLS_CA, AGENTMESH_TLS_DOMAIN, AGENTMESH_INSECURE. Default off: loopback only."""
+    auth: TokenSettings = field(default_factory=TokenSettings)
+    """Callers' bearer tokens; env AGENTMESH_AUTH_PUBLIC_KEY or AGENTMESH_AUTH_JWKS,
+    AGENTMESH_AUTH_AUDIENCE, AGENTMESH_AUTH_ISSUER, AGENTMESH_AUTH_LEEWAY. Default: no
+    key, tokens are not checked."""
 
     def __post_init__(self) -> None:
         check_order(self.queue_order)
@@ -126,7 +131,7 @@ class SchedulerConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> SchedulerConfig:
         env = os.environ if env is None else env
-        values = settings.from_env(cls, env, skip=frozenset({"retry", "hedge", "tls"}))
+        values = settings.from_env(cls, env, skip=frozenset({"retry", "hedge", "tls", "auth"}))
         retry = RetryPolicy(
             max_attempts=int(env.get("AGENTMESH_RETRY_MAX_ATTEMPTS", RetryPolicy.max_attempts)),
             initial_backoff=float(
@@ -142,4 +147,6 @@ class SchedulerConfig:
             budget=float(env.get("AGENTMESH_HEDGE_BUDGET", HedgePolicy.budget)),
         )
         tls = TlsConfig.from_env(env)
-        return cls(**{**values, "retry": retry, "hedge": hedge, "tls": tls, **overrides})
+        auth = TokenSettings.from_env(env)
+        values |= {"retry": retry, "hedge": hedge, "tls": tls, "auth": auth}
+        return cls(**{**values, **overrides})

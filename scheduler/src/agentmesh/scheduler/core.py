@@ -22,7 +22,6 @@ from agentmesh.errors import (
     AgentmeshError,
     FieldViolation,
     InvalidArgument,
-    NotFound,
 )
 from agentmesh.scheduler import admission, contracts, requests
 from agentmesh.scheduler.admission import Admission
@@ -146,6 +145,8 @@ class SchedulerCore:
         timeout: float | None = None,
         on_plan: Callable[[RequestRecord], None] | None = None,
         on_event: EventSink = ignore_events,
+        tenant: str = "",
+        scope: str | None = None,
     ) -> RequestRecord:
         """Run a request to its outcome, or attach to it when its id is known.
 
@@ -155,7 +156,9 @@ class SchedulerCore:
         that failed with a retryable code runs again. Raises for what is
         refused before the request is accepted. `on_plan` is called once the
         request is committed, and its subtasks wait for it; without `on_plan`
-        they start at once (the outcome still waits for the store).
+        they start at once (the outcome still waits for the store). A new request is
+        `tenant`'s; a known id of a tenant other than `scope` is NOT_FOUND (None: the
+        caller sees every tenant's requests).
         """
         started = False
         try:
@@ -167,7 +170,9 @@ class SchedulerCore:
                 fingerprint = requests.fingerprint(source.canonical(), data, priority, cost_budget)
                 admission.check_request_id(request_id)
                 span.set_attribute(telemetry.REQUEST_ID, request_id)
-                known = await self._known(request_id, fingerprint, timeout, on_plan, on_event)
+                known = await self._known(
+                    request_id, fingerprint, timeout, on_plan, on_event, scope
+                )
                 if known is not None:
                     return known
             else:
@@ -191,12 +196,14 @@ class SchedulerCore:
                 decompose.set_attribute("agentmesh.steps", len(plan.steps))
             if self.requests.get(request_id) is not None:
                 # The same id arrived while this one was planned: one of them runs.
-                known = await self._known(request_id, fingerprint, timeout, on_plan, on_event)
+                known = await self._known(
+                    request_id, fingerprint, timeout, on_plan, on_event, scope
+                )
                 if known is not None:
                     return known
             contracts.check_plan_inputs(plan, data, self.contract)
             self.admission.admit(plan, self.requests.active(), self.dispatcher.slots.has_room)
-            record = new_record(request_id, plan, data, priority, time.time(), cost_budget)
+            record = new_record(request_id, plan, data, priority, time.time(), cost_budget, tenant)
             started = True
             return await self.runner.start(record, deadline, fingerprint, on_plan, on_event)
         except AgentmeshError as error:
@@ -225,13 +232,18 @@ class SchedulerCore:
         timeout: float | None,
         on_plan: Callable[[RequestRecord], None] | None,
         on_event: EventSink,
+        scope: str | None = None,
     ) -> RequestRecord | None:
-        """The outcome for a known request id: attached, stored, or run again; None if unknown."""
+        """The outcome for a known request id: attached, stored, or run again; None if unknown.
+        Another tenant's request (than `scope`) is NOT_FOUND."""
         deadline = self.clock.now() + (
             timeout if timeout is not None else self.config.default_deadline
         )
         running = self.requests.running(request_id)
         if running is not None:
+            attached = self.requests.get(request_id)
+            if attached is not None:
+                requests.check_tenant(attached, scope)
             requests.check_same(request_id, self.requests.fingerprint(request_id), fingerprint)
             try:
                 outcome = await asyncio.shield(running)
@@ -251,6 +263,7 @@ class SchedulerCore:
                 record, known = stored.record, stored.fingerprint
         if record is None:
             return None
+        requests.check_tenant(record, scope)
         requests.check_same(request_id, known, fingerprint)
         if requests.rerunnable(record):
             return await self._rerun(record, fingerprint, timeout, on_plan, on_event)
@@ -271,7 +284,9 @@ class SchedulerCore:
         self.admission.admit(record.plan, self.requests.active(), self.dispatcher.slots.has_room)
         return await self.runner.rerun(record, deadline, fingerprint, on_plan, on_event)
 
-    def get(self, request_id: str) -> RequestRecord:
+    def get(self, request_id: str, scope: str | None = None) -> RequestRecord:
+        """A request by id; NOT_FOUND for an unknown one, or one of a tenant other than
+        `scope` (None: any tenant's)."""
         if not request_id:
             raise InvalidArgument("request_id is empty", [FieldViolation("request_id", "required")])
         record = self.requests.get(request_id)
@@ -279,15 +294,18 @@ class SchedulerCore:
             stored = self.store.load(request_id)
             record = stored.record if stored is not None else None
         if record is None:
-            raise NotFound(f"no request {request_id!r}", reason="UNKNOWN_REQUEST")
+            raise requests.unknown(request_id)
+        requests.check_tenant(record, scope)
         return record
 
-    async def read(self, request_id: str, timeout: float | None = None) -> RequestRecord:
+    async def read(
+        self, request_id: str, timeout: float | None = None, scope: str | None = None
+    ) -> RequestRecord:
         """`get` for a caller outside (GetRequest): a request that may not be committed yet
         (a Submit's steps start before its first commit) is shown once it is, so that
         nothing is shown that a crash could take back. UNAVAILABLE when the store cannot
         commit within the call's deadline."""
-        record = self.get(request_id)
+        record = self.get(request_id, scope)
         if self.store is not None and self.requests.get(request_id) is record:
             remaining = self.config.default_deadline if timeout is None else timeout
             await self.runner.durable(self.clock.now() + remaining)

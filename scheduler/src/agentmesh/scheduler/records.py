@@ -96,6 +96,9 @@ class RequestRecord:
     finished_at: float | None = None
     #: The cost budget its subtasks share; None for no limit.
     budget: Budget | None = None
+    #: The tenant of the caller that submitted it (its token's `tenant` claim); "" when
+    #: tokens are not checked. Only that tenant's callers (and admins) see it.
+    tenant: str = ""
 
     @property
     def finished(self) -> bool:
@@ -118,6 +121,7 @@ def new_record(
     priority: int,
     created_at: float,
     cost_budget: float = 0.0,
+    tenant: str = "",
 ) -> RequestRecord:
     return RequestRecord(
         request_id=request_id,
@@ -127,6 +131,7 @@ def new_record(
         subtasks={s.id: SubtaskRecord(s.id, s.capability) for s in plan.steps},
         created_at=created_at,
         budget=Budget(cost_budget) if cost_budget > 0 else None,
+        tenant=tenant,
     )
 
 

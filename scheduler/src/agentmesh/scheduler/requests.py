@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from agentmesh.errors import AlreadyExists
+from agentmesh.errors import AlreadyExists, NotFound
 from agentmesh.scheduler.records import RequestRecord
 from agentmesh.scheduler.states import RequestState
 
@@ -55,6 +55,18 @@ def check_same(request_id: str, known: str | None, given: str) -> None:
             reason="REQUEST_ID_REUSED",
             metadata={"request_id": request_id},
         )
+
+
+def unknown(request_id: str) -> NotFound:
+    """The answer for a request id the caller may not know of."""
+    return NotFound(f"no request {request_id!r}", reason="UNKNOWN_REQUEST")
+
+
+def check_tenant(record: RequestRecord, scope: str | None) -> None:
+    """Refuse another tenant's request as if it did not exist (NOT_FOUND, not a leak of
+    its existence); a `scope` of None sees every tenant's requests."""
+    if scope is not None and record.tenant != scope:
+        raise unknown(record.request_id)
 
 
 def rerunnable(record: RequestRecord) -> bool:

@@ -15,11 +15,13 @@ from agentmesh.scheduler.servicer import SchedulerServicer
 from agentmesh.scheduler.store import SqliteStore
 from agentmesh.scheduler.transport import GrpcTransport
 from agentmesh.server import ports, reflection, tls
+from agentmesh.server.callers import ADMINS, CallerGate
 from agentmesh.server.clock import SystemClock
 from agentmesh.server.handlers import RejectUndecodable
 from agentmesh.server.metrics import MeshCollector, SchedulerMetrics, serve_metrics
 from agentmesh.server.serving import Serving
 from agentmesh.server.tls import connection_limits
+from agentmesh.server.tokens import TokenVerifier
 from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,7 @@ class SchedulerServer(Serving):
         self.metrics.store_up.set(0 if self.store is not None and not self.store.up else 1)
         self.health = health.aio.HealthServicer()
         denied = self.metrics.auth_denied
+        # Register and Heartbeat are the workers' (with TLS on, by their certificates).
         peers = tls.RequirePeer(
             config.tls.domain,
             dict.fromkeys(WORKER_METHODS, tls.workers_only),
@@ -75,19 +78,27 @@ class SchedulerServer(Serving):
         self.server = aio.server(
             interceptors=[RejectUndecodable(), peers], options=server_options(config)
         )
+        # Raises ValueError, in one line, for auth settings that do not fit together.
+        self.gate = CallerGate(
+            TokenVerifier.from_settings(config.auth),
+            lambda reason: denied.labels(reason).inc(),
+        )
         scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(
             SchedulerServicer(
                 self.core,
+                self.gate,
                 config.tls,
                 peers.denied,
                 check_addresses=not config.allow_foreign_address,
             ),
             self.server,
         )
+        # Health stays open to all (probes carry no token); reflection is an admin's.
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable(
             self.server,
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name),
+            guard=lambda metadata: self.gate.admit(metadata, "ServerReflectionInfo", ADMINS),
         )
         self.port = 0
         self.metrics_port = 0
@@ -116,6 +127,11 @@ class SchedulerServer(Serving):
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="liveness-sweeper")
         self.core.dispatcher.offload.load.start()
         # Last: whoever reads the ports file may call at once.
+        if not self.gate.enabled:
+            log.info(
+                "caller tokens are not checked: no AGENTMESH_AUTH_PUBLIC_KEY or "
+                "AGENTMESH_AUTH_JWKS (docs/security.md)"
+            )
         ports.announce("scheduler", self.config.ports_file, self.address, metrics)
 
     async def _set_health(self, serving: bool) -> None:

@@ -29,8 +29,10 @@ from agentmesh.scheduler.core import SchedulerCore, Source
 from agentmesh.scheduler.plans import too_many_steps
 from agentmesh.scheduler.records import RequestRecord
 from agentmesh.server import telemetry
+from agentmesh.server.callers import ADMINS, CALLERS, CallerGate
 from agentmesh.server.handlers import Undecodable, streaming, unary
 from agentmesh.server.tls import check_worker
+from agentmesh.server.tokens import Caller
 from agentmesh.tls import TlsConfig
 from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
 
@@ -42,6 +44,16 @@ SUBMIT = "agentmesh.v1.SchedulerService/Submit"
 STREAM_SUBMIT = "agentmesh.v1.SchedulerService/StreamSubmit"
 DISPATCH = "agentmesh.v1.SchedulerService/Dispatch"
 DEFAULT_RECENT, MAX_RECENT = 20, 200
+#: The roles that may call each caller RPC (Register and Heartbeat are the workers').
+ROLES = {
+    "Submit": CALLERS,
+    "StreamSubmit": CALLERS,
+    "GetRequest": CALLERS,
+    "Decompose": CALLERS,
+    "Dispatch": CALLERS,
+    "ListWorkers": ADMINS,
+    "GetStats": ADMINS,
+}
 
 
 def _source(
@@ -61,23 +73,39 @@ def _source(
 
 
 class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
+    """The caller RPCs admit a call by its token first (`gate`): a `client` may submit,
+    plan, dispatch and read its own tenant's requests; an `admin` may call anything.
+    Register and Heartbeat are the workers': with `tls` on, each speaks only for the worker
+    the peer's certificate names."""
+
     def __init__(
         self,
         core: SchedulerCore,
+        gate: CallerGate | None = None,
         tls: TlsConfig | None = None,
         denied: Callable[[str], None] = lambda reason: None,
         check_addresses: bool = False,
     ) -> None:
-        """With `tls` on, Register and Heartbeat speak only for the worker the peer's
-        certificate names; with `check_addresses`, a worker registers only an address of
-        its own (`addresses`); `denied(reason)` counts each refusal."""
+        """With `check_addresses`, a worker registers only an address of its own
+        (`addresses`); `denied(reason)` counts each refusal of a worker's call."""
         self.core = core
+        self.gate = gate or CallerGate(None)
         self._domain = tls.domain if tls is not None and tls.enabled else ""
         self._denied = denied
         self._check_addresses = check_addresses
         # The Heartbeat stream that currently speaks for each worker, so that
         # the end of a stale stream does not evict a worker that re-registered.
         self._streams: dict[str, object] = {}
+
+    def _admit(self, context: Context, method: str) -> Caller:
+        """The call's caller, admitted by its token for the method's roles; raises to refuse
+        it."""
+        return self.gate.admit(context.invocation_metadata(), method, ROLES[method])
+
+    def admit_call(self, method: str, context: Context) -> None:
+        """A caller RPC's credentials, checked before its undecodable message is refused."""
+        if method in ROLES:
+            self._admit(context, method)
 
     def call_refused(self, method: str, error: AgentmeshError) -> None:
         """A call refused before its handler ran: undecodable, or an enum out of range."""
@@ -88,14 +116,17 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def Submit(
         self, request: scheduler_pb2.SubmitRequest, context: Context
     ) -> scheduler_pb2.SubmitResponse:
+        caller = self._admit(context, "Submit")
         with telemetry.server_span(SUBMIT, context.invocation_metadata()):
-            record = await self._submit(request, context)
+            record = await self._submit(request, context, caller)
             return scheduler_pb2.SubmitResponse(request=_finished(record, request.view))
 
     @streaming
     async def StreamSubmit(
         self, request: scheduler_pb2.StreamSubmitRequest, context: Context
     ) -> AsyncIterator[scheduler_pb2.StreamSubmitResponse]:
+        # Before anything is sent or run: a refused stream carries no event.
+        caller = self._admit(context, "StreamSubmit")
         events: asyncio.Queue[Any] = asyncio.Queue()
         request_id = ""
 
@@ -111,7 +142,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         with trace.use_span(span, end_on_exit=False):
             # The task copies the current context: the request's spans go under this one.
             run = asyncio.create_task(
-                self._submit(request, context, on_plan=on_plan, on_event=on_event)
+                self._submit(request, context, caller, on_plan=on_plan, on_event=on_event)
             )
         run.add_done_callback(lambda _: events.put_nowait(_DONE))
         try:
@@ -134,9 +165,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         self,
         request: scheduler_pb2.SubmitRequest | scheduler_pb2.StreamSubmitRequest,
         context: Context,
+        caller: Caller,
         **follow: Any,
     ) -> RequestRecord:
-        """Submit and StreamSubmit alike: the request to the core, with the call's deadline."""
+        """Submit and StreamSubmit alike: the request to the core, with the call's deadline,
+        as the caller's tenant's."""
         try:
             source = _source(request, self.core.config.max_steps)
             data = wire.struct_to_dict(request.input)
@@ -151,6 +184,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             cost_budget=request.cost_budget_usd,
             input_size=request.input.ByteSize(),
             timeout=context.time_remaining(),
+            tenant=caller.tenant,
+            scope=caller.scope,
             **follow,
         )
 
@@ -158,7 +193,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def GetRequest(
         self, request: scheduler_pb2.GetRequestRequest, context: Context
     ) -> scheduler_pb2.GetRequestResponse:
-        record = await self.core.read(request.request_id, context.time_remaining())
+        caller = self._admit(context, "GetRequest")
+        record = await self.core.read(request.request_id, context.time_remaining(), caller.scope)
         # GetRequest exists to inspect a request: FULL unless BASIC is asked for.
         full = request.view != scheduler_pb2.REQUEST_VIEW_BASIC
         return scheduler_pb2.GetRequestResponse(request=convert.request_to_proto(record, full=full))
@@ -167,6 +203,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def Decompose(
         self, request: scheduler_pb2.DecomposeRequest, context: Context
     ) -> scheduler_pb2.DecomposeResponse:
+        self._admit(context, "Decompose")
         data = wire.struct_to_dict(request.input)
         source = _source(request, self.core.config.max_steps)
         if source.plan is None:
@@ -179,6 +216,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def Dispatch(
         self, request: scheduler_pb2.DispatchRequest, context: Context
     ) -> scheduler_pb2.DispatchResponse:
+        self._admit(context, "Dispatch")
         with telemetry.server_span(DISPATCH, context.invocation_metadata()):
             outcome = await self.core.dispatch(
                 request.request_id,
@@ -294,6 +332,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def ListWorkers(
         self, request: scheduler_pb2.ListWorkersRequest, context: Context
     ) -> scheduler_pb2.ListWorkersResponse:
+        self._admit(context, "ListWorkers")
         registry = self.core.registry
         records = (
             registry.offering(request.capability) if request.capability else registry.workers()
@@ -310,6 +349,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def GetStats(
         self, request: scheduler_pb2.GetStatsRequest, context: Context
     ) -> scheduler_pb2.GetStatsResponse:
+        self._admit(context, "GetStats")
         if not 0 <= request.recent_requests <= MAX_RECENT:
             raise InvalidArgument(
                 f"recent_requests must be between 0 and {MAX_RECENT}",

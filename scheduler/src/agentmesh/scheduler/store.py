@@ -92,7 +92,8 @@ CREATE TABLE IF NOT EXISTS requests (
     error TEXT,
     created_at REAL NOT NULL,
     finished_at REAL,
-    fingerprint TEXT NOT NULL DEFAULT ''
+    fingerprint TEXT NOT NULL DEFAULT '',
+    tenant TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS requests_running ON requests (state) WHERE state = 'RUNNING';
 CREATE TABLE IF NOT EXISTS subtasks (
@@ -104,11 +105,15 @@ CREATE TABLE IF NOT EXISTS subtasks (
 """
 
 #: Columns added since the first schema, added to older files on open.
-MIGRATIONS = {"fingerprint": "ALTER TABLE requests ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''"}
+MIGRATIONS = {
+    "fingerprint": "ALTER TABLE requests ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''",
+    # The caller's tenant; requests from before tenants are no tenant's ("").
+    "tenant": "ALTER TABLE requests ADD COLUMN tenant TEXT NOT NULL DEFAULT ''",
+}
 
 COLUMNS = (
     "request_id, plan, input, priority, budget, deadline, state, answer, error,"
-    " created_at, finished_at, fingerprint"
+    " created_at, finished_at, fingerprint, tenant"
 )
 
 
@@ -152,7 +157,8 @@ class SqliteStore:
         self._writer.put(
             (
                 "INSERT OR REPLACE INTO requests (request_id, plan, input, priority, budget,"
-                " deadline, state, created_at, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " deadline, state, created_at, fingerprint, tenant)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.request_id,
                     json.dumps(plan_to_dict(record.plan)),
@@ -163,6 +169,7 @@ class SqliteStore:
                     record.state,
                     record.created_at,
                     fingerprint,
+                    record.tenant,
                 ),
             )
         )
@@ -234,6 +241,7 @@ class SqliteStore:
             created,
             finished,
             fingerprint,
+            tenant,
         ) = row
         record = RequestRecord(
             request_id=request_id,
@@ -247,6 +255,7 @@ class SqliteStore:
             created_at=created,
             finished_at=finished,
             budget=Budget(budget) if budget > 0 else None,
+            tenant=tenant,
         )
         for (raw,) in self._db.execute(
             "SELECT record FROM subtasks WHERE request_id = ?", (request_id,)

@@ -50,7 +50,7 @@ def unary(
     async def wrapper(self: S, request: Req, context: aio.ServicerContext[Any, Any]) -> Resp:
         try:
             if isinstance(request, Undecodable):
-                raise _refused(self, method.__name__, request)
+                raise _refused(self, method.__name__, request, context)
             return await method(self, request, context)
         except (asyncio.CancelledError, aio.AbortError):
             raise
@@ -70,7 +70,7 @@ def streaming(
     ) -> AsyncIterator[Resp]:
         try:
             if isinstance(request, Undecodable):
-                raise _refused(self, method.__name__, request)
+                raise _refused(self, method.__name__, request, context)
             async for item in method(self, request, context):
                 yield item
         except (asyncio.CancelledError, aio.AbortError):
@@ -81,9 +81,16 @@ def streaming(
     return wrapper
 
 
-def _refused(servicer: object, method: str, request: Undecodable) -> InvalidArgument:
+def _refused(
+    servicer: object, method: str, request: Undecodable, context: aio.ServicerContext[Any, Any]
+) -> InvalidArgument:
     """The refusal of a request the handler never sees, told to the servicer's
-    `call_refused(method, error)` if it has one (so that it can count it)."""
+    `call_refused(method, error)` if it has one (so that it can count it). A servicer's
+    `admit_call(method, context)`, if it has one, checks the call's credentials first and
+    raises to refuse them: a caller without them learns nothing from the message's fault."""
+    admit = getattr(servicer, "admit_call", None)
+    if admit is not None:
+        admit(method, context)
     error = request.refuse()
     observe = getattr(servicer, "call_refused", None)
     if observe is not None:
