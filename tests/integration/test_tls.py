@@ -302,3 +302,22 @@ def test_a_worker_registers_only_with_the_schedulers_certificate(mesh: Mesh, cer
     assert "w6" not in mesh.worker_ids()
     assert denied_counts(mesh.worker_metrics_port("w1")).get("not_worker", 0) == 0
     still_serving(mesh)
+
+
+def test_a_worker_certificate_may_not_call_the_callers_rpcs(mesh: Mesh, certs: Certs) -> None:
+    """A worker's certificate may Dispatch (a worker offloads work) but not Submit, read
+    requests, list the workers or use reflection; a caller's may."""
+    before = denied_counts(mesh.metrics_port).get("not_client", 0)
+    submit = scheduler_pb2.SubmitRequest(workflow="support_ticket", input=struct(TICKET))
+    with channel(mesh.target, certs.worker("w1"), "scheduler.agentmesh.local") as ch:
+        stub = scheduler_pb2_grpc.SchedulerServiceStub(ch)
+        assert refused(stub.Submit, submit, 10)[0] == grpc.StatusCode.PERMISSION_DENIED
+        listing = scheduler_pb2.ListWorkersRequest()
+        assert refused(stub.ListWorkers, listing, 10)[0] == grpc.StatusCode.PERMISSION_DENIED
+        dispatch = scheduler_pb2.DispatchRequest(capability="sentiment", input=struct(TICKET))
+        assert stub.Dispatch(dispatch, timeout=10).worker_id == "w1"
+    assert denied_counts(mesh.metrics_port)["not_client"] - before == 2
+    w1 = certs.worker("w1")
+    reflection = grpcurl(*w1.grpcurl_args(), "-servername", "localhost", mesh.target, "list")
+    assert reflection.returncode != 0 and "PermissionDenied" in reflection.stderr
+    still_serving(mesh)

@@ -53,7 +53,10 @@ class SchedulerServiceStub:
     caller and worker presents a certificate the mesh's CA signed; a
     connection without one, or in plaintext, fails its handshake and the call
     is UNAVAILABLE. Register and Heartbeat are the workers', each for the
-    worker id its certificate names (PERMISSION_DENIED otherwise).
+    worker id its certificate names; the other RPCs and reflection need a
+    caller's certificate (`<name>.client.<domain>`), Dispatch a caller's or a
+    worker's: any other is PERMISSION_DENIED (ErrorInfo reason NOT_WORKER,
+    WORKER_IDENTITY_MISMATCH or NOT_CLIENT) before a message is read.
     """
 
     def __init__(self, channel):
@@ -137,7 +140,10 @@ class SchedulerServiceServicer:
     caller and worker presents a certificate the mesh's CA signed; a
     connection without one, or in plaintext, fails its handshake and the call
     is UNAVAILABLE. Register and Heartbeat are the workers', each for the
-    worker id its certificate names (PERMISSION_DENIED otherwise).
+    worker id its certificate names; the other RPCs and reflection need a
+    caller's certificate (`<name>.client.<domain>`), Dispatch a caller's or a
+    worker's: any other is PERMISSION_DENIED (ErrorInfo reason NOT_WORKER,
+    WORKER_IDENTITY_MISMATCH or NOT_CLIENT) before a message is read.
     """
 
     def Submit(self, request, context):
@@ -460,7 +466,10 @@ class SchedulerService:
     caller and worker presents a certificate the mesh's CA signed; a
     connection without one, or in plaintext, fails its handshake and the call
     is UNAVAILABLE. Register and Heartbeat are the workers', each for the
-    worker id its certificate names (PERMISSION_DENIED otherwise).
+    worker id its certificate names; the other RPCs and reflection need a
+    caller's certificate (`<name>.client.<domain>`), Dispatch a caller's or a
+    worker's: any other is PERMISSION_DENIED (ErrorInfo reason NOT_WORKER,
+    WORKER_IDENTITY_MISMATCH or NOT_CLIENT) before a message is read.
     """
 
     @staticmethod

@@ -54,7 +54,10 @@ class SchedulerServiceStub:
     caller and worker presents a certificate the mesh's CA signed; a
     connection without one, or in plaintext, fails its handshake and the call
     is UNAVAILABLE. Register and Heartbeat are the workers', each for the
-    worker id its certificate names (PERMISSION_DENIED otherwise).
+    worker id its certificate names; the other RPCs and reflection need a
+    caller's certificate (`<name>.client.<domain>`), Dispatch a caller's or a
+    worker's: any other is PERMISSION_DENIED (ErrorInfo reason NOT_WORKER,
+    WORKER_IDENTITY_MISMATCH or NOT_CLIENT) before a message is read.
     """
 
     @_typing.overload
@@ -291,7 +294,10 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     caller and worker presents a certificate the mesh's CA signed; a
     connection without one, or in plaintext, fails its handshake and the call
     is UNAVAILABLE. Register and Heartbeat are the workers', each for the
-    worker id its certificate names (PERMISSION_DENIED otherwise).
+    worker id its certificate names; the other RPCs and reflection need a
+    caller's certificate (`<name>.client.<domain>`), Dispatch a caller's or a
+    worker's: any other is PERMISSION_DENIED (ErrorInfo reason NOT_WORKER,
+    WORKER_IDENTITY_MISMATCH or NOT_CLIENT) before a message is read.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -524,7 +530,10 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
     caller and worker presents a certificate the mesh's CA signed; a
     connection without one, or in plaintext, fails its handshake and the call
     is UNAVAILABLE. Register and Heartbeat are the workers', each for the
-    worker id its certificate names (PERMISSION_DENIED otherwise).
+    worker id its certificate names; the other RPCs and reflection need a
+    caller's certificate (`<name>.client.<domain>`), Dispatch a caller's or a
+    worker's: any other is PERMISSION_DENIED (ErrorInfo reason NOT_WORKER,
+    WORKER_IDENTITY_MISMATCH or NOT_CLIENT) before a message is read.
     """
 
     @_abc_1.abstractmethod

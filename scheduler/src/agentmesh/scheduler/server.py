@@ -7,11 +7,12 @@ import logging
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 from prometheus_client import CollectorRegistry
 
 from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.core import SchedulerCore
-from agentmesh.scheduler.servicer import SchedulerServicer
+from agentmesh.scheduler.servicer import ROLES, SchedulerServicer
 from agentmesh.scheduler.store import SqliteStore
 from agentmesh.scheduler.transport import GrpcTransport
 from agentmesh.server import ports, reflection, tls
@@ -26,12 +27,27 @@ from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 log = logging.getLogger(__name__)
 
+REFLECTION = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"].full_name
+
 SERVICE_NAME = scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
 #: The setting a refused listen address names.
 LISTEN = "AGENTMESH_LISTEN"
 #: The methods only a worker's certificate may call (with TLS on); the handlers check
 #: that it names the worker the call speaks for.
 WORKER_METHODS = (f"/{SERVICE_NAME}/Register", f"/{SERVICE_NAME}/Heartbeat")
+
+
+def peer_rules() -> dict[str, tls.Rule]:
+    """Which certificates may call which method, with TLS on: Register and Heartbeat a
+    worker's; the callers' RPCs and reflection a caller's (its token then decides its
+    role), Dispatch a worker's too (for work a worker offloads); health any of the mesh."""
+    rules: dict[str, tls.Rule] = dict.fromkeys(WORKER_METHODS, tls.workers_only)
+    for method in ROLES:
+        rules[f"/{SERVICE_NAME}/{method}"] = (
+            tls.clients_or_workers if method == "Dispatch" else tls.clients_only
+        )
+    rules[f"/{REFLECTION}/ServerReflectionInfo"] = tls.clients_only
+    return rules
 
 
 def server_options(config: SchedulerConfig) -> list[tuple[str, int]]:
@@ -69,10 +85,10 @@ class SchedulerServer(Serving):
         self.metrics.store_up.set(0 if self.store is not None and not self.store.up else 1)
         self.health = health.aio.HealthServicer()
         denied = self.metrics.auth_denied
-        # Register and Heartbeat are the workers' (with TLS on, by their certificates).
+        # With TLS on, which certificates may call what (peer_rules).
         peers = tls.RequirePeer(
             config.tls.domain,
-            dict.fromkeys(WORKER_METHODS, tls.workers_only),
+            peer_rules(),
             lambda reason: denied.labels(reason).inc(),
         )
         self.server = aio.server(

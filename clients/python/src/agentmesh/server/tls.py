@@ -120,6 +120,12 @@ class Peer:
             if name.endswith(suffix) and "." not in name.removesuffix(suffix)
         )
 
+    @property
+    def is_client(self) -> bool:
+        """Whether the certificate names a caller (`<name>.client.<domain>`)."""
+        suffix = f".client.{self.domain}"
+        return any(n.endswith(suffix) and "." not in n.removesuffix(suffix) for n in self.names)
+
     def describe(self) -> str:
         """The names under the mesh's domain, for an error message (certificates are public)."""
         ours = [n for n in self.names if n.endswith(f".{self.domain}")]
@@ -181,6 +187,17 @@ def workers_only(peer: Peer) -> str | None:
     """Only a worker's certificate may call (Register, Heartbeat); which worker it may
     speak for, the handler checks against the worker id the request claims."""
     return None if peer.worker_ids else "not_worker"
+
+
+def clients_only(peer: Peer) -> str | None:
+    """Only a caller's certificate may call (Submit and the other caller RPCs, whose
+    role the caller's token decides)."""
+    return None if peer.is_client else "not_client"
+
+
+def clients_or_workers(peer: Peer) -> str | None:
+    """A caller's or a worker's certificate may call (Dispatch: workers offload work)."""
+    return None if peer.is_client or peer.worker_ids else "not_client"
 
 
 def check_worker(context: Context, domain: str, claimed: str) -> PermissionDenied | None:
