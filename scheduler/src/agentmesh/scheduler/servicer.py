@@ -26,6 +26,7 @@ from agentmesh.scheduler.addresses import foreign_address
 from agentmesh.scheduler.beats import BeatLimiter, Verdict
 from agentmesh.scheduler.calls import SubtaskEvent
 from agentmesh.scheduler.core import SchedulerCore, Source
+from agentmesh.scheduler.membership import check_registration
 from agentmesh.scheduler.plans import too_many_steps
 from agentmesh.scheduler.records import RequestRecord
 from agentmesh.server import telemetry
@@ -252,6 +253,9 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         self, request: scheduler_pb2.RegisterRequest, context: Context
     ) -> scheduler_pb2.RegisterResponse:
         self._speaks_for(context, request.worker.worker_id)
+        # A malformed registration is INVALID_ARGUMENT before its address is judged.
+        spec = convert.worker_spec_from_proto(request.worker, request.skills)
+        check_registration(spec)
         if self._check_addresses:
             refusal = foreign_address(request.worker.address, context.peer(), bool(self._domain))
             if refusal is not None:
@@ -263,7 +267,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                     "AGENTMESH_ALLOW_FOREIGN_ADDRESS=1 on the scheduler",
                     reason="FOREIGN_ADDRESS",
                 )
-        record = self.core.register(convert.worker_spec_from_proto(request.worker, request.skills))
+        record = self.core.register(spec)
         # A registration starts a new session: the end of a Heartbeat stream opened
         # before it (the worker has given it up) must not evict the worker.
         self._streams.pop(record.worker_id, None)
