@@ -11,6 +11,8 @@ from agentmesh.server.tls import (
     Peer,
     certificate_names,
     check_listen,
+    clients_only,
+    clients_or_workers,
     is_loopback,
     own_worker_id,
     scheduler_only,
@@ -105,3 +107,15 @@ def test_a_worker_goes_by_the_id_its_certificate_names(certs: Certs) -> None:
         own_worker_id(w7, "w8")
     with pytest.raises(ValueError, match="names no worker"):
         own_worker_id(certs.client().config(), "")
+
+
+def test_callers_are_the_certificates_that_name_a_client() -> None:
+    client = Peer(("cli.client.agentmesh.local",), DOMAIN)
+    worker = Peer(("w1.worker.agentmesh.local",), DOMAIN)
+    scheduler = Peer(("scheduler.agentmesh.local",), DOMAIN)
+    nested = Peer(("a.cli.client.agentmesh.local",), DOMAIN)
+    assert client.is_client and not worker.is_client and not nested.is_client
+    assert clients_only(client) is None
+    assert clients_only(worker) == clients_only(scheduler) == "not_client"
+    assert clients_or_workers(worker) is None and clients_or_workers(client) is None
+    assert clients_or_workers(scheduler) == "not_client"
