@@ -21,7 +21,7 @@ LLAMA_CMAKE_ARGS := -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_B
 # Every part, editable, in one venv, with the development tools (the root pyproject's
 # `dev` group, which needs pip 25.1 or later). Versions move together.
 PARTS := protos clients/python scheduler agents
-EDITABLES := -e ./protos -e './clients/python[server]' -e ./scheduler -e './agents[all]'
+EDITABLES := -e ./protos -e './clients/python[server]' -e './scheduler[postgresql]' -e './agents[all]'
 
 $(BIN)/.installed: pyproject.toml $(addsuffix /pyproject.toml,$(PARTS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -30,6 +30,7 @@ from bench import (
     s7_fanout,
     s8_overload,
     s9_critical_path,
+    s10_autoscaling,
     tls_cost,
 )
 from bench.harness import ROOT
@@ -38,8 +39,9 @@ from bench.stats import ScenarioResult, Target
 Runner = Callable[[Path, int, bool], ScenarioResult | list[ScenarioResult]]
 
 #: Scenario keys and what runs them; s3_tail measures S3 and S4 in the same rounds. S1-S9
-#: measure the mesh on simulated models (S10 and S11 are kept for more of them); LM runs the
-#: local model. The order is the run order, and each one's seed comes from its place.
+#: measure the mesh on simulated models, S10 simulates a day of autoscaling (no processes;
+#: S11 is kept for more); LM runs the local model. The order is the run order, and each
+#: one's seed comes from its place.
 SCENARIOS: dict[str, Runner] = {
     "S1": s1_overhead.run,
     "S2": s2_throughput.run,
@@ -49,10 +51,12 @@ SCENARIOS: dict[str, Runner] = {
     "S7": s7_fanout.run,
     "S8": s8_overload.run,
     "S9": s9_critical_path.run,
-    "TLS": tls_cost.run,
     "LM": lm_local_model.run,
+    "S10": s10_autoscaling.run,
+    # Last, so that the others keep the seeds their places give them.
+    "TLS": tls_cost.run,
 }
-ALL_KEYS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "TLS", "LM")
+ALL_KEYS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "TLS", "LM")
 DEFAULT_SEED = 20_250_601
 
 

@@ -9,8 +9,10 @@ comes from /proc/<pid>/stat before and after each measured round.
 
 The targets are measured on the scheduler as deployed (its durable SQLite
 store on). The same load on a second scheduler with `AGENTMESH_STORE=""`
-(requests in memory only), interleaved round by round, shows what the store
-costs. For scale, the same closed loop also calls one echo worker's Execute
+(requests in memory only), and on a third with its store in PostgreSQL (a
+private PostgreSQL 15 server the benchmark starts on 127.0.0.1, with its
+default durability: every commit flushed), interleaved round by round,
+shows what each store costs. For scale, the same closed loop also calls one echo worker's Execute
 directly, with no scheduler: the CPU one gRPC call costs its caller and its
 server. The scheduler pays that once per subtask (it calls Execute) plus a
 seventh (it serves one Submit per seven subtasks).
@@ -35,6 +37,7 @@ from bench.harness import (
 )
 from bench.load import Call, closed_loop, rounds
 from bench.stats import ScenarioResult, Target, median, ratio
+from tests.support.postgres import PostgresServer
 
 #: The seven skills of the support workflow, each one no-op step on the request's text.
 STEPS = (
@@ -78,30 +81,45 @@ class Params:
 FULL = Params()
 SMOKE = Params(concurrency=8, warmup=0.3, seconds=0.7, rounds=1)
 
-#: The variants: the default durable store, and requests kept in memory only.
-STORES = {"sqlite_store": None, "memory_store": ""}
+#: The variants: the default durable store, requests kept in memory only, and the store
+#: in a PostgreSQL database.
+STORES = ("sqlite_store", "memory_store", "postgresql_store")
 DEFAULT = "sqlite_store"
+#: The PostgreSQL server's settings: its defaults (fsync and synchronous_commit on), as a
+#: deployment keeps them.
+POSTGRES_SETTINGS: dict[str, str] = {}
 
 Round = dict[str, float | None]
 
 
 def run(log_dir: Path, seed: int, smoke: bool) -> ScenarioResult:
     params = SMOKE if smoke else FULL
-    meshes = {
-        variant: Mesh(
-            f"s2-{variant}",
-            log_dir,
-            [
-                sim_worker(f"echo-{i}", latency=0.0, seed=seed + i, capacity=params.capacity)
-                for i in (1, 2)
-            ],
-            env={} if store is None else {"AGENTMESH_STORE": store},
-        )
-        for variant, store in STORES.items()
-    }
-    with Cluster(list(meshes.values())):
-        measured = asyncio.run(_measure(meshes, params))
-        floor = asyncio.run(_grpc_floor(meshes[DEFAULT], params))
+    postgres = PostgresServer(POSTGRES_SETTINGS)
+    try:
+        postgres.start()
+        stores = {
+            "sqlite_store": {},
+            "memory_store": {"AGENTMESH_STORE": ""},
+            "postgresql_store": {"AGENTMESH_STORE": postgres.url(postgres.create_database())},
+        }
+        meshes = {
+            variant: Mesh(
+                f"s2-{variant}",
+                log_dir,
+                [
+                    sim_worker(f"echo-{i}", latency=0.0, seed=seed + i, capacity=params.capacity)
+                    for i in (1, 2)
+                ],
+                env=stores[variant],
+            )
+            for variant in STORES
+        }
+        database = {"postgresql_store": postgres.pid}
+        with Cluster(list(meshes.values())):
+            measured = asyncio.run(_measure(meshes, params, database))
+            floor = asyncio.run(_grpc_floor(meshes[DEFAULT], params))
+    finally:
+        postgres.close()
 
     def stat(variant: str, key: str) -> float | None:
         return median(r[key] for r in measured[variant])
@@ -115,6 +133,9 @@ def run(log_dir: Path, seed: int, smoke: bool) -> ScenarioResult:
             "scheduler_cpu_utilisation": stat(variant, "scheduler_cpu_share"),
             "workers_cpu_utilisation": stat(variant, "workers_cpu_share"),
             "client_cpu_utilisation": stat(variant, "client_cpu_share"),
+            # The PostgreSQL server's processes (its backends included); none for the others.
+            "database_cpu_utilisation": stat(variant, "database_cpu_share"),
+            "database_cpu_us_per_subtask": stat(variant, "database_cpu_us_per_subtask"),
             "failed_requests": sum(int(r["failed"] or 0) for r in measured[variant]),
         }
     rate = stat(DEFAULT, "subtasks_per_s")
@@ -129,6 +150,9 @@ def run(log_dir: Path, seed: int, smoke: bool) -> ScenarioResult:
             "subtasks_per_s_by_round": [r["subtasks_per_s"] for r in measured[DEFAULT]],
             "memory_vs_sqlite_store_throughput": ratio(
                 stat("memory_store", "subtasks_per_s"), rate
+            ),
+            "postgresql_vs_sqlite_store_throughput": ratio(
+                stat("postgresql_store", "subtasks_per_s"), rate
             ),
             "concurrency": params.concurrency,
             "machine_cpus": os.cpu_count(),
@@ -156,7 +180,9 @@ def run(log_dir: Path, seed: int, smoke: bool) -> ScenarioResult:
     )
 
 
-async def _measure(meshes: dict[str, Mesh], params: Params) -> dict[str, list[Round]]:
+async def _measure(
+    meshes: dict[str, Mesh], params: Params, database: dict[str, int]
+) -> dict[str, list[Round]]:
     callers = {v: SchedulerCaller(m.target) for v, m in meshes.items()}
     the_plan = plan()
 
@@ -175,7 +201,9 @@ async def _measure(meshes: dict[str, Mesh], params: Params) -> dict[str, list[Ro
             await closed_loop(call_for(variant), params.concurrency, params.warmup)
         for order in rounds(list(meshes), params.rounds):
             for variant in order:
-                one = await measure_round(meshes[variant], call_for(variant), params)
+                one = await measure_round(
+                    meshes[variant], call_for(variant), params, database.get(variant)
+                )
                 measured[variant].append(one)
         return measured
     finally:
@@ -183,9 +211,13 @@ async def _measure(meshes: dict[str, Mesh], params: Params) -> dict[str, list[Ro
             await caller.close()
 
 
-async def measure_round(mesh: Mesh, call: Call, params: Params) -> Round:
-    """One measured round of closed-loop load, with the processes' CPU time."""
+async def measure_round(
+    mesh: Mesh, call: Call, params: Params, database: int | None = None
+) -> Round:
+    """One measured round of closed-loop load, with the processes' CPU time (and the
+    database server's, given its pid)."""
     worker_pids = [p.pid for n, p in mesh.processes.items() if n != "scheduler"]
+    db0 = tree_cpu_seconds(database) if database else 0.0
     cpu0 = mesh.cpu_seconds()
     workers0 = sum(process_cpu_seconds(p) for p in worker_pids)
     client0 = time.process_time()
@@ -195,6 +227,7 @@ async def measure_round(mesh: Mesh, call: Call, params: Params) -> Round:
     cpu = mesh.cpu_seconds() - cpu0
     workers = sum(process_cpu_seconds(p) for p in worker_pids) - workers0
     client = time.process_time() - client0
+    db = tree_cpu_seconds(database) - db0 if database else None
     ok = sum(1 for s in samples if s.ok)
     subtasks = ok * len(STEPS)
     return {
@@ -206,8 +239,34 @@ async def measure_round(mesh: Mesh, call: Call, params: Params) -> Round:
         "scheduler_cpu_share": cpu / wall,
         "workers_cpu_share": workers / wall,
         "client_cpu_share": client / wall,
+        "database_cpu_share": db / wall if db is not None else None,
+        "database_cpu_us_per_subtask": db / subtasks * 1e6 if db is not None and subtasks else None,
         "failed": len(samples) - ok,
     }
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds of a process and its descendants (a PostgreSQL server and its backends)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            after_name = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        parents[int(stat.parent.name)] = int(after_name[1])
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [p for p, parent in parents.items() if parent == pid and p not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    total = 0.0
+    for pid in tree:
+        try:
+            total += process_cpu_seconds(pid)
+        except OSError:
+            pass
+    return total
 
 
 async def _grpc_floor(mesh: Mesh, params: Params) -> dict[str, float | None]:

@@ -26,8 +26,13 @@ from grpc_tools import protoc
 PROTO_ROOT = Path(__file__).resolve().parent.parent / "protos"
 
 
+#: The folders of .proto files: agentmesh.v1, and KEDA's external scaler contract as KEDA
+#: publishes it (agentmesh/keda/README.md), which the scheduler serves.
+PROTO_DIRS = ("v1", "keda")
+
+
 def proto_files() -> list[Path]:
-    return sorted((PROTO_ROOT / "agentmesh" / "v1").glob("*.proto"))
+    return sorted(p for d in PROTO_DIRS for p in (PROTO_ROOT / "agentmesh" / d).glob("*.proto"))
 
 
 def plugin(name: str) -> Path:
@@ -40,7 +45,7 @@ def plugin(name: str) -> Path:
 
 
 def generate(out_dir: Path) -> None:
-    """Write the generated code for every .proto under out_dir/agentmesh/v1."""
+    """Write the generated code for every .proto under out_dir/agentmesh/{v1,keda}."""
     include = Path(protoc.__file__).parent / "_proto"  # the well-known types
     args = [
         "protoc",

@@ -6,6 +6,10 @@ import os
 
 import pytest
 
+# Fixtures every part's tests may use: a private PostgreSQL server (`postgres`, `postgres_url`),
+# and both request stores (`stores`).
+pytest_plugins = ["tests.support.postgres", "tests.support.stores"]
+
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Under CI no test may be skipped: a skip there hides a missing install step."""

@@ -17,7 +17,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S9", "TLS")
+SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S9", "S10", "TLS")
 
 
 @pytest.mark.timeout(240)
@@ -48,6 +48,7 @@ def test_smoke_run_writes_every_scenario_with_its_targets(tmp_path: Path) -> Non
     assert results["meta"]["smoke"] is True
     assert set(results["S7"]["targets"]) == {"p50_excess_ms", "p95_excess_ms"}
     assert set(results["S9"]["targets"]) == {"met_share_gain", "p99_ratio"}
+    assert set(results["S10"]["targets"]) == {"worker_hours_ratio", "p95_queue_wait"}
     # The local model never runs in a smoke run: written as skipped, under its key.
     assert "skipped" in results["LM"]["metrics"], results["LM"]
 

@@ -1,4 +1,5 @@
-"""A scheduler killed with SIGKILL mid-request and restarted on its store finishes the request."""
+"""A scheduler killed with SIGKILL mid-request and restarted on its store finishes the request
+(with each store: a SQLite file, a PostgreSQL database)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ TICKET = json.loads(sorted((ROOT / "examples" / "tickets").glob("*.json"))[0].re
 SLOW = {"AGENTMESH_SIM_LATENCY": "1.0", "AGENTMESH_SIM_SIGMA": "0"}
 
 
-def test_restarted_scheduler_resumes_without_rerunning_finished_subtasks(tmp_path) -> None:
-    mesh = Mesh(tmp_path, AGENTMESH_RECOVERY_DELAY="1.5")
+def test_restarted_scheduler_resumes_without_rerunning_finished_subtasks(
+    tmp_path, store_env: dict[str, str]
+) -> None:
+    mesh = Mesh(tmp_path, AGENTMESH_RECOVERY_DELAY="1.5", **store_env)
     try:
         mesh.start_scheduler()
         for name in ("a", "b"):
@@ -72,8 +75,10 @@ def test_restarted_scheduler_resumes_without_rerunning_finished_subtasks(tmp_pat
     completed = sum(ok for ok, _ in runs.values())
     replays = sum(r for _, r in runs.values())
     lost = 0 if request.state != scheduler_pb2.REQUEST_STATE_RUNNING else 1
+    store = "postgresql" if store_env else "sqlite"
     print(
-        f"\nrequests lost: {lost}; subtasks: {len(ran)}; model calls completed: {completed}; "
+        f"\n{store}: requests lost: {lost}; subtasks: {len(ran)}; "
+        f"model calls completed: {completed}; "
         f"completed twice: {completed - len(ran)}; answered from a worker's store: {replays}"
     )
     assert completed == len(ran)  # no subtask's model call completed twice

@@ -133,8 +133,10 @@ def test_a_deleted_store_directory_is_a_failure_not_a_silent_new_store(tmp_path:
     print(f"\ndeleted store: {line}")
 
 
-def test_a_repeat_after_a_restart_waits_for_the_unfinished_request(tmp_path: Path) -> None:
-    mesh = Mesh(tmp_path, AGENTMESH_RECOVERY_DELAY="3")
+def test_a_repeat_after_a_restart_waits_for_the_unfinished_request(
+    tmp_path: Path, store_env: dict[str, str]
+) -> None:
+    mesh = Mesh(tmp_path, AGENTMESH_RECOVERY_DELAY="3", **store_env)
     slow = {"AGENTMESH_SIM_LATENCY": "0.5", "AGENTMESH_SIM_SIGMA": "0"}
     try:
         mesh.start_scheduler()

@@ -21,6 +21,7 @@ from agentmesh.scheduler.records import new_record
 from agentmesh.scheduler.registry import WorkerRecord, WorkerSpec
 from agentmesh.scheduler.store import SqliteStore
 from tests.support.fakes import FakeClock, FakeTransport
+from tests.support.stores import Stores
 
 PLAN = Plan(
     steps=(
@@ -48,9 +49,11 @@ class Flaky:
         return ExecuteResult({"text": call.input["text"]})
 
 
-def make_core(path: Path, behaviour: Flaky) -> SchedulerCore:
+def make_core(where: Path | Stores, behaviour: Flaky) -> SchedulerCore:
+    """A core on the SQLite file `where`, or on the test's store of either kind."""
+    store = where.open() if isinstance(where, Stores) else SqliteStore(where)
     core = SchedulerCore(
-        SchedulerConfig(), FakeTransport(behaviour), clock=FakeClock(), store=SqliteStore(path)
+        SchedulerConfig(), FakeTransport(behaviour), clock=FakeClock(), store=store
     )
     spec = WorkerSpec("w", "127.0.0.1:1", frozenset({"summarize", "sentiment"}), capacity=4)
     core.register(spec)
@@ -80,11 +83,10 @@ async def test_a_repeat_with_the_same_parameters_replays_without_running_again(
     ids=["input", "workflow", "priority", "cost-budget"],
 )
 async def test_a_repeat_with_other_parameters_is_refused_naming_the_id(
-    tmp_path: Path, change: dict
+    stores: Stores, change: dict
 ) -> None:
     worker = Flaky()
-    path = tmp_path / "s.db"
-    core = make_core(path, worker)
+    core = make_core(stores, worker)
     await core.submit("reused", Source(plan=PLAN), dict(TEXT))
     call = {"source": Source(plan=PLAN), "data": dict(TEXT), **change}
     with pytest.raises(AlreadyExists) as refused:
@@ -96,7 +98,7 @@ async def test_a_repeat_with_other_parameters_is_refused_naming_the_id(
     # The fingerprint is in the store: a restarted scheduler refuses it too.
     assert core.store is not None
     core.store.close()
-    restarted = make_core(path, Flaky())
+    restarted = make_core(stores, Flaky())
     call = {"source": Source(plan=PLAN), "data": dict(TEXT), **change}
     with pytest.raises(AlreadyExists):
         await restarted.submit("reused", call.pop("source"), call.pop("data"), **call)
@@ -117,11 +119,10 @@ async def test_a_repeat_with_other_parameters_is_refused_while_it_runs(tmp_path:
 
 @pytest.mark.parametrize("restart", [False, True], ids=["same-scheduler", "restarted"])
 async def test_a_retryable_failure_runs_again_keeping_finished_subtasks(
-    tmp_path: Path, restart: bool
+    stores: Stores, restart: bool
 ) -> None:
     worker = Flaky("sentiment", Unavailable("no healthy worker", reason="NO_WORKER"))
-    path = tmp_path / "s.db"
-    core = make_core(path, worker)
+    core = make_core(stores, worker)
     failed = await core.submit("retry-me", Source(plan=PLAN), dict(TEXT))
     assert failed.state == "FAILED" and failed.error is not None
     assert failed.error.code == "UNAVAILABLE"
@@ -131,7 +132,7 @@ async def test_a_retryable_failure_runs_again_keeping_finished_subtasks(
     if restart:
         assert core.store is not None
         core.store.close()
-        core = make_core(path, worker)
+        core = make_core(stores, worker)
     again = await core.submit("retry-me", Source(plan=PLAN), dict(TEXT))
     assert again.state == "SUCCEEDED", again.error
     assert again.request_id == "retry-me" and again.answer == {"label": TEXT["text"]}
@@ -151,15 +152,14 @@ async def test_a_non_retryable_failure_is_returned_again(tmp_path: Path) -> None
     assert worker.ran == ["first"]
 
 
-async def test_a_repeat_during_the_recovery_delay_waits_for_the_result(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    store = SqliteStore(path)
+async def test_a_repeat_during_the_recovery_delay_waits_for_the_result(stores: Stores) -> None:
+    store = stores.open()
     record = new_record("unfinished", PLAN, dict(TEXT), 0, 0.0)
     store.save_request(record, deadline=4e9)
     store.close()
 
     worker = Flaky()
-    core = make_core(path, worker)
+    core = make_core(stores, worker)
     assert core.recover(delay=0.05) == 1
     assert core.get("unfinished").state == "RUNNING"  # GetRequest answers at once
     repeat = await core.submit("unfinished", Source(plan=PLAN), dict(TEXT))

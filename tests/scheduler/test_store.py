@@ -1,11 +1,9 @@
-"""The SQLite store: what is written comes back, and unfinished requests are found."""
-
-from pathlib import Path
+"""Both stores: what is written comes back, and unfinished requests are found."""
 
 from agentmesh.scheduler.plans import NOT_EQUALS, Binding, Condition, Plan, Step
 from agentmesh.scheduler.records import ErrorRecord, new_record
-from agentmesh.scheduler.store import SqliteStore
 from agentmesh.usage import Usage
+from tests.support.stores import Stores
 
 PLAN = Plan(
     steps=(
@@ -24,9 +22,8 @@ PLAN = Plan(
 )
 
 
-def test_a_request_and_its_transitions_survive_a_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    store = SqliteStore(path)
+def test_a_request_and_its_transitions_survive_a_reopen(stores: Stores) -> None:
+    store = stores.open()
     record = new_record("r1", PLAN, {"text": "hi"}, 3, 100.0, cost_budget=0.5)
     store.save_request(record, deadline=2e9)
     a = record.subtasks["a"]
@@ -35,7 +32,7 @@ def test_a_request_and_its_transitions_survive_a_reopen(tmp_path: Path) -> None:
     store.save_subtask("r1", a)
     store.close()
 
-    reopened = SqliteStore(path)
+    reopened = stores.open()
     [stored] = list(reopened.unfinished())
     loaded = stored.record
     assert stored.deadline == 2e9

@@ -1,6 +1,7 @@
-"""A store that cannot write: reported down, nothing acknowledged, writes kept and retried.
+"""A store that cannot write: reported down, nothing acknowledged, writes kept and retried
+(both stores).
 
-Also: old store files are migrated, damaged ones refused at open.
+Also: old store files are migrated, damaged ones refused at open (SQLite).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from agentmesh.scheduler.registry import WorkerSpec
 from agentmesh.scheduler.store import SqliteStore, StoreError
 from tests.scheduler.test_request_ids import PLAN, TEXT, Flaky
 from tests.support.fakes import FakeClock, FakeTransport
+from tests.support.stores import AnyStore, Stores
 
 
 class Watch:
@@ -51,17 +53,18 @@ async def until(condition, what: str, timeout: float = 5.0) -> None:
 
 
 async def test_failed_writes_are_kept_retried_and_acknowledged_only_once_committed(
-    tmp_path: Path,
+    stores: Stores,
 ) -> None:
     watch = Watch()
-    store = SqliteStore(tmp_path / "s.db", observer=watch)
-    read_only(store, True)
+    store = stores.open(observer=watch)
+    stores.read_only(store, True)
     store.save_request(new_record("kept", PLAN, dict(TEXT), 0, 1.0), deadline=4e9)
     assert not await store.committed(0.2)
-    assert not store.up and "readonly" in store.problem
-    assert watch.states == [False] and watch.failures >= 1
+    # PostgreSQL: first the sessions ended, then, connected again, the read-only database.
+    await until(lambda: stores.read_only_problem in store.problem, "the store's refusal")
+    assert not store.up and watch.states == [False] and watch.failures >= 1
 
-    read_only(store, False)
+    stores.read_only(store, False)
     assert await store.committed(10)
     assert store.up and watch.states == [False, True]
     stored = store.load("kept")
@@ -83,17 +86,17 @@ async def test_a_deleted_store_file_is_a_failure_not_a_new_file(tmp_path: Path) 
     store.close()
 
 
-def make_core(store: SqliteStore) -> SchedulerCore:
+def make_core(store: AnyStore) -> SchedulerCore:
     core = SchedulerCore(SchedulerConfig(), FakeTransport(Flaky()), clock=FakeClock(), store=store)
     core.register(WorkerSpec("w", "127.0.0.1:1", frozenset({"summarize", "sentiment"}), 4))
     return core
 
 
-async def test_nothing_is_acknowledged_before_the_request_is_committed(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "s.db")
+async def test_nothing_is_acknowledged_before_the_request_is_committed(stores: Stores) -> None:
+    store = stores.open()
     core = make_core(store)
     planned: list[RequestRecord] = []
-    read_only(store, True)
+    stores.read_only(store, True)
     submit = asyncio.create_task(
         core.submit("slow-disk", Source(plan=PLAN), dict(TEXT), on_plan=planned.append)
     )
@@ -106,7 +109,7 @@ async def test_nothing_is_acknowledged_before_the_request_is_committed(tmp_path:
     assert refused.value.reason == "STORE_UNAVAILABLE"
     assert refused.value.metadata["store"] == store.path
 
-    read_only(store, False)
+    stores.read_only(store, False)
     record = await submit
     assert planned == [record] and record.state == "SUCCEEDED"
     stored = store.load("slow-disk")
@@ -115,12 +118,12 @@ async def test_nothing_is_acknowledged_before_the_request_is_committed(tmp_path:
 
 
 async def test_a_request_the_store_cannot_take_in_time_is_refused_unavailable(
-    tmp_path: Path,
+    stores: Stores,
 ) -> None:
-    store = SqliteStore(tmp_path / "s.db")
+    store = stores.open()
     core = make_core(store)
     planned: list[RequestRecord] = []
-    read_only(store, True)
+    stores.read_only(store, True)
     with pytest.raises(Unavailable) as refused:
         await core.submit(
             "never-stored", Source(plan=PLAN), dict(TEXT), timeout=0.3, on_plan=planned.append
@@ -131,7 +134,7 @@ async def test_a_request_the_store_cannot_take_in_time_is_refused_unavailable(
     assert (record.error.code, record.error.reason) == ("UNAVAILABLE", "STORE_UNAVAILABLE")
     assert not planned  # never acknowledged, and no subtask ran
     assert core.dispatcher.transport.calls == []  # type: ignore[attr-defined]
-    read_only(store, False)
+    stores.read_only(store, False)
     assert await store.committed(10)
     again = await core.submit("never-stored", Source(plan=PLAN), dict(TEXT))
     assert again.state == "SUCCEEDED"  # a retryable failure: the repeat runs it

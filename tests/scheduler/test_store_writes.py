@@ -1,31 +1,21 @@
 """How the store writes: no rows for steps not started, one hand-over per loop turn."""
 
 import asyncio
-import sqlite3
-from pathlib import Path
 
 from agentmesh.scheduler.records import new_record
 from agentmesh.scheduler.states import SubtaskState
-from agentmesh.scheduler.store import SqliteStore
 from tests.scheduler.test_store import PLAN
-
-
-def subtask_rows(path: Path) -> int:
-    with sqlite3.connect(path) as db:
-        [(count,)] = db.execute("SELECT count(*) FROM subtasks").fetchall()
-    db.close()
-    return int(count)
+from tests.support.stores import Stores
 
 
 def test_a_new_request_writes_no_row_for_steps_not_started_and_reads_them_as_pending(
-    tmp_path: Path,
+    stores: Stores,
 ) -> None:
-    path = tmp_path / "s.db"
-    store = SqliteStore(path)
+    store = stores.open()
     store.save_request(new_record("r1", PLAN, {"text": "hi"}, 0, 100.0), deadline=2e9)
     store.close()
-    assert subtask_rows(path) == 0
-    reopened = SqliteStore(path)
+    assert stores.count("subtasks") == 0
+    reopened = stores.open()
     [stored] = list(reopened.unfinished())
     assert list(stored.record.subtasks) == ["a", "b"]
     assert all(s.state is SubtaskState.PENDING for s in stored.record.subtasks.values())
@@ -34,11 +24,10 @@ def test_a_new_request_writes_no_row_for_steps_not_started_and_reads_them_as_pen
 
 
 def test_a_request_run_again_forgets_the_rows_of_the_steps_it_runs_again(
-    tmp_path: Path,
+    stores: Stores,
 ) -> None:
     """A failed step reset to PENDING for a rerun must not read back as FAILED."""
-    path = tmp_path / "s.db"
-    store = SqliteStore(path)
+    store = stores.open()
     record = new_record("r1", PLAN, {"text": "hi"}, 0, 100.0)
     store.save_request(record, deadline=2e9)
     a, b = record.subtasks["a"], record.subtasks["b"]
@@ -49,7 +38,7 @@ def test_a_request_run_again_forgets_the_rows_of_the_steps_it_runs_again(
     b.state = SubtaskState.PENDING  # what a rerun does with what failed
     store.save_request(record, deadline=2e9)
     store.close()
-    reopened = SqliteStore(path)
+    reopened = stores.open()
     [stored] = list(reopened.unfinished())
     states = {s.id: s.state for s in stored.record.subtasks.values()}
     assert states == {"a": SubtaskState.SUCCEEDED, "b": SubtaskState.PENDING}
@@ -57,9 +46,8 @@ def test_a_request_run_again_forgets_the_rows_of_the_steps_it_runs_again(
     reopened.close()
 
 
-def test_writes_of_one_loop_turn_reach_the_writer_together_and_commit(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    store = SqliteStore(path)
+def test_writes_of_one_loop_turn_reach_the_writer_together_and_commit(stores: Stores) -> None:
+    store = stores.open()
     handed: list[int] = []
     writer = store._writer
     put = writer._queue.put
@@ -79,5 +67,5 @@ def test_writes_of_one_loop_turn_reach_the_writer_together_and_commit(tmp_path: 
     assert asyncio.run(one_turn())
     # The request, the clearing of its rows, and two subtask rows: one hand-over.
     assert handed == [4]
-    assert subtask_rows(path) == 2
+    assert stores.count("subtasks") == 2
     store.close()

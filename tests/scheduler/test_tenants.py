@@ -13,6 +13,7 @@ from agentmesh.scheduler.core import SchedulerCore, Source
 from agentmesh.scheduler.records import new_record
 from agentmesh.scheduler.store import SqliteStore
 from tests.scheduler.test_request_ids import PLAN, TEXT, Flaky, make_core
+from tests.support.stores import Stores
 
 
 async def test_a_request_is_its_tenants_and_only_its_tenant_sees_it(tmp_path: Path) -> None:
@@ -43,13 +44,12 @@ async def test_a_repeat_from_another_tenant_is_not_found_and_runs_nothing(
     assert again.tenant == "a" and worker.ran == ["first", "second"]
 
 
-async def test_the_tenant_survives_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    core = make_core(path, Flaky())
+async def test_the_tenant_survives_a_restart(stores: Stores) -> None:
+    core = make_core(stores, Flaky())
     await core.submit("r-a", Source(plan=PLAN), dict(TEXT), tenant="a", scope="a")
     assert core.store is not None
     core.store.close()
-    restarted: SchedulerCore = make_core(path, Flaky())
+    restarted: SchedulerCore = make_core(stores, Flaky())
     assert (await restarted.read("r-a", scope="a")).tenant == "a"
     with pytest.raises(NotFound):
         restarted.get("r-a", scope="b")

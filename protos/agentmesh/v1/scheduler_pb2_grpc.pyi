@@ -58,6 +58,42 @@ class SchedulerServiceStub:
     caller's certificate (`<name>.client.<domain>`), Dispatch a caller's or a
     worker's: any other is PERMISSION_DENIED (ErrorInfo reason NOT_WORKER,
     WORKER_IDENTITY_MISMATCH or NOT_CLIENT) before a message is read.
+
+    Autoscaling. The scheduler's port also serves KEDA's external scaler
+    contract, externalscaler.ExternalScaler (agentmesh/keda/externalscaler.proto,
+    kept as KEDA publishes it), so that KEDA scales each worker pool on the
+    scheduler's own backlog. A ScaledObject (trigger type `external-push`,
+    `scalerAddress` the scheduler's gRPC address) names its pool in its
+    metadata:
+      capabilities       comma-separated capabilities whose work the pool
+                         serves (none: every capability of the tier)
+      tier               builtin, small or large: the tier its workers declare
+                         (none: every tier); capabilities, tier or both
+      targetSeconds      seconds of backlog one replica is for (default 10)
+      activationSeconds  the pool is active above this metric (default 0)
+      workerCapacity     one worker's slots while the pool has no worker to
+                         declare them (default 4, AGENTMESH_CAPACITY's default)
+    The metric, in expected seconds, anticipates the queue rather than
+    trailing it:
+      Σ queued(c) × latency(c) ÷ capacity  +  oldest wait
+        +  targetSeconds × in flight ÷ capacity
+    where queued(c) counts the pool's subtasks of capability c waiting in the
+    queue of its tier or for a worker offering c to register (a pool at zero
+    replicas has none), latency(c) is the scheduler's typical attempt latency
+    of c, capacity the slots of one of its workers, the oldest wait the age of
+    its longest-waiting subtask, and in flight the subtasks its workers run.
+    KEDA asks for ceil(metric ÷ targetSeconds) replicas: the workers busy
+    now, plus those that clear the queue within targetSeconds, plus one per
+    targetSeconds the queue is already late. IsActive (and StreamIsActive,
+    which answers at once and then on each change) is true while the metric is
+    above activationSeconds: with no work queued or running, KEDA may scale the
+    pool to zero. GetMetricSpec and StreamMetricSpec answer the target,
+    GetMetrics the metric (metricValueFloat; metricValue rounded up).
+    Metadata that names no pool is INVALID_ARGUMENT with field violations
+    (scaledObjectRef.scalerMetadata.<key>); every call may be retried. Like
+    health, the scaler needs no token (KEDA sends none) and tells queue
+    sizes alone; a network policy limits who reaches it.
+    docs/kubernetes.md has the manifests.
     """
 
     @_typing.overload
@@ -298,6 +334,42 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     caller's certificate (`<name>.client.<domain>`), Dispatch a caller's or a
     worker's: any other is PERMISSION_DENIED (ErrorInfo reason NOT_WORKER,
     WORKER_IDENTITY_MISMATCH or NOT_CLIENT) before a message is read.
+
+    Autoscaling. The scheduler's port also serves KEDA's external scaler
+    contract, externalscaler.ExternalScaler (agentmesh/keda/externalscaler.proto,
+    kept as KEDA publishes it), so that KEDA scales each worker pool on the
+    scheduler's own backlog. A ScaledObject (trigger type `external-push`,
+    `scalerAddress` the scheduler's gRPC address) names its pool in its
+    metadata:
+      capabilities       comma-separated capabilities whose work the pool
+                         serves (none: every capability of the tier)
+      tier               builtin, small or large: the tier its workers declare
+                         (none: every tier); capabilities, tier or both
+      targetSeconds      seconds of backlog one replica is for (default 10)
+      activationSeconds  the pool is active above this metric (default 0)
+      workerCapacity     one worker's slots while the pool has no worker to
+                         declare them (default 4, AGENTMESH_CAPACITY's default)
+    The metric, in expected seconds, anticipates the queue rather than
+    trailing it:
+      Σ queued(c) × latency(c) ÷ capacity  +  oldest wait
+        +  targetSeconds × in flight ÷ capacity
+    where queued(c) counts the pool's subtasks of capability c waiting in the
+    queue of its tier or for a worker offering c to register (a pool at zero
+    replicas has none), latency(c) is the scheduler's typical attempt latency
+    of c, capacity the slots of one of its workers, the oldest wait the age of
+    its longest-waiting subtask, and in flight the subtasks its workers run.
+    KEDA asks for ceil(metric ÷ targetSeconds) replicas: the workers busy
+    now, plus those that clear the queue within targetSeconds, plus one per
+    targetSeconds the queue is already late. IsActive (and StreamIsActive,
+    which answers at once and then on each change) is true while the metric is
+    above activationSeconds: with no work queued or running, KEDA may scale the
+    pool to zero. GetMetricSpec and StreamMetricSpec answer the target,
+    GetMetrics the metric (metricValueFloat; metricValue rounded up).
+    Metadata that names no pool is INVALID_ARGUMENT with field violations
+    (scaledObjectRef.scalerMetadata.<key>); every call may be retried. Like
+    health, the scaler needs no token (KEDA sends none) and tells queue
+    sizes alone; a network policy limits who reaches it.
+    docs/kubernetes.md has the manifests.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -534,6 +606,42 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
     caller's certificate (`<name>.client.<domain>`), Dispatch a caller's or a
     worker's: any other is PERMISSION_DENIED (ErrorInfo reason NOT_WORKER,
     WORKER_IDENTITY_MISMATCH or NOT_CLIENT) before a message is read.
+
+    Autoscaling. The scheduler's port also serves KEDA's external scaler
+    contract, externalscaler.ExternalScaler (agentmesh/keda/externalscaler.proto,
+    kept as KEDA publishes it), so that KEDA scales each worker pool on the
+    scheduler's own backlog. A ScaledObject (trigger type `external-push`,
+    `scalerAddress` the scheduler's gRPC address) names its pool in its
+    metadata:
+      capabilities       comma-separated capabilities whose work the pool
+                         serves (none: every capability of the tier)
+      tier               builtin, small or large: the tier its workers declare
+                         (none: every tier); capabilities, tier or both
+      targetSeconds      seconds of backlog one replica is for (default 10)
+      activationSeconds  the pool is active above this metric (default 0)
+      workerCapacity     one worker's slots while the pool has no worker to
+                         declare them (default 4, AGENTMESH_CAPACITY's default)
+    The metric, in expected seconds, anticipates the queue rather than
+    trailing it:
+      Σ queued(c) × latency(c) ÷ capacity  +  oldest wait
+        +  targetSeconds × in flight ÷ capacity
+    where queued(c) counts the pool's subtasks of capability c waiting in the
+    queue of its tier or for a worker offering c to register (a pool at zero
+    replicas has none), latency(c) is the scheduler's typical attempt latency
+    of c, capacity the slots of one of its workers, the oldest wait the age of
+    its longest-waiting subtask, and in flight the subtasks its workers run.
+    KEDA asks for ceil(metric ÷ targetSeconds) replicas: the workers busy
+    now, plus those that clear the queue within targetSeconds, plus one per
+    targetSeconds the queue is already late. IsActive (and StreamIsActive,
+    which answers at once and then on each change) is true while the metric is
+    above activationSeconds: with no work queued or running, KEDA may scale the
+    pool to zero. GetMetricSpec and StreamMetricSpec answer the target,
+    GetMetrics the metric (metricValueFloat; metricValue rounded up).
+    Metadata that names no pool is INVALID_ARGUMENT with field violations
+    (scaledObjectRef.scalerMetadata.<key>); every call may be retried. Like
+    health, the scaler needs no token (KEDA sends none) and tells queue
+    sizes alone; a network policy limits who reaches it.
+    docs/kubernetes.md has the manifests.
     """
 
     @_abc_1.abstractmethod

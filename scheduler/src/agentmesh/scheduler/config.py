@@ -61,9 +61,10 @@ class SchedulerConfig:
     retained_requests: int = 10_000
     """Finished requests kept for GetRequest. Env AGENTMESH_RETAINED_REQUESTS. Default 10000."""
     store: str = ".agentmesh/scheduler.db"
-    """SQLite file the scheduler keeps requests in (WAL), so a restarted scheduler
-    resumes them; empty keeps them in memory only. Env AGENTMESH_STORE.
-    Default .agentmesh/scheduler.db in the working directory."""
+    """Where the scheduler keeps requests, so a restarted scheduler resumes them: a SQLite
+    file (WAL), or a PostgreSQL database as a postgresql:// (or postgres://) URL, which needs
+    the scheduler's `postgresql` extra (psycopg); empty keeps them in memory only.
+    Env AGENTMESH_STORE. Default .agentmesh/scheduler.db in the working directory."""
     worker_wait: float = 5.0
     """Longest a subtask waits, within its deadline, for a worker offering its capability
     to register when none is live (after an eviction, or while a restarted scheduler

@@ -23,7 +23,7 @@ from agentmesh.scheduler.records import ErrorRecord, RequestRecord, SubtaskRecor
 from agentmesh.scheduler.requests import RequestIndex
 from agentmesh.scheduler.states import RequestState, SubtaskState
 from agentmesh.scheduler.stats import Finished, RequestWindow
-from agentmesh.scheduler.store import Store
+from agentmesh.scheduler.store import STORE_UNAVAILABLE, Store
 from agentmesh.scheduler.tiers import Budget
 from agentmesh.server import logs
 from agentmesh.server.clock import Clock
@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds a commit is still waited for when the request's deadline has passed.
 COMMIT_GRACE = 1.0
-#: ErrorInfo reason of refusals and failures caused by a store that cannot write.
-STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
 
 PlanSink = Callable[[RequestRecord], None]
 

@@ -25,6 +25,7 @@ from typing import Any
 from agentmesh.client import Client
 from agentmesh.errors import AgentmeshError
 from agentmesh.scheduler.config import SchedulerConfig
+from agentmesh.scheduler.store import is_database_url
 from agentmesh.scheduler.supervisor import Child, Supervisor
 from agentmesh.server import logs, ports
 from agentmesh.tls import TlsConfig
@@ -189,11 +190,13 @@ def worker_store(config: SchedulerConfig, worker_id: str) -> str:
     """A worker's own file of finished subtasks, beside the scheduler's store.
 
     Empty (memory only) when the scheduler's store is: a mesh told to keep
-    nothing on disk writes no worker files either.
+    nothing on disk writes no worker files either. With the scheduler's store in a
+    PostgreSQL database, the files go where the default store would be.
     """
     if not config.store:
         return ""
-    return str(Path(config.store).parent / f"worker-{worker_id}.db")
+    beside = SchedulerConfig.store if is_database_url(config.store) else config.store
+    return str(Path(beside).parent / f"worker-{worker_id}.db")
 
 
 async def _until(condition: Callable[[], bool], timeout: float) -> None:

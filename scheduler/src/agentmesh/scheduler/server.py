@@ -10,10 +10,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 from prometheus_client import CollectorRegistry
 
+from agentmesh.keda import externalscaler_pb2_grpc
 from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.core import SchedulerCore
+from agentmesh.scheduler.scaler import SERVICE_NAME as SCALER_SERVICE_NAME
+from agentmesh.scheduler.scaler import BacklogCollector, ExternalScalerServicer
 from agentmesh.scheduler.servicer import ROLES, SchedulerServicer
-from agentmesh.scheduler.store import SqliteStore
+from agentmesh.scheduler.store import open_store
 from agentmesh.scheduler.transport import GrpcTransport
 from agentmesh.server import ports, reflection, tls
 from agentmesh.server.callers import ADMINS, CallerGate
@@ -75,12 +78,13 @@ class SchedulerServer(Serving):
         self.config = config
         self.metrics = SchedulerMetrics(CollectorRegistry())
         self.transport = GrpcTransport(config.tls)
-        # Raises StoreError for a store that cannot be opened or is damaged.
-        self.store = SqliteStore(config.store, observer=self) if config.store else None
+        # Raises StoreError for a store that cannot be opened, reached or is damaged.
+        self.store = open_store(config.store, observer=self)
         self.core = SchedulerCore(
             config, self.transport, clock=SystemClock(), observer=self.metrics, store=self.store
         )
         self.metrics.registry.register(MeshCollector(self.core.snapshot))
+        self.metrics.registry.register(BacklogCollector(self.core))
         self.metrics.heartbeat_interval.set(config.heartbeat_interval)
         self.metrics.store_up.set(0 if self.store is not None and not self.store.up else 1)
         self.health = health.aio.HealthServicer()
@@ -109,11 +113,19 @@ class SchedulerServer(Serving):
             ),
             self.server,
         )
+        # KEDA's external scaler, on the same port: worker pools scale on the backlog. Open
+        # like health: KEDA sends no token, and it tells queue sizes alone.
+        self.scaler = ExternalScalerServicer(self.core)
+        externalscaler_pb2_grpc.add_ExternalScalerServicer_to_server(self.scaler, self.server)
         # Health stays open to all (probes carry no token); reflection is an admin's.
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable(
             self.server,
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name),
+            (
+                SERVICE_NAME,
+                SCALER_SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            ),
             guard=lambda metadata: self.gate.admit(metadata, "ServerReflectionInfo", ADMINS),
         )
         self.port = 0
@@ -202,6 +214,7 @@ class SchedulerServer(Serving):
             return
         self._shutdown_started = True
         self.core.stopping = True
+        self.scaler.close()
         await self.health.enter_graceful_shutdown()
         if self._sweeper is not None:
             self._sweeper.cancel()

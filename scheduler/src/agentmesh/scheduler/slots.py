@@ -78,8 +78,9 @@ class Slots:
         self._queues: dict[str, dict[int, CapabilityQueue[_Ticket]]] = {}
         # Subtasks waiting for their preferred worker, by its id, in arrival order.
         self._preferring: dict[str, list[_Ticket]] = {}
-        # Subtasks waiting for a worker of their capability to register.
-        self._joining: dict[str, set[asyncio.Future[None]]] = {}
+        # Subtasks waiting for a worker of their capability to register, with the time each
+        # began to wait (the autoscaler counts them: see `joining`).
+        self._joining: dict[str, dict[asyncio.Future[None], float]] = {}
         # Capabilities with subtasks queued (or that had some: `pump` prunes), so that a
         # freed slot pumps only these rather than every capability of its worker.
         self._backlog: set[str] = set()
@@ -116,6 +117,25 @@ class Slots:
             if least is not None:
                 slacks[capability] = least
         return slacks
+
+    def waiting(self, capability: str, tier: int | None = None) -> tuple[int, float]:
+        """How many subtasks of the capability wait in its queue of the tier (every tier for
+        None), and the longest any has waited (0 when none)."""
+        now = self.clock.now()
+        by_tier = self._queues.get(capability, {})
+        queues = [q for t, q in by_tier.items() if tier is None or t == tier]
+        return sum(len(q) for q in queues), max((q.oldest_age(now) for q in queues), default=0.0)
+
+    def joining(self, capability: str) -> tuple[int, float]:
+        """How many subtasks of the capability wait for a worker offering it to register (no
+        live worker does), and the longest any has waited (0 when none)."""
+        now = self.clock.now()
+        since = self._joining.get(capability, {}).values()
+        return len(since), max((now - t for t in since), default=0.0)
+
+    def capabilities_waiting(self) -> set[str]:
+        """The capabilities with a queue, or with subtasks waiting for a worker to register."""
+        return set(self._queues) | set(self._joining)
 
     def has_room(self, capability: str, subtasks: int) -> bool:
         """Whether a capability's queues can take this many more subtasks."""
@@ -229,12 +249,12 @@ class Slots:
         """Wait until a worker offering the capability joins or changes (True), or the
         clock reaches `until` (False). The caller checks again what it needs."""
         joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiters = self._joining.setdefault(capability, set())
-        waiters.add(joined)
+        waiters = self._joining.setdefault(capability, {})
+        waiters[joined] = self.clock.now()
         try:
             return await self._wait(joined, until)
         finally:
-            waiters.discard(joined)
+            waiters.pop(joined, None)
             if not waiters and self._joining.get(capability) is waiters:
                 del self._joining[capability]
 

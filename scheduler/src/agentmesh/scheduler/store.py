@@ -1,48 +1,57 @@
-"""Durable requests: every request, its plan and every subtask transition, in SQLite.
+"""Durable requests: every request, its plan and every subtask transition.
 
-`SqliteStore` is the embedded default (one file, WAL). Writes are queued by
+`Store` is what the scheduler asks of a store; `open_store` opens the one
+AGENTMESH_STORE names. `SqliteStore` is the embedded default (one file,
+WAL); `PostgresStore` (pgstore.py) keeps the same rows in a PostgreSQL
+database, where several scheduler replicas can share them later. Writes are queued by
 the event loop and committed by one writer thread in small groups
 (`storewriter.GroupWriter`), so persisting a transition costs the loop a
 queue put. What the scheduler acknowledges it first waits for: a request's
 rows are committed before its plan or result is sent, and its final state
 before its result is. Subtask transitions in between are not waited for: a
 crash can lose the last few milliseconds of them, which recovery re-runs
-(and the workers' idempotency answers from their store). `Store` is the
-interface another database can implement for several scheduler replicas.
+(and the workers' idempotency answers from their store).
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from agentmesh.scheduler.plans import plan_from_dict, plan_to_dict
-from agentmesh.scheduler.records import ErrorRecord, RequestRecord, SubtaskRecord
-from agentmesh.scheduler.states import RequestState, SubtaskState
-from agentmesh.scheduler.storewriter import GroupWriter, StoreObserver
-from agentmesh.scheduler.tiers import Budget
-from agentmesh.tiers import Tier
-from agentmesh.usage import Usage
+from agentmesh.scheduler.records import RequestRecord, SubtaskRecord
+from agentmesh.scheduler.states import SubtaskState
+from agentmesh.scheduler.storerows import (
+    COLUMNS,
+    StoredRequest,
+    outcome_row,
+    request_row,
+    stored_request,
+    subtask_row,
+)
+from agentmesh.scheduler.storewriter import GroupWriter, Statement, StoreObserver, runs
+
+__all__ = [
+    "STORE_UNAVAILABLE",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "StoredRequest",
+    "is_database_url",
+    "open_store",
+]
 
 log = logging.getLogger(__name__)
 
+#: ErrorInfo reason of refusals and failures caused by a store that cannot write (or read).
+STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
 
-@dataclass
-class StoredRequest:
-    """A request as the store returns it."""
-
-    record: RequestRecord
-    #: Wall-clock deadline (time.time()).
-    deadline: float
-    #: Digest of the parameters it was submitted with; empty for rows from
-    #: before fingerprints were kept.
-    fingerprint: str
+#: The schemes of AGENTMESH_STORE that name a PostgreSQL database rather than a file.
+DATABASE_SCHEMES = ("postgresql://", "postgres://")
 
 
 class Store(Protocol):
@@ -111,14 +120,35 @@ MIGRATIONS = {
     "tenant": "ALTER TABLE requests ADD COLUMN tenant TEXT NOT NULL DEFAULT ''",
 }
 
-COLUMNS = (
-    "request_id, plan, input, priority, budget, deadline, state, answer, error,"
-    " created_at, finished_at, fingerprint, tenant"
-)
-
 
 class StoreError(Exception):
-    """The store cannot be used at start: its message says which file and what to do."""
+    """The store cannot be used at start: its message (one line) says which store and what
+    to do."""
+
+
+class StoreGone(Exception):
+    """The store's file was deleted or replaced while the scheduler had it open."""
+
+
+def is_database_url(store: str) -> bool:
+    """Whether AGENTMESH_STORE names a PostgreSQL database (a URL) rather than a file."""
+    return store.startswith(DATABASE_SCHEMES)
+
+
+def open_store(store: str, observer: StoreObserver | None = None) -> Store | None:
+    """The store AGENTMESH_STORE names: None for "" (memory only), a PostgresStore for a
+    postgresql:// or postgres:// URL, else a SqliteStore on that file.
+
+    Raises StoreError when it cannot be opened, reached or migrated.
+    """
+    if not store:
+        return None
+    if is_database_url(store):
+        # Imported here: psycopg is needed only by those who use PostgreSQL.
+        from agentmesh.scheduler.pgstore import PostgresStore
+
+        return PostgresStore(store, observer=observer)
+    return SqliteStore(store, observer=observer)
 
 
 class SqliteStore:
@@ -140,7 +170,9 @@ class SqliteStore:
         self._db = _open(self.path)
         self._lock = threading.Lock()
         self._writer = GroupWriter(
-            self._db, self._lock, self.path, flush_interval=flush_interval, observer=observer
+            SqliteSink(self._db, self._lock, self.path),
+            flush_interval=flush_interval,
+            observer=observer,
         )
 
     @property
@@ -159,22 +191,11 @@ class SqliteStore:
                 "INSERT OR REPLACE INTO requests (request_id, plan, input, priority, budget,"
                 " deadline, state, created_at, fingerprint, tenant)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.request_id,
-                    json.dumps(plan_to_dict(record.plan)),
-                    json.dumps(record.input),
-                    record.priority,
-                    record.budget.limit if record.budget else 0.0,
-                    deadline,
-                    record.state,
-                    record.created_at,
-                    fingerprint,
-                    record.tenant,
-                ),
+                request_row(record, deadline, fingerprint),
             )
         )
-        # A subtask without a row is PENDING (`_stored`): a new request writes none, and
-        # a request run again keeps only the rows of what it kept.
+        # A subtask without a row is PENDING (`stored_request`): a new request writes none,
+        # and a request run again keeps only the rows of what it kept.
         self._writer.put(("DELETE FROM subtasks WHERE request_id = ?", (record.request_id,)))
         for subtask in record.subtasks.values():
             if subtask.state is not SubtaskState.PENDING:
@@ -184,7 +205,7 @@ class SqliteStore:
         self._writer.put(
             (
                 "INSERT OR REPLACE INTO subtasks (request_id, subtask_id, record) VALUES (?, ?, ?)",
-                (request_id, subtask.id, json.dumps(_subtask_row(subtask))),
+                (request_id, subtask.id, subtask_row(subtask)),
             )
         )
 
@@ -193,13 +214,7 @@ class SqliteStore:
             (
                 "UPDATE requests SET state = ?, answer = ?, error = ?, finished_at = ?"
                 " WHERE request_id = ?",
-                (
-                    record.state,
-                    json.dumps(record.answer) if record.answer is not None else None,
-                    json.dumps(asdict(record.error)) if record.error else None,
-                    record.finished_at,
-                    record.request_id,
-                ),
+                outcome_row(record),
             )
         )
 
@@ -228,58 +243,10 @@ class SqliteStore:
         yield from stored
 
     def _stored(self, row: tuple[Any, ...]) -> StoredRequest:
-        (
-            request_id,
-            plan,
-            data,
-            priority,
-            budget,
-            deadline,
-            state,
-            answer,
-            error,
-            created,
-            finished,
-            fingerprint,
-            tenant,
-        ) = row
-        record = RequestRecord(
-            request_id=request_id,
-            plan=plan_from_dict(json.loads(plan)),
-            input=json.loads(data),
-            priority=priority,
-            # Kept as the state's name, as every version wrote it.
-            state=RequestState(state),
-            answer=json.loads(answer) if answer else None,
-            error=ErrorRecord(**json.loads(error)) if error else None,
-            created_at=created,
-            finished_at=finished,
-            budget=Budget(budget) if budget > 0 else None,
-            tenant=tenant,
-        )
-        for (raw,) in self._db.execute(
-            "SELECT record FROM subtasks WHERE request_id = ?", (request_id,)
-        ):
-            fields = json.loads(raw)
-            fields["usage"] = Usage(**fields["usage"])
-            fields["state"] = SubtaskState(fields["state"])
-            fields["tier"] = Tier(fields.get("tier", Tier.UNSPECIFIED))
-            if fields["error"]:
-                fields["error"] = ErrorRecord(**fields["error"])
-            record.subtasks[fields["id"]] = SubtaskRecord(**fields)
-        # Keep the plan's step order; a step with no row has not started.
-        record.subtasks = {
-            s.id: record.subtasks.get(s.id) or SubtaskRecord(s.id, s.capability)
-            for s in record.plan.steps
-        }
-        if record.budget is not None:
-            # What the finished subtasks cost stays spent when the request resumes.
-            record.budget.spent = sum(
-                s.usage.cost_usd
-                for s in record.subtasks.values()
-                if s.state == SubtaskState.SUCCEEDED
-            )
-        return StoredRequest(record, deadline, fingerprint or "")
+        subtasks = self._db.execute(
+            "SELECT record FROM subtasks WHERE request_id = ?", (row[0],)
+        ).fetchall()
+        return stored_request(row, (raw for (raw,) in subtasks))
 
     def close(self) -> None:
         self._writer.close()
@@ -326,9 +293,49 @@ def _open(path: str) -> sqlite3.Connection:
     return db
 
 
-def _subtask_row(subtask: SubtaskRecord) -> dict[str, Any]:
-    """A subtask as JSON-ready data; by hand, as `asdict` deep-copies the output each time."""
-    row = dict(vars(subtask))
-    row["usage"] = vars(subtask.usage)
-    row["error"] = asdict(subtask.error) if subtask.error else None
-    return row
+class SqliteSink:
+    """The writer's side of a SqliteStore: the connection (shared with readers under
+    `lock`), and the file it must still be."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.Lock, path: str) -> None:
+        self.where = path
+        self._db = db
+        self._lock = lock
+        self._inode = _inode(path)
+
+    def commit(self, statements: list[Statement]) -> None:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                for sql, parameters in runs(statements):
+                    self._db.executemany(sql, parameters)
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    try:
+                        self._db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # SQLite may have rolled back already
+                raise
+        # Checked after the commit: a commit into a deleted file is not durable.
+        self.check()
+
+    def check(self) -> None:
+        if self._inode is not None and _inode(self.where) != self._inode:
+            raise StoreGone(f"the file {self.where} was deleted or replaced while in use")
+
+    def advice(self, error: BaseException) -> str:
+        if isinstance(error, StoreGone):
+            return "restore the file, or restart the scheduler"
+        return "free space or fix the file's permissions; writes are retried"
+
+
+def _inode(path: str) -> tuple[int, int] | None:
+    """The (device, inode) the path names now; None for memory or a missing file."""
+    if path == ":memory:":
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return (-1, -1)
+    return (stat.st_dev, stat.st_ino)

@@ -5,16 +5,21 @@ the list over (one queue put) at the end of the turn; where it must not
 acknowledge anything before it is durable, it waits for a commit marker.
 The writer takes what is queued, commits it in one transaction (group
 commit: a marker commits at once, other writes wait a few milliseconds for
-company; runs of the same statement go to SQLite as one executemany), then
-releases the markers it committed.
+company; runs of the same statement go to the database as one
+executemany), then releases the markers it committed.
+
+The writer knows no database: a `Sink` (one per kind of store, see
+store.py and pgstore.py) commits a batch in one transaction, checks the
+store while nothing is written, and says what to do when it fails.
 
 A commit that fails (disk full, a file size limit, a read-only file, the
-file deleted or replaced under the scheduler) is neither dropped nor
-acknowledged: the writer keeps the batch and retries it with backoff,
-adding what is queued meanwhile, reports the store down once (one log
-line, the observer's `store_state(False)`), and reports it up again when a
-commit succeeds. Markers wait for that commit; their waiters give up at
-their own deadlines.
+file deleted or replaced under the scheduler, a database server that is
+gone or refuses writes) is neither dropped nor acknowledged: the writer
+keeps the batch and retries it with backoff, adding what is queued
+meanwhile, reports the store down once (one log line, the observer's
+`store_state(False)`), and reports it up again when a commit succeeds, or
+when the sink's check passes while nothing is written. Markers wait for
+that commit; their waiters give up at their own deadlines.
 """
 
 from __future__ import annotations
@@ -23,11 +28,9 @@ import asyncio
 import itertools
 import logging
 import operator
-import os
 import queue
-import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -48,8 +51,28 @@ class StoreObserver(Protocol):
         """The store went down (cannot commit) or came back up."""
 
 
-class StoreGone(Exception):
-    """The store's file was deleted or replaced while the scheduler had it open."""
+class Sink(Protocol):
+    """A store's database as the writer thread uses it (from that thread only)."""
+
+    #: The store as log lines name it (a file, or a database URL without its password).
+    where: str
+
+    def commit(self, statements: list[Statement]) -> None:
+        """Commit `statements` in one transaction, in order, or raise with none committed
+        (or, where the database cannot tell, with all of them: every statement the stores
+        queue can be applied twice)."""
+
+    def check(self) -> None:
+        """With nothing to write: raise if the store could not commit now."""
+
+    def advice(self, error: BaseException) -> str:
+        """What an operator does about `error`, for the one log line of an outage."""
+
+
+def runs(statements: Iterable[Statement]) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
+    """Consecutive statements with the same SQL, as one (sql, [parameters]) for executemany."""
+    for sql, run in itertools.groupby(statements, key=operator.itemgetter(0)):
+        yield sql, [parameters for _, parameters in run]
 
 
 class _Marker:
@@ -60,13 +83,11 @@ class _Marker:
 
 
 class GroupWriter:
-    """Commits statements on `db` from one thread; `up` says whether commits succeed."""
+    """Commits statements to `sink` from one thread; `up` says whether commits succeed."""
 
     def __init__(
         self,
-        db: sqlite3.Connection,
-        lock: threading.Lock,
-        path: str,
+        sink: Sink,
         *,
         flush_interval: float = 0.005,
         retry_initial: float = 0.05,
@@ -74,14 +95,13 @@ class GroupWriter:
         check_interval: float = 1.0,
         observer: StoreObserver | None = None,
     ) -> None:
-        self.path = path
+        self.sink = sink
+        self.path = sink.where
         self.observer = observer
         #: False while commits fail; new work is refused meanwhile.
         self.up = True
         #: Why the store is down, for log lines and refusals.
         self.problem = ""
-        self._db = db
-        self._lock = lock
         self._queue: queue.Queue[Any] = queue.Queue()
         #: Statements queued in this loop turn, not yet handed to the writer.
         self._turn: list[Statement] = []
@@ -89,7 +109,6 @@ class GroupWriter:
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._check_interval = check_interval
-        self._inode = _inode(path)
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._write_forever, name="store", daemon=True)
         self._thread.start()
@@ -196,32 +215,13 @@ class GroupWriter:
             added += 1
 
     def _commit(self, pending: list[Any]) -> None:
-        with self._lock:
-            try:
-                self._db.execute("BEGIN")
-                statements = (st for item in pending if isinstance(item, list) for st in item)
-                for sql, run in itertools.groupby(statements, key=operator.itemgetter(0)):
-                    self._db.executemany(sql, [parameters for _, parameters in run])
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    try:
-                        self._db.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass  # SQLite may have rolled back already
-                raise
-        # Checked after the commit: a commit into a deleted file is not durable.
-        self._check_file()
-
-    def _check_file(self) -> None:
-        if self._inode is not None and _inode(self.path) != self._inode:
-            raise StoreGone(f"the file {self.path} was deleted or replaced while in use")
+        self.sink.commit([st for item in pending if isinstance(item, list) for st in item])
 
     def _check_idle(self) -> None:
-        """With nothing to write, notice a deleted file, or a store that came back."""
+        """With nothing to write, notice a store that went away, or one that came back."""
         try:
-            self._check_file()
-        except StoreGone as error:
+            self.sink.check()
+        except Exception as error:
             self._failed(error)
             return
         if not self.up:
@@ -230,15 +230,13 @@ class GroupWriter:
     def _failed(self, error: BaseException) -> None:
         if self.observer is not None:
             self.observer.store_write_failed()
+        # The latest cause: a store down for one reason may stay down for another (a
+        # database server back, but read-only), and refusals say what holds now.
+        self.problem = f"{type(error).__name__}: {error}"
         if not self.up:
             return
         self.up = False
-        self.problem = f"{type(error).__name__}: {error}"
-        advice = (
-            "restore the file, or restart the scheduler"
-            if isinstance(error, StoreGone)
-            else "free space or fix the file's permissions; writes are retried"
-        )
+        advice = self.sink.advice(error)
         log.error(
             f"the request store {self.path} (AGENTMESH_STORE) cannot write ({self.problem}): "
             f"new requests are refused with UNAVAILABLE until it can; {advice}"
@@ -254,17 +252,6 @@ class GroupWriter:
         self.problem = ""
         if self.observer is not None:
             self.observer.store_state(True)
-
-
-def _inode(path: str) -> tuple[int, int] | None:
-    """The (device, inode) the path names now; None for memory or a missing file."""
-    if path == ":memory:":
-        return None
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return (-1, -1)
-    return (stat.st_dev, stat.st_ino)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
