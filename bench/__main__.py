@@ -32,6 +32,7 @@ from bench import (
     s9_critical_path,
     s10_autoscaling,
     s11_replicas,
+    tls_cost,
 )
 from bench.harness import ROOT
 from bench.stats import ScenarioResult, Target
@@ -53,9 +54,11 @@ SCENARIOS: dict[str, Runner] = {
     "S9": s9_critical_path.run,
     "LM": lm_local_model.run,
     "S10": s10_autoscaling.run,
+    # Last, so that the others keep the seeds their places give them.
+    "TLS": tls_cost.run,
     "S11": s11_replicas.run,
 }
-ALL_KEYS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "LM")
+ALL_KEYS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "TLS", "LM")
 DEFAULT_SEED = 20_250_601
 
 

@@ -31,6 +31,7 @@ from agentmesh.client import Client
 from agentmesh.errors import AgentmeshError
 from agentmesh.server import ports
 from agentmesh.status import from_rpc_error
+from agentmesh.tls import TlsConfig, aio_channel
 from agentmesh.v1 import (
     plan_pb2,
     scheduler_pb2,
@@ -109,8 +110,12 @@ class Mesh:
         *,
         policy: str = "latency_weighted",
         env: Mapping[str, str] | None = None,
+        client_tls: TlsConfig | None = None,
     ) -> None:
+        """`client_tls`: the TLS settings of `client`, for a mesh with TLS on (the scheduler's
+        and the workers' are in `env` and each WorkerSpec's env)."""
         self.name = name
+        self.client_tls = client_tls
         self.log_dir = log_dir
         self.worker_specs = list(workers)
         self.policy = policy
@@ -145,7 +150,7 @@ class Mesh:
     @property
     def client(self) -> Client:
         if self._client is None:
-            self._client = Client(self.target, timeout=10.0)
+            self._client = Client(self.target, timeout=10.0, tls=self.client_tls)
         return self._client
 
     # -- processes --------------------------------------------------------------
@@ -308,8 +313,8 @@ class Cluster:
 class SchedulerCaller:
     """Asyncio calls to one scheduler's Dispatch and Submit, raising agentmesh errors."""
 
-    def __init__(self, target: str) -> None:
-        self._channel = aio.insecure_channel(target)
+    def __init__(self, target: str, tls: TlsConfig | None = None) -> None:
+        self._channel = aio_channel(target, tls)
         self._stub = scheduler_pb2_grpc.SchedulerServiceStub(self._channel)
 
     async def dispatch(

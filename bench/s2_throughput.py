@@ -201,16 +201,19 @@ async def _measure(
             await closed_loop(call_for(variant), params.concurrency, params.warmup)
         for order in rounds(list(meshes), params.rounds):
             for variant in order:
-                measured[variant].append(
-                    await _round(meshes[variant], call_for(variant), params, database.get(variant))
+                one = await measure_round(
+                    meshes[variant], call_for(variant), params, database.get(variant)
                 )
+                measured[variant].append(one)
         return measured
     finally:
         for caller in callers.values():
             await caller.close()
 
 
-async def _round(mesh: Mesh, call: Call, params: Params, database: int | None) -> Round:
+async def measure_round(
+    mesh: Mesh, call: Call, params: Params, database: int | None = None
+) -> Round:
     """One measured round of closed-loop load, with the processes' CPU time (and the
     database server's, given its pid)."""
     worker_pids = [p.pid for n, p in mesh.processes.items() if n != "scheduler"]

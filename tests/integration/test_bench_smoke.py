@@ -17,7 +17,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S9", "S10")
+SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S9", "S10", "TLS")
 
 
 @pytest.mark.timeout(240)

@@ -30,9 +30,11 @@ from google.protobuf.message import Message
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from agentmesh import tls
 from agentmesh.server.skills import SKILLS
 from agentmesh.v1 import plan_pb2, scheduler_pb2, scheduler_pb2_grpc, worker_pb2
 from tests.support.mesh import ROOT, Mesh, wait_for
+from tests.support.tls import Certs
 
 pytestmark = pytest.mark.integration
 
@@ -56,6 +58,9 @@ DOCUMENTED = frozenset(
         Code.FAILED_PRECONDITION,
         # A request id reused with other parameters (Submit, StreamSubmit, Dispatch).
         Code.ALREADY_EXISTS,
+        # Register and Heartbeat of a worker the caller may not speak for, or at an
+        # address not its own.
+        Code.PERMISSION_DENIED,
     }
 )
 
@@ -84,18 +89,27 @@ def fuzz(examples: int) -> settings:
     return settings(BASE, max_examples=examples)
 
 
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+@pytest.fixture(scope="module", params=["plaintext", "tls"])
+def mesh(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Mesh]:
+    """The mesh every test fuzzes, once in plaintext and once with mutual TLS (the fuzzing
+    client then presents a client certificate: Register and Heartbeat are refused to it)."""
+    certs = Certs(tmp_path_factory.mktemp("certs")) if request.param == "tls" else None
     mesh = Mesh(
         tmp_path_factory.mktemp("fuzz"),
+        client_tls=certs.client().config() if certs else None,
         AGENTMESH_MAX_INPUT_BYTES=str(MAX_INPUT_BYTES),
         # Retries of a worker that cannot be reached end well inside TIMEOUT.
         AGENTMESH_RETRY_INITIAL_BACKOFF="0.05",
+        # Register takes any address, so that the fuzzing reaches the dispatch to it.
+        AGENTMESH_ALLOW_FOREIGN_ADDRESS="1",
+        **(certs.scheduler().env if certs else {}),
     )
     try:
         mesh.start_scheduler()
         for name in sorted(WORKERS):
-            mesh.start_worker(name)
+            mesh.start_worker(name, **(certs.worker(name).env if certs else {}))
         mesh.wait_workers(WORKERS)
         yield mesh
     finally:
@@ -104,7 +118,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
 
 @pytest.fixture(scope="module")
 def channel(mesh: Mesh) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(mesh.target) as channel:
+    with tls.channel(mesh.target, mesh.client_tls) as channel:
         yield channel
 
 
@@ -902,6 +916,7 @@ def test_scheduler_still_serves(mesh: Mesh) -> None:
     for rpc in sorted(by_rpc):
         codes = ", ".join(f"{c} {n}" for (r, c), n in sorted(COUNTS.items()) if r == rpc)
         print(f"  {rpc:<12} {by_rpc[rpc]:>5}  ({codes})")
+    COUNTS.clear()  # the next mesh (plaintext, then TLS) counts its own
     assert mesh.processes["scheduler"].poll() is None, "the scheduler process died"
     # The fake workers the fuzzing registered are evicted once their heartbeats stop.
     wait_for(lambda: mesh.worker_ids() == WORKERS, 30, "only the real workers to remain")

@@ -29,6 +29,7 @@ from grpc_status import rpc_status
 from agentmesh.client import Client
 from agentmesh.errors import AgentmeshError
 from agentmesh.server import ports
+from agentmesh.tls import TlsConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,11 +92,18 @@ class Mesh:
     """
 
     def __init__(
-        self, log_dir: Path, heartbeat_interval: float = 0.5, token: str = "", **scheduler_env: str
+        self,
+        log_dir: Path,
+        heartbeat_interval: float = 0.5,
+        token: str = "",
+        client_tls: TlsConfig | None = None,
+        **scheduler_env: str,
     ) -> None:
+        """`client_tls`: the TLS settings of `client`, for a scheduler with TLS on."""
         self.log_dir = log_dir
         #: The bearer token of `client` (an admin's, for a scheduler that checks tokens).
         self.token = token
+        self.client_tls = client_tls
         self.port = 0
         self.metrics_port = 0
         self.heartbeat_interval = heartbeat_interval
@@ -120,7 +128,7 @@ class Mesh:
     def client(self) -> Client:
         """A client of the scheduler, made on first use."""
         if self._client is None:
-            self._client = Client(self.target, timeout=30.0, token=self.token)
+            self._client = Client(self.target, timeout=30.0, token=self.token, tls=self.client_tls)
         return self._client
 
     def ports_file(self, name: str) -> Path:

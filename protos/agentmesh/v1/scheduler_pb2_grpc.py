@@ -49,6 +49,15 @@ class SchedulerServiceStub:
     is the only tenant whose requests it sees. The health service is open.
     With no key configured, tokens are not checked (loopback development).
 
+    Transport: with mutual TLS on (AGENTMESH_TLS_*, docs/security.md), every
+    caller and worker presents a certificate the mesh's CA signed; a
+    connection without one, or in plaintext, fails its handshake and the call
+    is UNAVAILABLE. Register and Heartbeat are the workers', each for the
+    worker id its certificate names; the other RPCs and reflection need a
+    caller's certificate (`<name>.client.<domain>`), Dispatch a caller's or a
+    worker's: any other is PERMISSION_DENIED (ErrorInfo reason NOT_WORKER,
+    WORKER_IDENTITY_MISMATCH or NOT_CLIENT) before a message is read.
+
     Autoscaling. The scheduler's port also serves KEDA's external scaler
     contract, externalscaler.ExternalScaler (agentmesh/keda/externalscaler.proto,
     kept as KEDA publishes it), so that KEDA scales each worker pool on the
@@ -162,6 +171,15 @@ class SchedulerServiceServicer:
     the same token. A client's `tenant` claim tags the requests it submits and
     is the only tenant whose requests it sees. The health service is open.
     With no key configured, tokens are not checked (loopback development).
+
+    Transport: with mutual TLS on (AGENTMESH_TLS_*, docs/security.md), every
+    caller and worker presents a certificate the mesh's CA signed; a
+    connection without one, or in plaintext, fails its handshake and the call
+    is UNAVAILABLE. Register and Heartbeat are the workers', each for the
+    worker id its certificate names; the other RPCs and reflection need a
+    caller's certificate (`<name>.client.<domain>`), Dispatch a caller's or a
+    worker's: any other is PERMISSION_DENIED (ErrorInfo reason NOT_WORKER,
+    WORKER_IDENTITY_MISMATCH or NOT_CLIENT) before a message is read.
 
     Autoscaling. The scheduler's port also serves KEDA's external scaler
     contract, externalscaler.ExternalScaler (agentmesh/keda/externalscaler.proto,
@@ -363,6 +381,21 @@ class SchedulerServiceServicer:
         SKILL_CONFLICT, metadata capability, worker_id and
         conflicting_worker_id); retryable once that
         worker has left, or with the same schemas.
+        PERMISSION_DENIED    with mutual TLS on (docs/security.md): the
+        caller's certificate is not a worker's (ErrorInfo
+        reason NOT_WORKER), or names another worker id
+        than worker.worker_id (reason
+        WORKER_IDENTITY_MISMATCH); not retryable. Also,
+        unless the scheduler allows foreign addresses
+        (AGENTMESH_ALLOW_FOREIGN_ADDRESS), an address not
+        on the host the worker connects from (an IP
+        address other than its connection's, or, without
+        TLS, a host name; reason FOREIGN_ADDRESS);
+        retryable with the worker's own address.
+        UNAVAILABLE          with mutual TLS on, a connection without a client
+        certificate the mesh's CA signed and that is valid
+        now, or in plaintext, fails its handshake and never
+        reaches the scheduler; not retryable as it is.
         Otherwise safe to retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -380,7 +413,16 @@ class SchedulerServiceServicer:
         stream stays open: register again, and keep reporting.
 
         Status codes: OK when the worker closes the stream; INVALID_ARGUMENT
-        for a report without a worker id. Reopen after registering again.
+        for a report without a worker id; with mutual TLS on, PERMISSION_DENIED
+        before the first message for a certificate that is not a worker's
+        (reason NOT_WORKER), and for a report naming another worker id than the
+        certificate does (reason WORKER_IDENTITY_MISMATCH), and UNAVAILABLE for
+        a connection whose handshake fails, as for Register. Reports sooner
+        than a tenth of the interval after the last one are answered but not
+        applied (coalesced), unless they change `draining`; more than 50 per
+        interval on average (a burst of 50) end the stream with
+        RESOURCE_EXHAUSTED (reason HEARTBEAT_FLOOD, RetryInfo: the interval),
+        and the worker is evicted. Reopen after registering again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -491,6 +533,15 @@ class SchedulerService:
     the same token. A client's `tenant` claim tags the requests it submits and
     is the only tenant whose requests it sees. The health service is open.
     With no key configured, tokens are not checked (loopback development).
+
+    Transport: with mutual TLS on (AGENTMESH_TLS_*, docs/security.md), every
+    caller and worker presents a certificate the mesh's CA signed; a
+    connection without one, or in plaintext, fails its handshake and the call
+    is UNAVAILABLE. Register and Heartbeat are the workers', each for the
+    worker id its certificate names; the other RPCs and reflection need a
+    caller's certificate (`<name>.client.<domain>`), Dispatch a caller's or a
+    worker's: any other is PERMISSION_DENIED (ErrorInfo reason NOT_WORKER,
+    WORKER_IDENTITY_MISMATCH or NOT_CLIENT) before a message is read.
 
     Autoscaling. The scheduler's port also serves KEDA's external scaler
     contract, externalscaler.ExternalScaler (agentmesh/keda/externalscaler.proto,

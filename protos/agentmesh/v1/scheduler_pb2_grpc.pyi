@@ -50,6 +50,15 @@ class SchedulerServiceStub:
     is the only tenant whose requests it sees. The health service is open.
     With no key configured, tokens are not checked (loopback development).
 
+    Transport: with mutual TLS on (AGENTMESH_TLS_*, docs/security.md), every
+    caller and worker presents a certificate the mesh's CA signed; a
+    connection without one, or in plaintext, fails its handshake and the call
+    is UNAVAILABLE. Register and Heartbeat are the workers', each for the
+    worker id its certificate names; the other RPCs and reflection need a
+    caller's certificate (`<name>.client.<domain>`), Dispatch a caller's or a
+    worker's: any other is PERMISSION_DENIED (ErrorInfo reason NOT_WORKER,
+    WORKER_IDENTITY_MISMATCH or NOT_CLIENT) before a message is read.
+
     Autoscaling. The scheduler's port also serves KEDA's external scaler
     contract, externalscaler.ExternalScaler (agentmesh/keda/externalscaler.proto,
     kept as KEDA publishes it), so that KEDA scales each worker pool on the
@@ -234,6 +243,21 @@ class SchedulerServiceStub:
                            SKILL_CONFLICT, metadata capability, worker_id and
                            conflicting_worker_id); retryable once that
                            worker has left, or with the same schemas.
+      PERMISSION_DENIED    with mutual TLS on (docs/security.md): the
+                           caller's certificate is not a worker's (ErrorInfo
+                           reason NOT_WORKER), or names another worker id
+                           than worker.worker_id (reason
+                           WORKER_IDENTITY_MISMATCH); not retryable. Also,
+                           unless the scheduler allows foreign addresses
+                           (AGENTMESH_ALLOW_FOREIGN_ADDRESS), an address not
+                           on the host the worker connects from (an IP
+                           address other than its connection's, or, without
+                           TLS, a host name; reason FOREIGN_ADDRESS);
+                           retryable with the worker's own address.
+      UNAVAILABLE          with mutual TLS on, a connection without a client
+                           certificate the mesh's CA signed and that is valid
+                           now, or in plaintext, fails its handshake and never
+                           reaches the scheduler; not retryable as it is.
     Otherwise safe to retry.
     """
     Heartbeat: _grpc.StreamStreamMultiCallable[_scheduler_pb2.HeartbeatRequest, _scheduler_pb2.HeartbeatResponse]
@@ -247,7 +271,16 @@ class SchedulerServiceStub:
     stream stays open: register again, and keep reporting.
 
     Status codes: OK when the worker closes the stream; INVALID_ARGUMENT
-    for a report without a worker id. Reopen after registering again.
+    for a report without a worker id; with mutual TLS on, PERMISSION_DENIED
+    before the first message for a certificate that is not a worker's
+    (reason NOT_WORKER), and for a report naming another worker id than the
+    certificate does (reason WORKER_IDENTITY_MISMATCH), and UNAVAILABLE for
+    a connection whose handshake fails, as for Register. Reports sooner
+    than a tenth of the interval after the last one are answered but not
+    applied (coalesced), unless they change `draining`; more than 50 per
+    interval on average (a burst of 50) end the stream with
+    RESOURCE_EXHAUSTED (reason HEARTBEAT_FLOOD, RetryInfo: the interval),
+    and the worker is evicted. Reopen after registering again.
     """
     ListWorkers: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.ListWorkersRequest, _scheduler_pb2.ListWorkersResponse]
     """The registered workers with their health and their skills' contracts,
@@ -292,6 +325,15 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     the same token. A client's `tenant` claim tags the requests it submits and
     is the only tenant whose requests it sees. The health service is open.
     With no key configured, tokens are not checked (loopback development).
+
+    Transport: with mutual TLS on (AGENTMESH_TLS_*, docs/security.md), every
+    caller and worker presents a certificate the mesh's CA signed; a
+    connection without one, or in plaintext, fails its handshake and the call
+    is UNAVAILABLE. Register and Heartbeat are the workers', each for the
+    worker id its certificate names; the other RPCs and reflection need a
+    caller's certificate (`<name>.client.<domain>`), Dispatch a caller's or a
+    worker's: any other is PERMISSION_DENIED (ErrorInfo reason NOT_WORKER,
+    WORKER_IDENTITY_MISMATCH or NOT_CLIENT) before a message is read.
 
     Autoscaling. The scheduler's port also serves KEDA's external scaler
     contract, externalscaler.ExternalScaler (agentmesh/keda/externalscaler.proto,
@@ -474,6 +516,21 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
                            SKILL_CONFLICT, metadata capability, worker_id and
                            conflicting_worker_id); retryable once that
                            worker has left, or with the same schemas.
+      PERMISSION_DENIED    with mutual TLS on (docs/security.md): the
+                           caller's certificate is not a worker's (ErrorInfo
+                           reason NOT_WORKER), or names another worker id
+                           than worker.worker_id (reason
+                           WORKER_IDENTITY_MISMATCH); not retryable. Also,
+                           unless the scheduler allows foreign addresses
+                           (AGENTMESH_ALLOW_FOREIGN_ADDRESS), an address not
+                           on the host the worker connects from (an IP
+                           address other than its connection's, or, without
+                           TLS, a host name; reason FOREIGN_ADDRESS);
+                           retryable with the worker's own address.
+      UNAVAILABLE          with mutual TLS on, a connection without a client
+                           certificate the mesh's CA signed and that is valid
+                           now, or in plaintext, fails its handshake and never
+                           reaches the scheduler; not retryable as it is.
     Otherwise safe to retry.
     """
     Heartbeat: _aio.StreamStreamMultiCallable[_scheduler_pb2.HeartbeatRequest, _scheduler_pb2.HeartbeatResponse]  # type: ignore[assignment]
@@ -487,7 +544,16 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     stream stays open: register again, and keep reporting.
 
     Status codes: OK when the worker closes the stream; INVALID_ARGUMENT
-    for a report without a worker id. Reopen after registering again.
+    for a report without a worker id; with mutual TLS on, PERMISSION_DENIED
+    before the first message for a certificate that is not a worker's
+    (reason NOT_WORKER), and for a report naming another worker id than the
+    certificate does (reason WORKER_IDENTITY_MISMATCH), and UNAVAILABLE for
+    a connection whose handshake fails, as for Register. Reports sooner
+    than a tenth of the interval after the last one are answered but not
+    applied (coalesced), unless they change `draining`; more than 50 per
+    interval on average (a burst of 50) end the stream with
+    RESOURCE_EXHAUSTED (reason HEARTBEAT_FLOOD, RetryInfo: the interval),
+    and the worker is evicted. Reopen after registering again.
     """
     ListWorkers: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.ListWorkersRequest, _scheduler_pb2.ListWorkersResponse]  # type: ignore[assignment]
     """The registered workers with their health and their skills' contracts,
@@ -531,6 +597,15 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
     the same token. A client's `tenant` claim tags the requests it submits and
     is the only tenant whose requests it sees. The health service is open.
     With no key configured, tokens are not checked (loopback development).
+
+    Transport: with mutual TLS on (AGENTMESH_TLS_*, docs/security.md), every
+    caller and worker presents a certificate the mesh's CA signed; a
+    connection without one, or in plaintext, fails its handshake and the call
+    is UNAVAILABLE. Register and Heartbeat are the workers', each for the
+    worker id its certificate names; the other RPCs and reflection need a
+    caller's certificate (`<name>.client.<domain>`), Dispatch a caller's or a
+    worker's: any other is PERMISSION_DENIED (ErrorInfo reason NOT_WORKER,
+    WORKER_IDENTITY_MISMATCH or NOT_CLIENT) before a message is read.
 
     Autoscaling. The scheduler's port also serves KEDA's external scaler
     contract, externalscaler.ExternalScaler (agentmesh/keda/externalscaler.proto,
@@ -747,6 +822,21 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
                                SKILL_CONFLICT, metadata capability, worker_id and
                                conflicting_worker_id); retryable once that
                                worker has left, or with the same schemas.
+          PERMISSION_DENIED    with mutual TLS on (docs/security.md): the
+                               caller's certificate is not a worker's (ErrorInfo
+                               reason NOT_WORKER), or names another worker id
+                               than worker.worker_id (reason
+                               WORKER_IDENTITY_MISMATCH); not retryable. Also,
+                               unless the scheduler allows foreign addresses
+                               (AGENTMESH_ALLOW_FOREIGN_ADDRESS), an address not
+                               on the host the worker connects from (an IP
+                               address other than its connection's, or, without
+                               TLS, a host name; reason FOREIGN_ADDRESS);
+                               retryable with the worker's own address.
+          UNAVAILABLE          with mutual TLS on, a connection without a client
+                               certificate the mesh's CA signed and that is valid
+                               now, or in plaintext, fails its handshake and never
+                               reaches the scheduler; not retryable as it is.
         Otherwise safe to retry.
         """
 
@@ -766,7 +856,16 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
         stream stays open: register again, and keep reporting.
 
         Status codes: OK when the worker closes the stream; INVALID_ARGUMENT
-        for a report without a worker id. Reopen after registering again.
+        for a report without a worker id; with mutual TLS on, PERMISSION_DENIED
+        before the first message for a certificate that is not a worker's
+        (reason NOT_WORKER), and for a report naming another worker id than the
+        certificate does (reason WORKER_IDENTITY_MISMATCH), and UNAVAILABLE for
+        a connection whose handshake fails, as for Register. Reports sooner
+        than a tenth of the interval after the last one are answered but not
+        applied (coalesced), unless they change `draining`; more than 50 per
+        interval on average (a burst of 50) end the stream with
+        RESOURCE_EXHAUSTED (reason HEARTBEAT_FLOOD, RetryInfo: the interval),
+        and the worker is evicted. Reopen after registering again.
         """
 
     @_abc_1.abstractmethod

@@ -27,7 +27,12 @@ if _version_not_supported:
 
 class WorkerServiceStub:
     """WorkerService is served by every worker agent. The scheduler calls it;
-    clients normally go through SchedulerService.Dispatch instead.
+    clients normally go through SchedulerService.Dispatch instead. With mutual
+    TLS on (docs/security.md), only the scheduler may: Execute and
+    ExecuteStream from any other certificate are refused with
+    PERMISSION_DENIED (ErrorInfo reason NOT_SCHEDULER) before a message is
+    read, and a connection without a certificate the mesh's CA signed fails
+    its handshake (UNAVAILABLE); neither is retryable.
     """
 
     def __init__(self, channel):
@@ -50,7 +55,12 @@ class WorkerServiceStub:
 
 class WorkerServiceServicer:
     """WorkerService is served by every worker agent. The scheduler calls it;
-    clients normally go through SchedulerService.Dispatch instead.
+    clients normally go through SchedulerService.Dispatch instead. With mutual
+    TLS on (docs/security.md), only the scheduler may: Execute and
+    ExecuteStream from any other certificate are refused with
+    PERMISSION_DENIED (ErrorInfo reason NOT_SCHEDULER) before a message is
+    read, and a connection without a certificate the mesh's CA signed fails
+    its handshake (UNAVAILABLE); neither is retryable.
     """
 
     def Execute(self, request, context):
@@ -92,6 +102,8 @@ class WorkerServiceServicer:
         INTERNAL             the backend produced output that failed schema
         validation (ErrorInfo reason OUTPUT_INVALID);
         retryable on another worker.
+        PERMISSION_DENIED    with mutual TLS on, the caller is not the
+        scheduler (reason NOT_SCHEDULER); not retryable.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -133,7 +145,8 @@ class WorkerServiceServicer:
         Status codes of the stream itself: INVALID_ARGUMENT for a message that
         does not decode (the stream ends; each subtask's own refusals are
         per-subtask results, not stream errors); CANCELLED when the scheduler
-        ends it. Not retryable as a whole: the scheduler opens a new stream
+        ends it; with mutual TLS on, PERMISSION_DENIED before the first message
+        when the caller is not the scheduler (reason NOT_SCHEDULER). Not retryable as a whole: the scheduler opens a new stream
         and retries the subtasks that had no result, as it retries Execute.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -163,7 +176,12 @@ def add_WorkerServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class WorkerService:
     """WorkerService is served by every worker agent. The scheduler calls it;
-    clients normally go through SchedulerService.Dispatch instead.
+    clients normally go through SchedulerService.Dispatch instead. With mutual
+    TLS on (docs/security.md), only the scheduler may: Execute and
+    ExecuteStream from any other certificate are refused with
+    PERMISSION_DENIED (ErrorInfo reason NOT_SCHEDULER) before a message is
+    read, and a connection without a certificate the mesh's CA signed fails
+    its handshake (UNAVAILABLE); neither is retryable.
     """
 
     @staticmethod

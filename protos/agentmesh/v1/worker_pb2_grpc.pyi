@@ -28,7 +28,12 @@ GRPC_VERSION: str
 
 class WorkerServiceStub:
     """WorkerService is served by every worker agent. The scheduler calls it;
-    clients normally go through SchedulerService.Dispatch instead.
+    clients normally go through SchedulerService.Dispatch instead. With mutual
+    TLS on (docs/security.md), only the scheduler may: Execute and
+    ExecuteStream from any other certificate are refused with
+    PERMISSION_DENIED (ErrorInfo reason NOT_SCHEDULER) before a message is
+    read, and a connection without a certificate the mesh's CA signed fails
+    its handshake (UNAVAILABLE); neither is retryable.
     """
 
     @_typing.overload
@@ -74,6 +79,8 @@ class WorkerServiceStub:
       INTERNAL             the backend produced output that failed schema
                            validation (ErrorInfo reason OUTPUT_INVALID);
                            retryable on another worker.
+      PERMISSION_DENIED    with mutual TLS on, the caller is not the
+                           scheduler (reason NOT_SCHEDULER); not retryable.
     """
     ExecuteStream: _grpc.StreamStreamMultiCallable[_worker_pb2.ExecuteStreamRequest, _worker_pb2.ExecuteStreamResponse]
     """Runs many subtasks on one long-lived stream: what Execute does for one
@@ -111,14 +118,20 @@ class WorkerServiceStub:
     Status codes of the stream itself: INVALID_ARGUMENT for a message that
     does not decode (the stream ends; each subtask's own refusals are
     per-subtask results, not stream errors); CANCELLED when the scheduler
-    ends it. Not retryable as a whole: the scheduler opens a new stream
+    ends it; with mutual TLS on, PERMISSION_DENIED before the first message
+    when the caller is not the scheduler (reason NOT_SCHEDULER). Not retryable as a whole: the scheduler opens a new stream
     and retries the subtasks that had no result, as it retries Execute.
     """
 
 @_typing.type_check_only
 class WorkerServiceAsyncStub(WorkerServiceStub):
     """WorkerService is served by every worker agent. The scheduler calls it;
-    clients normally go through SchedulerService.Dispatch instead.
+    clients normally go through SchedulerService.Dispatch instead. With mutual
+    TLS on (docs/security.md), only the scheduler may: Execute and
+    ExecuteStream from any other certificate are refused with
+    PERMISSION_DENIED (ErrorInfo reason NOT_SCHEDULER) before a message is
+    read, and a connection without a certificate the mesh's CA signed fails
+    its handshake (UNAVAILABLE); neither is retryable.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -161,6 +174,8 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
       INTERNAL             the backend produced output that failed schema
                            validation (ErrorInfo reason OUTPUT_INVALID);
                            retryable on another worker.
+      PERMISSION_DENIED    with mutual TLS on, the caller is not the
+                           scheduler (reason NOT_SCHEDULER); not retryable.
     """
     ExecuteStream: _aio.StreamStreamMultiCallable[_worker_pb2.ExecuteStreamRequest, _worker_pb2.ExecuteStreamResponse]  # type: ignore[assignment]
     """Runs many subtasks on one long-lived stream: what Execute does for one
@@ -198,13 +213,19 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     Status codes of the stream itself: INVALID_ARGUMENT for a message that
     does not decode (the stream ends; each subtask's own refusals are
     per-subtask results, not stream errors); CANCELLED when the scheduler
-    ends it. Not retryable as a whole: the scheduler opens a new stream
+    ends it; with mutual TLS on, PERMISSION_DENIED before the first message
+    when the caller is not the scheduler (reason NOT_SCHEDULER). Not retryable as a whole: the scheduler opens a new stream
     and retries the subtasks that had no result, as it retries Execute.
     """
 
 class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
     """WorkerService is served by every worker agent. The scheduler calls it;
-    clients normally go through SchedulerService.Dispatch instead.
+    clients normally go through SchedulerService.Dispatch instead. With mutual
+    TLS on (docs/security.md), only the scheduler may: Execute and
+    ExecuteStream from any other certificate are refused with
+    PERMISSION_DENIED (ErrorInfo reason NOT_SCHEDULER) before a message is
+    read, and a connection without a certificate the mesh's CA signed fails
+    its handshake (UNAVAILABLE); neither is retryable.
     """
 
     @_abc_1.abstractmethod
@@ -251,6 +272,8 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
           INTERNAL             the backend produced output that failed schema
                                validation (ErrorInfo reason OUTPUT_INVALID);
                                retryable on another worker.
+          PERMISSION_DENIED    with mutual TLS on, the caller is not the
+                               scheduler (reason NOT_SCHEDULER); not retryable.
         """
 
     @_abc_1.abstractmethod
@@ -294,7 +317,8 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         Status codes of the stream itself: INVALID_ARGUMENT for a message that
         does not decode (the stream ends; each subtask's own refusals are
         per-subtask results, not stream errors); CANCELLED when the scheduler
-        ends it. Not retryable as a whole: the scheduler opens a new stream
+        ends it; with mutual TLS on, PERMISSION_DENIED before the first message
+        when the caller is not the scheduler (reason NOT_SCHEDULER). Not retryable as a whole: the scheduler opens a new stream
         and retries the subtasks that had no result, as it retries Execute.
         """
 

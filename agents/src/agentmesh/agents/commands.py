@@ -11,6 +11,7 @@ import asyncio
 import os
 from typing import Any
 
+from agentmesh import tls
 from agentmesh.agents.backends import BACKENDS
 
 
@@ -41,6 +42,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     worker.add_argument("--backend", choices=BACKENDS, help="model backend (default builtin)")
     worker.add_argument("--capacity", type=int)
     worker.add_argument("--target", help="scheduler host:port")
+    tls.add_arguments(worker)
     worker.set_defaults(handler=cmd_worker)
 
     from agentmesh.agents import localmodel
@@ -74,7 +76,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.target:
         overrides["scheduler"] = args.target
     try:
-        config = WorkerConfig.from_env(**overrides)
+        config = WorkerConfig.from_env(**overrides, tls=tls.from_args(args))
     except ValueError as error:  # a setting that does not parse
         raise SystemExit(f"agentmesh: {error}") from None
 

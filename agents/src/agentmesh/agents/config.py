@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agentmesh.server import settings
+from agentmesh.tls import TlsConfig
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,11 @@ class WorkerConfig:
     store: str = ""
     """SQLite file of finished subtasks, kept across restarts; empty keeps them in
     memory only. Env AGENTMESH_WORKER_STORE. Default: memory."""
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    """Mutual TLS (`agentmesh.tls`): the worker serves with its certificate, accepts
+    Execute only from the scheduler's, and registers with it; its worker id defaults to
+    the one its certificate names. Env AGENTMESH_TLS_CERT, AGENTMESH_TLS_KEY,
+    AGENTMESH_TLS_CA, AGENTMESH_TLS_DOMAIN, AGENTMESH_INSECURE. Default off: loopback only."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerConfig:
@@ -76,5 +82,6 @@ class WorkerConfig:
                 "worker_id": "AGENTMESH_WORKER_ID",
                 "store": "AGENTMESH_WORKER_STORE",
             },
+            skip=frozenset({"tls"}),
         )
-        return cls(**{**values, **overrides})
+        return cls(**{**values, "tls": TlsConfig.from_env(env), **overrides})

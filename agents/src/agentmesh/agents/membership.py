@@ -19,9 +19,14 @@ from grpc import aio
 from agentmesh.agents.link import SchedulerLink
 from agentmesh.server.skills import SKILLS, Skill
 from agentmesh.server.skillspecs import skill_to_proto
+from agentmesh.tls import TlsConfig, aio_channel, scheduler_name
 from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc, worker_pb2
 
 log = logging.getLogger(__name__)
+
+#: The shortest time between two beats, as a share of the heartbeat interval: the
+#: scheduler's own bound (agentmesh.scheduler.beats.MIN_GAP), which the agents cannot import.
+MIN_GAP = 0.1
 
 
 def skill_specs(
@@ -41,10 +46,14 @@ class Membership:
         info: Callable[[], worker_pb2.WorkerInfo],
         health: Callable[[], worker_pb2.WorkerHealth],
         skills: Callable[[], Mapping[str, Skill]] = lambda: SKILLS,
+        tls: TlsConfig | None = None,
     ) -> None:
         """`info` and `health` are read afresh for each Register call and each beat;
-        `skills` gives the contracts of the skills `info` names, for Register."""
+        `skills` gives the contracts of the skills `info` names, for Register. With `tls`
+        on, the worker presents its certificate and accepts only the scheduler's
+        (`scheduler.<domain>`), whatever address it dials."""
         self.scheduler = scheduler
+        self._tls = tls
         self.heartbeat_interval = 1.0
         """Seconds between beats; the scheduler's answer sets it."""
         self.registered = asyncio.Event()
@@ -59,7 +68,9 @@ class Membership:
 
     def start(self) -> None:
         """Register and keep beating, in the background."""
-        self._channel = aio.insecure_channel(self.scheduler)
+        tls = self._tls
+        name = scheduler_name(tls.domain) if tls is not None else ""
+        self._channel = aio_channel(self.scheduler, tls, server_name=name)
         self._task = asyncio.create_task(self._forever(), name="heartbeats")
 
     def beat_now(self) -> None:
@@ -117,15 +128,22 @@ class Membership:
     async def _beats(self, sent: deque[int]) -> AsyncIterator[scheduler_pb2.HeartbeatRequest]:
         """Beats for one stream; `sent` gets each one's tick, for its answer to match."""
         worker_id = self._info().worker_id
+        loop = asyncio.get_running_loop()
         while True:
             sent.append(self.link.sent())
             yield scheduler_pb2.HeartbeatRequest(worker_id=worker_id, health=self._health())
+            last = loop.time()
             if self._stop.is_set():
                 return
             try:
                 await asyncio.wait_for(self._wake.wait(), self.heartbeat_interval)
             except TimeoutError:
                 pass
+            # Never sooner than MIN_GAP of the interval after the last beat (but the last
+            # one, on stop): the scheduler coalesces what comes faster, and refuses a flood.
+            gap = last + MIN_GAP * self.heartbeat_interval - loop.time()
+            if gap > 0 and not self._stop.is_set():
+                await asyncio.sleep(gap)
             self._wake.clear()
 
     async def _forever(self) -> None:

@@ -30,11 +30,11 @@ from agentmesh.agents.membership import Membership
 from agentmesh.agents.memberships import Memberships, scheduler_addresses
 from agentmesh.agents.pyskills import PythonSkills, WithOwnSkills
 from agentmesh.agents.results import make_result_store
-from agentmesh.agents.servicer import SERVICE_NAME, WorkerServicer
+from agentmesh.agents.servicer import EXECUTE, EXECUTE_STREAM, SERVICE_NAME, WorkerServicer
 from agentmesh.agents.skilldef import SkillDefinition
 from agentmesh.agents.skillfiles import check_model_backend, load_skills_dirs
 from agentmesh.agents.skillload import load_skills_modules
-from agentmesh.server import ports, reflection
+from agentmesh.server import ports, reflection, tls
 from agentmesh.server.clock import Clock, SystemClock
 from agentmesh.server.handlers import RejectUndecodable
 from agentmesh.server.metrics import WorkerMetrics, serve_metrics
@@ -47,11 +47,18 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Worker", "offered_skills", "worker_tier"]
 
+#: The setting a refused listen address names.
+LISTEN = "AGENTMESH_WORKER_LISTEN"
+#: Largest metadata of a call to a worker (trace context and little else).
+METADATA_BYTES = 16_384
+
 
 class Worker(Serving):
     """One worker agent process: `await start()`, `await shutdown()`, or `run()`."""
 
     def __init__(self, config: WorkerConfig, backend: Backend, clock: Clock | None = None) -> None:
+        # Plaintext beyond loopback stops the worker here (a ValueError, one line).
+        tls.check_listen(config.listen, config.tls, LISTEN)
         self.config = config
         # Skills written in Python (`--skills-module`): a bad module stops the worker here.
         python = load_skills_modules(config.skills_modules, reserved=SKILLS)
@@ -63,7 +70,11 @@ class Worker(Serving):
         if self.own_skills:
             backend = WithOwnSkills(PythonSkills(self.own_skills, backend), backend)
         self.backend = backend
-        self.worker_id = config.worker_id or f"{backend.name}-{uuid.uuid4().hex[:8]}"
+        if config.tls.enabled:
+            # The scheduler accepts this worker only under the id its certificate names.
+            self.worker_id = tls.own_worker_id(config.tls, config.worker_id)
+        else:
+            self.worker_id = config.worker_id or f"{backend.name}-{uuid.uuid4().hex[:8]}"
         self.tier = worker_tier(config.tier, backend, [d.tier for d in self.own_skills.values()])
         self.metrics = WorkerMetrics(CollectorRegistry())
         self.metrics.info.labels(self.worker_id, backend.name, backend.model, self.tier.label).set(
@@ -72,7 +83,7 @@ class Worker(Serving):
         # One membership per scheduler named (several: the replicas of one store).
         self.membership = Memberships(
             [
-                Membership(address, self.info, self.health_report, lambda: self.skills)
+                Membership(address, self.info, self.health_report, lambda: self.skills, config.tls)
                 for address in scheduler_addresses(config.scheduler)
             ]
         )
@@ -91,7 +102,19 @@ class Worker(Serving):
             metrics=self.metrics,
         )
         self.health = health.aio.HealthServicer()
-        self.server = aio.server(interceptors=[RejectUndecodable()])
+        denied = self.metrics.auth_denied
+        # Only the scheduler's certificate may hand this worker work (with TLS on).
+        peers = tls.RequirePeer(
+            config.tls.domain,
+            {f"/{EXECUTE}": tls.scheduler_only, f"/{EXECUTE_STREAM}": tls.scheduler_only},
+            lambda reason: denied.labels(reason).inc(),
+        )
+        # Only the scheduler calls a worker, a few calls beyond its capacity at most.
+        streams = max(100, 4 * config.capacity)
+        self.server = aio.server(
+            interceptors=[RejectUndecodable(), peers],
+            options=tls.connection_limits(streams, METADATA_BYTES),
+        )
         self.servicer = WorkerServicer(self.core)
         worker_pb2_grpc.add_WorkerServiceServicer_to_server(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -147,9 +170,7 @@ class Worker(Serving):
 
     async def start(self) -> None:
         """Serve, then register and start the health stream (without waiting for it)."""
-        port = self.server.add_insecure_port(self.config.listen)
-        if port == 0:
-            raise OSError(f"cannot listen on {self.config.listen}")
+        port = tls.add_port(self.server, self.config.listen, self.config.tls, LISTEN)
         self.address = self.config.advertise or f"{self.config.listen.rpartition(':')[0]}:{port}"
         await self.server.start()
         metrics = ""

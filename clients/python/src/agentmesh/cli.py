@@ -14,6 +14,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from agentmesh import tls
 from agentmesh.client import BASIC, FULL, Client, Goal, Source
 from agentmesh.errors import AgentmeshError, DeadlineExceeded
 from agentmesh.v1 import plan_pb2, scheduler_pb2
@@ -31,10 +32,18 @@ def _target(args: argparse.Namespace) -> str:
     return args.target or os.environ.get("AGENTMESH_SCHEDULER", "127.0.0.1:50051")
 
 
+def _tls(args: argparse.Namespace) -> tls.TlsConfig:
+    """The caller's TLS settings: its --tls-* flags over the AGENTMESH_TLS_* variables."""
+    try:
+        return tls.from_args(args)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
 def _client(args: argparse.Namespace) -> Client:
     """A client of the scheduler the arguments name, with their token (--token, else
-    AGENTMESH_TOKEN)."""
-    return Client(_target(args), timeout=args.timeout, token=args.token)
+    AGENTMESH_TOKEN) and TLS settings (--tls-*, else AGENTMESH_TLS_*)."""
+    return Client(_target(args), timeout=args.timeout, token=args.token, tls=_tls(args))
 
 
 def _add_token(sub: argparse.ArgumentParser) -> None:
@@ -214,12 +223,22 @@ def cmd_top(args: argparse.Namespace) -> int:
 
     if not args.interval > 0:
         raise SystemExit(f"agentmesh top: --interval must be above 0, not {args.interval:g}")
-    token = args.token
+    token, settings = args.token, _tls(args)
 
     def connect(target: str) -> Client:
-        return Client(target, token=token)
+        return Client(target, token=token, tls=settings)
 
     return run_top(_target(args), interval=args.interval, once=args.once, client_factory=connect)
+
+
+def _add_tls_arguments(command: argparse.ArgumentParser) -> None:
+    tls.add_arguments(command)
+    command.add_argument(
+        "--tls-server-name",
+        metavar="NAME",
+        help="the name the scheduler's certificate must hold (default: the --target host; "
+        "env AGENTMESH_TLS_SERVER_NAME)",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -237,6 +256,7 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--goal", help="a free-form goal for the planner, instead of a workflow")
         sub.add_argument("--target", help="scheduler host:port")
         _add_token(sub)
+        _add_tls_arguments(sub)
         sub.add_argument(
             "--timeout",
             type=float,
@@ -262,6 +282,7 @@ def parser() -> argparse.ArgumentParser:
     workers.add_argument("--capability", default="")
     workers.add_argument("--target", help="scheduler host:port")
     _add_token(workers)
+    _add_tls_arguments(workers)
     workers.add_argument("--timeout", type=float, default=10.0)
     workers.add_argument("--json", action="store_true")
     workers.set_defaults(handler=cmd_workers)
@@ -271,6 +292,7 @@ def parser() -> argparse.ArgumentParser:
     )
     skills.add_argument("--target", help="scheduler host:port")
     _add_token(skills)
+    _add_tls_arguments(skills)
     skills.add_argument("--timeout", type=float, default=10.0)
     skills.add_argument(
         "--json", action="store_true", help="with each skill's input and output JSON Schemas"
@@ -280,6 +302,7 @@ def parser() -> argparse.ArgumentParser:
     top_view = commands.add_parser("top", help="a live view of the workers, queues and requests")
     top_view.add_argument("--target", help="scheduler host:port")
     _add_token(top_view)
+    _add_tls_arguments(top_view)
     top_view.add_argument(
         "--interval", type=float, default=1.0, help="seconds between polls (default 1)"
     )

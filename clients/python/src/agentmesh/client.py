@@ -29,6 +29,7 @@ import grpc
 from google.protobuf import struct_pb2
 from grpc import aio
 
+from agentmesh import tls as _tls
 from agentmesh.status import from_rpc_error
 from agentmesh.v1 import plan_pb2, scheduler_pb2, scheduler_pb2_grpc
 from agentmesh.wire import dict_to_struct
@@ -130,14 +131,21 @@ class Client:
     """A blocking client; `with Client(target) as c:` closes the channel.
 
     `token` is the bearer token sent with every call (default: `AGENTMESH_TOKEN`, if set).
+    With `tls` on (`agentmesh.tls.TlsConfig`, e.g. `TlsConfig.from_env()`), the channel is
+    mutual TLS: it presents the caller's certificate and verifies the scheduler's.
     """
 
     def __init__(
-        self, target: str, *, timeout: float = DEFAULT_TIMEOUT, token: str | None = None
+        self,
+        target: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
+        tls: _tls.TlsConfig | None = None,
     ) -> None:
         self.timeout = timeout
         self._metadata = _credentials(token)
-        self._channel = grpc.insecure_channel(target)
+        self._channel = _tls.channel(target, tls)
         self._stub = scheduler_pb2_grpc.SchedulerServiceStub(self._channel)
 
     def submit(
@@ -265,15 +273,20 @@ class Client:
 class AsyncClient:
     """The asyncio client; `async with AsyncClient(target) as c:` closes the channel.
 
-    `token` as for `Client`.
+    `token` and `tls` as for `Client`.
     """
 
     def __init__(
-        self, target: str, *, timeout: float = DEFAULT_TIMEOUT, token: str | None = None
+        self,
+        target: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
+        tls: _tls.TlsConfig | None = None,
     ) -> None:
         self.timeout = timeout
         self._metadata = _credentials(token)
-        self._channel = aio.insecure_channel(target)
+        self._channel = _tls.aio_channel(target, tls)
         self._stub = scheduler_pb2_grpc.SchedulerServiceStub(self._channel)
 
     async def submit(

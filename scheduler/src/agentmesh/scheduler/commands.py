@@ -10,6 +10,10 @@ import argparse
 import asyncio
 import os
 import sys
+from pathlib import Path
+
+from agentmesh import tls
+from agentmesh.tls import DEFAULT_DOMAIN
 
 #: What `agentmesh run` starts: workers offering every builtin skill.
 DEFAULT_WORKERS = 3
@@ -33,6 +37,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="write the workers' /metrics addresses to FILE, a Prometheus file_sd target "
         "file (removed on exit)",
     )
+    run.add_argument(
+        "--tls",
+        metavar="DIR",
+        help="mutual TLS on the certificates `agentmesh certs DIR --workers N` made: the "
+        "workers are worker-1 ... worker-N",
+    )
     run.set_defaults(handler=cmd_run)
 
     scheduler = commands.add_parser("scheduler", help="serve the scheduler")
@@ -40,7 +50,25 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--listen", help="host:port (default AGENTMESH_LISTEN or 127.0.0.1:50051)"
     )
     scheduler.add_argument("--policy", choices=["latency_weighted", "p2c", "round_robin"])
+    tls.add_arguments(scheduler)
     scheduler.set_defaults(handler=cmd_scheduler)
+
+    certs = commands.add_parser(
+        "certs", help="a development CA and certificates for a scheduler, workers and a client"
+    )
+    certs.add_argument("dir", metavar="DIR", help="where to write them (made if missing)")
+    certs.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="default 3")
+    certs.add_argument(
+        "--domain", default=DEFAULT_DOMAIN, help=f"the mesh's domain (default {DEFAULT_DOMAIN})"
+    )
+    certs.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        dest="hosts",
+        help="another name or address of the scheduler for its certificate (repeatable)",
+    )
+    certs.set_defaults(handler=cmd_certs)
 
     token = commands.add_parser(
         "token", help="mint a development bearer token for callers (docs/security.md)"
@@ -81,7 +109,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     if args.policy:
         overrides["policy"] = args.policy
     try:
-        config = SchedulerConfig.from_env(**overrides)
+        config = SchedulerConfig.from_env(**overrides, tls=tls.from_args(args))
     except ValueError as error:  # a setting that does not parse
         raise SystemExit(f"agentmesh: {error}") from None
 
@@ -98,10 +126,25 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_certs(args: argparse.Namespace) -> int:
+    from agentmesh.scheduler.certs import write_mesh
+
+    if args.workers < 0:
+        raise SystemExit(f"agentmesh certs: --workers must be 0 or more, not {args.workers}")
+    folder = Path(args.dir)
+    written = write_mesh(folder, workers=args.workers, domain=args.domain, hosts=args.hosts)
+    for path in written:
+        print(path)
+    print(
+        f"\nA scheduler with TLS on:\n  AGENTMESH_TLS_CA={folder}/ca.pem "
+        f"AGENTMESH_TLS_CERT={folder}/scheduler.pem AGENTMESH_TLS_KEY={folder}/scheduler-key.pem"
+        " agentmesh scheduler"
+    )
+    return 0
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     """Print a signed token; a mistake in the arguments is one line and exit status 2."""
-    from pathlib import Path
-
     from agentmesh.server.tokens import load_private_key, mint
 
     problem = ""

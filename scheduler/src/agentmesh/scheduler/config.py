@@ -13,6 +13,7 @@ from agentmesh.scheduler.queues import CRITICAL_PATH, check_order
 from agentmesh.scheduler.retry import RetryPolicy
 from agentmesh.server import settings
 from agentmesh.server.tokens import TokenSettings
+from agentmesh.tls import TlsConfig
 
 
 @dataclass(frozen=True)
@@ -110,11 +111,24 @@ class SchedulerConfig:
     offload_max_steps: int = 8
     """Most steps in one offloaded fragment, its first included.
     Env AGENTMESH_OFFLOAD_MAX_STEPS. Default 8."""
+    allow_foreign_address: bool = False
+    """A worker may register an address that is not on the host it connects from (behind
+    NAT or a proxy); off: such a registration is PERMISSION_DENIED, and without TLS so is
+    a host name (`scheduler.addresses`). Env AGENTMESH_ALLOW_FOREIGN_ADDRESS. Default off."""
+    max_streams_per_connection: int = 4096
+    """Calls at once on one client connection (HTTP/2 MAX_CONCURRENT_STREAMS); more wait
+    in the client. Env AGENTMESH_MAX_STREAMS_PER_CONNECTION. Default 4096."""
+    max_metadata_bytes: int = 16_384
+    """Largest metadata (headers) of a call; larger is refused by gRPC.
+    Env AGENTMESH_MAX_METADATA_BYTES. Default 16 KiB."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     """Retry policy; env AGENTMESH_RETRY_MAX_ATTEMPTS, AGENTMESH_RETRY_INITIAL_BACKOFF,
     AGENTMESH_RETRY_BUDGET, AGENTMESH_RETRY_BUDGET_RESERVE."""
     hedge: HedgePolicy = field(default_factory=HedgePolicy)
     """Hedging; env AGENTMESH_HEDGE_AFTER, AGENTMESH_HEDGE_BUDGET. Default off."""
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    """Mutual TLS (`agentmesh.tls`); env AGENTMESH_TLS_CERT, AGENTMESH_TLS_KEY,
+    AGENTMESH_TLS_CA, AGENTMESH_TLS_DOMAIN, AGENTMESH_INSECURE. Default off: loopback only."""
     auth: TokenSettings = field(default_factory=TokenSettings)
     """Callers' bearer tokens; env AGENTMESH_AUTH_PUBLIC_KEY or AGENTMESH_AUTH_JWKS,
     AGENTMESH_AUTH_AUDIENCE, AGENTMESH_AUTH_ISSUER, AGENTMESH_AUTH_LEEWAY. Default: no
@@ -130,7 +144,7 @@ class SchedulerConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> SchedulerConfig:
         env = os.environ if env is None else env
-        values = settings.from_env(cls, env, skip=frozenset({"retry", "hedge", "auth"}))
+        values = settings.from_env(cls, env, skip=frozenset({"retry", "hedge", "tls", "auth"}))
         retry = RetryPolicy(
             max_attempts=int(env.get("AGENTMESH_RETRY_MAX_ATTEMPTS", RetryPolicy.max_attempts)),
             initial_backoff=float(
@@ -145,5 +159,7 @@ class SchedulerConfig:
             after=parse_hedge_after(env.get("AGENTMESH_HEDGE_AFTER", "")),
             budget=float(env.get("AGENTMESH_HEDGE_BUDGET", HedgePolicy.budget)),
         )
+        tls = TlsConfig.from_env(env)
         auth = TokenSettings.from_env(env)
-        return cls(**{**values, "retry": retry, "hedge": hedge, "auth": auth, **overrides})
+        values |= {"retry": retry, "hedge": hedge, "tls": tls, "auth": auth}
+        return cls(**{**values, **overrides})

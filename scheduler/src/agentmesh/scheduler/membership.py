@@ -40,20 +40,7 @@ class Membership:
         self.liveness_timeout = liveness_timeout
 
     def register(self, spec: WorkerSpec) -> WorkerRecord:
-        violations = []
-        if not spec.worker_id:
-            violations.append(FieldViolation("worker.worker_id", "required"))
-        if not ADDRESS.match(spec.address) or not 0 < int(spec.address.rpartition(":")[2]) < 65536:
-            violations.append(FieldViolation("worker.address", "host:port, such as 127.0.0.1:7001"))
-        if not spec.capabilities:
-            violations.append(FieldViolation("worker.capabilities", "at least one"))
-        if spec.capacity < 1:
-            violations.append(FieldViolation("worker.capacity", "at least 1"))
-        if violations:
-            raise InvalidArgument(
-                "invalid worker registration: " + ", ".join(v.field for v in violations),
-                violations,
-            )
+        check_registration(spec)
         record = self.registry.register(skillbook.complete(spec), self.clock.now())
         self.dispatcher.workers_changed(record)
         return record
@@ -90,3 +77,21 @@ class Membership:
         for worker_id in evicted:
             await self.evict(worker_id, "heartbeat_timeout")
         return evicted
+
+
+def check_registration(spec: WorkerSpec) -> None:
+    """InvalidArgument, a violation for each bad field, for a registration that cannot work."""
+    violations = []
+    if not spec.worker_id:
+        violations.append(FieldViolation("worker.worker_id", "required"))
+    if not ADDRESS.match(spec.address) or not 0 < int(spec.address.rpartition(":")[2]) < 65536:
+        violations.append(FieldViolation("worker.address", "host:port, such as 127.0.0.1:7001"))
+    if not spec.capabilities:
+        violations.append(FieldViolation("worker.capabilities", "at least one"))
+    if spec.capacity < 1:
+        violations.append(FieldViolation("worker.capacity", "at least 1"))
+    if violations:
+        raise InvalidArgument(
+            "invalid worker registration: " + ", ".join(v.field for v in violations),
+            violations,
+        )

@@ -28,6 +28,7 @@ from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.store import is_database_url
 from agentmesh.scheduler.supervisor import Child, Supervisor
 from agentmesh.server import logs, ports
+from agentmesh.tls import TlsConfig
 
 #: llama.cpp's server slots under `--backend local`: at least this many, and one a worker.
 LOCAL_MODEL_SLOTS = 2
@@ -46,6 +47,7 @@ def run_mesh(args: argparse.Namespace) -> int:
         )
     logs.configure(args.log_level)
     config = SchedulerConfig.from_env()
+    certs = _certs(args, config)
     host = config.listen.rpartition(":")[0]
     # Every child says where it listens in a ports file (port 0 picks a free port): the
     # scheduler in AGENTMESH_PORTS_FILE if set, the rest in a folder of this run's own.
@@ -68,6 +70,8 @@ def run_mesh(args: argparse.Namespace) -> int:
         scheduler_env = tuple((k, v) for k, v in LOCAL_SCHEDULER_ENV.items() if k not in os.environ)
         scheduler = Child("scheduler", ("scheduler",), scheduler_env)
     scheduler = _with_env(scheduler, AGENTMESH_PORTS_FILE=str(scheduler_ports))
+    if certs is not None:
+        scheduler = _with_env(scheduler, **tls_env(certs, "scheduler"))
     workers: list[tuple[Child, str]] = []
     for i in range(1, args.workers + 1):
         env = [("AGENTMESH_WORKER_LISTEN", f"{host}:0")]
@@ -79,6 +83,10 @@ def run_mesh(args: argparse.Namespace) -> int:
                 ("AGENTMESH_MODEL_CONCURRENCY", str(shares[i - 1])),
             ]
         worker_id = f"{'local' if model else 'builtin'}-{i}"
+        if certs is not None:
+            # The id its certificate names, the only one the scheduler accepts from it.
+            worker_id = f"worker-{i}"
+            env += tls_env(certs, worker_id).items()
         metrics_listen = worker_metrics(config, i)
         env += [
             ("AGENTMESH_WORKER_ID", worker_id),
@@ -105,7 +113,10 @@ def run_mesh(args: argparse.Namespace) -> int:
         serving = dataclasses.replace(config, listen=bound.grpc, metrics_listen=bound.metrics)
         targets: list[dict[str, Any]] = []
         started = [(_with_env(c, AGENTMESH_SCHEDULER=bound.grpc), i) for c, i in workers]
-        with Client(bound.grpc, timeout=2.0) as client:
+        client_tls = None
+        if certs is not None:
+            client_tls = TlsConfig.from_env(tls_env(certs, "client"), domain=config.tls.domain)
+        with Client(bound.grpc, timeout=2.0, tls=client_tls) as client:
             await _until(lambda: _ready(client), 30.0)
             tasks += [await supervisor.start(child) for child, _ in started]
             await _until(lambda: len(_workers(client)) >= args.workers, 60.0)
@@ -118,7 +129,7 @@ def run_mesh(args: argparse.Namespace) -> int:
             # JSON is YAML too: Prometheus reads it as a file_sd target file.
             text = json.dumps(targets, indent=2) + "\n"
             await asyncio.to_thread(Path(args.prometheus_targets).write_text, text)
-        _banner(serving, model_url and f"{model_url} ({sum(shares)} slots)")
+        _banner(serving, model_url and f"{model_url} ({sum(shares)} slots)", certs)
         try:
             await supervisor.wait_stopped()
         finally:
@@ -211,9 +222,43 @@ def _workers(client: Client) -> list[Any]:
         return []
 
 
-def _banner(config: SchedulerConfig, model: str = "") -> None:
+def _certs(args: argparse.Namespace, config: SchedulerConfig) -> Path | None:
+    """The folder of `--tls DIR`, holding a certificate for the scheduler, each worker and
+    the client (`agentmesh certs DIR`); SystemExit when one is missing."""
+    if not getattr(args, "tls", None):
+        if config.tls.enabled:
+            raise SystemExit(
+                "agentmesh run: AGENTMESH_TLS_* name one certificate, and each worker needs "
+                "its own: use `agentmesh run --tls DIR` on the files `agentmesh certs DIR` makes"
+            )
+        return None
+    folder = Path(args.tls)
+    for stem in ("ca", "scheduler", "client", *(f"worker-{i}" for i in range(1, args.workers + 1))):
+        if not (folder / f"{stem}.pem").is_file():
+            raise SystemExit(
+                f"agentmesh run: {folder} has no {stem}.pem: make the certificates with "
+                f"`agentmesh certs {folder} --workers {args.workers}`"
+            )
+    return folder
+
+
+def tls_env(folder: Path, stem: str) -> dict[str, str]:
+    """The AGENTMESH_TLS_* variables of the part whose files in `folder` are `stem`."""
+    return {
+        "AGENTMESH_TLS_CA": str(folder / "ca.pem"),
+        "AGENTMESH_TLS_CERT": str(folder / f"{stem}.pem"),
+        "AGENTMESH_TLS_KEY": str(folder / f"{stem}-key.pem"),
+    }
+
+
+def _banner(config: SchedulerConfig, model: str = "", certs: Path | None = None) -> None:
     metrics = f"http://{config.metrics_listen}/metrics" if config.metrics_listen else "(off)"
     target = "" if config.listen == SchedulerConfig.listen else f" --target {config.listen}"
+    grpcurl = "-plaintext"
+    if certs is not None:
+        target += f" --tls-ca {certs}/ca.pem --tls-cert {certs}/client.pem"
+        target += f" --tls-key {certs}/client-key.pem"
+        grpcurl = f"-cacert {certs}/ca.pem -cert {certs}/client.pem -key {certs}/client-key.pem"
     model_line = f"the local model (llama.cpp) on {model}\n" if model else ""
     print(
         f"""
@@ -223,7 +268,7 @@ Try it (from the repository root, in another terminal):
 
   .venv/bin/agentmesh submit examples/tickets/01_refund_broken_laptop_en.json{target}
 
-  .venv/bin/grpcurl -plaintext -d @ {config.listen} agentmesh.v1.SchedulerService/Submit \\
+  .venv/bin/grpcurl {grpcurl} -d @ {config.listen} agentmesh.v1.SchedulerService/Submit \\
     < examples/grpcurl/submit_ticket.json
 
   .venv/bin/agentmesh workers{target}

@@ -7,6 +7,7 @@ import logging
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 from prometheus_client import CollectorRegistry
 
 from agentmesh.keda import externalscaler_pb2_grpc
@@ -14,21 +15,42 @@ from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.core import SchedulerCore
 from agentmesh.scheduler.scaler import SERVICE_NAME as SCALER_SERVICE_NAME
 from agentmesh.scheduler.scaler import BacklogCollector, ExternalScalerServicer
-from agentmesh.scheduler.servicer import SchedulerServicer
+from agentmesh.scheduler.servicer import ROLES, SchedulerServicer
 from agentmesh.scheduler.store import open_store
 from agentmesh.scheduler.transport import GrpcTransport
-from agentmesh.server import ports, reflection
+from agentmesh.server import ports, reflection, tls
 from agentmesh.server.callers import ADMINS, CallerGate
 from agentmesh.server.clock import SystemClock
 from agentmesh.server.handlers import RejectUndecodable
 from agentmesh.server.metrics import MeshCollector, SchedulerMetrics, serve_metrics
 from agentmesh.server.serving import Serving
+from agentmesh.server.tls import connection_limits
 from agentmesh.server.tokens import TokenVerifier
 from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 log = logging.getLogger(__name__)
 
+REFLECTION = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"].full_name
+
 SERVICE_NAME = scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
+#: The setting a refused listen address names.
+LISTEN = "AGENTMESH_LISTEN"
+#: The methods only a worker's certificate may call (with TLS on); the handlers check
+#: that it names the worker the call speaks for.
+WORKER_METHODS = (f"/{SERVICE_NAME}/Register", f"/{SERVICE_NAME}/Heartbeat")
+
+
+def peer_rules() -> dict[str, tls.Rule]:
+    """Which certificates may call which method, with TLS on: Register and Heartbeat a
+    worker's; the callers' RPCs and reflection a caller's (its token then decides its
+    role), Dispatch a worker's too (for work a worker offloads); health any of the mesh."""
+    rules: dict[str, tls.Rule] = dict.fromkeys(WORKER_METHODS, tls.workers_only)
+    for method in ROLES:
+        rules[f"/{SERVICE_NAME}/{method}"] = (
+            tls.clients_or_workers if method == "Dispatch" else tls.clients_only
+        )
+    rules[f"/{REFLECTION}/ServerReflectionInfo"] = tls.clients_only
+    return rules
 
 
 def server_options(config: SchedulerConfig) -> list[tuple[str, int]]:
@@ -40,6 +62,7 @@ def server_options(config: SchedulerConfig) -> list[tuple[str, int]]:
         # RESOURCE_EXHAUSTED and a retry delay.
         ("grpc.server.max_pending_requests", 20_000),
         ("grpc.server.max_pending_requests_hard_limit", 40_000),
+        *connection_limits(config.max_streams_per_connection, config.max_metadata_bytes),
     ]
 
 
@@ -50,9 +73,11 @@ class SchedulerServer(Serving):
     """
 
     def __init__(self, config: SchedulerConfig) -> None:
+        # Plaintext beyond loopback stops the scheduler here, before it opens anything.
+        tls.check_listen(config.listen, config.tls, LISTEN)
         self.config = config
         self.metrics = SchedulerMetrics(CollectorRegistry())
-        self.transport = GrpcTransport()
+        self.transport = GrpcTransport(config.tls)
         # Raises StoreError for a store that cannot be opened, reached or is damaged.
         self.store = open_store(
             config.store, observer=self, replica=config.replica, lease=config.lease
@@ -65,14 +90,30 @@ class SchedulerServer(Serving):
         self.metrics.heartbeat_interval.set(config.heartbeat_interval)
         self.metrics.store_up.set(0 if self.store is not None and not self.store.up else 1)
         self.health = health.aio.HealthServicer()
-        self.server = aio.server(interceptors=[RejectUndecodable()], options=server_options(config))
+        denied = self.metrics.auth_denied
+        # With TLS on, which certificates may call what (peer_rules).
+        peers = tls.RequirePeer(
+            config.tls.domain,
+            peer_rules(),
+            lambda reason: denied.labels(reason).inc(),
+        )
+        self.server = aio.server(
+            interceptors=[RejectUndecodable(), peers], options=server_options(config)
+        )
         # Raises ValueError, in one line, for auth settings that do not fit together.
         self.gate = CallerGate(
             TokenVerifier.from_settings(config.auth),
-            lambda reason: self.metrics.auth_denied.labels(reason).inc(),
+            lambda reason: denied.labels(reason).inc(),
         )
         scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(
-            SchedulerServicer(self.core, self.gate), self.server
+            SchedulerServicer(
+                self.core,
+                self.gate,
+                config.tls,
+                peers.denied,
+                check_addresses=not config.allow_foreign_address,
+            ),
+            self.server,
         )
         # KEDA's external scaler, on the same port: worker pools scale on the backlog. Open
         # like health: KEDA sends no token, and it tells queue sizes alone.
@@ -102,9 +143,7 @@ class SchedulerServer(Serving):
         return ports.bound(self.config.listen, self.port)
 
     async def start(self) -> None:
-        self.port = self.server.add_insecure_port(self.config.listen)
-        if self.port == 0:
-            raise OSError(f"cannot listen on {self.config.listen}")
+        self.port = tls.add_port(self.server, self.config.listen, self.config.tls, LISTEN)
         self._loop = asyncio.get_running_loop()
         # Unfinished requests are known before the first call is served, so a
         # repeat of one attaches to it; they resume after the recovery delay.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -13,16 +13,28 @@ from grpc import aio
 from opentelemetry import trace
 
 from agentmesh import wire
-from agentmesh.errors import AgentmeshError, FieldViolation, InvalidArgument, NotFound
+from agentmesh.errors import (
+    AgentmeshError,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+)
 from agentmesh.scheduler import convert
+from agentmesh.scheduler.addresses import foreign_address
+from agentmesh.scheduler.beats import BeatLimiter, Verdict
 from agentmesh.scheduler.calls import SubtaskEvent
 from agentmesh.scheduler.core import SchedulerCore, Source
+from agentmesh.scheduler.membership import check_registration
 from agentmesh.scheduler.plans import too_many_steps
 from agentmesh.scheduler.records import RequestRecord
 from agentmesh.server import telemetry
 from agentmesh.server.callers import ADMINS, CALLERS, CallerGate
 from agentmesh.server.handlers import Undecodable, streaming, unary
+from agentmesh.server.tls import check_worker
 from agentmesh.server.tokens import Caller
+from agentmesh.tls import TlsConfig
 from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -64,11 +76,24 @@ def _source(
 class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     """The caller RPCs admit a call by its token first (`gate`): a `client` may submit,
     plan, dispatch and read its own tenant's requests; an `admin` may call anything.
-    Register and Heartbeat are the workers'."""
+    Register and Heartbeat are the workers': with `tls` on, each speaks only for the worker
+    the peer's certificate names."""
 
-    def __init__(self, core: SchedulerCore, gate: CallerGate | None = None) -> None:
+    def __init__(
+        self,
+        core: SchedulerCore,
+        gate: CallerGate | None = None,
+        tls: TlsConfig | None = None,
+        denied: Callable[[str], None] = lambda reason: None,
+        check_addresses: bool = False,
+    ) -> None:
+        """With `check_addresses`, a worker registers only an address of its own
+        (`addresses`); `denied(reason)` counts each refusal of a worker's call."""
         self.core = core
         self.gate = gate or CallerGate(None)
+        self._domain = tls.domain if tls is not None and tls.enabled else ""
+        self._denied = denied
+        self._check_addresses = check_addresses
         # The Heartbeat stream that currently speaks for each worker, so that
         # the end of a stale stream does not evict a worker that re-registered.
         self._streams: dict[str, object] = {}
@@ -213,11 +238,36 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             duration=wire.duration(result.duration),
         )
 
+    def _speaks_for(self, context: Context, worker_id: str) -> None:
+        """Raise PermissionDenied unless the peer's certificate names `worker_id` (TLS on)."""
+        if not self._domain:
+            return
+        error = check_worker(context, self._domain, worker_id)
+        if error is not None:
+            self._denied("worker_mismatch")
+            log.warning("call refused: another worker's id", extra={"worker_id": worker_id})
+            raise error
+
     @unary
     async def Register(
         self, request: scheduler_pb2.RegisterRequest, context: Context
     ) -> scheduler_pb2.RegisterResponse:
-        record = self.core.register(convert.worker_spec_from_proto(request.worker, request.skills))
+        self._speaks_for(context, request.worker.worker_id)
+        # A malformed registration is INVALID_ARGUMENT before its address is judged.
+        spec = convert.worker_spec_from_proto(request.worker, request.skills)
+        check_registration(spec)
+        if self._check_addresses:
+            refusal = foreign_address(request.worker.address, context.peer(), bool(self._domain))
+            if refusal is not None:
+                self._denied("foreign_address")
+                log.warning("registration refused: " + refusal)
+                raise PermissionDenied(
+                    f"{refusal}: register the worker's own address "
+                    "(AGENTMESH_WORKER_ADVERTISE), or allow it with "
+                    "AGENTMESH_ALLOW_FOREIGN_ADDRESS=1 on the scheduler",
+                    reason="FOREIGN_ADDRESS",
+                )
+        record = self.core.register(spec)
         # A registration starts a new session: the end of a Heartbeat stream opened
         # before it (the worker has given it up) must not evict the worker.
         self._streams.pop(record.worker_id, None)
@@ -239,14 +289,30 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     ) -> AsyncIterator[scheduler_pb2.HeartbeatResponse]:
         token = object()
         worker_id = ""
-        interval = wire.duration(self.core.config.heartbeat_interval)
+        seconds = self.core.config.heartbeat_interval
+        interval = wire.duration(seconds)
+        limiter = BeatLimiter(seconds, self.core.clock.now())
         try:
             async for beat in request_iterator:
                 if isinstance(beat, Undecodable):
                     raise beat.refuse()
                 if not beat.worker_id:
                     raise InvalidArgument("a heartbeat names its worker_id")
+                self._speaks_for(context, beat.worker_id)
                 worker_id = beat.worker_id
+                verdict = limiter.admit(self.core.clock.now(), beat.health.draining)
+                if verdict is Verdict.REFUSE:
+                    log.warning("heartbeat flood: stream refused", extra={"worker_id": worker_id})
+                    raise ResourceExhausted(
+                        f"heartbeats faster than {limiter.burst} per interval of {seconds:g}s: "
+                        "report once per heartbeat_interval",
+                        retry_after=seconds,
+                        reason="HEARTBEAT_FLOOD",
+                    )
+                if verdict is Verdict.COALESCE:
+                    # The report before it is recent enough; the next one is applied.
+                    yield scheduler_pb2.HeartbeatResponse(heartbeat_interval=interval)
+                    continue
                 try:
                     self.core.heartbeat(worker_id, convert.health_from_proto(beat.health))
                 except NotFound:

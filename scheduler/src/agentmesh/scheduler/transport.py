@@ -37,6 +37,7 @@ from agentmesh.scheduler.calls import (
 from agentmesh.scheduler.registry import WorkerRecord
 from agentmesh.server import telemetry
 from agentmesh.status import error_from_status, from_rpc_error
+from agentmesh.tls import TlsConfig, aio_channel, worker_name
 from agentmesh.v1 import worker_pb2, worker_pb2_grpc
 from agentmesh.wire import dict_to_struct, difficulty_to_proto, struct_to_dict, usage_from_proto
 
@@ -62,11 +63,14 @@ class GrpcTransport:
     """One channel per worker, opened on first use and closed when it leaves.
 
     A worker that registers again under the same id at another address (it
-    restarted on a new port) gets a new channel.
+    restarted on a new port) gets a new channel. With TLS on, the channel presents the
+    scheduler's certificate and accepts only a server certificate that names the worker
+    id it dials (`<worker_id>.worker.<domain>`), whatever its address.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tls: TlsConfig | None = None) -> None:
         self._links: dict[str, _Link] = {}
+        self._tls = tls
 
     async def _link(self, worker: WorkerRecord) -> _Link:
         link = self._links.get(worker.worker_id)
@@ -75,7 +79,13 @@ class GrpcTransport:
             link = None
         if link is None:
             try:
-                channel = aio.insecure_channel(worker.spec.address)
+                channel = aio_channel(
+                    worker.spec.address,
+                    self._tls,
+                    server_name=worker_name(worker.worker_id, self._tls.domain)
+                    if self._tls is not None
+                    else "",
+                )
             except Exception as error:  # an address grpc cannot use
                 raise Unavailable(
                     f"cannot reach worker {worker.worker_id} at {worker.spec.address!r}: {error}",

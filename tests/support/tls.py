@@ -1,0 +1,75 @@
+"""Certificates for tests of a mesh with mutual TLS, made by `agentmesh.scheduler.certs`."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+
+from agentmesh.scheduler.certs import LOOPBACK, Issued, issue, make_ca
+from agentmesh.tls import DEFAULT_DOMAIN, TlsConfig, client_name, scheduler_name, worker_name
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One certificate's files, and the mesh's CA."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The AGENTMESH_TLS_* variables of a process with this identity."""
+        return {
+            "AGENTMESH_TLS_CA": str(self.ca),
+            "AGENTMESH_TLS_CERT": str(self.cert),
+            "AGENTMESH_TLS_KEY": str(self.key),
+        }
+
+    def config(self, **overrides: str) -> TlsConfig:
+        return TlsConfig(cert=str(self.cert), key=str(self.key), ca=str(self.ca), **overrides)
+
+    def grpcurl_args(self) -> list[str]:
+        return ["-cacert", str(self.ca), "-cert", str(self.cert), "-key", str(self.key)]
+
+
+class Certs:
+    """A CA in `folder`, and certificates it (or another CA) signs, written on demand."""
+
+    def __init__(self, folder: Path, domain: str = DEFAULT_DOMAIN) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.domain = domain
+        self.ca = make_ca()
+        self.ca_path, _ = self.ca.write(folder, "ca")
+
+    def _write(self, stem: str, leaf: Issued) -> Identity:
+        cert, key = leaf.write(self.folder, stem)
+        return Identity(self.ca_path, cert, key)
+
+    def scheduler(self) -> Identity:
+        return self._write("scheduler", issue(self.ca, [scheduler_name(self.domain), *LOOPBACK]))
+
+    def worker(
+        self,
+        worker_id: str,
+        *,
+        ca: Issued | None = None,
+        not_before: datetime.datetime | None = None,
+        not_after: datetime.datetime | None = None,
+        stem: str = "",
+    ) -> Identity:
+        """Worker `worker_id`'s certificate, from the mesh's CA unless `ca` is another."""
+        leaf = issue(
+            ca or self.ca,
+            [worker_name(worker_id, self.domain), *LOOPBACK],
+            not_before=not_before,
+            not_after=not_after,
+        )
+        return self._write(stem or f"worker-{worker_id}", leaf)
+
+    def client(self, name: str = "tests") -> Identity:
+        return self._write(
+            f"client-{name}", issue(self.ca, [client_name(name, self.domain)], server=False)
+        )
