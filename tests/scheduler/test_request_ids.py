@@ -161,7 +161,7 @@ async def test_a_repeat_during_the_recovery_delay_waits_for_the_result(stores: S
     worker = Flaky()
     core = make_core(stores, worker)
     assert core.recover(delay=0.05) == 1
-    assert core.get("unfinished").state == "RUNNING"  # GetRequest answers at once
+    assert (await core.get("unfinished")).state == "RUNNING"  # GetRequest answers at once
     repeat = await core.submit("unfinished", Source(plan=PLAN), dict(TEXT))
     assert repeat.state == "SUCCEEDED" and repeat.answer == {"label": TEXT["text"]}
     assert worker.ran == ["first", "second"]

@@ -102,7 +102,7 @@ async def test_nothing_is_acknowledged_before_the_request_is_committed(stores: S
     )
     await until(lambda: not store.up, "the store to be reported down")
     assert not planned and not submit.done()
-    assert core.get("slow-disk").state == "RUNNING"
+    assert (await core.get("slow-disk")).state == "RUNNING"
     # New work is refused at once while the store is down.
     with pytest.raises(Unavailable) as refused:
         await core.submit("another", Source(plan=PLAN), dict(TEXT))
@@ -129,7 +129,7 @@ async def test_a_request_the_store_cannot_take_in_time_is_refused_unavailable(
             "never-stored", Source(plan=PLAN), dict(TEXT), timeout=0.3, on_plan=planned.append
         )
     assert refused.value.reason == "STORE_UNAVAILABLE"
-    record = core.get("never-stored")
+    record = await core.get("never-stored")
     assert record.state == "FAILED" and record.error is not None
     assert (record.error.code, record.error.reason) == ("UNAVAILABLE", "STORE_UNAVAILABLE")
     assert not planned  # never acknowledged, and no subtask ran

@@ -52,7 +52,7 @@ async def test_the_tenant_survives_a_restart(stores: Stores) -> None:
     restarted: SchedulerCore = make_core(stores, Flaky())
     assert (await restarted.read("r-a", scope="a")).tenant == "a"
     with pytest.raises(NotFound):
-        restarted.get("r-a", scope="b")
+        await restarted.get("r-a", scope="b")
     with pytest.raises(NotFound):
         await restarted.submit("r-a", Source(plan=PLAN), dict(TEXT), tenant="b", scope="b")
 

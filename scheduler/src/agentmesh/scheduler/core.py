@@ -49,7 +49,7 @@ from agentmesh.scheduler.registry import HealthReport, Registry, WorkerRecord, W
 from agentmesh.scheduler.replicas import Replicas, shared
 from agentmesh.scheduler.requests import RequestIndex
 from agentmesh.scheduler.stats import RequestWindow
-from agentmesh.scheduler.store import Store
+from agentmesh.scheduler.store import Store, StoredRequest
 from agentmesh.scheduler.workflows import WorkflowLibrary
 from agentmesh.server import telemetry
 from agentmesh.server.clock import Clock
@@ -278,7 +278,7 @@ class SchedulerCore:
         record = self.requests.get(request_id)
         known = self.requests.fingerprint(request_id)
         if record is None and self.store is not None:
-            stored = self.store.load(request_id)
+            stored = await self._load(request_id)
             if stored is not None:
                 record, known = stored.record, stored.fingerprint
         if record is None:
@@ -307,14 +307,21 @@ class SchedulerCore:
         self.admission.admit(record.plan, self.requests.active(), self.dispatcher.slots.has_room)
         return await self.runner.rerun(record, deadline, fingerprint, on_plan, on_event)
 
-    def get(self, request_id: str, scope: str | None = None) -> RequestRecord:
+    async def _load(self, request_id: str) -> StoredRequest | None:
+        """The request as stored; read in a thread when the store is a database server."""
+        assert self.store is not None
+        if self.store.remote:
+            return await asyncio.to_thread(self.store.load, request_id)
+        return self.store.load(request_id)
+
+    async def get(self, request_id: str, scope: str | None = None) -> RequestRecord:
         """A request by id; NOT_FOUND for an unknown one, or one of a tenant other than
         `scope` (None: any tenant's)."""
         if not request_id:
             raise InvalidArgument("request_id is empty", [FieldViolation("request_id", "required")])
         record = self.requests.get(request_id)
         if record is None and self.store is not None:
-            stored = self.store.load(request_id)
+            stored = await self._load(request_id)
             record = stored.record if stored is not None else None
         if record is None:
             raise requests.unknown(request_id)
@@ -328,7 +335,7 @@ class SchedulerCore:
         (a Submit's steps start before its first commit) is shown once it is, so that
         nothing is shown that a crash could take back. UNAVAILABLE when the store cannot
         commit within the call's deadline."""
-        record = self.get(request_id, scope)
+        record = await self.get(request_id, scope)
         if self.store is not None and self.requests.get(request_id) is record:
             remaining = self.config.default_deadline if timeout is None else timeout
             await self.runner.durable(self.clock.now() + remaining)

@@ -158,6 +158,8 @@ class PostgresStore:
     migrated.
     """
 
+    remote = True
+
     def __init__(
         self,
         url: str,

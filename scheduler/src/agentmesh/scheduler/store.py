@@ -57,6 +57,10 @@ DATABASE_SCHEMES = ("postgresql://", "postgres://")
 class Store(Protocol):
     """Where requests are kept durably."""
 
+    #: Whether a read waits on another process (a database server): the core then reads
+    #: in a thread, so that a slow or unreachable server never holds the event loop.
+    remote: bool
+
     @property
     def up(self) -> bool:
         """Whether writes are being committed; False refuses new work."""
@@ -160,6 +164,8 @@ class SqliteStore:
     Raises StoreError when the file cannot be opened or fails its integrity
     check, rather than serving from a damaged store.
     """
+
+    remote = False
 
     def __init__(
         self,
