@@ -12,8 +12,15 @@ import pytest
 from agentmesh.scheduler.certs import issue, make_ca
 from agentmesh.server.tls import InsecureListen, check_listen
 from agentmesh.tls import TlsConfig
-from tests.deploy.kube import OVERLAYS, TLS_OVERLAYS, Obj, containers, env_value, pod_templates
-from tests.deploy.kube import rendered
+from tests.deploy.kube import (
+    OVERLAYS,
+    TLS_OVERLAYS,
+    Obj,
+    containers,
+    env_value,
+    pod_templates,
+    rendered,
+)
 
 #: The listen setting of each process, and its default.
 LISTEN = {
