@@ -8,8 +8,11 @@ operator to create, and the certificates it shows fit the names the pods verify.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,6 +34,7 @@ from tests.deploy.kube import (
     pod_templates,
     rendered,
 )
+from tests.support.mesh import Mesh
 
 tls_overlays = pytest.mark.parametrize("overlay", TLS_OVERLAYS)
 
@@ -242,3 +246,75 @@ def test_every_secret_is_one_the_operator_is_told_to_create(overlay: str) -> Non
     for secret in wanted:
         assert secret in OPERATOR_SUPPLIED_SECRETS, f"Secret {secret} comes from nowhere"
         assert f"`{secret}`" in section, f"docs/kubernetes.md's TLS section omits {secret}"
+
+
+@pytest.mark.integration
+@tls_overlays
+def test_the_manifests_probe_commands_pass_against_a_real_tls_mesh(
+    overlay: str, tmp_path: Path
+) -> None:
+    """The probes exactly as rendered, the image's command and port aside, run against a
+    scheduler and a worker on certificates made as the manifests make them (the worker's
+    from the CSI volume's names, for a pod's name): each answers SERVING."""
+    objects = rendered(overlay)
+    ca = make_ca()
+    ca_file, _ = ca.write(tmp_path, "ca")
+    documented = _documented_certificates()
+    scheduler_names = next(
+        o for o in documented.values() if o["spec"].get("secretName") == "agentmesh-scheduler-tls"
+    )["spec"]["dnsNames"]
+    (scheduler_c,) = [
+        c for _, t in pod_templates(objects) for c in containers(t) if c["args"][0] == "scheduler"
+    ]
+    workload, template, worker_c = _workers(objects)[0]
+    pod = f"{workload['metadata']['name']}-7c9d8b6f5-x2k4p"
+    volume = _volume_of(template, worker_c, env_value(worker_c, "AGENTMESH_TLS_CERT") or "")
+    worker_names = volume["csi"]["volumeAttributes"][f"{CSI}/dns-names"]
+    identities = {}
+    for stem, names in (
+        ("scheduler", scheduler_names),
+        ("worker", worker_names.replace("${POD_NAME}", pod).split(",")),
+    ):
+        cert, key = issue(ca, names).write(tmp_path, stem)
+        identities[stem] = {
+            "AGENTMESH_TLS_CA": str(ca_file),
+            "AGENTMESH_TLS_CERT": str(cert),
+            "AGENTMESH_TLS_KEY": str(key),
+            "AGENTMESH_TLS_DOMAIN": _domain(scheduler_c),
+        }
+    client_cert, client_key = issue(ca, [client_name("tests", "agentmesh.local")]).write(
+        tmp_path, "client"
+    )
+    client = TlsConfig(
+        cert=str(client_cert),
+        key=str(client_key),
+        ca=str(ca_file),
+        server_name=scheduler_name(_domain(scheduler_c)),
+    )
+    (tmp_path / "mesh").mkdir()
+    mesh = Mesh(tmp_path / "mesh", client_tls=client, **identities["scheduler"])
+    try:
+        mesh.start_scheduler()
+        mesh.start_worker(pod, **identities["worker"])
+        mesh.wait_workers({pod})
+        served = {"scheduler": mesh.target, "worker": mesh.ports(pod).grpc}
+        env = {
+            "scheduler": identities["scheduler"],
+            "worker": {**identities["worker"], "AGENTMESH_WORKER_ID": pod},
+        }
+        for role, c in (("scheduler", scheduler_c), ("worker", worker_c)):
+            port = served[role].rpartition(":")[2]
+            for probe in ("readinessProbe", "livenessProbe"):
+                command = [
+                    re.sub(r"^--target=127\.0\.0\.1:\d+$", f"--target=127.0.0.1:{port}", arg)
+                    for arg in c[probe]["exec"]["command"]
+                ]
+                command[0] = str(Path(sys.executable).parent / "agentmesh")
+                clean = {k: v for k, v in os.environ.items() if not k.startswith("AGENTMESH_")}
+                done = subprocess.run(
+                    command, env={**clean, **env[role]}, capture_output=True, text=True, timeout=60
+                )
+                assert done.returncode == 0, (role, probe, done.stderr)
+                assert done.stdout == "SERVING\n"
+    finally:
+        mesh.stop()
