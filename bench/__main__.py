@@ -31,6 +31,7 @@ from bench import (
     s8_overload,
     s9_critical_path,
     s10_autoscaling,
+    s11_replicas,
     tls_cost,
 )
 from bench.harness import ROOT
@@ -39,9 +40,9 @@ from bench.stats import ScenarioResult, Target
 Runner = Callable[[Path, int, bool], ScenarioResult | list[ScenarioResult]]
 
 #: Scenario keys and what runs them; s3_tail measures S3 and S4 in the same rounds. S1-S9
-#: measure the mesh on simulated models, S10 simulates a day of autoscaling (no processes;
-#: S11 is kept for more); LM runs the local model. The order is the run order, and each
-#: one's seed comes from its place.
+#: measure the mesh on simulated models, S10 simulates a day of autoscaling (no processes),
+#: S11 runs scheduler replicas on one PostgreSQL database; LM runs the local model. The
+#: order is the run order, and each one's seed comes from its place.
 SCENARIOS: dict[str, Runner] = {
     "S1": s1_overhead.run,
     "S2": s2_throughput.run,
@@ -55,8 +56,9 @@ SCENARIOS: dict[str, Runner] = {
     "S10": s10_autoscaling.run,
     # Last, so that the others keep the seeds their places give them.
     "TLS": tls_cost.run,
+    "S11": s11_replicas.run,
 }
-ALL_KEYS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "TLS", "LM")
+ALL_KEYS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "TLS", "LM")
 DEFAULT_SEED = 20_250_601
 
 

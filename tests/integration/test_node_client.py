@@ -4,8 +4,11 @@
 its tests against the scheduler and builtin workers started here: a support
 ticket and its result, a stream of events, INVALID_ARGUMENT with field
 violations, NOT_FOUND, UNAVAILABLE, ALREADY_EXISTS, a deadline, ListWorkers,
-Decompose, Dispatch and GetStats. `make test` installs the client's
-dependencies (`npm ci --prefix clients/node`) first.
+Decompose, Dispatch and GetStats. Against a mesh with mutual TLS and callers'
+tokens, its secured suite: a call with the caller's certificate and a token
+succeeds, and one without a token, without a certificate, or with a worker's
+certificate is refused with its code and reason. `make test` installs the
+client's dependencies (`npm ci --prefix clients/node`) first.
 """
 
 from __future__ import annotations
@@ -14,17 +17,30 @@ import os
 import re
 import shutil
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from agentmesh.server.tokens import mint
 from tests.support.mesh import ROOT, Mesh, running_mesh
+from tests.support.tls import Certs
 
 pytestmark = pytest.mark.integration
 
 CLIENT = ROOT / "clients" / "node"
 WORKERS = ("w1", "w2")
+AUD, ISS = "agentmesh-test", "https://issuer.agentmesh.test"
+KEY = ec.generate_private_key(ec.SECP256R1())
+#: The suite of clients/node/test/secure.test.js that needs a secured mesh.
+SECURED_SUITE = "a secured mesh"
+
+
+def token(role: str, tenant: str = "acme") -> str:
+    return mint(KEY, role=role, tenant=tenant, audience=AUD, issuer=ISS, ttl=600)
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +53,40 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         yield mesh
 
 
-def node_test(env: dict[str, str], log: Path) -> tuple[int, str]:
-    """`node --test` in clients/node (TAP output): its exit status and output, also
-    written to log."""
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return Certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Mesh]:
+    """A scheduler with TLS on that checks callers' tokens, and a builtin worker."""
+    tmp = tmp_path_factory.mktemp("node-secured")
+    public = KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    (tmp / "token.pub").write_bytes(public)
+    mesh = Mesh(
+        tmp,
+        token=token("admin", ""),
+        client_tls=certs.client().config(),
+        AGENTMESH_AUTH_PUBLIC_KEY=str(tmp / "token.pub"),
+        AGENTMESH_AUTH_AUDIENCE=AUD,
+        AGENTMESH_AUTH_ISSUER=ISS,
+        **certs.scheduler().env,
+    )
+    try:
+        mesh.start_scheduler()
+        mesh.start_worker("w1", **certs.worker("w1").env)
+        mesh.wait_workers({"w1"})
+        yield mesh
+    finally:
+        mesh.stop()
+
+
+def node_test(env: dict[str, str], log: Path, *files: str) -> tuple[int, str]:
+    """`node --test` in clients/node (TAP output), on `files` or every test file: its
+    exit status and output, also written to log."""
     node = shutil.which("node")
     assert node, "node is not installed: the Node client's tests need Node.js 20 or later"
     assert (CLIENT / "node_modules" / "@grpc" / "grpc-js").is_dir(), (
@@ -47,7 +94,7 @@ def node_test(env: dict[str, str], log: Path) -> tuple[int, str]:
         "or `npm ci --prefix clients/node`"
     )
     result = subprocess.run(
-        [node, "--test", "--test-reporter=tap"],
+        [node, "--test", "--test-reporter=tap", *files],
         cwd=CLIENT,
         env=env,
         capture_output=True,
@@ -69,9 +116,40 @@ def test_the_node_client_passes_its_tests_against_a_real_mesh(mesh: Mesh) -> Non
     assert returncode == 0, output
     # Every test ran: none failed, and the mesh suite was not skipped for want of a scheduler.
     assert re.search(r"^# fail 0$", output, re.MULTILINE), output
-    assert "# SKIP" not in output, output
+    # The secured suite waits for a secured mesh (below).
+    skipped = re.findall(r"^ok \d+ - (.*) # SKIP", output, re.MULTILINE)
+    assert skipped == [SECURED_SUITE], output
     assert re.search(r"^ok \d+ - a running mesh$", output, re.MULTILINE), output
     passed = re.search(r"^# pass (\d+)$", output, re.MULTILINE)
     assert passed and int(passed.group(1)) >= 20, output
     # The mesh suite's requests reached this scheduler.
     assert mesh.client.get_stats().succeeded >= 4
+
+
+def test_the_node_client_calls_a_mesh_with_mutual_tls_and_tokens(
+    secured: Mesh, certs: Certs
+) -> None:
+    caller, worker = certs.client("node"), certs.worker("w9")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AGENTMESH_")}
+    env = {
+        **clean,
+        **caller.env,
+        "AGENTMESH_SCHEDULER": secured.target,
+        "AGENTMESH_TEST_SECURE": "1",
+        "AGENTMESH_TOKEN": token("client"),
+        "AGENTMESH_TEST_WORKER_CERT": str(worker.cert),
+        "AGENTMESH_TEST_WORKER_KEY": str(worker.key),
+    }
+    log = secured.log_dir / "node-secure-test.log"
+    returncode, output = node_test(env, log, "test/secure.test.js")
+    assert returncode == 0, output
+    assert re.search(r"^# fail 0$", output, re.MULTILINE), output
+    assert "# SKIP" not in output, output
+    assert re.search(rf"^ok \d+ - {SECURED_SUITE}$", output, re.MULTILINE), output
+    # The refusals were the scheduler's, counted by reason; the successes reached it.
+    assert secured.client.get_stats().succeeded >= 2
+    url = f"http://127.0.0.1:{secured.metrics_port}/metrics"
+    body = urllib.request.urlopen(url, timeout=5).read().decode()
+    denied = dict(re.findall(r'^agentmesh_auth_denied_total\{reason="([^"]+)"\} (\S+)', body, re.M))
+    for reason in ("missing_token", "malformed_token", "role_denied", "not_client"):
+        assert float(denied.get(reason, 0)) >= 1, (reason, denied)

@@ -4,18 +4,22 @@
  */
 
 import { randomBytes } from 'node:crypto';
+import { checkListen, ownWorkerId, tlsFromEnv } from './tls.js';
 
 /**
  * @typedef {object} WorkerConfig
  * @property {string} scheduler   host:port of the scheduler. AGENTMESH_SCHEDULER, default 127.0.0.1:50051.
  * @property {string} listen      host:port to serve on; port 0 takes a free one. AGENTMESH_WORKER_LISTEN, default 127.0.0.1:0.
  * @property {string} advertise   host:port to register instead of the bound address. AGENTMESH_WORKER_ADVERTISE.
- * @property {string} workerId    AGENTMESH_WORKER_ID, default node-<8 hex digits>.
+ * @property {string} workerId    AGENTMESH_WORKER_ID, default node-<8 hex digits>; with TLS on, the
+ *                                id its certificate names (AGENTMESH_WORKER_ID must be that one).
  * @property {number} capacity    subtasks run at once. AGENTMESH_CAPACITY, default 4.
  * @property {number} drainTimeout seconds in-flight work gets on SIGTERM. AGENTMESH_DRAIN_TIMEOUT, default 10.
  * @property {number} resultsKept finished subtasks remembered for repeats. AGENTMESH_RESULTS_KEPT, default 10000.
  * @property {number} delay       seconds each subtask takes on purpose, to try deadlines,
  *                                cancellation and failures. AGENTMESH_NODE_WORKER_DELAY, default 0.
+ * @property {import('./tls.js').TlsConfig} tls mutual TLS: AGENTMESH_TLS_CERT, _KEY, _CA, _DOMAIN and
+ *                                AGENTMESH_INSECURE (see tls.js). Default off: loopback only.
  */
 
 /**
@@ -23,15 +27,22 @@ import { randomBytes } from 'node:crypto';
  * @returns {WorkerConfig}
  */
 export function configFromEnv(env = process.env) {
+  const tls = tlsFromEnv(env);
+  const listen = env.AGENTMESH_WORKER_LISTEN || '127.0.0.1:0';
+  // Plaintext beyond loopback stops the worker here, with one line naming the setting.
+  checkListen(listen, tls, 'AGENTMESH_WORKER_LISTEN');
+  const configured = env.AGENTMESH_WORKER_ID || '';
   const config = {
     scheduler: env.AGENTMESH_SCHEDULER || '127.0.0.1:50051',
-    listen: env.AGENTMESH_WORKER_LISTEN || '127.0.0.1:0',
+    listen,
     advertise: env.AGENTMESH_WORKER_ADVERTISE || '',
-    workerId: env.AGENTMESH_WORKER_ID || `node-${randomBytes(4).toString('hex')}`,
+    // With TLS on, the scheduler accepts the worker only under the id its certificate names.
+    workerId: tls.enabled ? ownWorkerId(tls, configured) : configured || `node-${randomBytes(4).toString('hex')}`,
     capacity: number(env, 'AGENTMESH_CAPACITY', 4, 1),
     drainTimeout: number(env, 'AGENTMESH_DRAIN_TIMEOUT', 10, 0),
     resultsKept: number(env, 'AGENTMESH_RESULTS_KEPT', 10_000, 1),
     delay: number(env, 'AGENTMESH_NODE_WORKER_DELAY', 0, 0),
+    tls,
   };
   if (!Number.isInteger(config.capacity) || !Number.isInteger(config.resultsKept)) {
     throw new Error('AGENTMESH_CAPACITY and AGENTMESH_RESULTS_KEPT must be whole numbers');

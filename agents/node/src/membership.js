@@ -9,8 +9,8 @@
  * once.
  */
 
-import grpc from '@grpc/grpc-js';
 import { v1 } from './protos.js';
+import { schedulerChannel } from './tls.js';
 import { fromDuration } from './struct.js';
 import { log } from './log.js';
 
@@ -21,9 +21,12 @@ export class Membership {
    * @param {string} scheduler host:port
    * @param {() => object} info the WorkerInfo to register, read afresh for each Register
    * @param {() => object} health the WorkerHealth to report, read afresh for each beat
+   * @param {import('./tls.js').TlsConfig} tls with TLS on, the worker's certificate is its
+   *   credential for Register and Heartbeat, and the scheduler's must name scheduler.<domain>
    */
-  constructor(scheduler, info, health) {
-    this.client = new v1.SchedulerService(scheduler, grpc.credentials.createInsecure());
+  constructor(scheduler, info, health, tls) {
+    const { credentials, options } = schedulerChannel(tls);
+    this.client = new v1.SchedulerService(scheduler, credentials, options);
     this.info = info;
     this.health = health;
     /** Seconds between beats; the scheduler's answers set it. */

@@ -18,6 +18,7 @@ import { Membership } from './membership.js';
 import { CAPABILITY, checkInput, detectLanguage, outputViolations } from './skill.js';
 import { WorkerError, toServiceError } from './status.js';
 import { canonicalJson, fromStruct, toDuration, toStruct } from './struct.js';
+import { notScheduler, serverCredentials } from './tls.js';
 import { log } from './log.js';
 
 const { status } = grpc;
@@ -57,11 +58,7 @@ export class Worker {
     new ReflectionService(packageDefinition, { services: [WORKER_SERVICE, HEALTH_SERVICE] }).addToServer(
       this.server,
     );
-    this.membership = new Membership(
-      config.scheduler,
-      () => this.info(),
-      () => this.healthReport(),
-    );
+    this.membership = new Membership(config.scheduler, () => this.info(), () => this.healthReport(), config.tls);
     /** @type {Promise<void> | null} */
     this.stopped = null;
   }
@@ -96,7 +93,7 @@ export class Worker {
   /** Serve on the configured address (port 0 takes a free one), then register and beat. */
   async start() {
     const port = await new Promise((resolve, reject) =>
-      this.server.bindAsync(this.config.listen, grpc.ServerCredentials.createInsecure(), (error, bound) =>
+      this.server.bindAsync(this.config.listen, serverCredentials(this.config.tls), (error, bound) =>
         error ? reject(error) : resolve(bound),
       ),
     );
@@ -113,6 +110,14 @@ export class Worker {
    * @param {grpc.sendUnaryData<any>} callback
    */
   handle(call, callback) {
+    // With TLS on, only the scheduler's certificate may hand this worker work.
+    const peer = notScheduler(call, this.config.tls.domain);
+    if (peer !== null) {
+      log('warning', 'call refused for its certificate', { reason: 'not_scheduler' });
+      const refusal = `this certificate (${peer}) may not call this method`;
+      callback(toServiceError(new WorkerError(status.PERMISSION_DENIED, refusal, { reason: 'NOT_SCHEDULER' })));
+      return;
+    }
     const answered = this.answer(call, callback);
     this.calls.add(answered);
     answered.finally(() => this.calls.delete(answered));

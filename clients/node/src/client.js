@@ -12,6 +12,12 @@
  *     console.log(request.answer.reply);
  *     client.close();
  *
+ * A scheduler that checks callers' tokens needs one: `{token}`, or the
+ * AGENTMESH_TOKEN environment variable, sent with every call as
+ * `authorization: Bearer <token>` metadata. A mesh with mutual TLS needs the
+ * caller's certificate: `{tls: {ca, cert, key}}`, or `{tls: tlsFromEnv()}`
+ * for the AGENTMESH_TLS_* variables (see ./security.js).
+ *
  * @module
  */
 
@@ -22,6 +28,7 @@ import * as protoLoader from '@grpc/proto-loader';
 
 import { Converter } from './convert.js';
 import { fromServiceError } from './errors.js';
+import { bearerToken, callMetadata, channelSecurity } from './security.js';
 
 /** Deadline of a call that names none, in seconds (as the Python client's). */
 export const DEFAULT_TIMEOUT = 60;
@@ -129,21 +136,29 @@ export class Client {
   #stub;
   /** @type {Converter} */
   #converter;
+  /** The bearer token sent with every call; empty for none. */
+  #token;
 
   /**
    * @param {string} target the scheduler's address, such as '127.0.0.1:50051'
    * @param {object} [options]
    * @param {number} [options.timeout] default deadline of a call, in seconds (60)
-   * @param {grpc.ChannelCredentials} [options.credentials] insecure when left out
+   * @param {string} [options.token] the bearer token sent with every call (default:
+   *   AGENTMESH_TOKEN, if set; '' sends none)
+   * @param {import('./security.js').TlsOptions | null} [options.tls] mutual TLS with this
+   *   caller's certificate (such as `tlsFromEnv()`); plaintext when left out
+   * @param {grpc.ChannelCredentials} [options.credentials] other channel credentials, instead of `tls`
    * @param {grpc.ChannelOptions} [options.channelOptions]
    */
-  constructor(target, { timeout = DEFAULT_TIMEOUT, credentials, channelOptions } = {}) {
+  constructor(target, { timeout = DEFAULT_TIMEOUT, token, tls, credentials, channelOptions } = {}) {
     const { Service, converter } = contracts();
     /** Default deadline of a call, in seconds. */
     this.timeout = timeout;
     this.#converter = converter;
+    this.#token = bearerToken(token);
+    const security = channelSecurity(tls);
     this.#stub = /** @type {any} */ (
-      new Service(target, credentials ?? grpc.credentials.createInsecure(), channelOptions)
+      new Service(target, credentials ?? security.credentials, { ...security.options, ...channelOptions })
     );
   }
 
@@ -174,7 +189,7 @@ export class Client {
    */
   async *streamSubmit(source, input, { timeout, ...options } = {}) {
     const request = this.#toWire('StreamSubmitRequest', { ...options, ...sourceFields(source), input });
-    const call = this.#stub.StreamSubmit(request, { deadline: this.#deadline(timeout) });
+    const call = this.#stub.StreamSubmit(request, callMetadata(this.#token), { deadline: this.#deadline(timeout) });
     try {
       for await (const message of call) {
         yield this.#converter.fromWire(`${PACKAGE}.StreamSubmitResponse`, message);
@@ -263,7 +278,7 @@ export class Client {
   #unary(method, request, timeout) {
     const wire = this.#toWire(`${method}Request`, request);
     return new Promise((resolve, reject) => {
-      this.#stub[method](wire, { deadline: this.#deadline(timeout) }, (
+      this.#stub[method](wire, callMetadata(this.#token), { deadline: this.#deadline(timeout) }, (
         /** @type {grpc.ServiceError | null} */ error,
         /** @type {any} */ response,
       ) => {

@@ -14,7 +14,9 @@ from agentmesh.tls import TlsConfig
 @dataclass(frozen=True)
 class WorkerConfig:
     scheduler: str = "127.0.0.1:50051"
-    """The scheduler to register with. Env AGENTMESH_SCHEDULER. Default 127.0.0.1:50051."""
+    """The scheduler to register with, or several, comma-separated: every replica of a
+    scheduler sharing one PostgreSQL store (the worker registers with each).
+    Env AGENTMESH_SCHEDULER. Default 127.0.0.1:50051."""
     listen: str = "127.0.0.1:0"
     """host:port to serve WorkerService on; port 0 picks a free one.
     Env AGENTMESH_WORKER_LISTEN. Default 127.0.0.1:0."""

@@ -27,6 +27,7 @@ from agentmesh.agents.config import WorkerConfig
 from agentmesh.agents.convert import health_to_proto, info_to_proto
 from agentmesh.agents.core import WorkerCore
 from agentmesh.agents.membership import Membership
+from agentmesh.agents.memberships import Memberships, scheduler_addresses
 from agentmesh.agents.pyskills import PythonSkills, WithOwnSkills
 from agentmesh.agents.results import make_result_store
 from agentmesh.agents.servicer import EXECUTE, EXECUTE_STREAM, SERVICE_NAME, WorkerServicer
@@ -79,8 +80,12 @@ class Worker(Serving):
         self.metrics.info.labels(self.worker_id, backend.name, backend.model, self.tier.label).set(
             1
         )
-        self.membership = Membership(
-            config.scheduler, self.info, self.health_report, lambda: self.skills, config.tls
+        # One membership per scheduler named (several: the replicas of one store).
+        self.membership = Memberships(
+            [
+                Membership(address, self.info, self.health_report, lambda: self.skills, config.tls)
+                for address in scheduler_addresses(config.scheduler)
+            ]
         )
         # A model server that runs fewer calls at once caps the capacity: the rest wait in
         # the mesh, where priorities and deadlines apply, not inside the server.

@@ -31,8 +31,9 @@ and the pool is inactive: KEDA may take it to zero replicas.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from agentmesh.errors import FieldViolation, InvalidArgument
@@ -180,29 +181,88 @@ class Backlog:
 
 
 def measure(
-    pool: Pool, registry: Registry, slots: Slots, latencies: CapabilityLatencies
+    pool: Pool,
+    registry: Registry,
+    slots: Slots,
+    latencies: CapabilityLatencies,
+    others: Sequence[ReplicaBacklog] = (),
 ) -> Backlog:
-    """The pool's backlog now, from the scheduler's queues, workers and latency estimates."""
+    """The pool's backlog now, from the scheduler's queues, workers and latency estimates,
+    and the other replicas' backlogs (`others`, read from a shared store): the mesh's."""
     members = [w for w in registry.workers() if pool.has(w)]
     live = [w for w in members if not w.draining]
     capacities = sorted(w.spec.capacity for w in live)
     capacity = capacities[(len(capacities) - 1) // 2] if capacities else pool.worker_capacity
-    capabilities = pool.capabilities or slots.capabilities_waiting()
+    capabilities = pool.capabilities or slots.capabilities_waiting().union(
+        *(o.capabilities() for o in others)
+    )
     queued, work, oldest = 0, 0.0, 0.0
     for capability in capabilities:
-        waiting, age = slots.waiting(capability, pool.tier)
-        joining, joined_age = slots.joining(capability)
-        count = waiting + joining
+        counts = [slots.waiting(capability, pool.tier), slots.joining(capability)]
+        counts += [o.waiting(capability, pool.tier) for o in others]
+        count = sum(n for n, _ in counts)
         if count:
             queued += count
             work += count * latencies.estimate(capability)
-            oldest = max(oldest, age, joined_age)
+            oldest = max(oldest, *(age for _, age in counts))
+    # Workers register with every replica: each counts its own subtasks on them.
+    in_flight = sum(
+        w.in_flight + sum(o.in_flight.get(w.worker_id, 0) for o in others) for w in members
+    )
     return Backlog(
         pool=pool,
         queued=queued,
         queued_work=work,
         oldest_wait=oldest,
-        in_flight=sum(w.in_flight for w in members),
+        in_flight=in_flight,
         workers=len(live),
         worker_capacity=capacity,
     )
+
+
+@dataclass(frozen=True)
+class ReplicaBacklog:
+    """Another replica's backlog, as it wrote it to the shared store (`local_backlog`)."""
+
+    #: {capability: {tier (as text): [waiting, oldest wait]}}, "joining" under tier "j".
+    queues: Mapping[str, Mapping[str, list[float]]]
+    #: Its subtasks in flight on each worker.
+    in_flight: Mapping[str, int]
+
+    @classmethod
+    def from_json(cls, text: str) -> ReplicaBacklog:
+        data = json.loads(text)
+        return cls(data.get("queues", {}), data.get("in_flight", {}))
+
+    def capabilities(self) -> set[str]:
+        return set(self.queues)
+
+    def waiting(self, capability: str, tier: int | None) -> tuple[int, float]:
+        """Its subtasks of `capability` waiting in the tier's queue (every tier for None)
+        or for a worker to register, and the longest wait."""
+        found = [
+            count
+            for key, count in self.queues.get(capability, {}).items()
+            if tier is None or key in (str(tier), JOINING)
+        ]
+        return int(sum(n for n, _ in found)), max((age for _, age in found), default=0.0)
+
+
+#: The key of the subtasks waiting for a worker to register, beside the tiers' queues.
+JOINING = "j"
+
+
+def local_backlog(registry: Registry, slots: Slots) -> str:
+    """This replica's backlog as JSON text, for the others (`ReplicaBacklog`)."""
+    queues: dict[str, dict[str, list[float]]] = {}
+    for capability in slots.capabilities_waiting():
+        by_tier = queues[capability] = {}
+        for tier in Tier:
+            waiting, age = slots.waiting(capability, tier)
+            if waiting:
+                by_tier[str(int(tier))] = [waiting, round(age, 3)]
+        joining, age = slots.joining(capability)
+        if joining:
+            by_tier[JOINING] = [joining, round(age, 3)]
+    in_flight = {w.worker_id: w.in_flight for w in registry.workers() if w.in_flight}
+    return json.dumps({"queues": queues, "in_flight": in_flight})

@@ -65,6 +65,18 @@ class SchedulerConfig:
     file (WAL), or a PostgreSQL database as a postgresql:// (or postgres://) URL, which needs
     the scheduler's `postgresql` extra (psycopg); empty keeps them in memory only.
     Env AGENTMESH_STORE. Default .agentmesh/scheduler.db in the working directory."""
+    replica: str = ""
+    """This scheduler's id among the replicas sharing one PostgreSQL store: it owns the
+    requests it runs under that name. Unique among live schedulers; a replica that keeps
+    its id across restarts (a StatefulSet's pod name) resumes its own requests at once.
+    Env AGENTMESH_REPLICA. Default: host name, pid and a random part. Unused with SQLite,
+    whose file one scheduler alone may use."""
+    lease: float = 5.0
+    """Seconds a replica's ownership of its running requests lasts without renewal (on the
+    database server's clock; renewed every third of it): when a replica dies or stalls
+    this long, the others take its requests over. Shorter fails over sooner; longer
+    tolerates longer pauses (GC, a slow database) without a takeover. PostgreSQL store
+    only. Env AGENTMESH_LEASE. Default 5 s."""
     worker_wait: float = 5.0
     """Longest a subtask waits, within its deadline, for a worker offering its capability
     to register when none is live (after an eviction, or while a restarted scheduler

@@ -25,6 +25,7 @@ from agentmesh.errors import (
 )
 from agentmesh.scheduler import admission, contracts, requests
 from agentmesh.scheduler.admission import Admission
+from agentmesh.scheduler.backlog import local_backlog
 from agentmesh.scheduler.calls import (
     DispatchObserver,
     EventSink,
@@ -45,6 +46,7 @@ from agentmesh.scheduler.plans import Plan
 from agentmesh.scheduler.policies import make_policy
 from agentmesh.scheduler.records import RequestRecord, new_record
 from agentmesh.scheduler.registry import HealthReport, Registry, WorkerRecord, WorkerSpec
+from agentmesh.scheduler.replicas import Replicas, shared
 from agentmesh.scheduler.requests import RequestIndex
 from agentmesh.scheduler.stats import RequestWindow
 from agentmesh.scheduler.store import Store
@@ -109,6 +111,17 @@ class SchedulerCore:
         self.admission = Admission(config, clock)
         self.stats = RequestWindow()
         self.runner = RequestRunner(self.executor, store, self.requests, self.stats, clock)
+        #: With a store several schedulers share (PostgreSQL): leases and takeovers.
+        self.replicas: Replicas | None = None
+        if (common := shared(store)) is not None:
+            self.replicas = self.runner.replicas = Replicas(
+                common,
+                self.runner,
+                clock,
+                lease=config.lease,
+                backlog=lambda: local_backlog(self.registry, self.dispatcher.slots),
+            )
+            self.dispatcher.before_send = self._committed_by
         self.plans = PlanMaker(self.workflows, self.registry, self.dispatcher, config.max_steps)
         self.membership = Membership(
             self.registry,
@@ -117,6 +130,11 @@ class SchedulerCore:
             heartbeat_interval=config.heartbeat_interval,
             liveness_timeout=config.liveness_timeout,
         )
+
+    async def _committed_by(self, deadline: float) -> bool:
+        """Wait for what is queued for the store, until `deadline` (on the clock)."""
+        assert self.store is not None
+        return await self.store.committed(deadline - self.clock.now())
 
     @property
     def stopping(self) -> bool:
@@ -251,10 +269,12 @@ class SchedulerCore:
                 current = asyncio.current_task()
                 if not running.cancelled() or (current is not None and current.cancelling()):
                     raise
-                # The caller that started it went away: this repeat runs it again.
+                # The caller that started it went away: this repeat runs it again (or,
+                # when another replica took it over, follows it there, below).
             else:
                 await self.runner.durable(deadline)
-                return outcome
+                if request_id not in self.runner.lost:
+                    return outcome
         record = self.requests.get(request_id)
         known = self.requests.fingerprint(request_id)
         if record is None and self.store is not None:
@@ -265,6 +285,9 @@ class SchedulerCore:
             return None
         requests.check_tenant(record, scope)
         requests.check_same(request_id, known, fingerprint)
+        if self.replicas is not None and not record.finished:
+            # Another replica runs it: its outcome, once it has one, from the database.
+            record = await self.runner.followed(request_id, deadline)
         if requests.rerunnable(record):
             return await self._rerun(record, fingerprint, timeout, on_plan, on_event)
         await self.runner.durable(deadline)

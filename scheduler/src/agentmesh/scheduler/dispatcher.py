@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from agentmesh.errors import AgentmeshError, ResourceExhausted, Unavailable
 from agentmesh.scheduler import tiers
@@ -84,6 +84,12 @@ class Dispatcher:
         self.worker_wait = worker_wait
         #: When a granted slot's step takes the steps that follow it along (`fragments`).
         self.offload = offload or Offload(OFF)
+        #: Awaited after an attempt's STARTED event, before the worker is called, with the
+        #: call's deadline: with a store several schedulers share, the commit of that
+        #: event (the worker it goes to), so that a replica taking the request over sends
+        #: the subtask to the same worker, which answers from its store rather than
+        #: running it twice. None: not waited for.
+        self.before_send: Callable[[float], Awaitable[object]] | None = None
         #: Each capability's typical attempt latency, for the critical paths of plans.
         self.latencies = CapabilityLatencies(registry.initial_latency)
         self.slots = Slots(
@@ -172,6 +178,8 @@ class Dispatcher:
                 self._retries.deposit()
             settled = False
             try:
+                if self.before_send is not None:
+                    await self.before_send(call.deadline)
                 winner, result = await self._attempt_hedged(worker, call, attempt, tier, avoid)
                 self._settle(call, reserved, result.usage.cost_usd)
                 settled = True

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from agentmesh.errors import Unavailable
 from agentmesh.scheduler.calls import EventSink, ignore_events
@@ -23,10 +24,13 @@ from agentmesh.scheduler.records import ErrorRecord, RequestRecord, SubtaskRecor
 from agentmesh.scheduler.requests import RequestIndex
 from agentmesh.scheduler.states import RequestState, SubtaskState
 from agentmesh.scheduler.stats import Finished, RequestWindow
-from agentmesh.scheduler.store import STORE_UNAVAILABLE, Store
+from agentmesh.scheduler.store import STORE_UNAVAILABLE, Store, StoredRequest
 from agentmesh.scheduler.tiers import Budget
 from agentmesh.server import logs
 from agentmesh.server.clock import Clock
+
+if TYPE_CHECKING:
+    from agentmesh.scheduler.replicas import Replicas
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,11 @@ class RequestRunner:
         #: Set while the scheduler shuts down: requests it cancels stay
         #: unfinished in the store, to be resumed by the next scheduler.
         self.stopping = False
+        #: With a store several schedulers share: follows the requests others run.
+        self.replicas: Replicas | None = None
+        #: Requests this scheduler ran until another replica took them over: nothing it
+        #: does with them any more is kept, and their callers are answered from the store.
+        self.lost: set[str] = set()
 
     async def rerun(
         self,
@@ -90,6 +99,7 @@ class RequestRunner:
         on_event: EventSink,
     ) -> RequestRecord:
         """Store the request, run it, and return it once its outcome is committed."""
+        self.lost.discard(record.request_id)
         if self.store is not None:
             self.store.save_request(record, self._wall(deadline), fingerprint)
         task = asyncio.create_task(
@@ -97,11 +107,41 @@ class RequestRunner:
         )
         self.requests.start(record, task, fingerprint)
         # Cancelling the caller (the client went away) cancels the request.
-        await task
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not self._lost_here(record.request_id):
+                raise
+            return await self.followed(record.request_id, deadline)
         if record.error is not None and record.error.reason == STORE_UNAVAILABLE:
             raise Unavailable(record.error.message, reason=STORE_UNAVAILABLE, metadata=self._where)
         await self.durable(deadline)
+        if record.request_id in self.lost:  # its outcome was refused: another replica's
+            return await self.followed(record.request_id, deadline)
         return record
+
+    def _lost_here(self, request_id: str) -> bool:
+        """Whether a cancellation is the request's loss to another replica, not the
+        caller's going away."""
+        current = asyncio.current_task()
+        return request_id in self.lost and not (current is not None and current.cancelling())
+
+    async def followed(self, request_id: str, deadline: float) -> RequestRecord:
+        """The outcome of a request another replica runs, read from the store once it is
+        finished there."""
+        assert self.replicas is not None
+        record = await self.replicas.follow(request_id, deadline)
+        if record is None:  # cannot be: a request is never deleted while it runs
+            raise Unavailable(f"request {request_id!r} is gone from the store")
+        return record
+
+    def lose(self, request_id: str) -> None:
+        """Another replica owns the request now: stop running it, keep nothing of it."""
+        self.lost.add(request_id)
+        task = self.requests.running(request_id)
+        self.requests.forget(request_id)
+        if task is not None and not task.done():
+            task.cancel()
 
     @property
     def _where(self) -> dict[str, str]:
@@ -183,38 +223,44 @@ class RequestRunner:
             await self.executor.execute(record, deadline, on_event)
         finally:
             record.finished_at = time.time()
-            if self.store is not None and not (
-                self.stopping and record.state == RequestState.CANCELLED
-            ):
-                self.store.finish_request(record)
-            now = self.clock.now()
-            self.executor.dispatcher.observer.request_finished(
-                record.plan.workflow,
-                record.state,
-                record.error.code if record.error else "OK",
-                now - started,
-            )
-            self.stats.record(
-                Finished(
-                    request_id=record.request_id,
-                    workflow=record.plan.workflow,
-                    state=record.state,
-                    duration=now - started,
-                    at=now,
-                    wall_time=record.finished_at,
-                    error_code=record.error.code if record.error else "",
-                )
-            )
-            log.info(
-                "request finished",
-                extra={
-                    "workflow": record.plan.workflow,
-                    "state": record.state,
-                    "duration_ms": round((now - started) * 1000, 1),
-                    "error": record.error.message if record.error else None,
-                },
-            )
+            # Another replica's now (`lose`): it finishes the request and counts it.
+            if record.request_id not in self.lost:
+                self._finished(record, started)
         return record
+
+    def _finished(self, record: RequestRecord, started: float) -> None:
+        """Store, count and log a request's outcome."""
+        if self.store is not None and not (
+            self.stopping and record.state == RequestState.CANCELLED
+        ):
+            self.store.finish_request(record)
+        now = self.clock.now()
+        self.executor.dispatcher.observer.request_finished(
+            record.plan.workflow,
+            record.state,
+            record.error.code if record.error else "OK",
+            now - started,
+        )
+        self.stats.record(
+            Finished(
+                request_id=record.request_id,
+                workflow=record.plan.workflow,
+                state=record.state,
+                duration=now - started,
+                at=now,
+                wall_time=record.finished_at or time.time(),
+                error_code=record.error.code if record.error else "",
+            )
+        )
+        log.info(
+            "request finished",
+            extra={
+                "workflow": record.plan.workflow,
+                "state": record.state,
+                "duration_ms": round((now - started) * 1000, 1),
+                "error": record.error.message if record.error else None,
+            },
+        )
 
     def recover(self, delay: float = 0.0) -> int:
         """Register every request the store has unfinished (after a restart); how many.
@@ -228,9 +274,16 @@ class RequestRunner:
         """
         if self.store is None:
             return 0
+        return self.resume(list(self.store.unfinished()), delay)
+
+    def resume(self, unfinished: list[StoredRequest], delay: float = 0.0) -> int:
+        """Resume requests read from the store unfinished (see `recover`); how many. Also
+        for those taken over from another replica."""
+        assert self.store is not None
         resumed = 0
-        for stored in self.store.unfinished():
+        for stored in unfinished:
             record = stored.record
+            self.lost.discard(record.request_id)
             if self.requests.running(record.request_id) is not None:
                 continue
             for subtask in record.subtasks.values():

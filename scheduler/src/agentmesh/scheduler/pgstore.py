@@ -12,26 +12,44 @@ ones at start) use a second connection, each one query.
 The schema is created and upgraded by the numbered SQL files in
 `migrations/` (package data), applied at start in one transaction under an
 advisory lock, so that schedulers starting together do not race, and
-recorded in `schema_migrations`. A server that cannot be reached or
-authenticated at start is a StoreError: one line, naming the URL without
-its password.
+recorded in `schema_migrations` (pgconnect.py). A server that cannot be
+reached or authenticated at start is a StoreError: one line, naming the URL
+without its password. Several schedulers may share the database: every
+write of a running request is fenced by its owner and epoch (pgreplicas.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import re
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
-from importlib import resources
+from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
 from agentmesh.errors import Unavailable
+from agentmesh.scheduler.pgconnect import (
+    Connector,
+    StoreUnreachable,
+    migrate,
+    migrations,
+    redact,
+)
+from agentmesh.scheduler.pgreplicas import (
+    CLAIM,
+    CLEAR_SUBTASKS,
+    FENCED,
+    FINISH_REQUEST,
+    MESH_BACKLOG,
+    RELEASE,
+    RENEW,
+    REPORT_BACKLOG,
+    SAVE_REQUEST,
+    SAVE_SUBTASK,
+    Lease,
+    default_replica,
+)
 from agentmesh.scheduler.records import RequestRecord, SubtaskRecord
 from agentmesh.scheduler.states import SubtaskState
 from agentmesh.scheduler.store import STORE_UNAVAILABLE, StoreError
@@ -45,150 +63,24 @@ from agentmesh.scheduler.storerows import (
 )
 from agentmesh.scheduler.storewriter import GroupWriter, Statement, StoreObserver, runs
 
+__all__ = [
+    "CLEAR_SUBTASKS",
+    "Connector",
+    "PostgresSink",
+    "PostgresStore",
+    "StoreUnreachable",
+    "migrate",
+    "migrations",
+    "redact",
+]
+
 log = logging.getLogger(__name__)
 
-#: The key of the advisory lock that migrations hold ("agme"): one scheduler migrates
-#: at a time, and the others wait for it, then find nothing left to apply.
-MIGRATION_LOCK = 0x61676D65
-
-#: Seconds a connection attempt may take. Reads happen on the event loop: a server
-#: that does not answer must not hold it long.
-CONNECT_TIMEOUT = 3
-
-#: Connection settings, unless the URL sets them: a server gone without a word (a dead
-#: host, a cut network) is noticed by TCP within about 10 s rather than the system's
-#: default of minutes.
-CONNECTION: dict[str, Any] = {
-    "connect_timeout": CONNECT_TIMEOUT,
-    "application_name": "agentmesh-scheduler",
-    "keepalives_idle": 5,
-    "keepalives_interval": 2,
-    "keepalives_count": 3,
-    "tcp_user_timeout": 10_000,
-}
-
-SAVE_REQUEST = (
-    "INSERT INTO requests (request_id, plan, input, priority, budget, deadline, state,"
-    " created_at, fingerprint, tenant) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-    " ON CONFLICT (request_id) DO UPDATE SET plan = EXCLUDED.plan, input = EXCLUDED.input,"
-    " priority = EXCLUDED.priority, budget = EXCLUDED.budget, deadline = EXCLUDED.deadline,"
-    " state = EXCLUDED.state, answer = NULL, error = NULL, created_at = EXCLUDED.created_at,"
-    " finished_at = NULL, fingerprint = EXCLUDED.fingerprint, tenant = EXCLUDED.tenant"
-)
-CLEAR_SUBTASKS = "DELETE FROM subtasks WHERE request_id = %s"
-SAVE_SUBTASK = (
-    "INSERT INTO subtasks (request_id, subtask_id, record) VALUES (%s, %s, %s)"
-    " ON CONFLICT (request_id, subtask_id) DO UPDATE SET record = EXCLUDED.record"
-)
-FINISH_REQUEST = (
-    "UPDATE requests SET state = %s, answer = %s, error = %s, finished_at = %s"
-    " WHERE request_id = %s"
-)
 #: A request with its subtasks' records, in one query (one snapshot, one round trip).
 SELECT = (
-    f"SELECT {COLUMNS}, ARRAY(SELECT record FROM subtasks s WHERE s.request_id = r.request_id)"
-    " FROM requests r"
+    f"SELECT {COLUMNS}, r.epoch,"
+    " ARRAY(SELECT record FROM subtasks s WHERE s.request_id = r.request_id) FROM requests r"
 )
-
-
-class StoreUnreachable(Exception):
-    """The database could not be used; the message is one line, without the password."""
-
-
-@dataclass(frozen=True)
-class Migration:
-    """One numbered SQL file of `migrations/`."""
-
-    version: int
-    name: str
-    sql: str
-
-
-def migrations() -> list[Migration]:
-    """The migrations shipped with the scheduler, in order."""
-    found = []
-    for file in resources.files("agentmesh.scheduler").joinpath("migrations").iterdir():
-        match = re.fullmatch(r"(\d+)_(\w+)\.sql", file.name)
-        if match:
-            found.append(Migration(int(match[1]), match[2], file.read_text()))
-    return sorted(found, key=lambda m: m.version)
-
-
-def migrate(db: psycopg.Connection[Any], where: str) -> list[int]:
-    """Apply the migrations `db` has not had, in one transaction; the versions applied.
-
-    The advisory lock is taken before anything else, the version table's creation
-    included: two schedulers starting on an empty database would otherwise both
-    create it, and one would fail.
-    """
-    known = migrations()
-    with db.transaction():
-        db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY,"
-            " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        applied = {v for (v,) in db.execute("SELECT version FROM schema_migrations")}
-        newest = max((m.version for m in known), default=0)
-        if applied and max(applied) > newest:
-            raise StoreError(
-                f"the request store {where} (AGENTMESH_STORE) has schema version "
-                f"{max(applied)}, newer than this scheduler knows ({newest}): "
-                "run a scheduler as new as the one that migrated it"
-            )
-        done = []
-        for migration in known:
-            if migration.version not in applied:
-                db.execute(migration.sql.encode())  # no parameters: several statements may run
-                db.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                    (migration.version, migration.name),
-                )
-                done.append(migration.version)
-    return done
-
-
-def redact(url: str) -> str:
-    """The URL with its password (in the address or a password= parameter) as ***."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        credentials, _, host = netloc.rpartition("@")
-        user, colon, _ = credentials.partition(":")
-        netloc = f"{user}:***@{host}" if colon else netloc
-    query = re.sub(r"(^|&)password=[^&]*", r"\1password=***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def _password(url: str) -> str:
-    parts = urlsplit(url)
-    found = re.search(r"(?:^|&)password=([^&]*)", parts.query)
-    return parts.password or (found[1] if found else "")
-
-
-class Connector:
-    """Opens connections to one database and turns its errors into one safe line."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.where = redact(url)
-        secret = _password(url)
-        # As written in the URL and as libpq reads it (percent-decoded).
-        self._secrets = sorted({secret, unquote(secret)} - {""}, key=len, reverse=True)
-
-    def connect(self) -> psycopg.Connection[Any]:
-        try:
-            settings = {**CONNECTION, **conninfo_to_dict(self.url)}
-            return psycopg.connect(autocommit=True, **settings)
-        except psycopg.Error as error:
-            raise StoreUnreachable(self.line(error)) from None
-
-    def line(self, error: BaseException) -> str:
-        """The error as one line that does not show the password."""
-        text = " ".join(str(error).split())
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text[:300] + ("..." if len(text) > 300 else "")
 
 
 class PostgresSink:
@@ -198,18 +90,38 @@ class PostgresSink:
         self.where = connector.where
         self._connector = connector
         self._db: psycopg.Connection[Any] | None = db
+        #: Told (on the writer's thread) the ids of requests whose fenced writes were
+        #: refused in a committed batch: they have a newer owner.
+        self.lost: Callable[[set[str]], None] = lambda ids: None
 
     def commit(self, statements: list[Statement]) -> None:
         db = self._connection()
+        fenced: list[tuple[psycopg.Cursor[Any], int, list[tuple[Any, ...]]]] = []
         try:
             # One pipeline for the whole batch: its statements, BEGIN and COMMIT go out
             # together and the batch costs one round trip, not one per run of statements.
             with db.pipeline(), db.transaction(), db.cursor() as cursor:
                 for sql, parameters in runs(statements):
-                    cursor.executemany(sql, parameters)
+                    where = FENCED.get(sql)
+                    if where is None:
+                        cursor.executemany(sql, parameters)
+                        continue
+                    # A cursor of its own, read after the commit: one result per row.
+                    own = db.cursor()
+                    own.executemany(sql, parameters, returning=True)
+                    fenced.append((own, where, parameters))
+            lost = set()
+            for own, where, parameters in fenced:
+                for row in parameters:
+                    if own.fetchone() is None:
+                        lost.add(row[where])
+                    own.nextset()
+                own.close()
         except psycopg.Error as error:
             self._forget(db)
             raise StoreUnreachable(self._connector.line(error)) from None
+        if lost:
+            self.lost(lost)
 
     def check(self) -> None:
         db = self._connection()
@@ -252,7 +164,17 @@ class PostgresStore:
         *,
         flush_interval: float = 0.005,
         observer: StoreObserver | None = None,
+        replica: str = "",
+        lease: float = 5.0,
     ) -> None:
+        #: This scheduler among the replicas sharing the database, and its leases.
+        self.lease = Lease(replica or default_replica(), lease)
+        #: The epoch this replica holds each of its running requests at: what its writes
+        #: are fenced with. Written on the event loop, and by `claim` (on a thread).
+        self._epochs: dict[str, int] = {}
+        #: Told, on the event loop, of requests another replica took over.
+        self._on_lost: Callable[[str], None] = lambda request_id: None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._connector = Connector(url)
         #: The URL without its password: for log lines and error metadata.
         self.path = self._connector.where
@@ -274,6 +196,7 @@ class PostgresStore:
             log.info("migrated the request store", extra={"store": self.path, "versions": applied})
         self._lock = threading.Lock()
         self._sink = PostgresSink(self._connector, writer_db)
+        self._sink.lost = self._lost
         self._writer = GroupWriter(self._sink, flush_interval=flush_interval, observer=observer)
 
     @property
@@ -287,18 +210,88 @@ class PostgresStore:
     # -- writes (queued) -------------------------------------------------------------
 
     def save_request(self, record: RequestRecord, deadline: float, fingerprint: str = "") -> None:
-        self._writer.put((SAVE_REQUEST, request_row(record, deadline, fingerprint)))
+        """A new request (epoch 1), or one run again (the epoch after the one read), owned
+        by this replica; refused (and reported lost) when another replica has it."""
+        record.epoch += 1
+        epoch = self._epochs[record.request_id] = record.epoch
+        row = request_row(record, deadline, fingerprint)
+        self._writer.put((SAVE_REQUEST, self.lease.save_request(row, epoch)))
         # As in SqliteStore: a step without a row is PENDING.
-        self._writer.put((CLEAR_SUBTASKS, (record.request_id,)))
+        self._writer.put((CLEAR_SUBTASKS, self.lease.clear_subtasks(record.request_id, epoch)))
         for subtask in record.subtasks.values():
             if subtask.state is not SubtaskState.PENDING:
                 self.save_subtask(record.request_id, subtask)
 
     def save_subtask(self, request_id: str, subtask: SubtaskRecord) -> None:
-        self._writer.put((SAVE_SUBTASK, (request_id, subtask.id, subtask_row(subtask))))
+        epoch = self._epochs.get(request_id)
+        if epoch is None:  # no longer this replica's: nothing it does is kept
+            return
+        row = self.lease.save_subtask(request_id, subtask.id, subtask_row(subtask), epoch)
+        self._writer.put((SAVE_SUBTASK, row))
 
     def finish_request(self, record: RequestRecord) -> None:
-        self._writer.put((FINISH_REQUEST, outcome_row(record)))
+        epoch = self._epochs.pop(record.request_id, None)
+        if epoch is not None:
+            row = self.lease.finish_request(outcome_row(record), epoch)
+            self._writer.put((FINISH_REQUEST, row))
+
+    # -- replicas (pgreplicas.py) -------------------------------------------------------
+
+    def watch(self, on_lost: Callable[[str], None]) -> None:
+        """Call `on_lost(request_id)` on this event loop for each running request another
+        replica took over (found when a fenced write of it is refused)."""
+        self._loop = asyncio.get_running_loop()
+        self._on_lost = on_lost
+
+    def renew(self) -> None:
+        """Queue the renewal of every running request's lease (through the writer)."""
+        self._writer.put((RENEW, self.lease.renew()))
+
+    def claim(self, limit: int | None = 100, *, mine: bool = False) -> list[StoredRequest]:
+        """Claim running requests whose lease expired (and, with `mine`, this replica's
+        own: at start) with the next epoch; at most `limit` (None: all). Blocking: run it
+        on a thread."""
+        with self._lock:
+            try:
+                db = self._reader()
+                with db.transaction():
+                    ids = [i for (i,) in db.execute(CLAIM, self.lease.claim(limit, mine))]
+                    rows = db.execute(f"{SELECT} WHERE request_id = ANY(%s)", (ids,)).fetchall()
+            except (psycopg.Error, StoreUnreachable) as error:
+                self._drop_reader()
+                raise self._unreadable(error) from None
+        claimed = [self._stored(row) for row in rows]
+        for stored in claimed:
+            self._epochs[stored.record.request_id] = stored.record.epoch
+        return claimed
+
+    def report_backlog(self, backlog: str) -> None:
+        """Queue this replica's backlog (JSON text) for the others to read."""
+        self._writer.put((REPORT_BACKLOG, (self.lease.replica, backlog)))
+
+    def mesh_backlog(self, fresh: float) -> dict[str, str]:
+        """Each replica's backlog, of those heard from within `fresh` seconds."""
+        return dict(self._read(MESH_BACKLOG, (fresh,)))
+
+    def _lost(self, ids: set[str]) -> None:
+        """From the writer's thread: requests whose writes were refused."""
+        loop = self._loop
+        for request_id in ids:
+            if loop is None or loop.is_closed():
+                self._epochs.pop(request_id, None)
+                continue
+            try:
+                loop.call_soon_threadsafe(self._lose, request_id)
+            except RuntimeError:  # the loop is closing
+                pass
+
+    def _lose(self, request_id: str) -> None:
+        self._epochs.pop(request_id, None)
+        log.warning(
+            "request taken over by another scheduler: no longer run here",
+            extra={"request_id": request_id, "replica": self.lease.replica},
+        )
+        self._on_lost(request_id)
 
     async def committed(self, timeout: float) -> bool:
         return await self._writer.committed(timeout)
@@ -312,35 +305,54 @@ class PostgresStore:
     def load(self, request_id: str) -> StoredRequest | None:
         """The request, or None; UNAVAILABLE (STORE_UNAVAILABLE) when it cannot be read."""
         rows = self._read(f"{SELECT} WHERE request_id = %s", (request_id,))
-        return stored_request(rows[0][:-1], rows[0][-1]) if rows else None
+        return self._stored(rows[0]) if rows else None
 
     def unfinished(self) -> Iterator[StoredRequest]:
-        for row in self._read(f"{SELECT} WHERE state = 'RUNNING'", ()):
-            yield stored_request(row[:-1], row[-1])
+        """The running requests this replica may resume at start, claimed: its own, and
+        those whose lease expired (a replica gone); not those other replicas run."""
+        yield from self.claim(None, mine=True)
+
+    @staticmethod
+    def _stored(row: tuple[Any, ...]) -> StoredRequest:
+        stored = stored_request(row[:-2], row[-1])
+        stored.record.epoch = row[-2]
+        return stored
 
     def _read(self, sql: str, parameters: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """Rows of one query, on a connection made again once if it was lost (the server
         restarted since the last read)."""
         with self._lock:
             for attempt in (1, 2):
-                db = self._db
                 try:
-                    if db is None:
-                        db = self._db = self._connector.connect()
-                    return db.execute(sql, parameters).fetchall()
+                    return self._reader().execute(sql, parameters).fetchall()
                 except (psycopg.Error, StoreUnreachable) as error:
-                    if db is not None:  # made again on the next try, as the writer's is
-                        db.close()
-                        self._db = None
+                    self._drop_reader()  # made again on the next try, as the writer's is
                     if attempt == 2 or not isinstance(error, psycopg.OperationalError):
-                        raise Unavailable(
-                            f"the request store cannot be read ({self._connector.line(error)})",
-                            reason=STORE_UNAVAILABLE,
-                            metadata={"store": self.path},
-                        ) from None
+                        raise self._unreadable(error) from None
         raise AssertionError("unreachable")
 
+    def _reader(self) -> psycopg.Connection[Any]:
+        """The readers' connection (under the lock), made again when it was lost."""
+        if self._db is None:
+            self._db = self._connector.connect()
+        return self._db
+
+    def _drop_reader(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _unreadable(self, error: BaseException) -> Unavailable:
+        return Unavailable(
+            f"the request store cannot be read ({self._connector.line(error)})",
+            reason=STORE_UNAVAILABLE,
+            metadata={"store": self.path},
+        )
+
     def close(self) -> None:
+        """Commit what is queued, with the release of this replica's running requests: the
+        other replicas (or the next scheduler) take them at once."""
+        self._writer.put((RELEASE, (self.lease.replica,)))
         self._writer.close()
         self._sink.close()
         with self._lock:

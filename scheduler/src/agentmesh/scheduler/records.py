@@ -99,6 +99,9 @@ class RequestRecord:
     #: The tenant of the caller that submitted it (its token's `tenant` claim); "" when
     #: tokens are not checked. Only that tenant's callers (and admins) see it.
     tenant: str = ""
+    #: The fencing epoch its run holds it at in a store shared by several schedulers
+    #: (pgreplicas.py): the epoch last read from the store until a run takes it; 0 else.
+    epoch: int = 0
 
     @property
     def finished(self) -> bool:

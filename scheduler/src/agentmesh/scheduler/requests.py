@@ -112,6 +112,13 @@ class RequestIndex:
         self._running[record.request_id] = task
         task.add_done_callback(lambda done: self._finish(record.request_id, done))
 
+    def forget(self, request_id: str) -> None:
+        """Drop a request run here no longer (another scheduler has it): it is read from
+        the store from now on."""
+        self._records.pop(request_id, None)
+        self._fingerprints.pop(request_id, None)
+        self._running.pop(request_id, None)
+
     def claim_dispatch(self, request_id: str, fingerprint: str) -> None:
         """Remember a Dispatch call's id; refuse it when it was used with other parameters."""
         check_same(request_id, self._dispatched.get(request_id), fingerprint)

@@ -59,7 +59,9 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
         """The backlog of the pool the ScaledObject names (InvalidArgument when it names none)."""
         pool = backlog.Pool.from_metadata(ref.scalerMetadata)
         dispatcher = self.core.dispatcher
-        return backlog.measure(pool, self.core.registry, dispatcher.slots, dispatcher.latencies)
+        return backlog.measure(
+            pool, self.core.registry, dispatcher.slots, dispatcher.latencies, _others(self.core)
+        )
 
     @unary
     async def IsActive(self, request: pb.ScaledObjectRef, context: Context) -> pb.IsActiveResponse:
@@ -148,22 +150,39 @@ class BacklogCollector(Collector):
             "A tier's subtasks running now, in workers' worth (in flight ÷ a worker's slots).",
             labels=["tier"],
         )
+        queued = GaugeMetricFamily(
+            "agentmesh_pool_queued_subtasks",
+            "Subtasks waiting for a tier's workers (in its queues, or for a worker to "
+            "register): the whole mesh's when several schedulers share a store.",
+            labels=["tier"],
+        )
         for tier in (Tier.BUILTIN, Tier.SMALL, Tier.LARGE):
             measured = self._measure(backlog.Pool(frozenset(), tier))
             waiting.add_metric([tier.label], measured.waiting_seconds)
             busy.add_metric([tier.label], measured.busy_workers)
+            queued.add_metric([tier.label], measured.queued)
         yield waiting
         yield busy
+        yield queued
 
     def _measure(self, pool: backlog.Pool) -> backlog.Backlog:
         # A scrape runs on the metrics server's thread while the event loop changes the
         # queues: a dict that changes size under the reading is read again.
         dispatcher = self.core.dispatcher
+        others = _others(self.core)
         for _ in range(3):
             try:
                 return backlog.measure(
-                    pool, self.core.registry, dispatcher.slots, dispatcher.latencies
+                    pool, self.core.registry, dispatcher.slots, dispatcher.latencies, others
                 )
             except RuntimeError:
                 continue
-        return backlog.measure(pool, self.core.registry, dispatcher.slots, dispatcher.latencies)
+        return backlog.measure(
+            pool, self.core.registry, dispatcher.slots, dispatcher.latencies, others
+        )
+
+
+def _others(core: SchedulerCore) -> list[backlog.ReplicaBacklog]:
+    """The other replicas' backlogs (several schedulers over one store), else none."""
+    replicas = getattr(core, "replicas", None)  # a test's stand-in core may have none
+    return replicas.others if replicas is not None else []

@@ -79,7 +79,9 @@ class SchedulerServer(Serving):
         self.metrics = SchedulerMetrics(CollectorRegistry())
         self.transport = GrpcTransport(config.tls)
         # Raises StoreError for a store that cannot be opened, reached or is damaged.
-        self.store = open_store(config.store, observer=self)
+        self.store = open_store(
+            config.store, observer=self, replica=config.replica, lease=config.lease
+        )
         self.core = SchedulerCore(
             config, self.transport, clock=SystemClock(), observer=self.metrics, store=self.store
         )
@@ -146,6 +148,8 @@ class SchedulerServer(Serving):
         # Unfinished requests are known before the first call is served, so a
         # repeat of one attaches to it; they resume after the recovery delay.
         self.core.recover(self.config.recovery_delay)
+        if self.core.replicas is not None:
+            self.core.replicas.start()
         await self.server.start()
         metrics = ""
         if self.config.metrics_listen:
@@ -214,6 +218,8 @@ class SchedulerServer(Serving):
             return
         self._shutdown_started = True
         self.core.stopping = True
+        if self.core.replicas is not None:
+            self.core.replicas.stop()
         self.scaler.close()
         await self.health.enter_graceful_shutdown()
         if self._sweeper is not None:

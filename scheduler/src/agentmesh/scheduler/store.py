@@ -135,9 +135,12 @@ def is_database_url(store: str) -> bool:
     return store.startswith(DATABASE_SCHEMES)
 
 
-def open_store(store: str, observer: StoreObserver | None = None) -> Store | None:
+def open_store(
+    store: str, observer: StoreObserver | None = None, *, replica: str = "", lease: float = 5.0
+) -> Store | None:
     """The store AGENTMESH_STORE names: None for "" (memory only), a PostgresStore for a
-    postgresql:// or postgres:// URL, else a SqliteStore on that file.
+    postgresql:// or postgres:// URL (as replica `replica`, with leases of `lease`
+    seconds), else a SqliteStore on that file.
 
     Raises StoreError when it cannot be opened, reached or migrated.
     """
@@ -147,7 +150,7 @@ def open_store(store: str, observer: StoreObserver | None = None) -> Store | Non
         # Imported here: psycopg is needed only by those who use PostgreSQL.
         from agentmesh.scheduler.pgstore import PostgresStore
 
-        return PostgresStore(store, observer=observer)
+        return PostgresStore(store, observer=observer, replica=replica, lease=lease)
     return SqliteStore(store, observer=observer)
 
 
