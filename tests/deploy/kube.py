@@ -15,11 +15,23 @@ ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 OVERLAYS = ("dev", "production")
 
+#: The overlays with mutual TLS between every part (components/tls); the others serve
+#: plaintext inside the cluster with AGENTMESH_INSECURE=1.
+TLS_OVERLAYS = ("production",)
+
 #: The Kubernetes version the manifests are validated for (kubernetes-validate's schemas).
 KUBERNETES_VERSION = "1.32.0"
 
 #: What the operator creates before applying an overlay; docs/kubernetes.md says so.
-OPERATOR_SUPPLIED_SECRETS = frozenset({"agentmesh-model-keys"})
+OPERATOR_SUPPLIED_SECRETS = frozenset(
+    {
+        "agentmesh-model-keys",
+        # components/tls: the scheduler's certificate, the mesh's CA, KEDA's certificate.
+        "agentmesh-scheduler-tls",
+        "agentmesh-ca",
+        "agentmesh-keda-tls",
+    }
+)
 
 Obj = dict[str, Any]
 

@@ -26,6 +26,7 @@ from tests.deploy.kube import (
     OPERATOR_SUPPLIED_SECRETS,
     OVERLAYS,
     ROOT,
+    TLS_OVERLAYS,
     Obj,
     containers,
     env_value,
@@ -36,7 +37,12 @@ from tests.deploy.kube import (
     selects,
 )
 
-KEDA_CRD = Path(__file__).parent / "data" / "keda.sh_scaledobjects.yaml"
+DATA = Path(__file__).parent / "data"
+#: KEDA's CRDs, by the kind they define (tests/deploy/data/README.md says where from).
+KEDA_CRDS = {
+    "ScaledObject": DATA / "keda.sh_scaledobjects.yaml",
+    "TriggerAuthentication": DATA / "keda.sh_triggerauthentications.yaml",
+}
 
 overlays = pytest.mark.parametrize("overlay", OVERLAYS)
 
@@ -82,10 +88,12 @@ def test_strict_validation_refuses_an_unknown_field() -> None:
 
 
 @functools.cache
-def scaledobject_schema() -> dict[str, Any]:
-    """KEDA's ScaledObject schema, strict: an unknown field is refused, as the API server's
-    strict field validation refuses it (a structural schema prunes what it does not list)."""
-    (crd,) = [d for d in yaml.safe_load_all(KEDA_CRD.read_text()) if d]
+def keda_schema(kind: str = "ScaledObject") -> dict[str, Any]:
+    """The schema of one of KEDA's kinds, strict: an unknown field is refused, as the API
+    server's strict field validation refuses it (a structural schema prunes what it does
+    not list)."""
+    (crd,) = [d for d in yaml.safe_load_all(KEDA_CRDS[kind].read_text()) if d]
+    assert crd["spec"]["names"]["kind"] == kind
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
     schema = copy.deepcopy(version["schema"]["openAPIV3Schema"])
 
@@ -106,19 +114,28 @@ def scaledobject_schema() -> dict[str, Any]:
 
 
 @overlays
-def test_every_scaledobject_validates_against_keda_s_crd(overlay: str) -> None:
-    scaled = of_kind(rendered(overlay), "ScaledObject")
-    assert scaled
-    for o in scaled:
+def test_every_keda_object_validates_against_keda_s_crd(overlay: str) -> None:
+    objects = rendered(overlay)
+    assert of_kind(objects, "ScaledObject")
+    keda = [o for o in objects if o["apiVersion"].startswith("keda.sh/")]
+    for o in keda:
         assert o["apiVersion"] == "keda.sh/v1alpha1"
-        jsonschema.validate(o, scaledobject_schema())
+        jsonschema.validate(o, keda_schema(o["kind"]))
+    # With TLS, KEDA calls the scaler with the credentials of a TriggerAuthentication.
+    authentications = of_kind(objects, "TriggerAuthentication")
+    assert bool(authentications) == (overlay in TLS_OVERLAYS)
+    print(f"{overlay}: {len(keda)} KEDA objects valid against KEDA's CRDs")
 
 
-def test_the_crd_schema_refuses_a_misspelt_field() -> None:
+def test_the_crd_schemas_refuse_a_misspelt_field() -> None:
     scaled = copy.deepcopy(of_kind(rendered("dev"), "ScaledObject")[0])
     scaled["spec"]["minReplicas"] = 1
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(scaled, scaledobject_schema())
+        jsonschema.validate(scaled, keda_schema())
+    authentication = copy.deepcopy(of_kind(rendered(TLS_OVERLAYS[0]), "TriggerAuthentication")[0])
+    authentication["spec"]["secretTargetRef"][0]["secret"] = "agentmesh-ca"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(authentication, keda_schema("TriggerAuthentication"))
 
 
 @overlays
@@ -163,6 +180,11 @@ def test_probes_and_ports_are_the_ones_the_processes_serve(overlay: str) -> None
             # Not loopback: other pods reach it.
             assert (env_value(c, LISTEN[role]) or "").startswith("0.0.0.0:")
             for probe in ("readinessProbe", "livenessProbe"):
+                if overlay in TLS_OVERLAYS:
+                    # `agentmesh health` in the pod, with its certificate: test_kubernetes_tls.
+                    assert "grpc" not in c[probe], (c["name"], probe)
+                    assert f"--target=127.0.0.1:{served}" in c[probe]["exec"]["command"]
+                    continue
                 # Kubernetes' native gRPC probe, on the standard health service.
                 assert c[probe]["grpc"]["port"] == served, (c["name"], probe)
                 assert c[probe]["grpc"].get("service", "") == ""

@@ -14,7 +14,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from agentmesh import tls
+from agentmesh import health, tls
 from agentmesh.client import BASIC, FULL, Client, Goal, Source
 from agentmesh.errors import AgentmeshError, DeadlineExceeded
 from agentmesh.v1 import plan_pb2, scheduler_pb2
@@ -231,6 +231,27 @@ def cmd_top(args: argparse.Namespace) -> int:
     return run_top(_target(args), interval=args.interval, once=args.once, client_factory=connect)
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    settings = _tls(args)
+    server_name = args.tls_server_name or ""
+    if args.worker is not None:
+        worker_id = args.worker or os.environ.get("AGENTMESH_WORKER_ID", "")
+        if not tls.is_label(worker_id):
+            raise UsageError(
+                f"--worker {worker_id!r}: a worker id (a DNS label), or AGENTMESH_WORKER_ID"
+            )
+        server_name = tls.worker_name(worker_id, settings.domain)
+    status = health.check(
+        _target(args),
+        settings,
+        service=args.service,
+        server_name=server_name,
+        timeout=args.timeout,
+    )
+    print(status)
+    return 0 if status == health.SERVING else 1
+
+
 def _add_tls_arguments(command: argparse.ArgumentParser) -> None:
     tls.add_arguments(command)
     command.add_argument(
@@ -298,6 +319,24 @@ def parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="with each skill's input and output JSON Schemas"
     )
     skills.set_defaults(handler=cmd_skills)
+
+    probe = commands.add_parser(
+        "health",
+        help="ask a server's standard health service; exit 0 when it is SERVING, else 1",
+    )
+    probe.add_argument("--target", help="the server's host:port (default: the scheduler's)")
+    probe.add_argument("--service", default="", help="a service's health (default: the server's)")
+    probe.add_argument(
+        "--worker",
+        nargs="?",
+        const="",
+        metavar="ID",
+        help="the target is worker ID's server: with TLS, its certificate must name "
+        "<ID>.worker.<domain> (ID default: AGENTMESH_WORKER_ID, as in the worker's own pod)",
+    )
+    _add_tls_arguments(probe)
+    probe.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+    probe.set_defaults(handler=cmd_health)
 
     top_view = commands.add_parser("top", help="a live view of the workers, queues and requests")
     top_view.add_argument("--target", help="scheduler host:port")
