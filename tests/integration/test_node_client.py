@@ -22,25 +22,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from agentmesh.server.tokens import mint
 from tests.support.mesh import ROOT, Mesh, running_mesh
-from tests.support.tls import Certs
+from tests.support.tls import Certs, secured_mesh, token
 
 pytestmark = pytest.mark.integration
 
 CLIENT = ROOT / "clients" / "node"
 WORKERS = ("w1", "w2")
-AUD, ISS = "agentmesh-test", "https://issuer.agentmesh.test"
-KEY = ec.generate_private_key(ec.SECP256R1())
 #: The suite of clients/node/test/secure.test.js that needs a secured mesh.
 SECURED_SUITE = "a secured mesh"
-
-
-def token(role: str, tenant: str = "acme") -> str:
-    return mint(KEY, role=role, tenant=tenant, audience=AUD, issuer=ISS, ttl=600)
 
 
 @pytest.fixture(scope="module")
@@ -61,27 +52,8 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Mesh]:
     """A scheduler with TLS on that checks callers' tokens, and a builtin worker."""
-    tmp = tmp_path_factory.mktemp("node-secured")
-    public = KEY.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    (tmp / "token.pub").write_bytes(public)
-    mesh = Mesh(
-        tmp,
-        token=token("admin", ""),
-        client_tls=certs.client().config(),
-        AGENTMESH_AUTH_PUBLIC_KEY=str(tmp / "token.pub"),
-        AGENTMESH_AUTH_AUDIENCE=AUD,
-        AGENTMESH_AUTH_ISSUER=ISS,
-        **certs.scheduler().env,
-    )
-    try:
-        mesh.start_scheduler()
-        mesh.start_worker("w1", **certs.worker("w1").env)
-        mesh.wait_workers({"w1"})
+    with secured_mesh(tmp_path_factory.mktemp("node-secured"), certs) as mesh:
         yield mesh
-    finally:
-        mesh.stop()
 
 
 def node_test(env: dict[str, str], log: Path, *files: str) -> tuple[int, str]:

@@ -7,27 +7,18 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from agentmesh import tls
 from agentmesh.client import Client
 from agentmesh.errors import AgentmeshError
-from agentmesh.server.tokens import mint
 from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc
 from tests.integration.test_tls import grpcurl
 from tests.support.mesh import Mesh, refused, struct
-from tests.support.tls import Certs
+from tests.support.tls import Certs, secured_mesh, token
 
 pytestmark = pytest.mark.integration
 
-AUD, ISS = "agentmesh-test", "https://issuer.agentmesh.test"
 TICKET = {"text": "My order ORD-123456 never arrived. Please refund me."}
-KEY = ec.generate_private_key(ec.SECP256R1())
-
-
-def token(role: str, tenant: str = "acme") -> str:
-    return mint(KEY, role=role, tenant=tenant, audience=AUD, issuer=ISS, ttl=600)
 
 
 @pytest.fixture(scope="module")
@@ -37,27 +28,8 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Mesh]:
-    tmp = tmp_path_factory.mktemp("tls-tokens")
-    public = KEY.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    (tmp / "token.pub").write_bytes(public)
-    mesh = Mesh(
-        tmp,
-        token=token("admin", ""),
-        client_tls=certs.client().config(),
-        AGENTMESH_AUTH_PUBLIC_KEY=str(tmp / "token.pub"),
-        AGENTMESH_AUTH_AUDIENCE=AUD,
-        AGENTMESH_AUTH_ISSUER=ISS,
-        **certs.scheduler().env,
-    )
-    try:
-        mesh.start_scheduler()
-        mesh.start_worker("w1", **certs.worker("w1").env)
-        mesh.wait_workers({"w1"})
+    with secured_mesh(tmp_path_factory.mktemp("tls-tokens"), certs) as mesh:
         yield mesh
-    finally:
-        mesh.stop()
 
 
 def test_a_client_with_its_certificate_and_token_submits(mesh: Mesh, certs: Certs) -> None:

@@ -3,11 +3,56 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from agentmesh.scheduler.certs import LOOPBACK, Issued, issue, make_ca
+from agentmesh.server.tokens import mint
 from agentmesh.tls import DEFAULT_DOMAIN, TlsConfig, client_name, scheduler_name, worker_name
+from tests.support.mesh import Mesh
+
+#: The audience and issuer of the tests' tokens.
+AUD, ISS = "agentmesh-test", "https://issuer.agentmesh.test"
+#: The key the tests' tokens are signed with.
+TOKEN_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def token(role: str, tenant: str = "acme") -> str:
+    """A caller's token with `role` and `tenant`, signed with TOKEN_KEY, valid 10 minutes."""
+    return mint(TOKEN_KEY, role=role, tenant=tenant, audience=AUD, issuer=ISS, ttl=600)
+
+
+@contextmanager
+def secured_mesh(folder: Path, certs: Certs) -> Iterator[Mesh]:
+    """A scheduler with mutual TLS that checks callers' tokens (TOKEN_KEY's), and one
+    builtin worker `w1`; the mesh's own client presents the client certificate and an
+    admin's token."""
+    (folder / "token.pub").write_bytes(
+        TOKEN_KEY.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    mesh = Mesh(
+        folder,
+        token=token("admin", ""),
+        client_tls=certs.client().config(),
+        AGENTMESH_AUTH_PUBLIC_KEY=str(folder / "token.pub"),
+        AGENTMESH_AUTH_AUDIENCE=AUD,
+        AGENTMESH_AUTH_ISSUER=ISS,
+        **certs.scheduler().env,
+    )
+    try:
+        mesh.start_scheduler()
+        mesh.start_worker("w1", **certs.worker("w1").env)
+        mesh.wait_workers({"w1"})
+        yield mesh
+    finally:
+        mesh.stop()
 
 
 @dataclass(frozen=True)
