@@ -4,6 +4,7 @@ names it and no traceback."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -23,6 +24,30 @@ def start(command: str, **env: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
+
+
+@pytest.mark.parametrize(
+    ("command", "variable"),
+    [
+        ("scheduler", "AGENTMESH_LISTEN"),
+        ("scheduler", "AGENTMESH_METRICS_LISTEN"),
+        ("worker", "AGENTMESH_WORKER_LISTEN"),
+        ("worker", "AGENTMESH_WORKER_METRICS_LISTEN"),
+    ],
+)
+def test_an_address_already_taken_stops_with_one_line_naming_it(
+    command: str, variable: str
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        run = start(command, **{variable: address})
+    assert run.returncode == 1
+    # gRPC's core logs its own line first when a bind fails; ours is the last.
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("agentmesh: ") and address in last, run.stderr
+    assert "Traceback" not in run.stderr
 
 
 @pytest.mark.parametrize(

@@ -85,7 +85,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
             worker = Worker(config, make_backend(config.backend, os.environ))
         except ValueError as error:
             raise SystemExit(f"agentmesh: {error}") from None
-        await worker.run()
+        try:
+            await worker.run()
+        except OSError as error:  # an address taken, or not this host's
+            raise SystemExit(f"agentmesh: {error}") from None
 
     with telemetry.tracing("agentmesh-worker"):
         asyncio.run(serve())

@@ -119,7 +119,10 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
             server = SchedulerServer(config)
         except (StoreError, ValueError) as error:  # a bad store, or a setting's bad value
             raise SystemExit(f"agentmesh: {error}") from None
-        await server.run()
+        try:
+            await server.run()
+        except OSError as error:  # an address taken, or not this host's
+            raise SystemExit(f"agentmesh: {error}") from None
 
     with telemetry.tracing("agentmesh-scheduler"):
         asyncio.run(serve())

@@ -449,7 +449,11 @@ def auth_denied_counter(registry: CollectorRegistry) -> Counter:
 
 
 def serve_metrics(listen: str, registry: CollectorRegistry) -> int:
-    """Serve /metrics on host:port (port 0 picks one); returns the port."""
+    """Serve /metrics on host:port (port 0 picks one); returns the port. OSError, naming
+    the address, when it cannot be bound."""
     host, _, port = listen.rpartition(":")
-    server, _ = start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
+    try:
+        server, _ = start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
+    except OSError as error:
+        raise OSError(f"cannot serve metrics on {listen}: {error.strerror or error}") from error
     return int(server.server_port)

@@ -23,8 +23,13 @@ class Serving:
         raise NotImplementedError
 
     async def run(self) -> None:
-        """Serve until SIGTERM or SIGINT, then drain."""
-        await self.start()
+        """Serve until SIGTERM or SIGINT, then drain. An address that cannot be bound
+        raises OSError, once what had started is stopped."""
+        try:
+            await self.start()
+        except OSError:
+            await self.shutdown(grace=0)
+            raise
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._shutdown_soon)

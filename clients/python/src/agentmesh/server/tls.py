@@ -77,12 +77,15 @@ def add_port(server: aio.Server, listen: str, tls: TlsConfig, setting: str) -> i
     """Bind `listen` (mutual TLS when `tls` is on); the port bound. Raises InsecureListen
     for plaintext beyond loopback, OSError when the address cannot be bound."""
     check_listen(listen, tls, setting)
-    if tls.enabled:
-        port = server.add_secure_port(listen, server_credentials(tls))
-    else:
-        port = server.add_insecure_port(listen)
+    try:
+        if tls.enabled:
+            port = server.add_secure_port(listen, server_credentials(tls))
+        else:
+            port = server.add_insecure_port(listen)
+    except RuntimeError:  # grpcio's word for a bind that failed
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {listen}")
+        raise OSError(f"cannot listen on {setting}={listen}: taken, or not this host's")
     return port
 
 
