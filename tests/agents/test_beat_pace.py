@@ -14,6 +14,8 @@ from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc, worker_pb2
 from agentmesh.wire import duration
 
 INTERVAL = 0.5
+#: How long the worker is asked to beat every millisecond.
+WINDOW = 0.5
 
 
 class Scheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
@@ -47,13 +49,17 @@ async def test_beats_asked_for_at_once_keep_a_tenth_of_the_interval_apart() -> N
     membership.start()
     try:
         await asyncio.wait_for(membership.registered.wait(), 10)
-        async with asyncio.timeout(10):
-            while len(scheduler.arrivals) < 8:
-                membership.beat_now()  # as a storm of cancelled calls would
-                await asyncio.sleep(0.001)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while loop.time() - start < WINDOW:
+            membership.beat_now()  # as a storm of cancelled calls would
+            await asyncio.sleep(0.001)
+        heard = [t for t in scheduler.arrivals if start < t <= start + WINDOW]
     finally:
         await membership.stop()
         await membership.close()
         await server.stop(None)
-    gaps = [b - a for a, b in zip(scheduler.arrivals[1:], scheduler.arrivals[2:], strict=False)]
-    assert gaps and min(gaps) >= 0.9 * MIN_GAP * INTERVAL, gaps
+    # Counted over a window rather than gap by gap: the scheduler reads two beats sent
+    # apart together whenever its loop was busy, but cannot hear more than were sent.
+    paced = WINDOW / (MIN_GAP * INTERVAL)
+    assert paced / 2 <= len(heard) <= paced + 2, len(heard)
