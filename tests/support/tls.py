@@ -28,10 +28,10 @@ def token(role: str, tenant: str = "acme") -> str:
 
 
 @contextmanager
-def secured_mesh(folder: Path, certs: Certs) -> Iterator[Mesh]:
+def secured_mesh(folder: Path, certs: Certs, **scheduler_env: str) -> Iterator[Mesh]:
     """A scheduler with mutual TLS that checks callers' tokens (TOKEN_KEY's), and one
     builtin worker `w1`; the mesh's own client presents the client certificate and an
-    admin's token."""
+    admin's token. `scheduler_env` adds to the scheduler's settings (AGENTMESH_STORE)."""
     (folder / "token.pub").write_bytes(
         TOKEN_KEY.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -45,6 +45,7 @@ def secured_mesh(folder: Path, certs: Certs) -> Iterator[Mesh]:
         AGENTMESH_AUTH_AUDIENCE=AUD,
         AGENTMESH_AUTH_ISSUER=ISS,
         **certs.scheduler().env,
+        **scheduler_env,
     )
     try:
         mesh.start_scheduler()
