@@ -1,20 +1,22 @@
 """Each tenant has its own space of request ids, against a real scheduler with mutual TLS
 and callers' tokens, on either store: two tenants' "ticket-124" are two requests, each
 tenant's repeat, stream and GetRequest see its own, also after a restart; an admin names
-the tenant whose request it reads."""
+the tenant whose request it reads; a replica's takeover keeps them apart."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from agentmesh.client import Client
-from agentmesh.errors import NotFound, PermissionDenied
+from agentmesh.errors import AgentmeshError, NotFound, PermissionDenied
 from agentmesh.v1 import scheduler_pb2
-from tests.support.mesh import Mesh
-from tests.support.tls import Certs, secured_mesh, token
+from tests.support.mesh import Mesh, wait_for
+from tests.support.replicas import ReplicaMesh
+from tests.support.tls import Certs, secured_mesh, token, token_settings
 
 pytestmark = pytest.mark.integration
 
@@ -99,3 +101,63 @@ def test_two_tenants_with_the_same_request_id_each_get_their_own(mesh: Mesh, cer
     finally:
         for client in tenants.values():
             client.close()
+
+
+def test_a_takeover_resumes_two_tenants_requests_of_one_id_each_as_its_own(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Two schedulers on PostgreSQL with tokens checked (no TLS: loopback); both tenants'
+    ticket-124 run on s1, which is killed mid-request: s2 takes each over as its own."""
+    mesh = ReplicaMesh(
+        tmp_path, postgres_url, lease=1.5, token=token("admin", ""), **token_settings(tmp_path)
+    )
+    answers: dict[str, scheduler_pb2.Request] = {}
+    try:
+        mesh.start_replicas(2)
+        slow = {"AGENTMESH_SIM_LATENCY": "0.6", "AGENTMESH_SIM_SIGMA": "0"}
+        for name in ("a", "b"):
+            mesh.start_worker(name, backend="sim", **slow)
+        mesh.wait_workers({"a", "b"})
+
+        def submit(tenant: str) -> None:
+            # A caller whose scheduler dies asks the other, under the same request id.
+            for replica in ("s1", "s2"):
+                address = mesh.replicas[replica]
+                with Client(address, timeout=60, token=token("client", tenant)) as client:
+                    try:
+                        answers[tenant] = client.submit(
+                            "support_ticket", TICKETS[tenant], request_id=ID
+                        )
+                        return
+                    except AgentmeshError:
+                        continue
+
+        callers = [threading.Thread(target=submit, args=(t,), daemon=True) for t in TICKETS]
+        for caller in callers:
+            caller.start()
+        keys = {f"{t}/{ID}" for t in TICKETS}
+
+        def both_under_way() -> bool:
+            owners = mesh.owners()
+            if not all(owners.get(k, ("", 0, ""))[:1] == ("s1",) for k in keys):
+                return False
+            admin = mesh.clients["s2"]
+            states = [s.state for t in TICKETS for s in admin.get_request(ID, tenant=t).subtasks]
+            return scheduler_pb2.SUBTASK_STATE_SUCCEEDED in states
+
+        wait_for(both_under_way, 30, "both tenants' requests under way on s1")
+        mesh.kill("s1")
+        for caller in callers:
+            caller.join(90)
+        owners = mesh.owners()
+        shown = {t: mesh.clients["s2"].get_request(ID, tenant=t) for t in TICKETS}
+    finally:
+        mesh.stop()
+
+    assert sorted(answers) == sorted(TICKETS)  # each caller got its answer
+    for t, answer in answers.items():
+        assert answer.request_id == ID
+        assert answer.state == scheduler_pb2.REQUEST_STATE_SUCCEEDED, (t, answer.error)
+        assert shown[t].answer == answer.answer
+    assert answers["tenant-a"].answer != answers["tenant-b"].answer
+    assert {k: owners[k][:2] for k in keys} == dict.fromkeys(keys, ("s2", 2))  # taken over
