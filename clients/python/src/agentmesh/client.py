@@ -197,10 +197,20 @@ class Client:
             call.cancel()
 
     def get_request(
-        self, request_id: str, *, view: int = UNSPECIFIED, timeout: float | None = None
+        self,
+        request_id: str,
+        *,
+        view: int = UNSPECIFIED,
+        timeout: float | None = None,
+        tenant: str | None = None,
     ) -> scheduler_pb2.Request:
-        """A request's state and, once finished, its result: FULL unless `view` is BASIC."""
-        request = scheduler_pb2.GetRequestRequest(request_id=request_id, view=View(view))
+        """A request's state and, once finished, its result: FULL unless `view` is BASIC.
+
+        The request of that id in the caller's own tenant, or (for an admin) in `tenant`.
+        """
+        request = scheduler_pb2.GetRequestRequest(
+            request_id=request_id, view=View(view), tenant=tenant
+        )
         return self._call(self._stub.GetRequest, request, timeout).request
 
     def decompose(
@@ -331,10 +341,17 @@ class AsyncClient:
             call.cancel()
 
     async def get_request(
-        self, request_id: str, *, view: int = UNSPECIFIED, timeout: float | None = None
+        self,
+        request_id: str,
+        *,
+        view: int = UNSPECIFIED,
+        timeout: float | None = None,
+        tenant: str | None = None,
     ) -> scheduler_pb2.Request:
         """As `Client.get_request`."""
-        request = scheduler_pb2.GetRequestRequest(request_id=request_id, view=View(view))
+        request = scheduler_pb2.GetRequestRequest(
+            request_id=request_id, view=View(view), tenant=tenant
+        )
         return (await self._call(self._stub.GetRequest, request, timeout)).request
 
     async def decompose(

@@ -90,8 +90,8 @@ MESH_BACKLOG = (
     "SELECT replica, backlog FROM replicas WHERE seen_at > now() - %s * interval '1 second'"
 )
 
-#: Fenced statements, and where the request id is in their parameters: a write that
-#: returns no row lost its request.
+#: Fenced statements, and where the request's key (the request_id column) is in their
+#: parameters: a write that returns no row lost its request.
 FENCED = {SAVE_REQUEST: 0, SAVE_SUBTASK: 2, FINISH_REQUEST: 4}
 
 

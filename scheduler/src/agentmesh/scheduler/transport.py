@@ -313,7 +313,7 @@ class _Stream:
 
 def _request(call: SubtaskCall, attempt: int) -> worker_pb2.ExecuteRequest:
     return worker_pb2.ExecuteRequest(
-        request_id=call.request_id,
+        request_id=call.key,
         subtask_id=call.subtask_id,
         capability=call.capability,
         input=dict_to_struct(call.input),
