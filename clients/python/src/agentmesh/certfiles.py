@@ -1,0 +1,267 @@
+"""Certificate files that change under a running process, and the channels that follow them.
+
+cert-manager renews a certificate by rewriting its files (the CSI driver in place, a
+projected Secret by swapping a symlink), long before it expires. `CertificateFiles`
+notices by a stat of each file, reads them only then, and takes a new set only when the
+certificate comes with its own key. Servers look on every handshake
+(`agentmesh.server.tls.server_credentials`); `RenewingChannel` is how the owner of a
+long-lived channel (the scheduler's to each worker, a worker's to the scheduler) opens a
+new channel after a renewal without cutting a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import grpc
+from grpc import aio
+
+from agentmesh.tls import TlsConfig, channel_options
+
+log = logging.getLogger(__name__)
+
+
+#: Seconds between two looks (a stat of each file) at a long-lived channel's certificate
+#: files: how soon after a renewal its owner's next call goes over a channel opened with
+#: the new certificate.
+CHECK_PERIOD = 1.0
+
+#: A file's version without reading it: device, inode, size, modification time (ns).
+_FileStamp = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Pem:
+    """One identity's files, read together: the CA, the certificate chain and its key."""
+
+    ca: bytes
+    cert: bytes
+    key: bytes
+
+
+def check_pair(ca: str, cert: str, key: str) -> None:
+    """Raise ValueError unless `cert` is a certificate, `key` is its private key and `ca`
+    holds certificates: what a half-written renewal is not."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        # An encrypted key gets an empty password and fails, as grpc would fail it.
+        context.load_cert_chain(cert, key, password=lambda: b"")
+        context.load_verify_locations(cafile=ca)
+    except (ssl.SSLError, OSError, ValueError) as error:
+        raise ValueError(str(error)) from None
+
+
+def _stamp(path: str) -> _FileStamp | None:
+    try:
+        stat = os.stat(path)  # through a symlink: a Secret volume swaps its target
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+class CertificateFiles:
+    """A TlsConfig's files as last read whole and sound, and whether they have changed.
+
+    `changed()` stats the three files and reads them again only when one's device, inode,
+    size or modification time differs from what it last saw: a rewrite in place
+    (cert-manager's CSI driver) and a file swapped in (a Secret volume) alike. It takes
+    the new files only when the certificate parses, the key is its own and nothing
+    changed while it read them; otherwise the previous ones stay in use (said once in the
+    log) until the files change again, as a renewal seen between writing the certificate
+    and its key does. Safe to call from any thread (a server calls it on each handshake).
+    """
+
+    def __init__(self, tls: TlsConfig, check: Callable[[str, str, str], None] = check_pair) -> None:
+        """Reads the files now; `check` raises ValueError for a set that is not sound."""
+        self.paths = (tls.ca, tls.cert, tls.key)
+        self._check = check
+        self._lock = threading.Lock()
+        self._seen = self._stamps()
+        self.current = self._read()
+        """The files in use: those read at start, or the last sound set since."""
+        self.renewals = 0
+        """How many times the files changed to a new sound set."""
+
+    def _stamps(self) -> tuple[_FileStamp | None, ...]:
+        return tuple(_stamp(path) for path in self.paths)
+
+    def _read(self) -> Pem:
+        ca, cert, key = (Path(path).read_bytes() for path in self.paths)
+        return Pem(ca=ca, cert=cert, key=key)
+
+    def changed(self) -> Pem | None:
+        """The new files, when they changed to a sound new set since the last look; else
+        None (unchanged, not sound, or being written)."""
+        with self._lock:
+            stamps = self._stamps()
+            if stamps == self._seen:
+                return None
+            try:
+                if None in stamps:
+                    raise ValueError("a file is missing")
+                self._check(*self.paths)
+                pem = self._read()
+            except (ValueError, OSError) as error:
+                if self._stamps() == stamps:  # settled, not a read racing a write
+                    self._seen = stamps
+                    log.warning(
+                        "the certificate files changed to something that is not a "
+                        "certificate with its key: the previous ones stay in use until "
+                        "the files change again",
+                        extra={"cert": self.paths[1], "key": self.paths[2], "error": str(error)},
+                    )
+                return None
+            if self._stamps() != stamps:
+                return None  # written meanwhile: read again at the next look
+            self._seen = stamps
+            if pem == self.current:
+                return None  # touched, or rewritten the same
+            self.current = pem
+            self.renewals += 1
+            log.info("certificate files renewed", extra={"cert": self.paths[1]})
+            return pem
+
+
+S = TypeVar("S")
+
+
+@dataclass(eq=False)
+class _Opened(Generic[S]):
+    """One channel a RenewingChannel opened, the stub on it, and how many calls hold it."""
+
+    channel: aio.Channel
+    stub: S
+    holders: int = 0
+    retired: bool = False
+
+
+class RenewingChannel(Generic[S]):
+    """An asyncio channel to one target whose certificate follows this process's files.
+
+    grpcio fixes a channel's credentials when it opens it, and the channel connects again
+    (after a lost connection, an idle time) with them: one opened before a renewal
+    presents the old certificate, expired in the end. `hold()` gives the stub of the
+    channel opened with the current files, after a look at them (a stat, at most once per
+    `period` seconds; `renew(force=True)` looks now, as after a failed call). When they
+    changed, it opens a new channel and retires the old one, which stays open for the
+    calls and streams that hold it, each to its end, and closes when the last lets go:
+    no call is moved, cut or repeated. With TLS off it is one plaintext channel for ever.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        tls: TlsConfig | None,
+        stub: Callable[[aio.Channel], S],
+        *,
+        server_name: str = "",
+        options: Sequence[tuple[str, Any]] = (),
+        clock: Callable[[], float] = time.monotonic,
+        period: float = CHECK_PERIOD,
+    ) -> None:
+        """`stub` makes the stub of each channel; `server_name` is the name the peer's
+        certificate must hold (default: the host of `target`)."""
+        self.target = target
+        on = tls is not None and tls.enabled
+        self._files = CertificateFiles(tls) if tls is not None and on else None
+        self._server_name = (server_name or tls.server_name) if tls is not None else ""
+        self._stub = stub
+        self._options = list(options)
+        self._clock = clock
+        self._period = period
+        self._next = clock() + period
+        self._retired: list[_Opened[S]] = []
+        self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._current = self._open()
+
+    def _open(self) -> _Opened[S]:
+        if self._files is None:
+            channel = aio.insecure_channel(self.target, options=self._options or None)
+        else:
+            pem = self._files.current
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=pem.ca, private_key=pem.key, certificate_chain=pem.cert
+            )
+            options = channel_options(self._server_name, self._options)
+            channel = aio.secure_channel(self.target, credentials, options=options)
+        return _Opened(channel, self._stub(channel))
+
+    @property
+    def open_channels(self) -> int:
+        """The channels open now: the current one and the retired ones still held."""
+        return 1 + len(self._retired)
+
+    def renew(self, force: bool = False) -> bool:
+        """Open a new channel if the files changed to a sound new set; whether it did.
+        Looks at the files at most once per period, unless `force`."""
+        if self._files is None or self._closed:
+            return False
+        now = self._clock()
+        if not force and now < self._next:
+            return False
+        self._next = now + self._period
+        if self._files.changed() is None:
+            return False
+        old, self._current = self._current, self._open()
+        old.retired = True
+        self._retired.append(old)
+        log.info(
+            "certificate renewed: new calls go over a new channel",
+            extra={"target": self.target, "held": old.holders},
+        )
+        self._close_if_free(old)
+        return True
+
+    def acquire(self) -> tuple[S, Callable[[], None]]:
+        """The current stub (after a look at the files), and the function that lets go of
+        its channel (once): for a call that outlives a block, as a stream does."""
+        self.renew()
+        opened = self._current
+        opened.holders += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                opened.holders -= 1
+                self._close_if_free(opened)
+
+        return opened.stub, release
+
+    @contextmanager
+    def hold(self) -> Iterator[S]:
+        """The current stub, its channel kept open until the block ends, whatever renewal
+        happens meanwhile."""
+        stub, release = self.acquire()
+        try:
+            yield stub
+        finally:
+            release()
+
+    def _close_if_free(self, opened: _Opened[S]) -> None:
+        if opened.retired and opened.holders == 0 and opened in self._retired:
+            self._retired.remove(opened)
+            task = asyncio.get_running_loop().create_task(opened.channel.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        """Close every channel, ending the calls still on them."""
+        self._closed = True
+        opened, self._retired = [self._current, *self._retired], []
+        for one in opened:
+            await one.channel.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
