@@ -173,6 +173,7 @@ class Membership:
                     self.link.lost()  # the scheduler ended the stream
             except grpc.RpcError as error:
                 self.link.lost()
+                channels.renew(force=True)  # the next stream is a new handshake perhaps
                 log.warning(
                     "heartbeat stream lost; registering again",
                     extra={"error": str(error.code())},
