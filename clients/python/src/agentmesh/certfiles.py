@@ -133,36 +133,28 @@ class CertificateFiles:
 
 
 S = TypeVar("S")
+C = TypeVar("C")  # aio.Channel or grpc.Channel
 
 
 @dataclass(eq=False)
-class _Opened(Generic[S]):
-    """One channel a RenewingChannel opened, the stub on it, and how many calls hold it."""
+class _Opened(Generic[C, S]):
+    """One channel a renewing channel opened, the stub on it, and how many calls hold it."""
 
-    channel: aio.Channel
+    channel: C
     stub: S
     holders: int = 0
     retired: bool = False
 
 
-class RenewingChannel(Generic[S]):
-    """An asyncio channel to one target whose certificate follows this process's files.
-
-    grpcio fixes a channel's credentials when it opens it, and the channel connects again
-    (after a lost connection, an idle time) with them: one opened before a renewal
-    presents the old certificate, expired in the end. `hold()` gives the stub of the
-    channel opened with the current files, after a look at them (a stat, at most once per
-    `period` seconds; `renew(force=True)` looks now, as after a failed call). When they
-    changed, it opens a new channel and retires the old one, which stays open for the
-    calls and streams that hold it, each to its end, and closes when the last lets go:
-    no call is moved, cut or repeated. With TLS off it is one plaintext channel for ever.
-    """
+class _Renewing(Generic[C, S]):
+    """What the asyncio and the blocking renewing channels share: all but how a channel
+    opens and closes."""
 
     def __init__(
         self,
         target: str,
         tls: TlsConfig | None,
-        stub: Callable[[aio.Channel], S],
+        stub: Callable[[C], S],
         *,
         server_name: str = "",
         options: Sequence[tuple[str, Any]] = (),
@@ -175,26 +167,34 @@ class RenewingChannel(Generic[S]):
         on = tls is not None and tls.enabled
         self._files = CertificateFiles(tls) if tls is not None and on else None
         self._server_name = (server_name or tls.server_name) if tls is not None else ""
-        self._stub = stub
+        self._stub: Callable[[C], S] = stub
         self._options = list(options)
         self._clock = clock
         self._period = period
         self._next = clock() + period
-        self._retired: list[_Opened[S]] = []
-        self._closing: set[asyncio.Task[None]] = set()
+        self._lock = threading.Lock()  # a blocking client's calls come from any thread
+        self._retired: list[_Opened[C, S]] = []
         self._closed = False
-        self._current = self._open()
+        self._closing: set[asyncio.Task[None]] = set()  # asyncio channels being closed
+        self._current: _Opened[C, S] = self._open()
 
-    def _open(self) -> _Opened[S]:
+    def _connect(self, credentials: grpc.ChannelCredentials | None, options: list[Any]) -> C:
+        """A new channel: plaintext without credentials."""
+        raise NotImplementedError
+
+    def _dispose(self, channel: C) -> None:
+        """Close a channel no call holds any longer."""
+        raise NotImplementedError
+
+    def _open(self) -> _Opened[C, S]:
         if self._files is None:
-            channel = aio.insecure_channel(self.target, options=self._options or None)
+            channel = self._connect(None, self._options)
         else:
             pem = self._files.current
             credentials = grpc.ssl_channel_credentials(
                 root_certificates=pem.ca, private_key=pem.key, certificate_chain=pem.cert
             )
-            options = channel_options(self._server_name, self._options)
-            channel = aio.secure_channel(self.target, credentials, options=options)
+            channel = self._connect(credentials, channel_options(self._server_name, self._options))
         return _Opened(channel, self._stub(channel))
 
     @property
@@ -207,36 +207,44 @@ class RenewingChannel(Generic[S]):
         Looks at the files at most once per period, unless `force`."""
         if self._files is None or self._closed:
             return False
-        now = self._clock()
-        if not force and now < self._next:
-            return False
-        self._next = now + self._period
-        if self._files.changed() is None:
-            return False
-        old, self._current = self._current, self._open()
-        old.retired = True
-        self._retired.append(old)
+        with self._lock:
+            now = self._clock()
+            if not force and now < self._next:
+                return False
+            self._next = now + self._period
+            if self._files.changed() is None:
+                return False
+            old, self._current = self._current, self._open()
+            old.retired = True
+            self._retired.append(old)
+            free = self._free(old)
         log.info(
             "certificate renewed: new calls go over a new channel",
             extra={"target": self.target, "held": old.holders},
         )
-        self._close_if_free(old)
+        if free:
+            self._dispose(old.channel)
         return True
 
     def acquire(self) -> tuple[S, Callable[[], None]]:
         """The current stub (after a look at the files), and the function that lets go of
         its channel (once): for a call that outlives a block, as a stream does."""
         self.renew()
-        opened = self._current
-        opened.holders += 1
+        with self._lock:
+            opened = self._current
+            opened.holders += 1
         released = False
 
         def release() -> None:
             nonlocal released
-            if not released:
+            with self._lock:
+                if released:
+                    return
                 released = True
                 opened.holders -= 1
-                self._close_if_free(opened)
+                free = self._free(opened)
+            if free:
+                self._dispose(opened.channel)
 
         return opened.stub, release
 
@@ -250,18 +258,73 @@ class RenewingChannel(Generic[S]):
         finally:
             release()
 
-    def _close_if_free(self, opened: _Opened[S]) -> None:
+    def _free(self, opened: _Opened[C, S]) -> bool:
+        """Whether `opened` is retired and free now (then no longer counted as open)."""
         if opened.retired and opened.holders == 0 and opened in self._retired:
             self._retired.remove(opened)
-            task = asyncio.get_running_loop().create_task(opened.channel.close())
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            return True
+        return False
+
+    def _all(self) -> list[C]:
+        """Every channel still open, marking this closed."""
+        with self._lock:
+            self._closed = True
+            opened, self._retired = [self._current, *self._retired], []
+        return [one.channel for one in opened]
+
+
+class RenewingChannel(_Renewing[aio.Channel, S]):
+    """An asyncio channel to one target whose certificate follows this process's files.
+
+    grpcio fixes a channel's credentials when it opens it, and the channel connects again
+    (after a lost connection, an idle time) with them: one opened before a renewal
+    presents the old certificate, expired in the end. `hold()` gives the stub of the
+    channel opened with the current files, after a look at them (a stat, at most once per
+    `period` seconds; `renew(force=True)` looks now, as after a failed call). When they
+    changed, it opens a new channel and retires the old one, which stays open for the
+    calls and streams that hold it, each to its end, and closes when the last lets go:
+    no call is moved, cut or repeated. With TLS off it is one plaintext channel for ever.
+    """
+
+    def _connect(
+        self, credentials: grpc.ChannelCredentials | None, options: list[Any]
+    ) -> aio.Channel:
+        if credentials is None:
+            return aio.insecure_channel(self.target, options=options or None)
+        return aio.secure_channel(self.target, credentials, options=options)
+
+    def _dispose(self, channel: aio.Channel) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a stream's generator finalized off the loop: grpc reaps it
+            return
+        task = loop.create_task(channel.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
         """Close every channel, ending the calls still on them."""
-        self._closed = True
-        opened, self._retired = [self._current, *self._retired], []
-        for one in opened:
-            await one.channel.close()
+        for channel in self._all():
+            await channel.close()
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+class RenewingBlockingChannel(_Renewing[grpc.Channel, S]):
+    """A RenewingChannel of blocking channels (`agentmesh.client.Client`); safe to use
+    from several threads."""
+
+    def _connect(
+        self, credentials: grpc.ChannelCredentials | None, options: list[Any]
+    ) -> grpc.Channel:
+        if credentials is None:
+            return grpc.insecure_channel(self.target, options=options or None)
+        return grpc.secure_channel(self.target, credentials, options=options)
+
+    def _dispose(self, channel: grpc.Channel) -> None:
+        channel.close()
+
+    def close(self) -> None:
+        """Close every channel, ending the calls still on them."""
+        for channel in self._all():
+            channel.close()
