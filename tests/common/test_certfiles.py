@@ -63,9 +63,10 @@ def test_unchanged_files_are_not_read_again(certs: Certs) -> None:
         check_pair(*paths)
 
     files = CertificateFiles(identity.config(), check)
-    assert files.current.cert == identity.cert.read_bytes()
-    assert [files.changed() for _ in range(5)] == [None] * 5
-    assert reads == [] and files.renewals == 0
+    first = files.current
+    assert first[0] == 0 and first[1].cert == identity.cert.read_bytes()
+    assert [files.look() for _ in range(5)] == [first] * 5
+    assert reads == []
 
 
 def test_a_renewal_is_taken_once(certs: Certs) -> None:
@@ -73,10 +74,9 @@ def test_a_renewal_is_taken_once(certs: Certs) -> None:
     files = CertificateFiles(identity.config())
     new = leaf(certs)
     renew(identity.cert, identity.key, new)
-    pem = files.changed()
-    assert pem is not None and pem.cert == new.cert_pem and pem.key == new.key_pem
-    assert files.current == pem and files.renewals == 1
-    assert files.changed() is None
+    generation, pem = files.look()
+    assert generation == 1 and pem.cert == new.cert_pem and pem.key == new.key_pem
+    assert files.current == (1, pem) and files.look() == (1, pem)
 
 
 def test_a_certificate_without_its_key_keeps_the_previous_pair_and_says_so_once(
@@ -88,13 +88,12 @@ def test_a_certificate_without_its_key_keeps_the_previous_pair_and_says_so_once(
     new = leaf(certs)
     put(identity.cert, new.cert_pem)  # the key is not written yet
     with caplog.at_level(logging.WARNING, logger="agentmesh.certfiles"):
-        assert [files.changed() for _ in range(3)] == [None] * 3
-    assert files.current == before and files.renewals == 0
+        assert [files.look() for _ in range(3)] == [before] * 3
     warnings = [r for r in caplog.records if "not a certificate with its key" in r.message]
     assert len(warnings) == 1
     put(identity.key, new.key_pem)  # the renewal completes
-    pem = files.changed()
-    assert pem is not None and pem.cert == new.cert_pem and files.renewals == 1
+    generation, pem = files.look()
+    assert generation == 1 and pem.cert == new.cert_pem
 
 
 @pytest.mark.parametrize("broken", ["truncated", "empty", "missing"])
@@ -107,14 +106,14 @@ def test_a_half_written_or_missing_file_keeps_the_previous_pair(certs: Certs, br
     else:
         pem = leaf(certs).key_pem
         put(identity.key, pem[: len(pem) // 2] if broken == "truncated" else b"")
-    assert files.changed() is None and files.current == before
+    assert files.look() == before
 
 
 def test_a_touch_or_the_same_content_is_no_renewal(certs: Certs) -> None:
     identity = certs.worker("w1")
     files = CertificateFiles(identity.config())
     put(identity.cert, identity.cert.read_bytes())
-    assert files.changed() is None and files.renewals == 0
+    assert files.look()[0] == 0
 
 
 def test_a_file_swapped_in_through_a_symlink_is_seen(certs: Certs, tmp_path: Path) -> None:
@@ -134,8 +133,8 @@ def test_a_file_swapped_in_through_a_symlink_is_seen(certs: Certs, tmp_path: Pat
     files = CertificateFiles(config)
     (volume / "..data_tmp").symlink_to(second.name)
     os.replace(volume / "..data_tmp", volume / "..data")
-    pem = files.changed()
-    assert pem is not None and pem.cert == (second / "tls.crt").read_bytes()
+    generation, pem = files.look()
+    assert generation == 1 and pem.cert == (second / "tls.crt").read_bytes()
 
 
 def test_files_written_while_read_are_read_again_at_the_next_look(certs: Certs) -> None:
@@ -150,9 +149,9 @@ def test_files_written_while_read_are_read_again_at_the_next_look(certs: Certs) 
 
     files = CertificateFiles(identity.config(), check)
     put(identity.cert, new.cert_pem)
-    assert files.changed() is None  # not taken, and not remembered as seen either
-    pem = files.changed()
-    assert pem is not None and pem.key == new.key_pem
+    assert files.look()[0] == 0  # not taken, and not remembered as seen either
+    generation, pem = files.look()
+    assert generation == 1 and pem.key == new.key_pem
 
 
 # -- RenewingChannel -----------------------------------------------------------------------
@@ -246,6 +245,24 @@ async def test_a_forced_look_needs_no_period_and_a_broken_pair_opens_no_channel(
     finally:
         await channels.close()
         await server.stop(None)
+
+
+async def test_channels_that_share_one_look_at_the_files_each_follow_a_renewal(
+    certs: Certs,
+) -> None:
+    identity = certs.worker("w1")
+    files = CertificateFiles(identity.config())
+    channels = [
+        RenewingChannel("127.0.0.1:1", identity.config(), _stub, files=files, clock=FakeClock().now)
+        for _ in range(3)
+    ]
+    try:
+        renew(identity.cert, identity.key, leaf(certs))
+        assert [c.renew(force=True) for c in channels] == [True] * 3
+        assert [c.renew(force=True) for c in channels] == [False] * 3
+    finally:
+        for channel in channels:
+            await channel.close()
 
 
 async def test_without_tls_there_is_one_channel_for_ever() -> None:

@@ -70,15 +70,17 @@ def _stamp(path: str) -> _FileStamp | None:
 
 
 class CertificateFiles:
-    """A TlsConfig's files as last read whole and sound, and whether they have changed.
+    """A TlsConfig's files as last read whole and sound, and their generation.
 
-    `changed()` stats the three files and reads them again only when one's device, inode,
+    `look()` stats the three files and reads them again only when one's device, inode,
     size or modification time differs from what it last saw: a rewrite in place
     (cert-manager's CSI driver) and a file swapped in (a Secret volume) alike. It takes
     the new files only when the certificate parses, the key is its own and nothing
     changed while it read them; otherwise the previous ones stay in use (said once in the
     log) until the files change again, as a renewal seen between writing the certificate
-    and its key does. Safe to call from any thread (a server calls it on each handshake).
+    and its key does. One instance may serve many users (a server's handshakes on grpc's
+    threads, the scheduler's channel to each worker): each compares the generation it
+    last used with the one `look()` gives.
     """
 
     def __init__(self, tls: TlsConfig, check: Callable[[str, str, str], None] = check_pair) -> None:
@@ -87,10 +89,8 @@ class CertificateFiles:
         self._check = check
         self._lock = threading.Lock()
         self._seen = self._stamps()
-        self.current = self._read()
-        """The files in use: those read at start, or the last sound set since."""
-        self.renewals = 0
-        """How many times the files changed to a new sound set."""
+        self._current = self._read()
+        self._generation = 0
 
     def _stamps(self) -> tuple[_FileStamp | None, ...]:
         return tuple(_stamp(path) for path in self.paths)
@@ -99,37 +99,45 @@ class CertificateFiles:
         ca, cert, key = (Path(path).read_bytes() for path in self.paths)
         return Pem(ca=ca, cert=cert, key=key)
 
-    def changed(self) -> Pem | None:
-        """The new files, when they changed to a sound new set since the last look; else
-        None (unchanged, not sound, or being written)."""
+    @property
+    def current(self) -> tuple[int, Pem]:
+        """The files in use and their generation, without a look: 0 for those read at
+        start, one more at each renewal taken."""
         with self._lock:
-            stamps = self._stamps()
-            if stamps == self._seen:
-                return None
-            try:
-                if None in stamps:
-                    raise ValueError("a file is missing")
-                self._check(*self.paths)
-                pem = self._read()
-            except (ValueError, OSError) as error:
-                if self._stamps() == stamps:  # settled, not a read racing a write
-                    self._seen = stamps
-                    log.warning(
-                        "the certificate files changed to something that is not a "
-                        "certificate with its key: the previous ones stay in use until "
-                        "the files change again",
-                        extra={"cert": self.paths[1], "key": self.paths[2], "error": str(error)},
-                    )
-                return None
-            if self._stamps() != stamps:
-                return None  # written meanwhile: read again at the next look
-            self._seen = stamps
-            if pem == self.current:
-                return None  # touched, or rewritten the same
-            self.current = pem
-            self.renewals += 1
+            return self._generation, self._current
+
+    def look(self) -> tuple[int, Pem]:
+        """`current`, after a look at the files (a stat of each; a read if they changed)."""
+        with self._lock:
+            self._refresh()
+            return self._generation, self._current
+
+    def _refresh(self) -> None:
+        stamps = self._stamps()
+        if stamps == self._seen:
+            return
+        try:
+            if None in stamps:
+                raise ValueError("a file is missing")
+            self._check(*self.paths)
+            pem = self._read()
+        except (ValueError, OSError) as error:
+            if self._stamps() == stamps:  # settled, not a read racing a write
+                self._seen = stamps
+                log.warning(
+                    "the certificate files changed to something that is not a "
+                    "certificate with its key: the previous ones stay in use until "
+                    "the files change again",
+                    extra={"cert": self.paths[1], "key": self.paths[2], "error": str(error)},
+                )
+            return
+        if self._stamps() != stamps:
+            return  # written meanwhile: read again at the next look
+        self._seen = stamps
+        if pem != self._current:  # not touched only, nor rewritten the same
+            self._current = pem
+            self._generation += 1
             log.info("certificate files renewed", extra={"cert": self.paths[1]})
-            return pem
 
 
 S = TypeVar("S")
@@ -156,16 +164,21 @@ class _Renewing(Generic[C, S]):
         tls: TlsConfig | None,
         stub: Callable[[C], S],
         *,
+        files: CertificateFiles | None = None,
         server_name: str = "",
         options: Sequence[tuple[str, Any]] = (),
         clock: Callable[[], float] = time.monotonic,
         period: float = CHECK_PERIOD,
     ) -> None:
-        """`stub` makes the stub of each channel; `server_name` is the name the peer's
-        certificate must hold (default: the host of `target`)."""
+        """`stub` makes the stub of each channel; `files` are `tls`'s, shared with other
+        channels (default: read here); `server_name` is the name the peer's certificate
+        must hold (default: the host of `target`)."""
         self.target = target
         on = tls is not None and tls.enabled
-        self._files = CertificateFiles(tls) if tls is not None and on else None
+        if tls is not None and on and files is None:
+            files = CertificateFiles(tls)
+        self._files = files if on else None
+        self._generation = 0
         self._server_name = (server_name or tls.server_name) if tls is not None else ""
         self._stub: Callable[[C], S] = stub
         self._options = list(options)
@@ -176,7 +189,9 @@ class _Renewing(Generic[C, S]):
         self._retired: list[_Opened[C, S]] = []
         self._closed = False
         self._closing: set[asyncio.Task[None]] = set()  # asyncio channels being closed
-        self._current: _Opened[C, S] = self._open()
+        self._current: _Opened[C, S] = self._open(
+            *self._files.current if self._files else (0, None)
+        )
 
     def _connect(self, credentials: grpc.ChannelCredentials | None, options: list[Any]) -> C:
         """A new channel: plaintext without credentials."""
@@ -186,11 +201,12 @@ class _Renewing(Generic[C, S]):
         """Close a channel no call holds any longer."""
         raise NotImplementedError
 
-    def _open(self) -> _Opened[C, S]:
-        if self._files is None:
+    def _open(self, generation: int, pem: Pem | None) -> _Opened[C, S]:
+        """A channel with `pem` (None: plaintext), the files of `generation`."""
+        self._generation = generation
+        if pem is None:
             channel = self._connect(None, self._options)
         else:
-            pem = self._files.current
             credentials = grpc.ssl_channel_credentials(
                 root_certificates=pem.ca, private_key=pem.key, certificate_chain=pem.cert
             )
@@ -212,9 +228,10 @@ class _Renewing(Generic[C, S]):
             if not force and now < self._next:
                 return False
             self._next = now + self._period
-            if self._files.changed() is None:
+            generation, pem = self._files.look()
+            if generation == self._generation:
                 return False
-            old, self._current = self._current, self._open()
+            old, self._current = self._current, self._open(generation, pem)
             old.retired = True
             self._retired.append(old)
             free = self._free(old)

@@ -25,7 +25,7 @@ from google.protobuf import json_format, struct_pb2
 from google.rpc import status_pb2
 from grpc import aio
 
-from agentmesh.certfiles import RenewingChannel
+from agentmesh.certfiles import CertificateFiles, RenewingChannel
 from agentmesh.errors import AgentmeshError, DeadlineExceeded, Unavailable
 from agentmesh.scheduler.calls import (
     NO_DEFAULT,
@@ -78,6 +78,8 @@ class GrpcTransport:
     def __init__(self, tls: TlsConfig | None = None) -> None:
         self._links: dict[str, _Link] = {}
         self._tls = tls
+        # One look at the files serves every worker's channel (and one warning).
+        self._files = CertificateFiles(tls) if tls is not None and tls.enabled else None
 
     async def _link(self, worker: WorkerRecord) -> _Link:
         link = self._links.get(worker.worker_id)
@@ -90,6 +92,7 @@ class GrpcTransport:
                     worker.spec.address,
                     self._tls,
                     _stub,
+                    files=self._files,
                     server_name=worker_name(worker.worker_id, self._tls.domain)
                     if self._tls is not None
                     else "",

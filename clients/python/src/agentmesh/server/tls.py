@@ -51,19 +51,24 @@ def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
     before every handshake, and gets a new configuration only when the files changed to a
     certificate with its own key (a half-written renewal keeps the previous one)."""
     files = CertificateFiles(tls)
+    served, pem = files.current
 
     def fetch() -> grpc.ServerCertificateConfiguration | None:
         # Runs on grpc's threads before each handshake: a stat of three files, and never
         # an exception (grpc would only log it and keep the old configuration anyway).
+        nonlocal served
         try:
-            pem = files.changed()
-            return None if pem is None else _configuration(pem)
+            generation, pem = files.look()
+            if generation == served:
+                return None
+            served = generation  # two handshakes at once may both return it: no harm
+            return _configuration(pem)
         except Exception:
             log.exception("cannot read the certificate files; serving on with the previous ones")
             return None
 
     return grpc.dynamic_ssl_server_credentials(
-        _configuration(files.current),
+        _configuration(pem),
         fetch,  # type: ignore[arg-type]  # the stubs leave out the None that means "unchanged"
         require_client_authentication=True,
     )
