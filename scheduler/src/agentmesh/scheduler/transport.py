@@ -121,7 +121,12 @@ class GrpcTransport:
             if link.stream is None or link.stream.broken:
                 # A new stream may need a new handshake: with the files as they are now.
                 link.channel.renew(force=True)
-                link.stream = _Stream(*link.channel.acquire(), worker.worker_id)
+                stub, release = link.channel.acquire()
+                try:
+                    link.stream = _Stream(stub, release, worker.worker_id)
+                except BaseException:
+                    release()
+                    raise
             return await link.stream.execute(request, timeout, followers)
         if followers:
             raise ValueError(f"worker {worker.worker_id} runs no fragments: no ExecuteStream")
