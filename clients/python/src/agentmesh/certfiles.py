@@ -5,8 +5,9 @@ projected Secret by swapping a symlink), long before it expires. `CertificateFil
 notices by a stat of each file, reads them only then, and takes a new set only when the
 certificate comes with its own key. Servers look on every handshake
 (`agentmesh.server.tls.server_credentials`); `RenewingChannel` is how the owner of a
-long-lived channel (the scheduler's to each worker, a worker's to the scheduler) opens a
-new channel after a renewal without cutting a call.
+long-lived channel (the scheduler's to each worker, a worker's to the scheduler, the
+asyncio client's; `RenewingBlockingChannel` for the blocking client) opens a new channel
+after a renewal without cutting a call.
 """
 
 from __future__ import annotations
