@@ -7,6 +7,12 @@
  * registers again and opens a new stream. Closing the stream (after a last beat that
  * says "draining", and its answer) is how a worker leaves: the scheduler removes it at
  * once.
+ *
+ * With TLS on, the calls go over a RenewingChannel: each Register, and each new
+ * Heartbeat stream, takes the channel opened with the worker's current certificate
+ * files (looked at, at most once a second, and at once after a failed call, when a
+ * refused handshake may mean the old certificate expired); a stream keeps its channel
+ * to its end.
  */
 
 import { v1 } from './protos.js';
@@ -23,10 +29,12 @@ export class Membership {
    * @param {() => object} health the WorkerHealth to report, read afresh for each beat
    * @param {import('./tls.js').TlsConfig} tls with TLS on, the worker's certificate is its
    *   credential for Register and Heartbeat, and the scheduler's must name scheduler.<domain>
+   * @param {import('../../../clients/node/src/certfiles.js').CertificateFiles | null} [files] `tls`'s files, shared with
+   *   the server (read here when left out)
    */
-  constructor(scheduler, info, health, tls) {
-    const { credentials, options } = schedulerChannel(tls);
-    this.client = new v1.SchedulerService(scheduler, credentials, options);
+  constructor(scheduler, info, health, tls, files) {
+    /** The channel to the scheduler, new after each renewal of the certificate files. */
+    this.channel = schedulerChannel(scheduler, v1.SchedulerService, tls, files);
     this.info = info;
     this.health = health;
     /** Seconds between beats; the scheduler's answers set it. */
@@ -62,7 +70,7 @@ export class Membership {
     this.interrupt?.();
     this.wake?.();
     await Promise.race([this.loop, sleep(timeoutMs)]);
-    this.client.close();
+    this.channel.close();
   }
 
   async forever() {
@@ -81,18 +89,22 @@ export class Membership {
     let delay = 100;
     while (!this.stopping) {
       const info = this.info();
+      const { stub, release } = this.channel.acquire();
       try {
         const response = await new Promise((resolve, reject) => {
           const deadline = new Date(Date.now() + REGISTER_TIMEOUT_MS);
-          this.client.Register({ worker: info }, { deadline }, (/** @type {any} */ error, /** @type {any} */ reply) =>
+          stub.Register({ worker: info }, { deadline }, (/** @type {any} */ error, /** @type {any} */ reply) =>
             error ? reject(error) : resolve(reply),
           );
         });
+        release();
         this.heartbeatInterval = fromDuration(response.heartbeat_interval) || this.heartbeatInterval;
         this.registrations += 1;
         log('info', 'registered', { worker_id: info.worker_id, address: info.address });
         return true;
       } catch (error) {
+        release();
+        this.channel.renew(true); // a refused handshake: perhaps a renewed certificate
         log('warning', 'cannot register with the scheduler; retrying', {
           error: String(/** @type {any} */ (error).details ?? error),
         });
@@ -110,7 +122,8 @@ export class Membership {
   stream() {
     return new Promise((resolve) => {
       const workerId = /** @type {any} */ (this.info()).worker_id;
-      const call = this.client.Heartbeat();
+      const { stub, release } = this.channel.acquire();
+      const call = stub.Heartbeat();
       /** @type {NodeJS.Timeout | undefined} */
       let timer;
       let closed = false;
@@ -119,6 +132,7 @@ export class Membership {
         closed = true;
         clearTimeout(timer);
         this.wake = null;
+        release();
         resolve();
       };
       let sent = 0;
@@ -155,6 +169,7 @@ export class Membership {
       call.on('error', (/** @type {any} */ error) => {
         if (!closed && !this.stopping) {
           log('warning', 'heartbeat stream lost; registering again', { error: error.details });
+          this.channel.renew(true); // the next calls are a new handshake perhaps
         }
         finish();
       });

@@ -10,12 +10,20 @@
  * peer is comes from the DNS names of the certificate gRPC verified, never from
  * anything a caller writes. Without TLS it serves loopback only, unless
  * AGENTMESH_INSECURE=1.
+ *
+ * It follows its certificate files, as the Python worker does (agentmesh.certfiles,
+ * whose Node counterpart, clients/node/src/certfiles.js, it shares with the Node
+ * client): its server presents a renewed certificate from the first handshake after a
+ * look at the files (once a second), and its channel to the scheduler opens a new
+ * channel after a renewal, the calls on the old one going on to their end.
  */
 
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import grpc from '@grpc/grpc-js';
+import { CertificateFiles, RenewingChannel, WatchedCertificates } from '../../../clients/node/src/certfiles.js';
+import { log } from './log.js';
 
 /** The mesh's DNS domain for identities when none is configured. */
 export const DEFAULT_DOMAIN = 'agentmesh.local';
@@ -147,33 +155,57 @@ export function ownWorkerId(tls, configured) {
 }
 
 /**
- * Server credentials: with TLS on, this worker's certificate, and a client certificate
- * signed by the mesh's CA required of every caller (a handshake without one fails
- * before any handler runs); plaintext otherwise.
+ * The certificate files of `tls` to follow, read now; null with TLS off. A renewal taken
+ * is logged (`certificate files renewed`), and one that is not a certificate with its
+ * key is said once, the previous files staying in use.
  * @param {TlsConfig} tls
+ * @returns {CertificateFiles | null}
  */
-export function serverCredentials(tls) {
-  if (!tls.enabled) return grpc.ServerCredentials.createInsecure();
-  return grpc.ServerCredentials.createSsl(
-    readFileSync(tls.ca),
-    [{ private_key: readFileSync(tls.key), cert_chain: readFileSync(tls.cert) }],
-    true,
-  );
+export function certificateFiles(tls) {
+  if (!tls.enabled) return null;
+  return new CertificateFiles({ ca: tls.ca, cert: tls.cert, key: tls.key }, { log });
 }
 
 /**
- * Channel credentials and options to the scheduler: with TLS on, this worker's
- * certificate, the mesh's CA, and `scheduler.<domain>` as the name the scheduler's
- * certificate must hold, whatever address is dialled.
+ * Server credentials: with TLS on, this worker's certificate, and a client certificate
+ * signed by the mesh's CA required of every caller (a handshake without one fails
+ * before any handler runs); plaintext otherwise. The certificate follows `files`:
+ * @grpc/grpc-js's certificate-provider credentials set the server's secure context anew
+ * when WatchedCertificates hands over a renewal, and new handshakes present it.
  * @param {TlsConfig} tls
- * @returns {{credentials: grpc.ChannelCredentials, options: grpc.ChannelOptions}}
+ * @param {CertificateFiles | null} [files] `tls`'s files, shared with the channel to the scheduler
  */
-export function schedulerChannel(tls) {
-  if (!tls.enabled) return { credentials: grpc.credentials.createInsecure(), options: {} };
-  return {
-    credentials: grpc.credentials.createSsl(readFileSync(tls.ca), readFileSync(tls.key), readFileSync(tls.cert)),
-    options: { 'grpc.ssl_target_name_override': schedulerName(tls.domain) },
-  };
+export function serverCredentials(tls, files = certificateFiles(tls)) {
+  if (!tls.enabled || !files) return grpc.ServerCredentials.createInsecure();
+  const provider = new WatchedCertificates(files, { log });
+  // grpc-js 1.14.7 names its parameters (ca, identity) but uses the first as the
+  // identity's provider: one provider for both makes the order moot.
+  return grpc.experimental.createCertificateProviderServerCredentials(provider, provider, true);
+}
+
+/**
+ * The channel to the scheduler, a RenewingChannel of SchedulerService stubs: with TLS
+ * on, this worker's certificate, the mesh's CA, and `scheduler.<domain>` as the name the
+ * scheduler's certificate must hold, whatever address is dialled; a renewal of `files`
+ * opens a new channel for the calls that start after it.
+ * @param {string} target host:port
+ * @param {grpc.ServiceClientConstructor} Service
+ * @param {TlsConfig} tls
+ * @param {CertificateFiles | null} [files]
+ */
+export function schedulerChannel(target, Service, tls, files = certificateFiles(tls)) {
+  const options = tls.enabled ? { 'grpc.ssl_target_name_override': schedulerName(tls.domain) } : {};
+  return new RenewingChannel({
+    files: tls.enabled ? files : null,
+    open: (pem) => {
+      const credentials = pem
+        ? grpc.credentials.createSsl(pem.ca, pem.key, pem.cert)
+        : grpc.credentials.createInsecure();
+      return /** @type {grpc.Client & Record<string, Function>} */ (new Service(target, credentials, options));
+    },
+    close: (stub) => stub.close(),
+    log: (level, message, fields) => log(level, message, { target, ...fields }),
+  });
 }
 
 /**

@@ -18,7 +18,7 @@ import { Membership } from './membership.js';
 import { CAPABILITY, checkInput, detectLanguage, outputViolations } from './skill.js';
 import { WorkerError, toServiceError } from './status.js';
 import { canonicalJson, fromStruct, toDuration, toStruct } from './struct.js';
-import { notScheduler, serverCredentials } from './tls.js';
+import { certificateFiles, notScheduler, serverCredentials } from './tls.js';
 import { log } from './log.js';
 
 const { status } = grpc;
@@ -58,7 +58,9 @@ export class Worker {
     new ReflectionService(packageDefinition, { services: [WORKER_SERVICE, HEALTH_SERVICE] }).addToServer(
       this.server,
     );
-    this.membership = new Membership(config.scheduler, () => this.info(), () => this.healthReport(), config.tls);
+    /** The certificate files (TLS on), followed by the server and the channel to the scheduler alike. */
+    this.files = certificateFiles(config.tls);
+    this.membership = new Membership(config.scheduler, () => this.info(), () => this.healthReport(), config.tls, this.files);
     /** @type {Promise<void> | null} */
     this.stopped = null;
   }
@@ -93,7 +95,7 @@ export class Worker {
   /** Serve on the configured address (port 0 takes a free one), then register and beat. */
   async start() {
     const port = await new Promise((resolve, reject) =>
-      this.server.bindAsync(this.config.listen, serverCredentials(this.config.tls), (error, bound) =>
+      this.server.bindAsync(this.config.listen, serverCredentials(this.config.tls, this.files), (error, bound) =>
         error ? reject(error) : resolve(bound),
       ),
     );

@@ -16,7 +16,10 @@
  * AGENTMESH_TOKEN environment variable, sent with every call as
  * `authorization: Bearer <token>` metadata. A mesh with mutual TLS needs the
  * caller's certificate: `{tls: {ca, cert, key}}`, or `{tls: tlsFromEnv()}`
- * for the AGENTMESH_TLS_* variables (see ./security.js).
+ * for the AGENTMESH_TLS_* variables (see ./security.js). When those are paths,
+ * the client follows its certificate files: after a renewal, the next call (at
+ * most a second later) goes over a new channel with the new certificate, and
+ * calls already running finish on the old one (see ./certfiles.js).
  *
  * @module
  */
@@ -26,9 +29,10 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 
+import { RenewingChannel } from './certfiles.js';
 import { Converter } from './convert.js';
 import { fromServiceError } from './errors.js';
-import { bearerToken, callMetadata, channelSecurity } from './security.js';
+import { bearerToken, callMetadata, certificateFiles, channelSecurity } from './security.js';
 
 /** Deadline of a call that names none, in seconds (as the Python client's). */
 export const DEFAULT_TIMEOUT = 60;
@@ -134,8 +138,8 @@ function sourceFields(source) {
 
 /** A client of one scheduler; `close()` it when done. */
 export class Client {
-  /** @type {grpc.Client & Record<string, Function>} */
-  #stub;
+  /** @type {RenewingChannel<grpc.Client & Record<string, Function>>} */
+  #channel;
   /** @type {Converter} */
   #converter;
   /** The bearer token sent with every call; empty for none. */
@@ -158,10 +162,17 @@ export class Client {
     this.timeout = timeout;
     this.#converter = converter;
     this.#token = bearerToken(token);
-    const security = channelSecurity(tls);
-    this.#stub = /** @type {any} */ (
-      new Service(target, credentials ?? security.credentials, { ...security.options, ...channelOptions })
-    );
+    channelSecurity(tls); // a tls option that lacks a part fails here, at once
+    this.#channel = new RenewingChannel({
+      // Other credentials than `tls` are the caller's to renew.
+      files: credentials ? null : certificateFiles(tls),
+      open: (pem) => {
+        const security = channelSecurity(tls, pem);
+        const options = { ...security.options, ...channelOptions };
+        return /** @type {any} */ (new Service(target, credentials ?? security.credentials, options));
+      },
+      close: (stub) => stub.close(),
+    });
   }
 
   /**
@@ -191,12 +202,15 @@ export class Client {
    */
   async *streamSubmit(source, input, { timeout, ...options } = {}) {
     const request = this.#toWire('StreamSubmitRequest', { ...options, ...sourceFields(source), input });
-    const call = this.#stub.StreamSubmit(request, callMetadata(this.#token), { deadline: this.#deadline(timeout) });
+    // The stream keeps its channel open to its end, whatever renewal happens meanwhile.
+    const { stub, release } = this.#channel.acquire();
+    const call = stub.StreamSubmit(request, callMetadata(this.#token), { deadline: this.#deadline(timeout) });
     try {
       for await (const message of call) {
         yield this.#converter.fromWire(`${PACKAGE}.StreamSubmitResponse`, message);
       }
     } catch (error) {
+      this.#failed(/** @type {grpc.ServiceError} */ (error));
       throw fromServiceError(/** @type {grpc.ServiceError} */ (error));
     } finally {
       // Cancelling makes grpc-js report a CANCELLED status as an 'error'
@@ -204,6 +218,7 @@ export class Client {
       // rather than left to whatever listener the stream still has.
       call.on('error', () => {});
       call.cancel();
+      release();
     }
   }
 
@@ -269,7 +284,12 @@ export class Client {
 
   /** Closes the channel; calls in flight are cancelled. */
   close() {
-    this.#stub.close();
+    this.#channel.close();
+  }
+
+  /** The channels this client has open: 1, and 2 while calls begun before a renewal run. */
+  get openChannels() {
+    return this.#channel.openChannels;
   }
 
   /**
@@ -279,15 +299,33 @@ export class Client {
    */
   #unary(method, request, timeout) {
     const wire = this.#toWire(`${method}Request`, request);
+    const { stub, release } = this.#channel.acquire();
     return new Promise((resolve, reject) => {
-      this.#stub[method](wire, callMetadata(this.#token), { deadline: this.#deadline(timeout) }, (
-        /** @type {grpc.ServiceError | null} */ error,
-        /** @type {any} */ response,
-      ) => {
-        if (error) reject(fromServiceError(error));
-        else resolve(this.#converter.fromWire(`${PACKAGE}.${method}Response`, response));
-      });
+      try {
+        stub[method](wire, callMetadata(this.#token), { deadline: this.#deadline(timeout) }, (
+          /** @type {grpc.ServiceError | null} */ error,
+          /** @type {any} */ response,
+        ) => {
+          release();
+          if (error) {
+            this.#failed(error);
+            reject(fromServiceError(error));
+          } else resolve(this.#converter.fromWire(`${PACKAGE}.${method}Response`, response));
+        });
+      } catch (error) {
+        release();
+        throw error;
+      }
     });
+  }
+
+  /**
+   * After a call failed UNAVAILABLE (a refused handshake: perhaps this certificate
+   * expired and its files were renewed), look at the files now rather than within a second.
+   * @param {grpc.ServiceError} error
+   */
+  #failed(error) {
+    if (error?.code === grpc.status.UNAVAILABLE) this.#channel.renew(true);
   }
 
   /** @param {string} typeName @param {object} request */

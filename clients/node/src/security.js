@@ -12,6 +12,8 @@ import { readFileSync } from 'node:fs';
 
 import * as grpc from '@grpc/grpc-js';
 
+import { CertificateFiles } from './certfiles.js';
+
 /**
  * Mutual TLS to the scheduler. `ca`, `cert` and `key` are PEM files (paths) or
  * their contents (Buffers), all three or none.
@@ -60,15 +62,40 @@ function pemOf(pem) {
  * Channel credentials and options: mutual TLS when `tls` is given (with
  * `grpc.ssl_target_name_override` when it names a server), else plaintext.
  * @param {TlsOptions | null | undefined} tls
+ * @param {import('./certfiles.js').Pem | null} [pem] the files of `tls` as read
+ *   (CertificateFiles); read here when left out
  * @returns {{credentials: grpc.ChannelCredentials, options: grpc.ChannelOptions}}
  */
-export function channelSecurity(tls) {
+export function channelSecurity(tls, pem = null) {
   if (!tls) return { credentials: grpc.credentials.createInsecure(), options: {} };
   const { ca, cert, key, serverName } = checkedTls(tls, 'tls.');
+  const read = pem ?? { ca: pemOf(ca), cert: pemOf(cert), key: pemOf(key) };
   return {
-    credentials: grpc.credentials.createSsl(pemOf(ca), pemOf(key), pemOf(cert)),
+    credentials: grpc.credentials.createSsl(read.ca, read.key, read.cert),
     options: serverName ? { 'grpc.ssl_target_name_override': serverName } : {},
   };
+}
+
+/**
+ * The files of `tls` to follow for renewals, when its CA, certificate and key are all
+ * paths (read now); null for plaintext or PEM given as contents, which cannot change.
+ * A renewal that is not a certificate with its key is said once as a process warning
+ * (`AgentmeshCertificateWarning`).
+ * @param {TlsOptions | null | undefined} tls
+ * @returns {CertificateFiles | null}
+ */
+export function certificateFiles(tls) {
+  if (!tls) return null;
+  const { ca, cert, key } = checkedTls(tls, 'tls.');
+  if (typeof ca !== 'string' || typeof cert !== 'string' || typeof key !== 'string') return null;
+  return new CertificateFiles({ ca, cert, key }, { log: warnOnly });
+}
+
+/** @type {import('./certfiles.js').Logger} */
+function warnOnly(level, message, fields) {
+  if (level === 'warning') {
+    process.emitWarning(`${message} (${JSON.stringify(fields)})`, 'AgentmeshCertificateWarning');
+  }
 }
 
 /**
