@@ -1,7 +1,18 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { checkListen, dnsNames, isLoopback, notScheduler, tlsFromEnv, workerIds } from '../src/tls.js';
+import { v1 } from '../src/protos.js';
+import {
+  certificateFiles,
+  checkListen,
+  dnsNames,
+  isLoopback,
+  notScheduler,
+  schedulerChannel,
+  serverCredentials,
+  tlsFromEnv,
+  workerIds,
+} from '../src/tls.js';
 
 const OFF = tlsFromEnv({});
 const SAN = 'DNS:w1.worker.agentmesh.local, DNS:localhost, IP Address:127.0.0.1';
@@ -46,4 +57,16 @@ test("only the scheduler's certificate may hand the worker work; plaintext is no
   assert.equal(notScheduler(peer(SAN), 'agentmesh.local'), 'w1.worker.agentmesh.local');
   assert.equal(notScheduler(peer('DNS:scheduler.example.com'), 'agentmesh.local'), "no name in the mesh's domain");
   assert.equal(notScheduler(call({}), 'agentmesh.local'), null);
+});
+
+test('without TLS no files are followed: plaintext server, one plaintext channel for ever', () => {
+  assert.equal(certificateFiles(OFF), null);
+  assert.equal(serverCredentials(OFF)._isSecure(), false);
+  const channel = schedulerChannel('127.0.0.1:1', v1.SchedulerService, OFF);
+  const { stub, release } = channel.acquire();
+  release();
+  assert.equal(channel.renew(true), false);
+  assert.equal(channel.acquire().stub, stub);
+  assert.equal(channel.openChannels, 1);
+  channel.close();
 });

@@ -53,7 +53,13 @@ export function checkSet({ ca, cert, key }) {
   if (!new X509Certificate(cert).checkPrivateKey(createPrivateKey(key))) {
     throw new Error("the key is not the certificate's");
   }
-  void new X509Certificate(ca); // the first CA certificate parses, or this throws
+  // Node's secure context skips a CA certificate cut short: each must parse here.
+  const text = ca.toString('latin1');
+  const blocks = text.match(/-----BEGIN CERTIFICATE-----[^-]*-----END CERTIFICATE-----/g) ?? [];
+  if (!blocks.length || blocks.length !== text.split('-----BEGIN CERTIFICATE-----').length - 1) {
+    throw new Error('the CA file holds no certificate, or one cut short');
+  }
+  for (const block of blocks) void new X509Certificate(block);
   createSecureContext({ ca, cert, key }); // what @grpc/grpc-js will build from them
 }
 

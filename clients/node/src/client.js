@@ -162,7 +162,7 @@ export class Client {
     this.timeout = timeout;
     this.#converter = converter;
     this.#token = bearerToken(token);
-    channelSecurity(tls); // a tls option that lacks a part fails here, at once
+    // A tls option that lacks a part fails here, at once (a TypeError naming it).
     this.#channel = new RenewingChannel({
       // Other credentials than `tls` are the caller's to renew.
       files: credentials ? null : certificateFiles(tls),

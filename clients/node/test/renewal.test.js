@@ -13,6 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 
+import { checkSet } from '../src/certfiles.js';
 import { Client, PROTOS_DIR } from '../src/index.js';
 
 const CERTS = process.env.AGENTMESH_TEST_RENEWAL;
@@ -77,6 +78,15 @@ describe('renewed certificates', { skip: CERTS ? false : 'AGENTMESH_TEST_RENEWAL
     server.forceShutdown();
     process.off('warning', onWarning);
     rmSync(live, { recursive: true, force: true });
+  });
+
+  test('a set is sound when the certificate comes with its key and every CA certificate is whole', () => {
+    const pem = { ca: readFileSync(file('ca.pem')), cert: readFileSync(file('client.pem')), key: readFileSync(file('client-key.pem')) };
+    checkSet(pem);
+    assert.throws(() => checkSet({ ...pem, key: readFileSync(file('renewed-key.pem')) }), /not the certificate's/);
+    const cut = Buffer.concat([pem.ca, pem.ca.subarray(0, 200)]);
+    assert.throws(() => checkSet({ ...pem, ca: cut }), /cut short/);
+    assert.throws(() => checkSet({ ...pem, cert: pem.cert.subarray(0, 200) }));
   });
 
   test('the client presents its renewed certificate; a call begun before the renewal ends on the old channel', async () => {
