@@ -20,10 +20,10 @@ from agentmesh.v1 import scheduler_pb2
 from tests.integration import test_node_worker
 from tests.integration.test_node_client import node_test
 from tests.integration.test_node_worker import FRENCH, NodeWorker, language_plan, status_of
-from tests.integration.test_tls_renewal import now, presented_serial, rewrite, serial
+from tests.integration.test_tls_renewal import now, rewrite, serial
 from tests.support.mesh import Mesh, wait_for
 from tests.support.proxy import Proxy
-from tests.support.tls import Certs, Identity
+from tests.support.tls import Certs, Identity, presented
 
 #: Skipped, as test_node_worker.py is, without Node.js and the worker's modules.
 pytestmark = [pytest.mark.integration, test_node_worker.pytestmark]
@@ -61,6 +61,11 @@ def node(mesh: Mesh) -> Iterator[Callable[..., NodeWorker]]:
     yield start
     for worker in started:
         worker.stop()
+
+
+def presented_serial(port: int, caller: Identity) -> int:
+    serial_number: int = presented(port, caller).serial_number
+    return serial_number
 
 
 def free_port() -> int:
