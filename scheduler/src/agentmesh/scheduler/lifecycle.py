@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING
 from agentmesh.errors import Unavailable
 from agentmesh.scheduler.calls import EventSink, ignore_events
 from agentmesh.scheduler.executor import Executor
-from agentmesh.scheduler.records import ErrorRecord, RequestRecord, SubtaskRecord, split_key
+from agentmesh.scheduler.records import (
+    ErrorRecord,
+    RequestRecord,
+    SubtaskRecord,
+    key_fields,
+    split_key,
+)
 from agentmesh.scheduler.requests import RequestIndex
 from agentmesh.scheduler.states import RequestState, SubtaskState
 from agentmesh.scheduler.stats import Finished, RequestWindow
@@ -74,7 +80,7 @@ class RequestRunner:
         on_event: EventSink,
     ) -> RequestRecord:
         """Run a finished request again under its id, keeping the subtasks that succeeded."""
-        log.info("running a failed request again", extra={"request_id": record.request_id})
+        log.info("running a failed request again", extra=key_fields(record.key))
         kept = {s.id: s for s in record.subtasks.values() if s.state == SubtaskState.SUCCEEDED}
         record.subtasks = {
             s.id: kept.get(s.id) or SubtaskRecord(s.id, s.capability) for s in record.plan.steps
@@ -197,7 +203,7 @@ class RequestRunner:
         price is that a store that fails just then has run the steps of a request that is
         then answered UNAVAILABLE (its repeat is answered from the workers' stores).
         """
-        logs.REQUEST_ID.set(record.request_id)
+        logs.working_on(record.request_id, record.tenant)
         if delay > 0:
             await asyncio.sleep(delay)
         elif on_plan is not None:
