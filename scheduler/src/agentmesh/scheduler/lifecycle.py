@@ -257,6 +257,7 @@ class RequestRunner:
                 at=now,
                 wall_time=record.finished_at or time.time(),
                 error_code=record.error.code if record.error else "",
+                tenant=record.tenant,
             )
         )
         log.info(
