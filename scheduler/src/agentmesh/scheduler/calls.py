@@ -250,6 +250,14 @@ class DispatchObserver(Protocol):
         """A request was answered with an error before it was accepted."""
         ...
 
+    def requests_taken_over(self, count: int) -> None:
+        """This replica took over `count` running requests of a replica whose lease expired."""
+        ...
+
+    def request_fenced(self) -> None:
+        """This replica stopped running a request another replica took over."""
+        ...
+
 
 class NullObserver:
     """An observer that records nothing."""
@@ -293,4 +301,10 @@ class NullObserver:
         pass
 
     def request_refused(self, workflow: str, code: str) -> None:
+        pass
+
+    def requests_taken_over(self, count: int) -> None:
+        pass
+
+    def request_fenced(self) -> None:
         pass

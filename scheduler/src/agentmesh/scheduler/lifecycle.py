@@ -141,14 +141,18 @@ class RequestRunner:
             raise Unavailable(f"request {split_key(key)[1]!r} is gone from the store")
         return record
 
-    def lose(self, key: str) -> None:
+    def lose(self, key: str) -> bool:
         """Another replica owns the request kept under `key` now: stop running it, keep
-        nothing of it."""
+        nothing of it. False when it was already known lost (writes queued before the
+        loss was found are refused in later batches too)."""
+        if key in self.lost:
+            return False
         self.lost.add(key)
         task = self.requests.running(key)
         self.requests.forget(key)
         if task is not None and not task.done():
             task.cancel()
+        return True
 
     @property
     def _where(self) -> dict[str, str]:

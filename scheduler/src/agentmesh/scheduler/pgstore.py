@@ -50,7 +50,7 @@ from agentmesh.scheduler.pgreplicas import (
     Lease,
     default_replica,
 )
-from agentmesh.scheduler.records import RequestRecord, SubtaskRecord, split_key
+from agentmesh.scheduler.records import RequestRecord, SubtaskRecord
 from agentmesh.scheduler.states import SubtaskState
 from agentmesh.scheduler.store import STORE_UNAVAILABLE, StoreError
 from agentmesh.scheduler.storerows import (
@@ -289,12 +289,7 @@ class PostgresStore:
 
     def _lose(self, key: str) -> None:
         self._epochs.pop(key, None)
-        tenant, request_id = split_key(key)
-        log.warning(
-            "request taken over by another scheduler: no longer run here",
-            extra={"request_id": request_id, "tenant": tenant, "replica": self.lease.replica},
-        )
-        self._on_lost(key)
+        self._on_lost(key)  # which logs and counts the loss, once (Replicas)
 
     async def committed(self, timeout: float) -> bool:
         return await self._writer.committed(timeout)

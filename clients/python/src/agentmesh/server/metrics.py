@@ -184,6 +184,19 @@ class SchedulerMetrics:
             registry=registry,
         )
         self.auth_denied = auth_denied_counter(registry)
+        # Unlabelled, so exported at 0 from the start: increase() sees the first one.
+        self.taken_over = Counter(
+            "agentmesh_requests_taken_over",
+            "Running requests this replica took over from another whose lease had expired "
+            "(it died, or stalled past its lease), found by its periodic look.",
+            registry=registry,
+        )
+        self.fenced = Counter(
+            "agentmesh_requests_fenced",
+            "Requests this replica stopped running because a write of theirs was refused: "
+            "another replica had taken them over and finishes them.",
+            registry=registry,
+        )
         self.store_write_errors = Counter(
             "agentmesh_store_write_errors",
             "Commits of the request store that failed (each retry counts).",
@@ -258,6 +271,12 @@ class SchedulerMetrics:
 
     def request_refused(self, workflow: str, code: str) -> None:
         self.requests.labels(workflow or "custom_plan", "refused", code).inc()
+
+    def requests_taken_over(self, count: int) -> None:
+        self.taken_over.inc(count)
+
+    def request_fenced(self) -> None:
+        self.fenced.inc()
 
 
 class MeshCollector(Collector):
