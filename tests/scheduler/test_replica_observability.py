@@ -164,3 +164,11 @@ async def test_a_takeover_and_the_loss_it_causes_are_counted_once_and_name_tenan
     assert {line["replica"] for line in lost} == {"a"}
     assert {line["epoch"] for line in took} == {2}
     print(f"\ntakeover: taken over {on_b.taken_over}, fenced {on_a.fenced}, log lines {len(lost)}")
+
+
+def test_a_request_is_lost_once_however_many_of_its_writes_are_refused(tmp_path: Path) -> None:
+    """RequestRunner.lose says whether a loss is new: Replicas counts and logs only those."""
+    core = make_core(tmp_path / "s.db", Flaky())
+    assert core.runner.lose(f"tenant-a/{ID}") is True
+    assert core.runner.lose(f"tenant-a/{ID}") is False  # a later batch's refused write
+    assert core.runner.lose(f"tenant-b/{ID}") is True  # the other tenant's: another request
