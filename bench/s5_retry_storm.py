@@ -50,7 +50,7 @@ class Params:
 
 
 FULL = Params()
-SMOKE = Params(outage=(4.0, 5.0), after=0.5)
+SMOKE = Params(outage=(8.0, 9.0), after=0.5)
 
 
 def run(log_dir: Path, seed: int, smoke: bool) -> ScenarioResult:

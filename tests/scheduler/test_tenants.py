@@ -1,5 +1,5 @@
 """Tenants: a request is its submitter's tenant's, in memory and in the store, and another
-tenant's callers are told it does not exist."""
+tenant's callers are told it does not exist (test_tenant_ids: each tenant's own ids)."""
 
 from __future__ import annotations
 
@@ -18,43 +18,27 @@ from tests.support.stores import Stores
 
 async def test_a_request_is_its_tenants_and_only_its_tenant_sees_it(tmp_path: Path) -> None:
     core = make_core(tmp_path / "s.db", Flaky())
-    record = await core.submit("r-a", Source(plan=PLAN), dict(TEXT), tenant="a", scope="a")
+    record = await core.submit("r-a", Source(plan=PLAN), dict(TEXT), tenant="a")
     assert record.tenant == "a"
-    assert (await core.read("r-a", scope="a")).request_id == "r-a"
-    assert (await core.read("r-a")).request_id == "r-a"  # an admin sees every tenant's
+    assert (await core.read("r-a", tenant="a")).request_id == "r-a"
     with pytest.raises(NotFound) as hidden:
-        await core.read("r-a", scope="b")
+        await core.read("r-a", tenant="b")
     with pytest.raises(NotFound) as unknown:
-        await core.read("r-none", scope="b")
+        await core.read("r-none", tenant="b")
     # The same answer as for an id nobody used: nothing tells that it exists.
     assert hidden.value.reason == unknown.value.reason == "UNKNOWN_REQUEST"
     assert hidden.value.message == unknown.value.message.replace("r-none", "r-a")
 
 
-async def test_a_repeat_from_another_tenant_is_not_found_and_runs_nothing(
-    tmp_path: Path,
-) -> None:
-    worker = Flaky()
-    core = make_core(tmp_path / "s.db", worker)
-    await core.submit("r-a", Source(plan=PLAN), dict(TEXT), tenant="a", scope="a")
-    with pytest.raises(NotFound):
-        await core.submit("r-a", Source(plan=PLAN), dict(TEXT), tenant="b", scope="b")
-    assert worker.ran == ["first", "second"]
-    again = await core.submit("r-a", Source(plan=PLAN), dict(TEXT), tenant="a", scope="a")
-    assert again.tenant == "a" and worker.ran == ["first", "second"]
-
-
 async def test_the_tenant_survives_a_restart(stores: Stores) -> None:
     core = make_core(stores, Flaky())
-    await core.submit("r-a", Source(plan=PLAN), dict(TEXT), tenant="a", scope="a")
+    await core.submit("r-a", Source(plan=PLAN), dict(TEXT), tenant="a")
     assert core.store is not None
     core.store.close()
     restarted: SchedulerCore = make_core(stores, Flaky())
-    assert (await restarted.read("r-a", scope="a")).tenant == "a"
+    assert (await restarted.read("r-a", tenant="a")).tenant == "a"
     with pytest.raises(NotFound):
-        await restarted.get("r-a", scope="b")
-    with pytest.raises(NotFound):
-        await restarted.submit("r-a", Source(plan=PLAN), dict(TEXT), tenant="b", scope="b")
+        await restarted.get("r-a", tenant="b")
 
 
 def test_a_store_file_from_before_tenants_is_migrated(tmp_path: Path) -> None:
@@ -70,6 +54,6 @@ def test_a_store_file_from_before_tenants_is_migrated(tmp_path: Path) -> None:
     assert old is not None and old.record.tenant == "" and old.fingerprint == "f" * 64
     store.save_request(new_record("new", PLAN, dict(TEXT), 0, 1.0, tenant="t"), 4e9)
     assert store.flush()
-    new = store.load("new")
+    new = store.load("t/new")
     assert new is not None and new.record.tenant == "t"
     store.close()

@@ -18,7 +18,7 @@ from tests.support.mesh import ANY_PORT, Mesh, port_of, wait_for
 
 class ReplicaMesh(Mesh):
     """Schedulers `s1`..`sN` on one database (`url`), and workers that register with every
-    one of them. `client` is s1's; `clients[name]` any replica's."""
+    one of them. `client` is s1's; `clients[name]` any replica's (with `token`, if given)."""
 
     def __init__(self, log_dir: Path, url: str, lease: float = 1.5, **env: str) -> None:
         super().__init__(log_dir, AGENTMESH_STORE=url, AGENTMESH_LEASE=str(lease), **env)
@@ -43,7 +43,7 @@ class ReplicaMesh(Mesh):
         bound = self.ports(name)
         self.replicas[name] = bound.grpc
         self.metrics_ports[name] = port_of(bound.metrics)
-        self.clients[name] = Client(bound.grpc, timeout=30.0)
+        self.clients[name] = Client(bound.grpc, timeout=30.0, token=self.token)
         if not self.port:
             self.port = port_of(bound.grpc)  # `client` and `target`: the first replica
         wait_for(lambda: self._serves(name), 30, f"scheduler {name} to serve")

@@ -27,24 +27,33 @@ def token(role: str, tenant: str = "acme") -> str:
     return mint(TOKEN_KEY, role=role, tenant=tenant, audience=AUD, issuer=ISS, ttl=600)
 
 
-@contextmanager
-def secured_mesh(folder: Path, certs: Certs) -> Iterator[Mesh]:
-    """A scheduler with mutual TLS that checks callers' tokens (TOKEN_KEY's), and one
-    builtin worker `w1`; the mesh's own client presents the client certificate and an
-    admin's token."""
+def token_settings(folder: Path) -> dict[str, str]:
+    """The scheduler's settings that check callers' tokens against TOKEN_KEY (its public
+    key written in `folder`)."""
     (folder / "token.pub").write_bytes(
         TOKEN_KEY.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
+    return {
+        "AGENTMESH_AUTH_PUBLIC_KEY": str(folder / "token.pub"),
+        "AGENTMESH_AUTH_AUDIENCE": AUD,
+        "AGENTMESH_AUTH_ISSUER": ISS,
+    }
+
+
+@contextmanager
+def secured_mesh(folder: Path, certs: Certs, **scheduler_env: str) -> Iterator[Mesh]:
+    """A scheduler with mutual TLS that checks callers' tokens (TOKEN_KEY's), and one
+    builtin worker `w1`; the mesh's own client presents the client certificate and an
+    admin's token. `scheduler_env` adds to the scheduler's settings (AGENTMESH_STORE)."""
     mesh = Mesh(
         folder,
         token=token("admin", ""),
         client_tls=certs.client().config(),
-        AGENTMESH_AUTH_PUBLIC_KEY=str(folder / "token.pub"),
-        AGENTMESH_AUTH_AUDIENCE=AUD,
-        AGENTMESH_AUTH_ISSUER=ISS,
+        **token_settings(folder),
         **certs.scheduler().env,
+        **scheduler_env,
     )
     try:
         mesh.start_scheduler()

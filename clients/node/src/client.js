@@ -89,6 +89,8 @@ function contracts() {
  * @typedef {object} GetRequestOptions
  * @property {string | number} [view] 'REQUEST_VIEW_FULL' (the default: plan and subtasks
  *   included) or 'REQUEST_VIEW_BASIC'
+ * @property {string} [tenant] whose request of that id to read (each tenant has its own
+ *   ids): an admin's choice; a client may name only its own tenant
  * @property {number} [timeout]
  */
 

@@ -588,23 +588,34 @@ class GetRequestRequest(_message.Message):
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     view: Global___RequestView.ValueType
     """How much of the request to answer with: REQUEST_VIEW_FULL (plan and
     subtasks included) when unspecified; REQUEST_VIEW_BASIC for the
     summary alone. INVALID_ARGUMENT for a value outside the enum.
     """
+    tenant: _builtins.str
+    """Whose request of that id to read: each tenant has its own space of
+    request ids. Unset: the caller's own tenant (its token's `tenant`
+    claim; none when tokens are not checked). An admin may name any tenant
+    ("" for requests of no tenant); a client may name only its own, and
+    another is PERMISSION_DENIED (reason TENANT_DENIED).
+    """
     def __init__(
         self,
         *,
         request_id: _builtins.str = ...,
         view: Global___RequestView.ValueType = ...,
+        tenant: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_tenant", b"_tenant", "tenant", b"tenant"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "view", b"view"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_tenant", b"_tenant", "request_id", b"request_id", "tenant", b"tenant", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__tenant: _TypeAlias = _typing.Literal["tenant"]  # noqa: Y015
+    _WhichOneofArgType__tenant: _TypeAlias = _typing.Literal["_tenant", b"_tenant"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__tenant) -> _WhichOneofReturnType__tenant | None: ...
 
 Global___GetRequestRequest: _TypeAlias = GetRequestRequest  # noqa: Y015
 

@@ -46,7 +46,9 @@ class SchedulerServiceStub:
     MISSING_TOKEN, BAD_SIGNATURE, TOKEN_EXPIRED); a role the RPC does not
     allow is PERMISSION_DENIED (reason ROLE_DENIED). Neither is retryable with
     the same token. A client's `tenant` claim tags the requests it submits and
-    is the only tenant whose requests it sees. The health service is open.
+    is the only tenant whose requests it sees; each tenant has its own space of
+    request ids (tenant A's "ticket-124" and tenant B's are two requests). The
+    health service is open.
     With no key configured, tokens are not checked (loopback development).
 
     Transport: with mutual TLS on (AGENTMESH_TLS_*, docs/security.md), every
@@ -169,7 +171,9 @@ class SchedulerServiceServicer:
     MISSING_TOKEN, BAD_SIGNATURE, TOKEN_EXPIRED); a role the RPC does not
     allow is PERMISSION_DENIED (reason ROLE_DENIED). Neither is retryable with
     the same token. A client's `tenant` claim tags the requests it submits and
-    is the only tenant whose requests it sees. The health service is open.
+    is the only tenant whose requests it sees; each tenant has its own space of
+    request ids (tenant A's "ticket-124" and tenant B's are two requests). The
+    health service is open.
     With no key configured, tokens are not checked (loopback development).
 
     Transport: with mutual TLS on (AGENTMESH_TLS_*, docs/security.md), every
@@ -240,6 +244,9 @@ class SchedulerServiceServicer:
         - a repeat of a request that failed with any other code returns the
         same failure;
         - a repeat with other parameters is refused with ALREADY_EXISTS.
+        Ids are the caller's tenant's (its token's `tenant` claim, an admin's
+        too): a request of another tenant with the same id is another request,
+        which a repeat neither attaches to nor is refused by.
 
         Status codes:
         OK
@@ -250,9 +257,7 @@ class SchedulerServiceServicer:
         INVALID_ARGUMENT     empty or oversized input, a malformed plan (cycle,
         unknown capability, bad reference, too many steps),
         with BadRequest field violations; not retryable.
-        NOT_FOUND            unknown workflow; or, to a client, a request id of
-        another tenant's request (reason UNKNOWN_REQUEST,
-        as GetRequest answers); not retryable.
+        NOT_FOUND            unknown workflow; not retryable.
         UNAVAILABLE          no healthy worker offers a capability a required
         step needs (ErrorInfo names it), and none
         registered within AGENTMESH_WORKER_WAIT (5 s by
@@ -313,11 +318,14 @@ class SchedulerServiceServicer:
         Submit's first subtasks may start a moment before), so what GetRequest
         shows survives a restart. The request comes in the FULL view, plan and
         subtasks included, unless GetRequestRequest.view asks for
-        REQUEST_VIEW_BASIC.
+        REQUEST_VIEW_BASIC. The request is the caller's tenant's of that id; an
+        admin may name another tenant in GetRequestRequest.tenant.
 
         Status codes: OK; INVALID_ARGUMENT for an empty request id; NOT_FOUND
-        for an unknown one, and for another tenant's request to a client (the
-        same answer: nothing tells that it exists); UNAVAILABLE (reason
+        for an id the tenant never used (whether or not another tenant did: the
+        same answer, nothing tells); PERMISSION_DENIED (reason TENANT_DENIED,
+        not retryable) for a client naming a tenant other than its own in
+        GetRequestRequest.tenant; UNAVAILABLE (reason
         STORE_UNAVAILABLE) when the store cannot commit a running request before
         the deadline; UNAUTHENTICATED without a valid bearer token (when tokens
         are checked). Safe to retry.
@@ -348,8 +356,8 @@ class SchedulerServiceServicer:
 
         Status codes: as Submit (UNAUTHENTICATED without a valid bearer token,
         when tokens are checked). Retryable when given the same request id. A
-        request id this scheduler saw recently (in memory, not across restarts)
-        with another capability, difficulty, priority or input is refused with
+        request id the caller's tenant used recently (in memory, not across
+        restarts) with another capability, difficulty, priority or input is refused with
         ALREADY_EXISTS (reason REQUEST_ID_REUSED, metadata request_id).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -531,7 +539,9 @@ class SchedulerService:
     MISSING_TOKEN, BAD_SIGNATURE, TOKEN_EXPIRED); a role the RPC does not
     allow is PERMISSION_DENIED (reason ROLE_DENIED). Neither is retryable with
     the same token. A client's `tenant` claim tags the requests it submits and
-    is the only tenant whose requests it sees. The health service is open.
+    is the only tenant whose requests it sees; each tenant has its own space of
+    request ids (tenant A's "ticket-124" and tenant B's are two requests). The
+    health service is open.
     With no key configured, tokens are not checked (loopback development).
 
     Transport: with mutual TLS on (AGENTMESH_TLS_*, docs/security.md), every

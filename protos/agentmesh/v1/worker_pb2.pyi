@@ -268,7 +268,11 @@ class ExecuteRequest(_message.Message):
     DIFFICULTY_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """The parent request; part of the idempotency key. Required."""
+    """The parent request; part of the idempotency key. Required. A
+    scheduler sends a tenant's request as its key, the id qualified by the
+    tenant ("acme/ticket-124"), so that two tenants' requests of the same id
+    are different work; a request of no tenant as its id alone.
+    """
     subtask_id: _builtins.str
     """The subtask (plan step) id; part of the idempotency key. Required."""
     capability: _builtins.str

@@ -17,9 +17,10 @@ import grpc
 from grpc import aio
 
 from agentmesh.agents.link import SchedulerLink
+from agentmesh.certfiles import RenewingChannel
 from agentmesh.server.skills import SKILLS, Skill
 from agentmesh.server.skillspecs import skill_to_proto
-from agentmesh.tls import TlsConfig, aio_channel, scheduler_name
+from agentmesh.tls import TlsConfig, scheduler_name
 from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc, worker_pb2
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,9 @@ class Membership:
         """`info` and `health` are read afresh for each Register call and each beat;
         `skills` gives the contracts of the skills `info` names, for Register. With `tls`
         on, the worker presents its certificate and accepts only the scheduler's
-        (`scheduler.<domain>`), whatever address it dials."""
+        (`scheduler.<domain>`), whatever address it dials; after its certificate files
+        are renewed, its next Register and Heartbeat stream go over a new channel with the
+        new certificate (the stream open at the time stays on its connection)."""
         self.scheduler = scheduler
         self._tls = tls
         self.heartbeat_interval = 1.0
@@ -63,14 +66,14 @@ class Membership:
         self._wake = asyncio.Event()  # send a beat now, without waiting for the interval
         self.link = SchedulerLink(self._wake.set)
         self._stop = asyncio.Event()
-        self._channel: aio.Channel | None = None
+        self._channels: RenewingChannel[scheduler_pb2_grpc.SchedulerServiceAsyncStub] | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Register and keep beating, in the background."""
         tls = self._tls
         name = scheduler_name(tls.domain) if tls is not None else ""
-        self._channel = aio_channel(self.scheduler, tls, server_name=name)
+        self._channels = RenewingChannel(self.scheduler, tls, _stub, server_name=name)
         self._task = asyncio.create_task(self._forever(), name="heartbeats")
 
     def beat_now(self) -> None:
@@ -88,24 +91,28 @@ class Membership:
                 self._task.cancel()
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
+        if self._channels is not None:
+            await self._channels.close()
 
-    async def _register(self, stub: scheduler_pb2_grpc.SchedulerServiceAsyncStub) -> None:
+    async def _register(
+        self, channels: RenewingChannel[scheduler_pb2_grpc.SchedulerServiceAsyncStub]
+    ) -> None:
         """Register, retrying with backoff until the scheduler answers."""
         delay = 0.1
         while True:
             tick = self.link.sent()
             info = self._info()
             try:
-                response = await stub.Register(
-                    scheduler_pb2.RegisterRequest(
-                        worker=info, skills=skill_specs(info, self._skills())
-                    ),
-                    timeout=5.0,
-                )
+                with channels.hold() as stub:
+                    response = await stub.Register(
+                        scheduler_pb2.RegisterRequest(
+                            worker=info, skills=skill_specs(info, self._skills())
+                        ),
+                        timeout=5.0,
+                    )
             except grpc.RpcError as error:
                 self.link.lost()
+                channels.renew(force=True)  # a refused handshake: perhaps a renewed certificate
                 # A refusal (a contract that conflicts with another worker's, a bad spec) is
                 # the operator's to fix: say what the scheduler said, and keep trying.
                 log.warning(
@@ -148,11 +155,12 @@ class Membership:
 
     async def _forever(self) -> None:
         """Keep one Heartbeat stream open, registering again whenever it is lost."""
-        assert self._channel is not None
-        stub = scheduler_pb2_grpc.SchedulerServiceStub(self._channel)
+        channels = self._channels
+        assert channels is not None
         while not self._stop.is_set():
-            await self._register(stub)
+            await self._register(channels)
             sent: deque[int] = deque()
+            stub, release = channels.acquire()
             call = stub.Heartbeat(self._beats(sent))
             try:
                 async for reply in call:
@@ -165,6 +173,7 @@ class Membership:
                     self.link.lost()  # the scheduler ended the stream
             except grpc.RpcError as error:
                 self.link.lost()
+                channels.renew(force=True)  # the next stream is a new handshake perhaps
                 log.warning(
                     "heartbeat stream lost; registering again",
                     extra={"error": str(error.code())},
@@ -172,6 +181,11 @@ class Membership:
                 await asyncio.sleep(0.2)
             finally:
                 call.cancel()  # after a REGISTER directive, the old stream says nothing more
+                release()
+
+
+def _stub(channel: aio.Channel) -> scheduler_pb2_grpc.SchedulerServiceAsyncStub:
+    return scheduler_pb2_grpc.SchedulerServiceStub(channel)
 
 
 def _details(error: grpc.RpcError) -> str:

@@ -20,7 +20,7 @@ or the `AGENTMESH_TOKEN` environment variable, sent with every call as
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeAlias, TypedDict, TypeVar
@@ -30,6 +30,7 @@ from google.protobuf import struct_pb2
 from grpc import aio
 
 from agentmesh import tls as _tls
+from agentmesh.certfiles import RenewingBlockingChannel, RenewingChannel
 from agentmesh.status import from_rpc_error
 from agentmesh.v1 import plan_pb2, scheduler_pb2, scheduler_pb2_grpc
 from agentmesh.wire import dict_to_struct
@@ -127,12 +128,27 @@ def _dispatch_request(
     )
 
 
+_BlockingStub: TypeAlias = scheduler_pb2_grpc.SchedulerServiceStub
+# The asyncio stub is a type of the stubs (.pyi) alone.
+_AioStub: TypeAlias = "scheduler_pb2_grpc.SchedulerServiceAsyncStub"
+
+
+def _blocking_stub(channel: grpc.Channel) -> _BlockingStub:
+    return scheduler_pb2_grpc.SchedulerServiceStub(channel)
+
+
+def _aio_stub(channel: aio.Channel) -> _AioStub:
+    return scheduler_pb2_grpc.SchedulerServiceStub(channel)
+
+
 class Client:
     """A blocking client; `with Client(target) as c:` closes the channel.
 
     `token` is the bearer token sent with every call (default: `AGENTMESH_TOKEN`, if set).
     With `tls` on (`agentmesh.tls.TlsConfig`, e.g. `TlsConfig.from_env()`), the channel is
-    mutual TLS: it presents the caller's certificate and verifies the scheduler's.
+    mutual TLS: it presents the caller's certificate and verifies the scheduler's. When
+    the certificate's files are renewed, the next call (at most a second later) goes over
+    a new channel with the new certificate; calls already running finish on the old one.
     """
 
     def __init__(
@@ -145,8 +161,7 @@ class Client:
     ) -> None:
         self.timeout = timeout
         self._metadata = _credentials(token)
-        self._channel = _tls.channel(target, tls)
-        self._stub = scheduler_pb2_grpc.SchedulerServiceStub(self._channel)
+        self._channels = RenewingBlockingChannel(target, tls, _blocking_stub)
 
     def submit(
         self,
@@ -166,7 +181,7 @@ class Client:
         request = scheduler_pb2.SubmitRequest(
             **_submit_fields(source, data, request_id, priority, cost_budget_usd, view)
         )
-        return self._call(self._stub.Submit, request, timeout).request
+        return self._call(lambda stub: stub.Submit, request, timeout).request
 
     def stream_submit(
         self,
@@ -184,9 +199,8 @@ class Client:
         request = scheduler_pb2.StreamSubmitRequest(
             **_submit_fields(source, data, request_id, priority, cost_budget_usd, view)
         )
-        call = self._stub.StreamSubmit(
-            request, timeout=timeout or self.timeout, metadata=self._metadata
-        )
+        stub, release = self._channels.acquire()
+        call = stub.StreamSubmit(request, timeout=timeout or self.timeout, metadata=self._metadata)
         try:
             yield from call
         except grpc.RpcError as error:
@@ -195,13 +209,24 @@ class Client:
             # Leaving the loop early (or closing the generator) cancels the
             # request and its running subtasks.
             call.cancel()
+            release()
 
     def get_request(
-        self, request_id: str, *, view: int = UNSPECIFIED, timeout: float | None = None
+        self,
+        request_id: str,
+        *,
+        view: int = UNSPECIFIED,
+        timeout: float | None = None,
+        tenant: str | None = None,
     ) -> scheduler_pb2.Request:
-        """A request's state and, once finished, its result: FULL unless `view` is BASIC."""
-        request = scheduler_pb2.GetRequestRequest(request_id=request_id, view=View(view))
-        return self._call(self._stub.GetRequest, request, timeout).request
+        """A request's state and, once finished, its result: FULL unless `view` is BASIC.
+
+        The request of that id in the caller's own tenant, or (for an admin) in `tenant`.
+        """
+        request = scheduler_pb2.GetRequestRequest(
+            request_id=request_id, view=View(view), tenant=tenant
+        )
+        return self._call(lambda stub: stub.GetRequest, request, timeout).request
 
     def decompose(
         self,
@@ -214,7 +239,7 @@ class Client:
         request = scheduler_pb2.DecomposeRequest(
             input=dict_to_struct(dict(data)), **_source(source)
         )
-        return self._call(self._stub.Decompose, request, timeout).plan
+        return self._call(lambda stub: stub.Decompose, request, timeout).plan
 
     def dispatch(
         self,
@@ -228,35 +253,39 @@ class Client:
     ) -> scheduler_pb2.DispatchResponse:
         """One subtask, routed to the best worker offering the capability, with retries."""
         request = _dispatch_request(capability, data, request_id, priority, difficulty)
-        return self._call(self._stub.Dispatch, request, timeout)
+        return self._call(lambda stub: stub.Dispatch, request, timeout)
 
     def list_workers(
         self, capability: str = "", *, timeout: float | None = None
     ) -> list[scheduler_pb2.WorkerStatus]:
         request = scheduler_pb2.ListWorkersRequest(capability=capability)
-        return list(self._call(self._stub.ListWorkers, request, timeout).workers)
+        return list(self._call(lambda stub: stub.ListWorkers, request, timeout).workers)
 
     def get_stats(
         self, recent_requests: int = 0, *, timeout: float | None = None
     ) -> scheduler_pb2.GetStatsResponse:
         """Queues, request outcomes, rate, latency percentiles and the recent requests."""
         request = scheduler_pb2.GetStatsRequest(recent_requests=recent_requests)
-        return self._call(self._stub.GetStats, request, timeout)
+        return self._call(lambda stub: stub.GetStats, request, timeout)
 
     def _call(
         self,
-        method: grpc.UnaryUnaryMultiCallable[Req, Resp],
+        method: Callable[[_BlockingStub], grpc.UnaryUnaryMultiCallable[Req, Resp]],
         request: Req,
         timeout: float | None,
     ) -> Resp:
-        """A unary call with the client's default deadline; errors as agentmesh errors."""
-        try:
-            return method(request, timeout=timeout or self.timeout, metadata=self._metadata)
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+        """A unary call (`method` of the current stub) with the client's default deadline;
+        errors as agentmesh errors."""
+        with self._channels.hold() as stub:
+            try:
+                return method(stub)(
+                    request, timeout=timeout or self.timeout, metadata=self._metadata
+                )
+            except grpc.RpcError as error:
+                raise from_rpc_error(error) from None
 
     def close(self) -> None:
-        self._channel.close()
+        self._channels.close()
 
     def __enter__(self) -> Client:
         return self
@@ -286,8 +315,7 @@ class AsyncClient:
     ) -> None:
         self.timeout = timeout
         self._metadata = _credentials(token)
-        self._channel = _tls.aio_channel(target, tls)
-        self._stub = scheduler_pb2_grpc.SchedulerServiceStub(self._channel)
+        self._channels = RenewingChannel(target, tls, _aio_stub)
 
     async def submit(
         self,
@@ -303,7 +331,7 @@ class AsyncClient:
         request = scheduler_pb2.SubmitRequest(
             **_submit_fields(source, data, request_id, priority, cost_budget_usd, view)
         )
-        return (await self._call(self._stub.Submit, request, timeout)).request
+        return (await self._call(lambda stub: stub.Submit, request, timeout)).request
 
     async def stream_submit(
         self,
@@ -319,9 +347,8 @@ class AsyncClient:
         request = scheduler_pb2.StreamSubmitRequest(
             **_submit_fields(source, data, request_id, priority, cost_budget_usd, view)
         )
-        call = self._stub.StreamSubmit(
-            request, timeout=timeout or self.timeout, metadata=self._metadata
-        )
+        stub, release = self._channels.acquire()
+        call = stub.StreamSubmit(request, timeout=timeout or self.timeout, metadata=self._metadata)
         try:
             async for message in call:
                 yield message
@@ -329,13 +356,21 @@ class AsyncClient:
             raise from_rpc_error(error) from None
         finally:
             call.cancel()
+            release()
 
     async def get_request(
-        self, request_id: str, *, view: int = UNSPECIFIED, timeout: float | None = None
+        self,
+        request_id: str,
+        *,
+        view: int = UNSPECIFIED,
+        timeout: float | None = None,
+        tenant: str | None = None,
     ) -> scheduler_pb2.Request:
         """As `Client.get_request`."""
-        request = scheduler_pb2.GetRequestRequest(request_id=request_id, view=View(view))
-        return (await self._call(self._stub.GetRequest, request, timeout)).request
+        request = scheduler_pb2.GetRequestRequest(
+            request_id=request_id, view=View(view), tenant=tenant
+        )
+        return (await self._call(lambda stub: stub.GetRequest, request, timeout)).request
 
     async def decompose(
         self,
@@ -348,7 +383,7 @@ class AsyncClient:
         request = scheduler_pb2.DecomposeRequest(
             input=dict_to_struct(dict(data)), **_source(source)
         )
-        return (await self._call(self._stub.Decompose, request, timeout)).plan
+        return (await self._call(lambda stub: stub.Decompose, request, timeout)).plan
 
     async def dispatch(
         self,
@@ -362,34 +397,37 @@ class AsyncClient:
     ) -> scheduler_pb2.DispatchResponse:
         """As `Client.dispatch`."""
         request = _dispatch_request(capability, data, request_id, priority, difficulty)
-        return await self._call(self._stub.Dispatch, request, timeout)
+        return await self._call(lambda stub: stub.Dispatch, request, timeout)
 
     async def list_workers(
         self, capability: str = "", *, timeout: float | None = None
     ) -> list[scheduler_pb2.WorkerStatus]:
         request = scheduler_pb2.ListWorkersRequest(capability=capability)
-        return list((await self._call(self._stub.ListWorkers, request, timeout)).workers)
+        return list((await self._call(lambda stub: stub.ListWorkers, request, timeout)).workers)
 
     async def get_stats(
         self, recent_requests: int = 0, *, timeout: float | None = None
     ) -> scheduler_pb2.GetStatsResponse:
         request = scheduler_pb2.GetStatsRequest(recent_requests=recent_requests)
-        return await self._call(self._stub.GetStats, request, timeout)
+        return await self._call(lambda stub: stub.GetStats, request, timeout)
 
     async def _call(
         self,
-        method: aio.UnaryUnaryMultiCallable[Req, Resp],
+        method: Callable[[_AioStub], aio.UnaryUnaryMultiCallable[Req, Resp]],
         request: Req,
         timeout: float | None,
     ) -> Resp:
         """As `Client._call`."""
-        try:
-            return await method(request, timeout=timeout or self.timeout, metadata=self._metadata)
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+        with self._channels.hold() as stub:
+            try:
+                return await method(stub)(
+                    request, timeout=timeout or self.timeout, metadata=self._metadata
+                )
+            except grpc.RpcError as error:
+                raise from_rpc_error(error) from None
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._channels.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self

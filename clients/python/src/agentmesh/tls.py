@@ -15,6 +15,13 @@ the worker id it registered, and a worker verifies that the scheduler it registe
 with is `scheduler.<domain>`, whatever address either dials. A client verifies the
 host it dials, as any TLS client does (`server_name` overrides it). The server side
 (credentials, reading a peer's identity) is `agentmesh.server.tls`.
+
+Certificates are renewed by rewriting their files (cert-manager, a projected Secret):
+`agentmesh.certfiles` notices a change by the files' stat and reads them again only
+then, taking a new certificate only with its own key. Servers follow the files on every
+handshake (`agentmesh.server.tls`); a channel's credentials are fixed when it opens, so
+the owner of a long-lived channel holds a `certfiles.RenewingChannel`, which opens a new
+channel after a change.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agentmesh.errors import AgentmeshError
+from agentmesh.scheduler.records import request_key
 from agentmesh.scheduler.registry import WorkerRecord
 from agentmesh.scheduler.tiers import Budget
 from agentmesh.tiers import Difficulty, Tier
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 class SubtaskCall:
     """One subtask as a worker receives it."""
 
+    #: The request's id as its caller chose it (for spans and logs); the worker is sent
+    #: `key`.
     request_id: str
     subtask_id: str
     capability: str
@@ -43,9 +46,18 @@ class SubtaskCall:
     #: The attempt a fragment made that did not finish it: the attempts go on from there,
     #: as after any failed attempt.
     earlier: Earlier | None = field(default=None, compare=False)
+    #: The tenant whose request (or Dispatch call) it is; "" for none.
+    tenant: str = ""
     #: Expected seconds of its request's work after it (`critical_path`); its queue
     #: orders by deadline less this.
     critical_path: float = 0.0
+
+    @property
+    def key(self) -> str:
+        """The request id the worker is sent, its idempotency key with the subtask id: the
+        request's key (`records.request_key`), so that two tenants' requests of the same
+        id are different work to a worker too."""
+        return request_key(self.tenant, self.request_id)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ protobuf to the calls below and errors to status codes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import random
@@ -38,18 +37,19 @@ from agentmesh.scheduler.config import SchedulerConfig
 from agentmesh.scheduler.dispatcher import Dispatcher
 from agentmesh.scheduler.executor import Executor
 from agentmesh.scheduler.fragments import LoopLoad, Offload
+from agentmesh.scheduler.known import KnownRequests
 from agentmesh.scheduler.lifecycle import RequestRunner
 from agentmesh.scheduler.membership import Membership
 from agentmesh.scheduler.planning import PlanMaker
 from agentmesh.scheduler.planning import Source as Source  # where callers found it before
 from agentmesh.scheduler.plans import Plan
 from agentmesh.scheduler.policies import make_policy
-from agentmesh.scheduler.records import RequestRecord, new_record
+from agentmesh.scheduler.records import RequestRecord, new_record, request_key
 from agentmesh.scheduler.registry import HealthReport, Registry, WorkerRecord, WorkerSpec
 from agentmesh.scheduler.replicas import Replicas, shared
 from agentmesh.scheduler.requests import RequestIndex
 from agentmesh.scheduler.stats import RequestWindow
-from agentmesh.scheduler.store import Store, StoredRequest
+from agentmesh.scheduler.store import Store
 from agentmesh.scheduler.workflows import WorkflowLibrary
 from agentmesh.server import telemetry
 from agentmesh.server.clock import Clock
@@ -111,6 +111,9 @@ class SchedulerCore:
         self.admission = Admission(config, clock)
         self.stats = RequestWindow()
         self.runner = RequestRunner(self.executor, store, self.requests, self.stats, clock)
+        self.known = KnownRequests(
+            config, clock, self.requests, self.runner, store, self.admission, self.dispatcher.slots
+        )
         #: With a store several schedulers share (PostgreSQL): leases and takeovers.
         self.replicas: Replicas | None = None
         if (common := shared(store)) is not None:
@@ -164,7 +167,6 @@ class SchedulerCore:
         on_plan: Callable[[RequestRecord], None] | None = None,
         on_event: EventSink = ignore_events,
         tenant: str = "",
-        scope: str | None = None,
     ) -> RequestRecord:
         """Run a request to its outcome, or attach to it when its id is known.
 
@@ -174,9 +176,9 @@ class SchedulerCore:
         that failed with a retryable code runs again. Raises for what is
         refused before the request is accepted. `on_plan` is called once the
         request is committed, and its subtasks wait for it; without `on_plan`
-        they start at once (the outcome still waits for the store). A new request is
-        `tenant`'s; a known id of a tenant other than `scope` is NOT_FOUND (None: the
-        caller sees every tenant's requests).
+        they start at once (the outcome still waits for the store). The request is
+        `tenant`'s, its id one of that tenant's own (another tenant's of the same id is
+        another request).
         """
         started = False
         try:
@@ -188,8 +190,8 @@ class SchedulerCore:
                 fingerprint = requests.fingerprint(source.canonical(), data, priority, cost_budget)
                 admission.check_request_id(request_id)
                 span.set_attribute(telemetry.REQUEST_ID, request_id)
-                known = await self._known(
-                    request_id, fingerprint, timeout, on_plan, on_event, scope
+                known = await self.known.repeat(
+                    tenant, request_id, fingerprint, timeout, on_plan, on_event
                 )
                 if known is not None:
                     return known
@@ -212,10 +214,10 @@ class SchedulerCore:
             ) as decompose:
                 plan = await self.make_plan(source, data, deadline)
                 decompose.set_attribute("agentmesh.steps", len(plan.steps))
-            if self.requests.get(request_id) is not None:
+            if self.requests.get(request_key(tenant, request_id)) is not None:
                 # The same id arrived while this one was planned: one of them runs.
-                known = await self._known(
-                    request_id, fingerprint, timeout, on_plan, on_event, scope
+                known = await self.known.repeat(
+                    tenant, request_id, fingerprint, timeout, on_plan, on_event
                 )
                 if known is not None:
                     return known
@@ -243,103 +245,15 @@ class SchedulerCore:
             label = source.workflow if source.workflow in self.workflows.names() else "unknown"
         self.dispatcher.observer.request_refused(label, error.code_name)
 
-    async def _known(
-        self,
-        request_id: str,
-        fingerprint: str,
-        timeout: float | None,
-        on_plan: Callable[[RequestRecord], None] | None,
-        on_event: EventSink,
-        scope: str | None = None,
-    ) -> RequestRecord | None:
-        """The outcome for a known request id: attached, stored, or run again; None if unknown.
-        Another tenant's request (than `scope`) is NOT_FOUND."""
-        deadline = self.clock.now() + (
-            timeout if timeout is not None else self.config.default_deadline
-        )
-        running = self.requests.running(request_id)
-        if running is not None:
-            attached = self.requests.get(request_id)
-            if attached is not None:
-                requests.check_tenant(attached, scope)
-            requests.check_same(request_id, self.requests.fingerprint(request_id), fingerprint)
-            try:
-                outcome = await asyncio.shield(running)
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if not running.cancelled() or (current is not None and current.cancelling()):
-                    raise
-                # The caller that started it went away: this repeat runs it again (or,
-                # when another replica took it over, follows it there, below).
-            else:
-                await self.runner.durable(deadline)
-                if request_id not in self.runner.lost:
-                    return outcome
-        record = self.requests.get(request_id)
-        known = self.requests.fingerprint(request_id)
-        if record is None and self.store is not None:
-            stored = await self._load(request_id)
-            if stored is not None:
-                record, known = stored.record, stored.fingerprint
-        if record is None:
-            return None
-        requests.check_tenant(record, scope)
-        requests.check_same(request_id, known, fingerprint)
-        if self.replicas is not None and not record.finished:
-            # Another replica runs it: its outcome, once it has one, from the database.
-            record = await self.runner.followed(request_id, deadline)
-        if requests.rerunnable(record):
-            return await self._rerun(record, fingerprint, timeout, on_plan, on_event)
-        await self.runner.durable(deadline)
-        return record
-
-    async def _rerun(
-        self,
-        record: RequestRecord,
-        fingerprint: str,
-        timeout: float | None,
-        on_plan: Callable[[RequestRecord], None] | None,
-        on_event: EventSink,
-    ) -> RequestRecord:
-        """Run a request that failed with a retryable code again: admitted as a new one."""
-        self.runner.check_store()
-        deadline = self.admission.deadline_from(timeout)
-        self.admission.admit(record.plan, self.requests.active(), self.dispatcher.slots.has_room)
-        return await self.runner.rerun(record, deadline, fingerprint, on_plan, on_event)
-
-    async def _load(self, request_id: str) -> StoredRequest | None:
-        """The request as stored; read in a thread when the store is a database server."""
-        assert self.store is not None
-        if self.store.remote:
-            return await asyncio.to_thread(self.store.load, request_id)
-        return self.store.load(request_id)
-
-    async def get(self, request_id: str, scope: str | None = None) -> RequestRecord:
-        """A request by id; NOT_FOUND for an unknown one, or one of a tenant other than
-        `scope` (None: any tenant's)."""
-        if not request_id:
-            raise InvalidArgument("request_id is empty", [FieldViolation("request_id", "required")])
-        record = self.requests.get(request_id)
-        if record is None and self.store is not None:
-            stored = await self._load(request_id)
-            record = stored.record if stored is not None else None
-        if record is None:
-            raise requests.unknown(request_id)
-        requests.check_tenant(record, scope)
-        return record
+    async def get(self, request_id: str, tenant: str = "") -> RequestRecord:
+        """`tenant`'s request of this id; NOT_FOUND for an id that tenant never used."""
+        return await self.known.get(tenant, request_id)
 
     async def read(
-        self, request_id: str, timeout: float | None = None, scope: str | None = None
+        self, request_id: str, timeout: float | None = None, tenant: str = ""
     ) -> RequestRecord:
-        """`get` for a caller outside (GetRequest): a request that may not be committed yet
-        (a Submit's steps start before its first commit) is shown once it is, so that
-        nothing is shown that a crash could take back. UNAVAILABLE when the store cannot
-        commit within the call's deadline."""
-        record = await self.get(request_id, scope)
-        if self.store is not None and self.requests.get(request_id) is record:
-            remaining = self.config.default_deadline if timeout is None else timeout
-            await self.runner.durable(self.clock.now() + remaining)
-        return record
+        """`get` for a caller outside (GetRequest): shown once committed (`KnownRequests.read`)."""
+        return await self.known.read(tenant, request_id, timeout)
 
     async def dispatch(
         self,
@@ -350,11 +264,13 @@ class SchedulerCore:
         priority: int = 0,
         difficulty: Difficulty = Difficulty.UNSPECIFIED,
         timeout: float | None = None,
+        tenant: str = "",
     ) -> Outcome:
-        """One subtask, routed and retried like a plan step."""
+        """One subtask, routed and retried like a plan step; its id is one of `tenant`'s."""
         if request_id:
             admission.check_request_id(request_id)
             self.requests.claim_dispatch(
+                tenant,
                 request_id,
                 requests.fingerprint(
                     {"capability": capability, "difficulty": difficulty}, data, priority, 0.0
@@ -377,6 +293,7 @@ class SchedulerCore:
             priority=priority,
             difficulty=difficulty,
             deadline=deadline,
+            tenant=tenant,
         )
         return await self.dispatcher.run(call)
 

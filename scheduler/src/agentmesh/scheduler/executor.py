@@ -80,7 +80,7 @@ class Executor:
 
     def _save(self, record: RequestRecord, subtask: SubtaskRecord) -> None:
         if self.journal is not None:
-            self.journal.save_subtask(record.request_id, subtask)
+            self.journal.save_subtask(record.key, subtask)
 
     async def execute(self, record: RequestRecord, deadline: float, on_event: EventSink) -> None:
         """Run every step of the record's plan and fill in the outcome.
@@ -105,7 +105,7 @@ class Executor:
         # A budget is reserved attempt by attempt, before each: no fragments then.
         run.offload = self.dispatcher.offload.mode != fragments.OFF and record.budget is None
         tasks = [
-            asyncio.create_task(self._run_step(run, step), name=f"{record.request_id}/{step.id}")
+            asyncio.create_task(self._run_step(run, step), name=f"{record.key}/{step.id}")
             for step in record.plan.steps
         ]
         answer: dict[str, Any] | None = None
@@ -368,6 +368,7 @@ def _call(run: _Run, step: Step, data: dict[str, Any], **more: Any) -> SubtaskCa
     """The subtask a step of this run sends to a worker, with its input bound."""
     return SubtaskCall(
         request_id=run.record.request_id,
+        tenant=run.record.tenant,
         subtask_id=step.id,
         capability=step.capability,
         input=data,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from agentmesh.errors import Unavailable
 from agentmesh.scheduler.calls import EventSink, ignore_events
 from agentmesh.scheduler.executor import Executor
-from agentmesh.scheduler.records import ErrorRecord, RequestRecord, SubtaskRecord
+from agentmesh.scheduler.records import ErrorRecord, RequestRecord, SubtaskRecord, split_key
 from agentmesh.scheduler.requests import RequestIndex
 from agentmesh.scheduler.states import RequestState, SubtaskState
 from agentmesh.scheduler.stats import Finished, RequestWindow
@@ -61,7 +61,7 @@ class RequestRunner:
         self.stopping = False
         #: With a store several schedulers share: follows the requests others run.
         self.replicas: Replicas | None = None
-        #: Requests this scheduler ran until another replica took them over: nothing it
+        #: Keys of requests this scheduler ran until another replica took them over: nothing it
         #: does with them any more is kept, and their callers are answered from the store.
         self.lost: set[str] = set()
 
@@ -99,47 +99,48 @@ class RequestRunner:
         on_event: EventSink,
     ) -> RequestRecord:
         """Store the request, run it, and return it once its outcome is committed."""
-        self.lost.discard(record.request_id)
+        self.lost.discard(record.key)
         if self.store is not None:
             self.store.save_request(record, self._wall(deadline), fingerprint)
         task = asyncio.create_task(
-            self._run(record, deadline, on_event, on_plan=on_plan), name=record.request_id
+            self._run(record, deadline, on_event, on_plan=on_plan), name=record.key
         )
         self.requests.start(record, task, fingerprint)
         # Cancelling the caller (the client went away) cancels the request.
         try:
             await task
         except asyncio.CancelledError:
-            if not self._lost_here(record.request_id):
+            if not self._lost_here(record.key):
                 raise
-            return await self.followed(record.request_id, deadline)
+            return await self.followed(record.key, deadline)
         if record.error is not None and record.error.reason == STORE_UNAVAILABLE:
             raise Unavailable(record.error.message, reason=STORE_UNAVAILABLE, metadata=self._where)
         await self.durable(deadline)
-        if record.request_id in self.lost:  # its outcome was refused: another replica's
-            return await self.followed(record.request_id, deadline)
+        if record.key in self.lost:  # its outcome was refused: another replica's
+            return await self.followed(record.key, deadline)
         return record
 
-    def _lost_here(self, request_id: str) -> bool:
+    def _lost_here(self, key: str) -> bool:
         """Whether a cancellation is the request's loss to another replica, not the
         caller's going away."""
         current = asyncio.current_task()
-        return request_id in self.lost and not (current is not None and current.cancelling())
+        return key in self.lost and not (current is not None and current.cancelling())
 
-    async def followed(self, request_id: str, deadline: float) -> RequestRecord:
-        """The outcome of a request another replica runs, read from the store once it is
-        finished there."""
+    async def followed(self, key: str, deadline: float) -> RequestRecord:
+        """The outcome of the request kept under `key` that another replica runs, read
+        from the store once it is finished there."""
         assert self.replicas is not None
-        record = await self.replicas.follow(request_id, deadline)
+        record = await self.replicas.follow(key, deadline)
         if record is None:  # cannot be: a request is never deleted while it runs
-            raise Unavailable(f"request {request_id!r} is gone from the store")
+            raise Unavailable(f"request {split_key(key)[1]!r} is gone from the store")
         return record
 
-    def lose(self, request_id: str) -> None:
-        """Another replica owns the request now: stop running it, keep nothing of it."""
-        self.lost.add(request_id)
-        task = self.requests.running(request_id)
-        self.requests.forget(request_id)
+    def lose(self, key: str) -> None:
+        """Another replica owns the request kept under `key` now: stop running it, keep
+        nothing of it."""
+        self.lost.add(key)
+        task = self.requests.running(key)
+        self.requests.forget(key)
         if task is not None and not task.done():
             task.cancel()
 
@@ -224,7 +225,7 @@ class RequestRunner:
         finally:
             record.finished_at = time.time()
             # Another replica's now (`lose`): it finishes the request and counts it.
-            if record.request_id not in self.lost:
+            if record.key not in self.lost:
                 self._finished(record, started)
         return record
 
@@ -283,8 +284,8 @@ class RequestRunner:
         resumed = 0
         for stored in unfinished:
             record = stored.record
-            self.lost.discard(record.request_id)
-            if self.requests.running(record.request_id) is not None:
+            self.lost.discard(record.key)
+            if self.requests.running(record.key) is not None:
                 continue
             for subtask in record.subtasks.values():
                 if subtask.state in (SubtaskState.QUEUED, SubtaskState.RUNNING):
@@ -301,7 +302,7 @@ class RequestRunner:
                 continue
             deadline = self.clock.now() + remaining
             task = asyncio.create_task(
-                self._run(record, deadline, ignore_events, delay=delay), name=record.request_id
+                self._run(record, deadline, ignore_events, delay=delay), name=record.key
             )
             self.requests.start(record, task, stored.fingerprint)
             resumed += 1

@@ -56,7 +56,7 @@ SAVE_REQUEST = (
     " WHERE (requests.state <> 'RUNNING' AND requests.epoch < EXCLUDED.epoch)"
     " OR (requests.owner = EXCLUDED.owner AND requests.epoch <= EXCLUDED.epoch)"
 )
-#: Where the request id and the epoch are in `SAVE_REQUEST`'s parameters.
+#: Where the request's key and the epoch are in `SAVE_REQUEST`'s parameters.
 SAVE_REQUEST_ID, SAVE_REQUEST_EPOCH = 0, 11
 #: The fence of a batch: of the requests it writes (`%s`, their ids), those this replica
 #: (`%s`) owns, with their epochs; each row locked until the batch commits.
@@ -100,9 +100,9 @@ MESH_BACKLOG = (
     "SELECT replica, backlog FROM replicas WHERE seen_at > now() - %s * interval '1 second'"
 )
 
-#: The fenced writes, and where the request id is in their parameters. Their last
-#: parameter is the epoch the write holds the request at: checked against the fence's,
-#: and not sent.
+#: The fenced writes, and where the request's key (the request_id column) is in their
+#: parameters. Their last parameter is the epoch the write holds the request at: checked
+#: against the fence's, and not sent.
 FENCED = {CLEAR_SUBTASKS: 0, SAVE_SUBTASK: 0, FINISH_REQUEST: 4}
 
 

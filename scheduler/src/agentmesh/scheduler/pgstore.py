@@ -52,7 +52,7 @@ from agentmesh.scheduler.pgreplicas import (
     fence,
     fenced_requests,
 )
-from agentmesh.scheduler.records import RequestRecord, SubtaskRecord
+from agentmesh.scheduler.records import RequestRecord, SubtaskRecord, split_key
 from agentmesh.scheduler.states import SubtaskState
 from agentmesh.scheduler.store import STORE_UNAVAILABLE, StoreError
 from agentmesh.scheduler.storerows import (
@@ -177,11 +177,11 @@ class PostgresStore:
     ) -> None:
         #: This scheduler among the replicas sharing the database, and its leases.
         self.lease = Lease(replica or default_replica(), lease)
-        #: The epoch this replica holds each of its running requests at: what its writes
-        #: are fenced with. Written on the event loop, and by `claim` (on a thread).
+        #: The epoch this replica holds each of its running requests at (by key): what its
+        #: writes are fenced with. Written on the event loop, and by `claim` (on a thread).
         self._epochs: dict[str, int] = {}
         #: Told, on the event loop, of requests another replica took over.
-        self._on_lost: Callable[[str], None] = lambda request_id: None
+        self._on_lost: Callable[[str], None] = lambda key: None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connector = Connector(url)
         #: The URL without its password: for log lines and error metadata.
@@ -221,24 +221,24 @@ class PostgresStore:
         """A new request (epoch 1), or one run again (the epoch after the one read), owned
         by this replica; refused (and reported lost) when another replica has it."""
         record.epoch += 1
-        epoch = self._epochs[record.request_id] = record.epoch
+        epoch = self._epochs[record.key] = record.epoch
         row = request_row(record, deadline, fingerprint)
         self._writer.put((SAVE_REQUEST, self.lease.save_request(row, epoch)))
         # As in SqliteStore: a step without a row is PENDING.
-        self._writer.put((CLEAR_SUBTASKS, self.lease.clear_subtasks(record.request_id, epoch)))
+        self._writer.put((CLEAR_SUBTASKS, self.lease.clear_subtasks(record.key, epoch)))
         for subtask in record.subtasks.values():
             if subtask.state is not SubtaskState.PENDING:
-                self.save_subtask(record.request_id, subtask)
+                self.save_subtask(record.key, subtask)
 
-    def save_subtask(self, request_id: str, subtask: SubtaskRecord) -> None:
-        epoch = self._epochs.get(request_id)
+    def save_subtask(self, key: str, subtask: SubtaskRecord) -> None:
+        epoch = self._epochs.get(key)
         if epoch is None:  # no longer this replica's: nothing it does is kept
             return
-        row = self.lease.save_subtask(request_id, subtask.id, subtask_row(subtask), epoch)
+        row = self.lease.save_subtask(key, subtask.id, subtask_row(subtask), epoch)
         self._writer.put((SAVE_SUBTASK, row))
 
     def finish_request(self, record: RequestRecord) -> None:
-        epoch = self._epochs.pop(record.request_id, None)
+        epoch = self._epochs.pop(record.key, None)
         if epoch is not None:
             row = self.lease.finish_request(outcome_row(record), epoch)
             self._writer.put((FINISH_REQUEST, row))
@@ -246,8 +246,8 @@ class PostgresStore:
     # -- replicas (pgreplicas.py) -------------------------------------------------------
 
     def watch(self, on_lost: Callable[[str], None]) -> None:
-        """Call `on_lost(request_id)` on this event loop for each running request another
-        replica took over (found when a fenced write of it is refused)."""
+        """Call `on_lost(key)` on this event loop for each running request (by its key)
+        another replica took over (found when a fenced write of it is refused)."""
         self._loop = asyncio.get_running_loop()
         self._on_lost = on_lost
 
@@ -270,7 +270,7 @@ class PostgresStore:
                 raise self._unreadable(error) from None
         claimed = [self._stored(row) for row in rows]
         for stored in claimed:
-            self._epochs[stored.record.request_id] = stored.record.epoch
+            self._epochs[stored.record.key] = stored.record.epoch
         return claimed
 
     def report_backlog(self, backlog: str) -> None:
@@ -281,25 +281,26 @@ class PostgresStore:
         """Each replica's backlog, of those heard from within `fresh` seconds."""
         return dict(self._read(MESH_BACKLOG, (fresh,)))
 
-    def _lost(self, ids: set[str]) -> None:
-        """From the writer's thread: requests whose writes were refused."""
+    def _lost(self, keys: set[str]) -> None:
+        """From the writer's thread: requests (by key) whose writes were refused."""
         loop = self._loop
-        for request_id in ids:
+        for key in keys:
             if loop is None or loop.is_closed():
-                self._epochs.pop(request_id, None)
+                self._epochs.pop(key, None)
                 continue
             try:
-                loop.call_soon_threadsafe(self._lose, request_id)
+                loop.call_soon_threadsafe(self._lose, key)
             except RuntimeError:  # the loop is closing
                 pass
 
-    def _lose(self, request_id: str) -> None:
-        self._epochs.pop(request_id, None)
+    def _lose(self, key: str) -> None:
+        self._epochs.pop(key, None)
+        tenant, request_id = split_key(key)
         log.warning(
             "request taken over by another scheduler: no longer run here",
-            extra={"request_id": request_id, "replica": self.lease.replica},
+            extra={"request_id": request_id, "tenant": tenant, "replica": self.lease.replica},
         )
-        self._on_lost(request_id)
+        self._on_lost(key)
 
     async def committed(self, timeout: float) -> bool:
         return await self._writer.committed(timeout)
@@ -310,9 +311,10 @@ class PostgresStore:
 
     # -- reads ----------------------------------------------------------------------
 
-    def load(self, request_id: str) -> StoredRequest | None:
-        """The request, or None; UNAVAILABLE (STORE_UNAVAILABLE) when it cannot be read."""
-        rows = self._read(f"{SELECT} WHERE request_id = %s", (request_id,))
+    def load(self, key: str) -> StoredRequest | None:
+        """The request kept under `key`, or None; UNAVAILABLE (STORE_UNAVAILABLE) when it
+        cannot be read."""
+        rows = self._read(f"{SELECT} WHERE request_id = %s", (key,))
         return self._stored(rows[0]) if rows else None
 
     def unfinished(self) -> Iterator[StoredRequest]:

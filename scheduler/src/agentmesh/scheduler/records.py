@@ -18,6 +18,23 @@ from agentmesh.scheduler.tiers import Budget
 from agentmesh.tiers import Tier
 from agentmesh.usage import Usage
 
+#: Between a tenant and a request id in a request's key. Request ids cannot hold it
+#: (admission.check_request_id), so a key is split at its last one whatever the tenant.
+TENANT_SEPARATOR = "/"
+
+
+def request_key(tenant: str, request_id: str) -> str:
+    """The key a request is kept under, in memory and in the stores: its id qualified by
+    its tenant ("acme/ticket-124"), so that each tenant has its own space of ids; the id
+    alone for no tenant, as every request was keyed before tenants had their own."""
+    return f"{tenant}{TENANT_SEPARATOR}{request_id}" if tenant else request_id
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """The tenant and the request id of a request's key (`request_key`)."""
+    tenant, _, request_id = key.rpartition(TENANT_SEPARATOR)
+    return tenant, request_id
+
 
 @dataclass(frozen=True)
 class ErrorRecord:
@@ -104,6 +121,11 @@ class RequestRecord:
     epoch: int = 0
 
     @property
+    def key(self) -> str:
+        """What the scheduler keeps it under: its id in its tenant's space (`request_key`)."""
+        return request_key(self.tenant, self.request_id)
+
+    @property
     def finished(self) -> bool:
         return self.state != RequestState.RUNNING
 
@@ -141,4 +163,6 @@ def new_record(
 class Journal(Protocol):
     """Where every subtask transition is written (the store), if anywhere."""
 
-    def save_subtask(self, request_id: str, subtask: SubtaskRecord) -> None: ...
+    def save_subtask(self, key: str, subtask: SubtaskRecord) -> None:
+        """Write a subtask of the request kept under `key` (`RequestRecord.key`)."""
+        ...

@@ -23,7 +23,7 @@ from typing import Protocol
 from agentmesh.errors import DeadlineExceeded
 from agentmesh.scheduler.backlog import ReplicaBacklog
 from agentmesh.scheduler.pgreplicas import Lease
-from agentmesh.scheduler.records import RequestRecord
+from agentmesh.scheduler.records import RequestRecord, split_key
 from agentmesh.scheduler.states import RequestState
 from agentmesh.scheduler.store import Store, StoredRequest
 from agentmesh.server.clock import Clock
@@ -61,7 +61,7 @@ class Runner(Protocol):
 
     def resume(self, stored: list[StoredRequest], delay: float = 0.0) -> int: ...
 
-    def lose(self, request_id: str) -> None: ...
+    def lose(self, key: str) -> None: ...
 
 
 class Replicas:
@@ -116,12 +116,13 @@ class Replicas:
         )
         return self.runner.resume(claimed)
 
-    async def follow(self, request_id: str, deadline: float) -> RequestRecord | None:
-        """The request read from the database once it has finished, another replica having
-        run it; None if it is not there. DEADLINE_EXCEEDED if it is still running at
-        `deadline` (on the clock)."""
+    async def follow(self, key: str, deadline: float) -> RequestRecord | None:
+        """The request kept under `key`, read from the database once it has finished,
+        another replica having run it; None if it is not there. DEADLINE_EXCEEDED if it is
+        still running at `deadline` (on the clock)."""
+        request_id = split_key(key)[1]
         while True:
-            stored = await asyncio.to_thread(self.store.load, request_id)
+            stored = await asyncio.to_thread(self.store.load, key)
             if stored is None or stored.record.state != RequestState.RUNNING:
                 return stored.record if stored is not None else None
             if self.clock.now() + FOLLOW_INTERVAL >= deadline:

@@ -4,9 +4,12 @@ The store (`store.py`) holds every request durably; this index is what the
 scheduler consults first, and where a running request's task lives, so that
 a repeated request id attaches to it.
 
-A request id is an idempotency key for one set of parameters: each request
-keeps a fingerprint (a digest of its source, input, priority and cost
-budget), and a repeat is compared with it before it is answered.
+A request id is an idempotency key for one set of parameters, in its
+tenant's own space of ids: requests are indexed by their key
+(`records.request_key`, the id qualified by the tenant), so that two
+tenants' requests of the same id are two requests. Each request keeps a
+fingerprint (a digest of its source, input, priority and cost budget), and
+a repeat is compared with it before it is answered.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agentmesh.errors import AlreadyExists, NotFound
-from agentmesh.scheduler.records import RequestRecord
+from agentmesh.scheduler.records import RequestRecord, request_key
 from agentmesh.scheduler.states import RequestState
 
 #: Failures after which a repeat of the request runs it again, under the same
@@ -62,13 +65,6 @@ def unknown(request_id: str) -> NotFound:
     return NotFound(f"no request {request_id!r}", reason="UNKNOWN_REQUEST")
 
 
-def check_tenant(record: RequestRecord, scope: str | None) -> None:
-    """Refuse another tenant's request as if it did not exist (NOT_FOUND, not a leak of
-    its existence); a `scope` of None sees every tenant's requests."""
-    if scope is not None and record.tenant != scope:
-        raise unknown(record.request_id)
-
-
 def rerunnable(record: RequestRecord) -> bool:
     """Whether a repeat runs this finished request again: it failed with a retryable code."""
     if record.state == RequestState.CANCELLED:
@@ -81,7 +77,8 @@ def rerunnable(record: RequestRecord) -> bool:
 
 
 class RequestIndex:
-    """Requests by id: the running ones, and a bounded window of finished ones."""
+    """Requests by key (`RequestRecord.key`): the running ones, and a bounded window of
+    finished ones."""
 
     def __init__(self, retained: int) -> None:
         self.retained = retained
@@ -91,14 +88,14 @@ class RequestIndex:
         #: Dispatch calls' request ids and fingerprints, the most recent `retained`.
         self._dispatched: OrderedDict[str, str] = OrderedDict()
 
-    def get(self, request_id: str) -> RequestRecord | None:
-        return self._records.get(request_id)
+    def get(self, key: str) -> RequestRecord | None:
+        return self._records.get(key)
 
-    def fingerprint(self, request_id: str) -> str | None:
-        return self._fingerprints.get(request_id)
+    def fingerprint(self, key: str) -> str | None:
+        return self._fingerprints.get(key)
 
-    def running(self, request_id: str) -> asyncio.Task[RequestRecord] | None:
-        return self._running.get(request_id)
+    def running(self, key: str) -> asyncio.Task[RequestRecord] | None:
+        return self._running.get(key)
 
     def active(self) -> int:
         return len(self._running)
@@ -106,30 +103,33 @@ class RequestIndex:
     def start(
         self, record: RequestRecord, task: asyncio.Task[RequestRecord], fingerprint: str = ""
     ) -> None:
-        self._records[record.request_id] = record
-        self._records.move_to_end(record.request_id)
-        self._fingerprints[record.request_id] = fingerprint
-        self._running[record.request_id] = task
-        task.add_done_callback(lambda done: self._finish(record.request_id, done))
+        key = record.key
+        self._records[key] = record
+        self._records.move_to_end(key)
+        self._fingerprints[key] = fingerprint
+        self._running[key] = task
+        task.add_done_callback(lambda done: self._finish(key, done))
 
-    def forget(self, request_id: str) -> None:
+    def forget(self, key: str) -> None:
         """Drop a request run here no longer (another scheduler has it): it is read from
         the store from now on."""
-        self._records.pop(request_id, None)
-        self._fingerprints.pop(request_id, None)
-        self._running.pop(request_id, None)
+        self._records.pop(key, None)
+        self._fingerprints.pop(key, None)
+        self._running.pop(key, None)
 
-    def claim_dispatch(self, request_id: str, fingerprint: str) -> None:
-        """Remember a Dispatch call's id; refuse it when it was used with other parameters."""
-        check_same(request_id, self._dispatched.get(request_id), fingerprint)
-        self._dispatched[request_id] = fingerprint
-        self._dispatched.move_to_end(request_id)
+    def claim_dispatch(self, tenant: str, request_id: str, fingerprint: str) -> None:
+        """Remember a Dispatch call's id (in its tenant's space); refuse it when it was
+        used with other parameters."""
+        key = request_key(tenant, request_id)
+        check_same(request_id, self._dispatched.get(key), fingerprint)
+        self._dispatched[key] = fingerprint
+        self._dispatched.move_to_end(key)
         while len(self._dispatched) > self.retained:
             self._dispatched.popitem(last=False)
 
-    def _finish(self, request_id: str, task: asyncio.Task[RequestRecord]) -> None:
-        if self._running.get(request_id) is task:  # not a run that replaced it
-            del self._running[request_id]
+    def _finish(self, key: str, task: asyncio.Task[RequestRecord]) -> None:
+        if self._running.get(key) is task:  # not a run that replaced it
+            del self._running[key]
         while len(self._records) > self.retained:
             oldest = next(iter(self._records))
             if oldest in self._running:

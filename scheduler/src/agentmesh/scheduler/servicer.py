@@ -186,7 +186,6 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             input_size=request.input.ByteSize(),
             timeout=context.time_remaining(),
             tenant=caller.tenant,
-            scope=caller.scope,
             **follow,
         )
 
@@ -195,7 +194,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         self, request: scheduler_pb2.GetRequestRequest, context: Context
     ) -> scheduler_pb2.GetRequestResponse:
         caller = self._admit(context, "GetRequest")
-        record = await self.core.read(request.request_id, context.time_remaining(), caller.scope)
+        tenant = caller.reads(request.tenant if request.HasField("tenant") else None)
+        record = await self.core.read(request.request_id, context.time_remaining(), tenant)
         # GetRequest exists to inspect a request: FULL unless BASIC is asked for.
         full = request.view != scheduler_pb2.REQUEST_VIEW_BASIC
         return scheduler_pb2.GetRequestResponse(request=convert.request_to_proto(record, full=full))
@@ -217,7 +217,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def Dispatch(
         self, request: scheduler_pb2.DispatchRequest, context: Context
     ) -> scheduler_pb2.DispatchResponse:
-        self._admit(context, "Dispatch")
+        caller = self._admit(context, "Dispatch")
         with telemetry.server_span(DISPATCH, context.invocation_metadata()):
             outcome = await self.core.dispatch(
                 request.request_id,
@@ -226,6 +226,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 priority=request.priority,
                 difficulty=wire.difficulty_from_proto(request.difficulty),
                 timeout=context.time_remaining(),
+                tenant=caller.tenant,
             )
         result = outcome.result
         return scheduler_pb2.DispatchResponse(

@@ -75,7 +75,10 @@ class Store(Protocol):
         """Record a request with its plan and subtasks; `deadline` is wall-clock time."""
         ...
 
-    def save_subtask(self, request_id: str, subtask: SubtaskRecord) -> None: ...
+    def save_subtask(self, key: str, subtask: SubtaskRecord) -> None:
+        """Record a subtask's transition, of the request kept under `key`
+        (`RequestRecord.key`)."""
+        ...
 
     def finish_request(self, record: RequestRecord) -> None: ...
 
@@ -83,7 +86,10 @@ class Store(Protocol):
         """Wait until every write queued so far is committed; False after `timeout` seconds."""
         ...
 
-    def load(self, request_id: str) -> StoredRequest | None: ...
+    def load(self, key: str) -> StoredRequest | None:
+        """The request kept under `key` (`records.request_key`: its id in its tenant's
+        space), or None."""
+        ...
 
     def unfinished(self) -> Iterator[StoredRequest]:
         """Every request not finished yet."""
@@ -94,6 +100,7 @@ class Store(Protocol):
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
+    -- The request's key: its id, qualified by its tenant ("acme/ticket-124") when it has one.
     request_id TEXT PRIMARY KEY,
     plan TEXT NOT NULL,
     input TEXT NOT NULL,
@@ -123,6 +130,22 @@ MIGRATIONS = {
     # The caller's tenant; requests from before tenants are no tenant's ("").
     "tenant": "ALTER TABLE requests ADD COLUMN tenant TEXT NOT NULL DEFAULT ''",
 }
+
+#: The schema's version (PRAGMA user_version) once the upgrades below are applied.
+VERSION = 1
+
+#: Version 1: each tenant's own space of request ids. A tenant's rows, keyed by the bare
+#: id before, are keyed by the id qualified by the tenant (`records.request_key`); rows
+#: of no tenant keep their key. A key already qualified holds a "/", which no id holds.
+TENANT_KEYS = """
+UPDATE subtasks SET request_id = (
+    SELECT r.tenant || '/' || r.request_id FROM requests r WHERE r.request_id = subtasks.request_id
+) WHERE request_id IN (
+    SELECT request_id FROM requests WHERE tenant <> '' AND instr(request_id, '/') = 0
+);
+UPDATE requests SET request_id = tenant || '/' || request_id
+    WHERE tenant <> '' AND instr(request_id, '/') = 0;
+"""
 
 
 class StoreError(Exception):
@@ -205,16 +228,16 @@ class SqliteStore:
         )
         # A subtask without a row is PENDING (`stored_request`): a new request writes none,
         # and a request run again keeps only the rows of what it kept.
-        self._writer.put(("DELETE FROM subtasks WHERE request_id = ?", (record.request_id,)))
+        self._writer.put(("DELETE FROM subtasks WHERE request_id = ?", (record.key,)))
         for subtask in record.subtasks.values():
             if subtask.state is not SubtaskState.PENDING:
-                self.save_subtask(record.request_id, subtask)
+                self.save_subtask(record.key, subtask)
 
-    def save_subtask(self, request_id: str, subtask: SubtaskRecord) -> None:
+    def save_subtask(self, key: str, subtask: SubtaskRecord) -> None:
         self._writer.put(
             (
                 "INSERT OR REPLACE INTO subtasks (request_id, subtask_id, record) VALUES (?, ?, ?)",
-                (request_id, subtask.id, subtask_row(subtask)),
+                (key, subtask.id, subtask_row(subtask)),
             )
         )
 
@@ -236,10 +259,10 @@ class SqliteStore:
 
     # -- reads ----------------------------------------------------------------------
 
-    def load(self, request_id: str) -> StoredRequest | None:
+    def load(self, key: str) -> StoredRequest | None:
         with self._lock:
             row = self._db.execute(
-                f"SELECT {COLUMNS} FROM requests WHERE request_id = ?", (request_id,)
+                f"SELECT {COLUMNS} FROM requests WHERE request_id = ?", (key,)
             ).fetchone()
             return None if row is None else self._stored(row)
 
@@ -288,6 +311,8 @@ def _open(path: str) -> sqlite3.Connection:
         for column, statement in MIGRATIONS.items():
             if column not in columns:
                 db.execute(statement)
+        if db.execute("PRAGMA user_version").fetchone()[0] < VERSION:
+            _upgrade(db)
     except sqlite3.DatabaseError as error:
         db.close()
         raise StoreError(
@@ -300,6 +325,21 @@ def _open(path: str) -> sqlite3.Connection:
     if created:
         log.info("created a new request store", extra={"store": path})
     return db
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Apply the schema's versioned upgrades (`TENANT_KEYS`), in one transaction with the
+    new version: a scheduler stopped in the middle leaves the file as it was."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in TENANT_KEYS.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 class SqliteSink:

@@ -4,6 +4,10 @@ Both stores keep the same columns, with the structured ones (plan, input,
 answer, error, a subtask's record) as JSON text: text, not PostgreSQL's
 json types, so that whatever SQLite keeps PostgreSQL keeps too (jsonb
 would reorder an answer's keys and refuse a "\\u0000"; json refuses NaN).
+
+The `request_id` column holds a request's key (`records.request_key`): its
+id qualified by its tenant ("acme/ticket-124"), or the id alone for no
+tenant, so that each tenant has its own space of ids in one primary key.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from agentmesh.scheduler.plans import plan_from_dict, plan_to_dict
-from agentmesh.scheduler.records import ErrorRecord, RequestRecord, SubtaskRecord
+from agentmesh.scheduler.records import ErrorRecord, RequestRecord, SubtaskRecord, split_key
 from agentmesh.scheduler.states import RequestState, SubtaskState
 from agentmesh.scheduler.tiers import Budget
 from agentmesh.tiers import Tier
@@ -40,10 +44,10 @@ class StoredRequest:
 
 
 def request_row(record: RequestRecord, deadline: float, fingerprint: str) -> tuple[Any, ...]:
-    """A new request's row: request_id, plan, input, priority, budget, deadline, state,
-    created_at, fingerprint, tenant."""
+    """A new request's row: its key (as request_id), plan, input, priority, budget,
+    deadline, state, created_at, fingerprint, tenant."""
     return (
-        record.request_id,
+        record.key,
         json.dumps(plan_to_dict(record.plan)),
         json.dumps(record.input),
         record.priority,
@@ -57,13 +61,13 @@ def request_row(record: RequestRecord, deadline: float, fingerprint: str) -> tup
 
 
 def outcome_row(record: RequestRecord) -> tuple[Any, ...]:
-    """A finished request's state, answer, error, finished_at, and its request_id."""
+    """A finished request's state, answer, error, finished_at, and its key."""
     return (
         str(record.state),
         json.dumps(record.answer) if record.answer is not None else None,
         json.dumps(asdict(record.error)) if record.error else None,
         record.finished_at,
-        record.request_id,
+        record.key,
     )
 
 
@@ -78,7 +82,7 @@ def subtask_row(subtask: SubtaskRecord) -> str:
 def stored_request(row: tuple[Any, ...], subtask_rows: Iterable[str]) -> StoredRequest:
     """A request from its row (`COLUMNS`) and the JSON text of its subtasks' rows."""
     (
-        request_id,
+        key,
         plan,
         data,
         priority,
@@ -93,7 +97,7 @@ def stored_request(row: tuple[Any, ...], subtask_rows: Iterable[str]) -> StoredR
         tenant,
     ) = row
     record = RequestRecord(
-        request_id=request_id,
+        request_id=split_key(key)[1],
         plan=plan_from_dict(json.loads(plan)),
         input=json.loads(data),
         priority=priority,

@@ -16,7 +16,7 @@ import asyncio
 import functools
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from google.protobuf import json_format, struct_pb2
 from google.rpc import status_pb2
 from grpc import aio
 
+from agentmesh.certfiles import CertificateFiles, RenewingChannel
 from agentmesh.errors import AgentmeshError, DeadlineExceeded, Unavailable
 from agentmesh.scheduler.calls import (
     NO_DEFAULT,
@@ -37,11 +38,15 @@ from agentmesh.scheduler.calls import (
 from agentmesh.scheduler.registry import WorkerRecord
 from agentmesh.server import telemetry
 from agentmesh.status import error_from_status, from_rpc_error
-from agentmesh.tls import TlsConfig, aio_channel, worker_name
+from agentmesh.tls import TlsConfig, worker_name
 from agentmesh.v1 import worker_pb2, worker_pb2_grpc
 from agentmesh.wire import dict_to_struct, difficulty_to_proto, struct_to_dict, usage_from_proto
 
 log = logging.getLogger(__name__)
+
+
+def _stub(channel: aio.Channel) -> worker_pb2_grpc.WorkerServiceAsyncStub:
+    return worker_pb2_grpc.WorkerServiceStub(channel)
 
 
 @dataclass
@@ -49,8 +54,7 @@ class _Link:
     """What the transport keeps for one worker: its channel, and its stream once used."""
 
     address: str
-    channel: aio.Channel
-    stub: worker_pb2_grpc.WorkerServiceAsyncStub
+    channel: RenewingChannel[worker_pb2_grpc.WorkerServiceAsyncStub]
     stream: _Stream | None = None
 
     async def close(self) -> None:
@@ -65,12 +69,17 @@ class GrpcTransport:
     A worker that registers again under the same id at another address (it
     restarted on a new port) gets a new channel. With TLS on, the channel presents the
     scheduler's certificate and accepts only a server certificate that names the worker
-    id it dials (`<worker_id>.worker.<domain>`), whatever its address.
+    id it dials (`<worker_id>.worker.<domain>`), whatever its address. When the
+    scheduler's certificate files are renewed, the next call or stream to a worker goes
+    over a new channel with the new certificate (`certfiles.RenewingChannel`); a stream
+    already open stays on its connection until it ends.
     """
 
     def __init__(self, tls: TlsConfig | None = None) -> None:
         self._links: dict[str, _Link] = {}
         self._tls = tls
+        # One look at the files serves every worker's channel (and one warning).
+        self._files = CertificateFiles(tls) if tls is not None and tls.enabled else None
 
     async def _link(self, worker: WorkerRecord) -> _Link:
         link = self._links.get(worker.worker_id)
@@ -79,9 +88,11 @@ class GrpcTransport:
             link = None
         if link is None:
             try:
-                channel = aio_channel(
+                channel = RenewingChannel(
                     worker.spec.address,
                     self._tls,
+                    _stub,
+                    files=self._files,
                     server_name=worker_name(worker.worker_id, self._tls.domain)
                     if self._tls is not None
                     else "",
@@ -91,7 +102,7 @@ class GrpcTransport:
                     f"cannot reach worker {worker.worker_id} at {worker.spec.address!r}: {error}",
                     reason="WORKER_UNREACHABLE",
                 ) from None
-            link = _Link(worker.spec.address, channel, worker_pb2_grpc.WorkerServiceStub(channel))
+            link = _Link(worker.spec.address, channel)
             self._links[worker.worker_id] = link
         return link
 
@@ -108,16 +119,27 @@ class GrpcTransport:
         timeout = max(timeout, 0.001)
         if worker.spec.execute_stream:
             if link.stream is None or link.stream.broken:
-                link.stream = _Stream(link.stub, worker.worker_id)
+                # A new stream may need a new handshake: with the files as they are now.
+                link.channel.renew(force=True)
+                stub, release = link.channel.acquire()
+                try:
+                    link.stream = _Stream(stub, release, worker.worker_id)
+                except BaseException:
+                    release()
+                    raise
             return await link.stream.execute(request, timeout, followers)
         if followers:
             raise ValueError(f"worker {worker.worker_id} runs no fragments: no ExecuteStream")
-        try:
-            response = await link.stub.Execute(
-                request, timeout=timeout, metadata=telemetry.outgoing_metadata()
-            )
-        except grpc.RpcError as error:
-            raise _worker_error(from_rpc_error(error), worker.worker_id) from None
+        with link.channel.hold() as stub:
+            try:
+                response = await stub.Execute(
+                    request, timeout=timeout, metadata=telemetry.outgoing_metadata()
+                )
+            except grpc.RpcError as error:
+                failure = from_rpc_error(error)
+                if failure.code_name == "UNAVAILABLE":  # perhaps a handshake: look at the files
+                    link.channel.renew(force=True)
+                raise _worker_error(failure, worker.worker_id) from None
         return _result(response)
 
     async def forget(self, worker_id: str) -> None:
@@ -142,9 +164,16 @@ class _Stream:
     subtask opens a new stream.
     """
 
-    def __init__(self, stub: worker_pb2_grpc.WorkerServiceAsyncStub, worker_id: str) -> None:
+    def __init__(
+        self,
+        stub: worker_pb2_grpc.WorkerServiceAsyncStub,
+        release: Callable[[], None],
+        worker_id: str,
+    ) -> None:
+        """`release` lets go of the channel of `stub` when the stream ends."""
         self.worker_id = worker_id
         self.broken = False
+        self._release = release
         self._call = stub.ExecuteStream()
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[ExecuteResult]] = {}
@@ -302,6 +331,7 @@ class _Stream:
                 extra={"worker_id": self.worker_id, "subtasks": len(waiting)},
             )
         self._call.cancel()
+        self._release()
         for task in self._tasks:
             if task is not asyncio.current_task():
                 task.cancel()
@@ -313,7 +343,7 @@ class _Stream:
 
 def _request(call: SubtaskCall, attempt: int) -> worker_pb2.ExecuteRequest:
     return worker_pb2.ExecuteRequest(
-        request_id=call.request_id,
+        request_id=call.key,
         subtask_id=call.subtask_id,
         capability=call.capability,
         input=dict_to_struct(call.input),

@@ -12,6 +12,10 @@ the scheme of `agentmesh.tls`. `RequirePeer` refuses calls to chosen methods
 from the wrong kind of peer before the handler runs (a stream before its first
 message) with PERMISSION_DENIED, counted by reason.
 
+A server follows its certificate files: before each handshake it looks at them (a stat
+of each, `agentmesh.certfiles`) and presents a renewed certificate from the first
+handshake after the files change, without a restart.
+
 Without TLS, a server listens on loopback only, unless AGENTMESH_INSECURE=1.
 """
 
@@ -27,6 +31,7 @@ from typing import Any
 import grpc
 from grpc import aio
 
+from agentmesh.certfiles import CertificateFiles, Pem
 from agentmesh.errors import PermissionDenied
 from agentmesh.server.handlers import abort
 from agentmesh.tls import TlsConfig, scheduler_name
@@ -42,11 +47,36 @@ class InsecureListen(ValueError):
 
 def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
     """Credentials of a server that presents `tls`'s certificate and requires a peer
-    certificate signed by the mesh's CA."""
-    return grpc.ssl_server_credentials(
-        [(Path(tls.key).read_bytes(), Path(tls.cert).read_bytes())],
-        root_certificates=Path(tls.ca).read_bytes(),
-        require_client_auth=True,
+    certificate signed by the mesh's CA, as the files say at each handshake: grpc asks
+    before every handshake, and gets a new configuration only when the files changed to a
+    certificate with its own key (a half-written renewal keeps the previous one)."""
+    files = CertificateFiles(tls)
+    served, pem = files.current
+
+    def fetch() -> grpc.ServerCertificateConfiguration | None:
+        # Runs on grpc's threads before each handshake: a stat of three files, and never
+        # an exception (grpc would only log it and keep the old configuration anyway).
+        nonlocal served
+        try:
+            generation, pem = files.look()
+            if generation == served:
+                return None
+            served = generation  # two handshakes at once may both return it: no harm
+            return _configuration(pem)
+        except Exception:
+            log.exception("cannot read the certificate files; serving on with the previous ones")
+            return None
+
+    return grpc.dynamic_ssl_server_credentials(
+        _configuration(pem),
+        fetch,  # type: ignore[arg-type]  # the stubs leave out the None that means "unchanged"
+        require_client_authentication=True,
+    )
+
+
+def _configuration(pem: Pem) -> grpc.ServerCertificateConfiguration:
+    return grpc.ssl_server_certificate_configuration(
+        [(pem.key, pem.cert)], root_certificates=pem.ca
     )
 
 

@@ -30,7 +30,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
-from agentmesh.errors import Unauthenticated
+from agentmesh.errors import PermissionDenied, Unauthenticated
 from agentmesh.server import settings
 
 CLIENT = "client"
@@ -99,6 +99,19 @@ class Caller:
     def scope(self) -> str | None:
         """The one tenant whose requests it may see; None for every tenant's (an admin)."""
         return None if self.role == ADMIN else self.tenant
+
+    def reads(self, tenant: str | None) -> str:
+        """The tenant whose request ids it reads, having asked for `tenant` (None: not
+        named): its own, or any tenant an admin names. PERMISSION_DENIED (reason
+        TENANT_DENIED) for a client naming another."""
+        if tenant is None or tenant == self.tenant:
+            return self.tenant
+        if self.scope is not None:
+            raise PermissionDenied(
+                "a client reads its own tenant's requests only (its token's tenant claim)",
+                reason="TENANT_DENIED",
+            )
+        return tenant
 
 
 #: The caller of every call when tokens are not checked.
