@@ -2,7 +2,7 @@
 
 Against the private PostgreSQL server: one batch of the writer mixes requests
 this replica holds with one another replica took over, and new requests, one
-of them an id another replica has; and the fence's lock keeps a takeover out
+of them an id another replica has; and the fence's lock keeps a takeover off
 until the batch commits. Then `fence` alone, on the epochs a fence read.
 """
 
@@ -132,7 +132,9 @@ def test_one_batch_applies_the_requests_it_holds_and_refuses_only_the_one_taken(
     b.close()
 
 
-def test_a_takeover_waits_for_a_batch_past_its_fence(postgres_url: str) -> None:
+def test_a_takeover_passes_over_a_request_a_batch_has_fenced_until_it_commits(
+    postgres_url: str,
+) -> None:
     a = PostgresStore(postgres_url, replica="a", lease=30)
     a.save_request(new_record("r1", PLAN, {"text": "x"}, 0, 1.0), deadline=4e9)
     assert a.flush(5)
