@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
-import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,6 @@ from typing import Any
 import grpc
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from grpc import aio
 
 from agentmesh.certfiles import CertificateFiles, RenewingChannel, check_pair
@@ -23,7 +20,7 @@ from agentmesh.scheduler.certs import LOOPBACK, Issued, issue
 from agentmesh.server.tls import server_credentials
 from agentmesh.tls import TlsConfig, scheduler_name, worker_name
 from tests.support.fakes import FakeClock
-from tests.support.tls import Certs
+from tests.support.tls import Certs, presented
 
 WORKER = worker_name("w1", "agentmesh.local")
 
@@ -279,25 +276,8 @@ async def test_without_tls_there_is_one_channel_for_ever() -> None:
 # -- the servers' credentials --------------------------------------------------------------
 
 
-def presented(port: int, certs: Certs) -> bytes:
-    """The certificate a server presents to a new TLS connection (a caller's certificate
-    in hand, since it requires one), as DER."""
-    client = certs.client()
-    context = ssl.create_default_context(cafile=str(certs.ca_path))
-    context.load_cert_chain(client.cert, client.key)
-    context.set_alpn_protocols(["h2"])
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
-        context.wrap_socket(raw, server_hostname="localhost") as connection,
-    ):
-        der = connection.getpeercert(binary_form=True)
-    assert der is not None
-    return der
-
-
-def der(issued: Issued | bytes) -> bytes:
-    pem = issued if isinstance(issued, bytes) else issued.cert_pem
-    return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+def certificate(issued: Issued | bytes) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(issued if isinstance(issued, bytes) else issued.cert_pem)
 
 
 async def test_a_server_presents_a_renewed_certificate_from_the_next_handshake(
@@ -306,13 +286,14 @@ async def test_a_server_presents_a_renewed_certificate_from_the_next_handshake(
     identity = certs.scheduler()
     server, port = await _serve_peer_certificate(identity.config())
     loop = asyncio.get_running_loop()
+    caller = certs.client()
     try:
-        first = await loop.run_in_executor(None, presented, port, certs)
-        assert first == der(identity.cert.read_bytes())
+        first = await loop.run_in_executor(None, presented, port, caller)
+        assert first == certificate(identity.cert.read_bytes())
         new = issue(certs.ca, [scheduler_name("agentmesh.local"), *LOOPBACK])
         put(identity.cert, new.cert_pem)  # half-way through a renewal: no key yet
-        assert await loop.run_in_executor(None, presented, port, certs) == first
+        assert await loop.run_in_executor(None, presented, port, caller) == first
         put(identity.key, new.key_pem)
-        assert await loop.run_in_executor(None, presented, port, certs) == der(new)
+        assert await loop.run_in_executor(None, presented, port, caller) == certificate(new)
     finally:
         await server.stop(None)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import socket
-import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from agentmesh.tls import scheduler_name, worker_name
 from agentmesh.v1 import scheduler_pb2, scheduler_pb2_grpc, worker_pb2
 from tests.support.mesh import Mesh, refused, wait_for
 from tests.support.proxy import Proxy
-from tests.support.tls import Certs, Identity
+from tests.support.tls import Certs, Identity, presented
 
 pytestmark = pytest.mark.integration
 
@@ -67,19 +65,6 @@ def rewrite(cert: Path, key: Path, issued: Issued) -> None:
     """Rewrite a worker's files in place, the certificate first, as the CSI driver does."""
     cert.write_bytes(issued.cert_pem)
     key.write_bytes(issued.key_pem)
-
-
-def presented_serial(port: int, caller: Identity) -> int:
-    """The serial number of the certificate a TLS server on `port` presents to a new
-    connection from `caller` (it requires a client certificate)."""
-    context = ssl.create_default_context(cafile=str(caller.ca))
-    context.load_cert_chain(caller.cert, caller.key)
-    context.set_alpn_protocols(["h2"])
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
-        context.wrap_socket(raw, server_hostname="localhost") as connection,
-    ):
-        return int(connection.getpeercert()["serialNumber"], 16)  # type: ignore[index, arg-type]
 
 
 def serial(issued: Issued) -> int:
@@ -135,16 +120,16 @@ def test_a_mesh_serves_on_past_the_expiry_of_its_first_certificates(
         mesh.wait_workers({"w1"})
         submitted(mesh.client)
         assert now() < expiry, "the mesh took longer to start than its first certificates live"
-        assert presented_serial(mesh.port, caller) == serial(first_scheduler)
-        assert presented_serial(worker_port, caller) == serial(first_worker)
+        assert presented(mesh.port, caller).serial_number == serial(first_scheduler)
+        assert presented(worker_port, caller).serial_number == serial(first_worker)
 
         # Renewed long before the expiry, as cert-manager does.
         second_scheduler = issue(certs.ca, [scheduler_name(domain), *LOOPBACK])
         second_worker = issue(certs.ca, [worker_name("w1", domain), *LOOPBACK])
         volume.write(second_scheduler)
         rewrite(worker_cert, worker_key, second_worker)
-        assert presented_serial(mesh.port, caller) == serial(second_scheduler)
-        assert presented_serial(worker_port, caller) == serial(second_worker)
+        assert presented(mesh.port, caller).serial_number == serial(second_scheduler)
+        assert presented(worker_port, caller).serial_number == serial(second_worker)
 
         wait_for(lambda: now() > expiry, FIRST_LIFE.total_seconds() + 10, "the first to expire")
         # Expired indeed: the scheduler refuses the worker's first certificate now.
@@ -196,17 +181,17 @@ def test_a_half_written_renewal_keeps_the_scheduler_serving_its_previous_certifi
     mesh = Mesh(tmp_path / "mesh", client_tls=caller.config(), **identity.env)
     try:
         mesh.start_scheduler()
-        old = presented_serial(mesh.port, caller)
+        old = presented(mesh.port, caller).serial_number
         renewed = issue(certs.ca, [scheduler_name(certs.domain), *LOOPBACK])
         identity.cert.write_bytes(renewed.cert_pem)  # the key is not written yet
         for _ in range(3):
-            assert presented_serial(mesh.port, caller) == old
+            assert presented(mesh.port, caller).serial_number == old
             with Client(mesh.target, timeout=30, tls=caller.config()) as fresh:
                 fresh.list_workers()  # a whole call over a new connection
         assert mesh.log("scheduler").count("not a certificate with its key") == 1
         assert identity.cert.read_bytes() != first
         identity.key.write_bytes(renewed.key_pem)
-        assert presented_serial(mesh.port, caller) == serial(renewed)
+        assert presented(mesh.port, caller).serial_number == serial(renewed)
         with Client(mesh.target, timeout=30, tls=caller.config()) as fresh:
             fresh.list_workers()
     finally:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import socket
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -127,3 +130,18 @@ class Certs:
         return self._write(
             f"client-{name}", issue(self.ca, [client_name(name, self.domain)], server=False)
         )
+
+
+def presented(port: int, caller: Identity) -> x509.Certificate:
+    """The certificate a TLS server on 127.0.0.1:`port` presents to a new connection from
+    `caller` (with its client certificate: the mesh's servers require one)."""
+    context = ssl.create_default_context(cafile=str(caller.ca))
+    context.load_cert_chain(caller.cert, caller.key)
+    context.set_alpn_protocols(["h2"])
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as connection,
+    ):
+        der = connection.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)

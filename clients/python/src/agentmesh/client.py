@@ -19,113 +19,47 @@ or the `AGENTMESH_TOKEN` environment variable, sent with every call as
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeAlias, TypedDict, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
-from google.protobuf import struct_pb2
 from grpc import aio
 
 from agentmesh import tls as _tls
 from agentmesh.certfiles import RenewingBlockingChannel, RenewingChannel
+from agentmesh.messages import (
+    BASIC,
+    FULL,
+    UNSPECIFIED,
+    Goal,
+    Source,
+    View,
+    credentials,
+    dispatch_request,
+    source_fields,
+    submit_fields,
+)
 from agentmesh.status import from_rpc_error
 from agentmesh.v1 import plan_pb2, scheduler_pb2, scheduler_pb2_grpc
 from agentmesh.wire import dict_to_struct
 
+__all__ = [
+    "BASIC",
+    "DEFAULT_TIMEOUT",
+    "FULL",
+    "UNSPECIFIED",
+    "AsyncClient",
+    "Client",
+    "Goal",
+    "Source",
+]
+
 #: Deadline of a call that names none, in seconds.
 DEFAULT_TIMEOUT = 60.0
 
-#: How much of a Request an answer carries (agentmesh.v1.RequestView): UNSPECIFIED leaves
-#: it to the call's default, BASIC is everything but the plan and the subtasks, FULL is all.
-View: TypeAlias = scheduler_pb2.RequestView.ValueType
-UNSPECIFIED: View = scheduler_pb2.REQUEST_VIEW_UNSPECIFIED
-BASIC: View = scheduler_pb2.REQUEST_VIEW_BASIC
-FULL: View = scheduler_pb2.REQUEST_VIEW_FULL
-
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
-
-
-@dataclass(frozen=True)
-class Goal:
-    """A free-form goal, planned by a worker offering the `plan` skill."""
-
-    text: str
-
-
-#: What a request runs: a workflow's name, a plan, or a goal.
-Source = str | plan_pb2.Plan | Goal
-
-
-class _SourceFields(TypedDict, total=False):
-    """The `source` oneof of SubmitRequest, StreamSubmitRequest and DecomposeRequest."""
-
-    workflow: str
-    plan: plan_pb2.Plan
-    goal: str
-
-
-class _SubmitFields(_SourceFields, total=False):
-    """The fields SubmitRequest and StreamSubmitRequest share."""
-
-    request_id: str
-    input: struct_pb2.Struct
-    priority: plan_pb2.Priority.ValueType
-    cost_budget_usd: float
-    view: View
-
-
-def _source(source: Source) -> _SourceFields:
-    if isinstance(source, plan_pb2.Plan):
-        return {"plan": source}
-    if isinstance(source, Goal):
-        return {"goal": source.text}
-    return {"workflow": source}
-
-
-def _submit_fields(
-    source: Source,
-    data: Mapping[str, Any],
-    request_id: str,
-    priority: int,
-    budget: float,
-    view: int,
-) -> _SubmitFields:
-    return {
-        "request_id": request_id,
-        "input": dict_to_struct(dict(data)),
-        "priority": plan_pb2.Priority.ValueType(priority),
-        "cost_budget_usd": budget,
-        # An open enum, as priority: a value outside it is the scheduler's to refuse.
-        "view": View(view),
-        **_source(source),
-    }
-
-
-#: Metadata sent with every call: the bearer token, if any.
-Metadata: TypeAlias = tuple[tuple[str, str], ...] | None
-
-
-def _credentials(token: str | None) -> Metadata:
-    """The call metadata for a token (None: `AGENTMESH_TOKEN`, if set; "": none)."""
-    token = os.environ.get("AGENTMESH_TOKEN", "") if token is None else token
-    return (("authorization", f"Bearer {token.strip()}"),) if token.strip() else None
-
-
-def _dispatch_request(
-    capability: str, data: Mapping[str, Any], request_id: str, priority: int, difficulty: int
-) -> scheduler_pb2.DispatchRequest:
-    return scheduler_pb2.DispatchRequest(
-        request_id=request_id,
-        capability=capability,
-        input=dict_to_struct(dict(data)),
-        # The enums' values as the contract types them: open enums, any int32 goes.
-        priority=plan_pb2.Priority.ValueType(priority),
-        difficulty=plan_pb2.Difficulty.ValueType(difficulty),
-    )
 
 
 _BlockingStub: TypeAlias = scheduler_pb2_grpc.SchedulerServiceStub
@@ -160,7 +94,7 @@ class Client:
         tls: _tls.TlsConfig | None = None,
     ) -> None:
         self.timeout = timeout
-        self._metadata = _credentials(token)
+        self._metadata = credentials(token)
         self._channels = RenewingBlockingChannel(target, tls, _blocking_stub)
 
     def submit(
@@ -179,7 +113,7 @@ class Client:
         The request comes in the BASIC view (no plan, no subtasks) unless `view` is FULL.
         """
         request = scheduler_pb2.SubmitRequest(
-            **_submit_fields(source, data, request_id, priority, cost_budget_usd, view)
+            **submit_fields(source, data, request_id, priority, cost_budget_usd, view)
         )
         return self._call(lambda stub: stub.Submit, request, timeout).request
 
@@ -197,7 +131,7 @@ class Client:
         """Progress events, then the finished request as the last message (BASIC unless
         `view` is FULL: the events carry the plan and every subtask's progress)."""
         request = scheduler_pb2.StreamSubmitRequest(
-            **_submit_fields(source, data, request_id, priority, cost_budget_usd, view)
+            **submit_fields(source, data, request_id, priority, cost_budget_usd, view)
         )
         stub, release = self._channels.acquire()
         call = stub.StreamSubmit(request, timeout=timeout or self.timeout, metadata=self._metadata)
@@ -237,7 +171,7 @@ class Client:
     ) -> plan_pb2.Plan:
         """The plan a workflow (or a planner, for a Goal) makes for an input, or a plan checked."""
         request = scheduler_pb2.DecomposeRequest(
-            input=dict_to_struct(dict(data)), **_source(source)
+            input=dict_to_struct(dict(data)), **source_fields(source)
         )
         return self._call(lambda stub: stub.Decompose, request, timeout).plan
 
@@ -252,7 +186,7 @@ class Client:
         timeout: float | None = None,
     ) -> scheduler_pb2.DispatchResponse:
         """One subtask, routed to the best worker offering the capability, with retries."""
-        request = _dispatch_request(capability, data, request_id, priority, difficulty)
+        request = dispatch_request(capability, data, request_id, priority, difficulty)
         return self._call(lambda stub: stub.Dispatch, request, timeout)
 
     def list_workers(
@@ -314,7 +248,7 @@ class AsyncClient:
         tls: _tls.TlsConfig | None = None,
     ) -> None:
         self.timeout = timeout
-        self._metadata = _credentials(token)
+        self._metadata = credentials(token)
         self._channels = RenewingChannel(target, tls, _aio_stub)
 
     async def submit(
@@ -329,7 +263,7 @@ class AsyncClient:
         timeout: float | None = None,
     ) -> scheduler_pb2.Request:
         request = scheduler_pb2.SubmitRequest(
-            **_submit_fields(source, data, request_id, priority, cost_budget_usd, view)
+            **submit_fields(source, data, request_id, priority, cost_budget_usd, view)
         )
         return (await self._call(lambda stub: stub.Submit, request, timeout)).request
 
@@ -345,7 +279,7 @@ class AsyncClient:
         timeout: float | None = None,
     ) -> AsyncIterator[scheduler_pb2.StreamSubmitResponse]:
         request = scheduler_pb2.StreamSubmitRequest(
-            **_submit_fields(source, data, request_id, priority, cost_budget_usd, view)
+            **submit_fields(source, data, request_id, priority, cost_budget_usd, view)
         )
         stub, release = self._channels.acquire()
         call = stub.StreamSubmit(request, timeout=timeout or self.timeout, metadata=self._metadata)
@@ -381,7 +315,7 @@ class AsyncClient:
     ) -> plan_pb2.Plan:
         """As `Client.decompose`."""
         request = scheduler_pb2.DecomposeRequest(
-            input=dict_to_struct(dict(data)), **_source(source)
+            input=dict_to_struct(dict(data)), **source_fields(source)
         )
         return (await self._call(lambda stub: stub.Decompose, request, timeout)).plan
 
@@ -396,7 +330,7 @@ class AsyncClient:
         timeout: float | None = None,
     ) -> scheduler_pb2.DispatchResponse:
         """As `Client.dispatch`."""
-        request = _dispatch_request(capability, data, request_id, priority, difficulty)
+        request = dispatch_request(capability, data, request_id, priority, difficulty)
         return await self._call(lambda stub: stub.Dispatch, request, timeout)
 
     async def list_workers(
