@@ -88,9 +88,7 @@ SELECT = (
 class PostgresSink:
     """The writer's side of a PostgresStore: its own connection, made again when lost."""
 
-    def __init__(
-        self, connector: Connector, db: psycopg.Connection[Any], *, replica: str = ""
-    ) -> None:
+    def __init__(self, connector: Connector, db: psycopg.Connection[Any], *, replica: str) -> None:
         self.where = connector.where
         #: The replica whose requests the batches' fences check (its store's).
         self._replica = replica
