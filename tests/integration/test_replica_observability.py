@@ -36,7 +36,7 @@ TICKETS = {
     "tenant-a": {"text": "My order ORD-111111 never arrived. Please refund me."},
     "tenant-b": {"text": "Votre facture FAC-222222 est fausse, merci de la corriger."},
 }
-TAKEN_OVER = "agentmesh_requests_taken_over_total"
+TAKEN_OVER = 'agentmesh_requests_taken_over_total{lease="expired"}'
 FENCED = "agentmesh_requests_fenced_total"
 
 

@@ -90,10 +90,12 @@ async def test_log_lines_written_while_a_request_runs_carry_its_tenant(
 class Counting(NullObserver):
     def __init__(self) -> None:
         self.taken_over = 0
+        self.released = 0
         self.fenced = 0
 
-    def requests_taken_over(self, count: int) -> None:
-        self.taken_over += count
+    def requests_taken_over(self, expired: int, released: int) -> None:
+        self.taken_over += expired
+        self.released += released
 
     def request_fenced(self) -> None:
         self.fenced += 1
@@ -137,7 +139,7 @@ async def test_a_takeover_and_the_loss_it_causes_are_counted_once_and_name_tenan
 
     expire(postgres_url, "a")
     assert await rb.take_over() == 2
-    assert on_b.taken_over == 2
+    assert (on_b.taken_over, on_b.released) == (2, 0)
     assert sorted(rb.runner.resumed) == [f"{t}/{ID}" for t in TENANTS]  # type: ignore[attr-defined]
 
     # a comes back past its lease: its late writes are refused, each request lost once
@@ -164,6 +166,27 @@ async def test_a_takeover_and_the_loss_it_causes_are_counted_once_and_name_tenan
     assert {line["replica"] for line in lost} == {"a"}
     assert {line["epoch"] for line in took} == {2}
     print(f"\ntakeover: taken over {on_b.taken_over}, fenced {on_a.fenced}, log lines {len(lost)}")
+
+
+async def test_requests_a_replica_released_at_a_clean_stop_are_counted_apart(
+    postgres_url: str, json_lines: Lines
+) -> None:
+    """A replica stopped cleanly releases its running requests: the one that takes them
+    counts them as released (a restart's routine), not as expired (a replica unwell)."""
+    a = PostgresStore(postgres_url, replica="a", lease=30)
+    b = PostgresStore(postgres_url, replica="b", lease=30)
+    on_b = Counting()
+    rb = replicas(b, on_b)
+    for t in TENANTS:
+        a.save_request(new_record(ID, STORE_PLAN, {"text": t}, 0, 1.0, tenant=t), deadline=4e9)
+    assert await a.committed(5)
+    a.close()  # within its lease: released, not expired
+
+    assert await rb.take_over() == 2
+    assert (on_b.taken_over, on_b.released) == (0, 2)
+    b.close()
+    took = [line for line in json_lines() if line["message"].startswith("taking over a request")]
+    assert [line["level"] for line in took] == ["info", "info"]
 
 
 def test_a_request_is_lost_once_however_many_of_its_writes_are_refused(tmp_path: Path) -> None:

@@ -250,8 +250,9 @@ class DispatchObserver(Protocol):
         """A request was answered with an error before it was accepted."""
         ...
 
-    def requests_taken_over(self, count: int) -> None:
-        """This replica took over `count` running requests of a replica whose lease expired."""
+    def requests_taken_over(self, expired: int, released: int) -> None:
+        """This replica took over running requests of another: `expired`, whose lease had
+        expired (it died or stalled), and `released`, which it released at a clean stop."""
         ...
 
     def request_fenced(self) -> None:
@@ -303,7 +304,7 @@ class NullObserver:
     def request_refused(self, workflow: str, code: str) -> None:
         pass
 
-    def requests_taken_over(self, count: int) -> None:
+    def requests_taken_over(self, expired: int, released: int) -> None:
         pass
 
     def request_fenced(self) -> None:

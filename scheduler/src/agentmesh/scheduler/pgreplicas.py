@@ -79,16 +79,20 @@ RENEW = (
 #: At a clean stop: this replica's running requests are left for the others (or its
 #: successor) to take at once, rather than when their leases expire.
 RELEASE = "UPDATE requests SET lease_until = NULL WHERE owner = %s AND state = 'RUNNING'"
-#: Running requests whose lease has expired (another replica's) or that are this
-#: replica's own (`mine`: at start, for a replica that keeps its id across restarts; NULL
-#: otherwise), at most `limit` (NULL: all), claimed with the next epoch; the ids and epochs.
+#: Running requests whose lease has expired or was released (another replica's) or that
+#: are this replica's own (`mine`: at start, for a replica that keeps its id across
+#: restarts; NULL otherwise), at most `limit` (NULL: all), claimed with the next epoch;
+#: their keys, and whether their owner had released them (`RELEASE`) rather than let
+#: their lease expire.
 CLAIM = (
-    "UPDATE requests SET owner = %(me)s, epoch = epoch + 1,"
-    " lease_until = now() + %(lease)s * interval '1 second'"
-    " WHERE request_id IN (SELECT request_id FROM requests WHERE state = 'RUNNING' AND"
+    "WITH claimable AS (SELECT request_id, lease_until IS NULL AS released FROM requests"
+    " WHERE state = 'RUNNING' AND"
     " ((owner <> %(me)s AND (lease_until IS NULL OR lease_until < now()))"
     " OR owner = %(mine)s) LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
-    " RETURNING request_id"
+    " UPDATE requests r SET owner = %(me)s, epoch = r.epoch + 1,"
+    " lease_until = now() + %(lease)s * interval '1 second'"
+    " FROM claimable c WHERE r.request_id = c.request_id"
+    " RETURNING r.request_id, c.released"
 )
 #: This replica's backlog, for the whole mesh's (`MESH_BACKLOG`).
 REPORT_BACKLOG = (

@@ -261,14 +261,17 @@ class PostgresStore:
             try:
                 db = self._reader()
                 with db.transaction():
-                    ids = [i for (i,) in db.execute(CLAIM, self.lease.claim(limit, mine))]
-                    rows = db.execute(f"{SELECT} WHERE request_id = ANY(%s)", (ids,)).fetchall()
+                    released = dict(db.execute(CLAIM, self.lease.claim(limit, mine)).fetchall())
+                    rows = db.execute(
+                        f"{SELECT} WHERE request_id = ANY(%s)", (list(released),)
+                    ).fetchall()
             except (psycopg.Error, StoreUnreachable) as error:
                 self._drop_reader()
                 raise self._unreadable(error) from None
         claimed = [self._stored(row) for row in rows]
         for stored in claimed:
             self._epochs[stored.record.key] = stored.record.epoch
+            stored.released = released[stored.record.key]
         return claimed
 
     def report_backlog(self, backlog: str) -> None:

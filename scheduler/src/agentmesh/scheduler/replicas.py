@@ -118,10 +118,14 @@ class Replicas:
         claimed = await asyncio.to_thread(self.store.claim, self.claim_limit)
         if not claimed:
             return 0
-        self.observer.requests_taken_over(len(claimed))
+        released = sum(stored.released for stored in claimed)
+        self.observer.requests_taken_over(len(claimed) - released, released)
         for stored in claimed:
-            log.warning(
-                "taking over a request whose scheduler's lease expired",
+            log.log(
+                logging.INFO if stored.released else logging.WARNING,
+                "taking over a request its scheduler released at a clean stop"
+                if stored.released
+                else "taking over a request whose scheduler's lease expired",
                 extra={**key_fields(stored.record.key), "epoch": stored.record.epoch},
             )
         return self.runner.resume(claimed)

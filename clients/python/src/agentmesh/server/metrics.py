@@ -184,13 +184,17 @@ class SchedulerMetrics:
             registry=registry,
         )
         self.auth_denied = auth_denied_counter(registry)
-        # Unlabelled, so exported at 0 from the start: increase() sees the first one.
+        # Exported at 0 from the start (each label of the first), so increase() sees the first.
         self.taken_over = Counter(
             "agentmesh_requests_taken_over",
-            "Running requests this replica took over from another whose lease had expired "
-            "(it died, or stalled past its lease), found by its periodic look.",
+            "Running requests this replica took over from another, found by its periodic "
+            "look: lease=expired, the other died or stalled past its lease; lease=released, "
+            "it was stopped cleanly with the request still running.",
+            ["lease"],
             registry=registry,
         )
+        for lease in ("expired", "released"):
+            self.taken_over.labels(lease)
         self.fenced = Counter(
             "agentmesh_requests_fenced",
             "Requests this replica stopped running because a write of theirs was refused: "
@@ -272,8 +276,9 @@ class SchedulerMetrics:
     def request_refused(self, workflow: str, code: str) -> None:
         self.requests.labels(workflow or "custom_plan", "refused", code).inc()
 
-    def requests_taken_over(self, count: int) -> None:
-        self.taken_over.inc(count)
+    def requests_taken_over(self, expired: int, released: int) -> None:
+        self.taken_over.labels("expired").inc(expired)
+        self.taken_over.labels("released").inc(released)
 
     def request_fenced(self) -> None:
         self.fenced.inc()
