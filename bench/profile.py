@@ -1,7 +1,8 @@
-"""`python -m bench.profile [--seconds N] [--out DIR] [--plan s2|chain] [--offload MODE]`:
-where the hot path's CPU goes.
+"""`python -m bench.profile [--seconds N] [--out DIR] [--plan s2|chain] [--offload MODE]
+[--store sqlite|postgresql]`: where the hot path's CPU goes.
 
-Starts S2's mesh (one scheduler with its SQLite store, two echo workers),
+Starts S2's mesh (one scheduler with its SQLite store, or with its store in a
+private PostgreSQL server as S2's PostgreSQL variant has it, two echo workers),
 drives it with S2's closed loop (or S8's chains), and samples the scheduler and one worker
 with py-spy (`py-spy record --format raw`, idle frames excluded; each sample
 pauses the process, so that its stacks are whole) while the load runs.
@@ -27,6 +28,7 @@ from pathlib import Path
 from bench import s2_throughput, s8_overload
 from bench.harness import ROOT, Cluster, Mesh, SchedulerCaller, sim_worker
 from bench.load import closed_loop
+from tests.support.postgres import PostgresServer
 
 #: "function (path/to/file.py:123)" as py-spy writes a frame.
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
@@ -131,46 +133,59 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "profile")
     parser.add_argument("--plan", choices=sorted(LOADS), default="s2", help="the requests sent")
     parser.add_argument("--offload", default="off", help="the scheduler's AGENTMESH_OFFLOAD")
+    parser.add_argument(
+        "--store", choices=("sqlite", "postgresql"), default="sqlite", help="the request store"
+    )
     args = parser.parse_args(argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     args.out.mkdir(parents=True, exist_ok=True)
     params = s2_throughput.FULL
     logs = Path(tempfile.mkdtemp(prefix="agentmesh-profile-"))
-    mesh = Mesh(
-        "profile",
-        logs,
-        [sim_worker(f"echo-{i}", latency=0.0, seed=i, capacity=params.capacity) for i in (1, 2)],
-        env={"AGENTMESH_OFFLOAD": args.offload},
-    )
-    report = [f"# Where the CPU goes: {args.plan} requests, offload {args.offload}", ""]
-    with Cluster([mesh]):
-        asyncio.run(_load(mesh, args.warmup, params.concurrency, args.plan))
-        targets = {"scheduler": mesh.scheduler_pid, "worker": mesh.processes["echo-1"].pid}
-        spies = {
-            name: subprocess.Popen(
-                [
-                    py_spy,
-                    "record",
-                    "--pid",
-                    str(pid),
-                    "--format",
-                    "raw",
-                    "--rate",
-                    str(args.rate),
-                    "--duration",
-                    str(int(args.seconds)),
-                    "--full-filenames",
-                    "--output",
-                    str(args.out / f"{name}.txt"),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            for name, pid in targets.items()
-        }
-        done = asyncio.run(_load(mesh, args.seconds + 1.0, params.concurrency, args.plan))
-        for spy in spies.values():
-            spy.wait(timeout=60)
+    env = {"AGENTMESH_OFFLOAD": args.offload}
+    workers = [
+        sim_worker(f"echo-{i}", latency=0.0, seed=i, capacity=params.capacity) for i in (1, 2)
+    ]
+    postgres = PostgresServer(s2_throughput.POSTGRES_SETTINGS)
+    try:
+        if args.store == "postgresql":
+            postgres.start()
+            env["AGENTMESH_STORE"] = postgres.url(postgres.create_database())
+        mesh = Mesh("profile", logs, workers, env=env)
+        report = [
+            f"# Where the CPU goes: {args.plan} requests, offload {args.offload}, "
+            f"{args.store} store",
+            "",
+        ]
+        with Cluster([mesh]):
+            asyncio.run(_load(mesh, args.warmup, params.concurrency, args.plan))
+            targets = {"scheduler": mesh.scheduler_pid, "worker": mesh.processes["echo-1"].pid}
+            spies = {
+                name: subprocess.Popen(
+                    [
+                        py_spy,
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--format",
+                        "raw",
+                        "--rate",
+                        str(args.rate),
+                        "--duration",
+                        str(int(args.seconds)),
+                        "--full-filenames",
+                        "--output",
+                        str(args.out / f"{name}.txt"),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                for name, pid in targets.items()
+            }
+            done = asyncio.run(_load(mesh, args.seconds + 1.0, params.concurrency, args.plan))
+            for spy in spies.values():
+                spy.wait(timeout=60)
+    finally:
+        postgres.close()
     report += [
         f"{done} requests of {len(LOADS[args.plan][0]().steps)} subtasks in "
         f"{args.seconds + 1:g} s; "

@@ -179,7 +179,7 @@ def test_a_failed_commit_is_retried_on_a_new_connection_even_one_not_marked_brok
     db = connector.connect()
     migrate(db, "")
     db.close()
-    sink = PostgresSink(connector, StuckConnection())  # type: ignore[arg-type]
+    sink = PostgresSink(connector, StuckConnection(), replica="a")  # type: ignore[arg-type]
     batch: list[Statement] = [(CLEAR_SUBTASKS, ("r1", "r1", "replica", 1))]
     with pytest.raises(StoreUnreachable):
         sink.commit(batch)

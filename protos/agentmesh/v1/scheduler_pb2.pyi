@@ -1042,11 +1042,18 @@ class RequestSummary(_message.Message):
     DURATION_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
     ERROR_CODE_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     workflow: _builtins.str
     state: Global___RequestState.ValueType
     error_code: _builtins.str
     """The status code name of a failed or cancelled request."""
+    tenant: _builtins.str
+    """The tenant of the caller that submitted it; empty for none (tokens
+    not checked, or an admin's token without a tenant). Each tenant has
+    its own space of request ids, so the same request_id may be listed
+    twice, once per tenant.
+    """
     @_builtins.property
     def duration(self) -> _duration_pb2.Duration: ...
     @_builtins.property
@@ -1060,10 +1067,11 @@ class RequestSummary(_message.Message):
         duration: _duration_pb2.Duration | None = ...,
         finished_at: _timestamp_pb2.Timestamp | None = ...,
         error_code: _builtins.str = ...,
+        tenant: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "finished_at", b"finished_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "error_code", b"error_code", "finished_at", b"finished_at", "request_id", b"request_id", "state", b"state", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "error_code", b"error_code", "finished_at", b"finished_at", "request_id", b"request_id", "state", b"state", "tenant", b"tenant", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

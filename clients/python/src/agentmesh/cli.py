@@ -145,6 +145,13 @@ def _say_if_late(args: argparse.Namespace, request: Any) -> None:
         print(f"agentmesh: {_deadline_hint(args)}", file=sys.stderr)
 
 
+def cmd_get(args: argparse.Namespace) -> int:
+    """Print a request by its id: its state and, once finished, its result."""
+    with _client(args) as client:
+        _print_json(client.get_request(args.request_id, view=VIEWS[args.view], tenant=args.tenant))
+    return 0
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     data = _read_input(args.input)
     with _client(args) as client:
@@ -298,6 +305,22 @@ def parser() -> argparse.ArgumentParser:
                 "default), or its answer, state and usage alone (basic)",
             )
         sub.set_defaults(handler=handler)
+
+    get = commands.add_parser(
+        "get", help="print a request by its id: its state and, once finished, its result"
+    )
+    get.add_argument("request_id", metavar="REQUEST_ID")
+    get.add_argument(
+        "--tenant",
+        help="the tenant whose request of that id to read (an admin's token may name any; "
+        "default: the token's own)",
+    )
+    get.add_argument("--view", choices=sorted(VIEWS), default="full")
+    get.add_argument("--target", help="scheduler host:port")
+    _add_token(get)
+    _add_tls_arguments(get)
+    get.add_argument("--timeout", type=float, default=10.0)
+    get.set_defaults(handler=cmd_get)
 
     workers = commands.add_parser("workers", help="list the workers and their health")
     workers.add_argument("--capability", default="")

@@ -203,6 +203,10 @@ def requests_panel(stats: scheduler_pb2.GetStatsResponse) -> Panel:
 def recent_table(recent: Sequence[scheduler_pb2.RequestSummary], now: datetime) -> Table:
     """The most recent finished requests, newest first, outcome coloured."""
     table = _table("recent requests")
+    # Each tenant has its own request ids: with tenants, the same id may be listed twice.
+    tenants = any(r.tenant for r in recent)
+    if tenants:
+        table.add_column("tenant", no_wrap=True)
     table.add_column("request", no_wrap=True)
     table.add_column("workflow", no_wrap=True)
     table.add_column("outcome", no_wrap=True)
@@ -214,6 +218,7 @@ def recent_table(recent: Sequence[scheduler_pb2.RequestSummary], now: datetime) 
     for r in recent:
         outcome = request_outcome(r.state)
         table.add_row(
+            *((r.tenant,) if tenants else ()),
             r.request_id,
             r.workflow or "(plan)",
             Text(outcome, style=OUTCOME_STYLES.get(outcome, "")),

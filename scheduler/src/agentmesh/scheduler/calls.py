@@ -250,6 +250,15 @@ class DispatchObserver(Protocol):
         """A request was answered with an error before it was accepted."""
         ...
 
+    def requests_taken_over(self, expired: int, released: int) -> None:
+        """This replica took over running requests of another: `expired`, whose lease had
+        expired (it died or stalled), and `released`, which it released at a clean stop."""
+        ...
+
+    def request_fenced(self) -> None:
+        """This replica stopped running a request another replica took over."""
+        ...
+
 
 class NullObserver:
     """An observer that records nothing."""
@@ -293,4 +302,10 @@ class NullObserver:
         pass
 
     def request_refused(self, workflow: str, code: str) -> None:
+        pass
+
+    def requests_taken_over(self, expired: int, released: int) -> None:
+        pass
+
+    def request_fenced(self) -> None:
         pass

@@ -123,6 +123,7 @@ class SchedulerCore:
                 clock,
                 lease=config.lease,
                 backlog=lambda: local_backlog(self.registry, self.dispatcher.slots),
+                observer=self.dispatcher.observer,
             )
             self.dispatcher.before_send = self._committed_by
         self.plans = PlanMaker(self.workflows, self.registry, self.dispatcher, config.max_steps)

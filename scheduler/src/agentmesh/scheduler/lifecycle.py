@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING
 from agentmesh.errors import Unavailable
 from agentmesh.scheduler.calls import EventSink, ignore_events
 from agentmesh.scheduler.executor import Executor
-from agentmesh.scheduler.records import ErrorRecord, RequestRecord, SubtaskRecord, split_key
+from agentmesh.scheduler.records import (
+    ErrorRecord,
+    RequestRecord,
+    SubtaskRecord,
+    key_fields,
+    split_key,
+)
 from agentmesh.scheduler.requests import RequestIndex
 from agentmesh.scheduler.states import RequestState, SubtaskState
 from agentmesh.scheduler.stats import Finished, RequestWindow
@@ -74,7 +80,7 @@ class RequestRunner:
         on_event: EventSink,
     ) -> RequestRecord:
         """Run a finished request again under its id, keeping the subtasks that succeeded."""
-        log.info("running a failed request again", extra={"request_id": record.request_id})
+        log.info("running a failed request again", extra=key_fields(record.key))
         kept = {s.id: s for s in record.subtasks.values() if s.state == SubtaskState.SUCCEEDED}
         record.subtasks = {
             s.id: kept.get(s.id) or SubtaskRecord(s.id, s.capability) for s in record.plan.steps
@@ -135,14 +141,18 @@ class RequestRunner:
             raise Unavailable(f"request {split_key(key)[1]!r} is gone from the store")
         return record
 
-    def lose(self, key: str) -> None:
+    def lose(self, key: str) -> bool:
         """Another replica owns the request kept under `key` now: stop running it, keep
-        nothing of it."""
+        nothing of it. False when it was already known lost (writes queued before the
+        loss was found are refused in later batches too)."""
+        if key in self.lost:
+            return False
         self.lost.add(key)
         task = self.requests.running(key)
         self.requests.forget(key)
         if task is not None and not task.done():
             task.cancel()
+        return True
 
     @property
     def _where(self) -> dict[str, str]:
@@ -197,7 +207,7 @@ class RequestRunner:
         price is that a store that fails just then has run the steps of a request that is
         then answered UNAVAILABLE (its repeat is answered from the workers' stores).
         """
-        logs.REQUEST_ID.set(record.request_id)
+        logs.working_on(record.request_id, record.tenant)
         if delay > 0:
             await asyncio.sleep(delay)
         elif on_plan is not None:
@@ -251,6 +261,7 @@ class RequestRunner:
                 at=now,
                 wall_time=record.finished_at or time.time(),
                 error_code=record.error.code if record.error else "",
+                tenant=record.tenant,
             )
         )
         log.info(

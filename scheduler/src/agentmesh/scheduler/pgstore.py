@@ -39,7 +39,7 @@ from agentmesh.scheduler.pgconnect import (
 from agentmesh.scheduler.pgreplicas import (
     CLAIM,
     CLEAR_SUBTASKS,
-    FENCED,
+    FENCE,
     FINISH_REQUEST,
     MESH_BACKLOG,
     RELEASE,
@@ -49,8 +49,10 @@ from agentmesh.scheduler.pgreplicas import (
     SAVE_SUBTASK,
     Lease,
     default_replica,
+    fence,
+    fenced_requests,
 )
-from agentmesh.scheduler.records import RequestRecord, SubtaskRecord, split_key
+from agentmesh.scheduler.records import RequestRecord, SubtaskRecord
 from agentmesh.scheduler.states import SubtaskState
 from agentmesh.scheduler.store import STORE_UNAVAILABLE, StoreError
 from agentmesh.scheduler.storerows import (
@@ -86,40 +88,42 @@ SELECT = (
 class PostgresSink:
     """The writer's side of a PostgresStore: its own connection, made again when lost."""
 
-    def __init__(self, connector: Connector, db: psycopg.Connection[Any]) -> None:
+    def __init__(self, connector: Connector, db: psycopg.Connection[Any], *, replica: str) -> None:
         self.where = connector.where
+        #: The replica whose requests the batches' fences check (its store's).
+        self._replica = replica
         self._connector = connector
         self._db: psycopg.Connection[Any] | None = db
-        #: Told (on the writer's thread) the ids of requests whose fenced writes were
-        #: refused in a committed batch: they have a newer owner.
+        #: Told (on the writer's thread) the ids of requests whose writes a committed
+        #: batch's fence refused: they have a newer owner.
         self.lost: Callable[[set[str]], None] = lambda ids: None
 
     def commit(self, statements: list[Statement]) -> None:
         db = self._connection()
-        fenced: list[tuple[psycopg.Cursor[Any], int, list[tuple[Any, ...]]]] = []
+        saves = [parameters for sql, parameters in statements if sql == SAVE_REQUEST]
+        requests = fenced_requests(statements)
         try:
-            # One pipeline for the whole batch: its statements, BEGIN and COMMIT go out
-            # together and the batch costs one round trip, not one per run of statements.
-            with db.pipeline(), db.transaction(), db.cursor() as cursor:
-                for sql, parameters in runs(statements):
-                    where = FENCED.get(sql)
-                    if where is None:
-                        cursor.executemany(sql, parameters)
-                        continue
-                    # A cursor of its own, read after the commit: one result per row.
-                    own = db.cursor()
-                    own.executemany(sql, parameters, returning=True)
-                    fenced.append((own, where, parameters))
-            lost = set()
-            for own, where, parameters in fenced:
-                for row in parameters:
-                    if own.fetchone() is None:
-                        lost.add(row[where])
-                    own.nextset()
-                own.close()
+            # One pipeline for the whole batch, two round trips: BEGIN, the saves and the
+            # fence, read back; then the writes past the fence and COMMIT. BEGIN and COMMIT
+            # by hand: psycopg's transaction() in a pipeline syncs at each of its ends. The
+            # fence's locks hold until COMMIT: no takeover slips between check and write.
+            with db.pipeline(), db.cursor() as cursor:
+                cursor.execute("BEGIN")
+                if saves:
+                    cursor.executemany(SAVE_REQUEST, saves)
+                held: dict[str, int] = {}
+                if requests:
+                    held = dict(cursor.execute(FENCE, (requests, self._replica)).fetchall())
+                writes, lost = fence(statements, held)
+                for sql, parameters in runs(writes):
+                    cursor.executemany(sql, parameters)
+                cursor.execute("COMMIT")
         except psycopg.Error as error:
             self._forget(db)
             raise StoreUnreachable(self._connector.line(error)) from None
+        except BaseException:
+            self._forget(db)  # never leave a transaction open for the next batch to commit
+            raise
         if lost:
             self.lost(lost)
 
@@ -197,7 +201,7 @@ class PostgresStore:
         if applied:
             log.info("migrated the request store", extra={"store": self.path, "versions": applied})
         self._lock = threading.Lock()
-        self._sink = PostgresSink(self._connector, writer_db)
+        self._sink = PostgresSink(self._connector, writer_db, replica=self.lease.replica)
         self._sink.lost = self._lost
         self._writer = GroupWriter(self._sink, flush_interval=flush_interval, observer=observer)
 
@@ -257,14 +261,17 @@ class PostgresStore:
             try:
                 db = self._reader()
                 with db.transaction():
-                    ids = [i for (i,) in db.execute(CLAIM, self.lease.claim(limit, mine))]
-                    rows = db.execute(f"{SELECT} WHERE request_id = ANY(%s)", (ids,)).fetchall()
+                    released = dict(db.execute(CLAIM, self.lease.claim(limit, mine)).fetchall())
+                    rows = db.execute(
+                        f"{SELECT} WHERE request_id = ANY(%s)", (list(released),)
+                    ).fetchall()
             except (psycopg.Error, StoreUnreachable) as error:
                 self._drop_reader()
                 raise self._unreadable(error) from None
         claimed = [self._stored(row) for row in rows]
         for stored in claimed:
             self._epochs[stored.record.key] = stored.record.epoch
+            stored.released = released[stored.record.key]
         return claimed
 
     def report_backlog(self, backlog: str) -> None:
@@ -289,12 +296,7 @@ class PostgresStore:
 
     def _lose(self, key: str) -> None:
         self._epochs.pop(key, None)
-        tenant, request_id = split_key(key)
-        log.warning(
-            "request taken over by another scheduler: no longer run here",
-            extra={"request_id": request_id, "tenant": tenant, "replica": self.lease.replica},
-        )
-        self._on_lost(key)
+        self._on_lost(key)  # which logs and counts the loss, once (Replicas)
 
     async def committed(self, timeout: float) -> bool:
         return await self._writer.committed(timeout)

@@ -15,6 +15,7 @@ from agentmesh.errors import AgentmeshError, FieldViolation, error_for_code
 from agentmesh.scheduler.plans import Plan
 from agentmesh.scheduler.states import RequestState, SubtaskState
 from agentmesh.scheduler.tiers import Budget
+from agentmesh.server import logs
 from agentmesh.tiers import Tier
 from agentmesh.usage import Usage
 
@@ -34,6 +35,13 @@ def split_key(key: str) -> tuple[str, str]:
     """The tenant and the request id of a request's key (`request_key`)."""
     tenant, _, request_id = key.rpartition(TENANT_SEPARATOR)
     return tenant, request_id
+
+
+def key_fields(key: str) -> dict[str, str]:
+    """The log fields of the request kept under `key`: its id, and its tenant where it has
+    one (`logs.request_fields`)."""
+    tenant, request_id = split_key(key)
+    return logs.request_fields(request_id, tenant)
 
 
 @dataclass(frozen=True)

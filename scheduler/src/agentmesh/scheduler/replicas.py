@@ -7,6 +7,9 @@ expired (a replica that died, or stalled past its lease) and resumes those
 it claims exactly as a restarted scheduler resumes its own
 (`RequestRunner.resume`), and stops running a request as soon as a fenced
 write of it is refused (`RequestRunner.lose`): another replica owns it now.
+Both are counted (`DispatchObserver.requests_taken_over`, `request_fenced`)
+and logged with each request's tenant, so that two tenants' requests of one
+id are told apart.
 It also follows a request another replica runs, reading it from the
 database until it finishes (`follow`), for a repeat of its id; and every
 `report_interval` seconds it writes its backlog to the database and reads
@@ -22,8 +25,9 @@ from typing import Protocol
 
 from agentmesh.errors import DeadlineExceeded
 from agentmesh.scheduler.backlog import ReplicaBacklog
+from agentmesh.scheduler.calls import DispatchObserver, NullObserver
 from agentmesh.scheduler.pgreplicas import Lease
-from agentmesh.scheduler.records import RequestRecord, split_key
+from agentmesh.scheduler.records import RequestRecord, key_fields, split_key
 from agentmesh.scheduler.states import RequestState
 from agentmesh.scheduler.store import Store, StoredRequest
 from agentmesh.server.clock import Clock
@@ -61,7 +65,9 @@ class Runner(Protocol):
 
     def resume(self, stored: list[StoredRequest], delay: float = 0.0) -> int: ...
 
-    def lose(self, key: str) -> None: ...
+    def lose(self, key: str) -> bool:
+        """Stop running the request kept under `key`; False if it was already lost."""
+        ...
 
 
 class Replicas:
@@ -78,6 +84,7 @@ class Replicas:
         claim_limit: int = 100,
         backlog: Callable[[], str] = lambda: "{}",
         report_interval: float = 1.0,
+        observer: DispatchObserver | None = None,
     ) -> None:
         self.store = store
         self.runner = runner
@@ -87,6 +94,7 @@ class Replicas:
         self.claim_limit = claim_limit
         self.backlog = backlog
         self.report_interval = report_interval
+        self.observer = observer or NullObserver()
         #: The other replicas' backlogs, as last read (those heard from within three
         #: report intervals): with this replica's own, the mesh's.
         self.others: list[ReplicaBacklog] = []
@@ -94,7 +102,7 @@ class Replicas:
 
     def start(self) -> None:
         """Renew and take over in the background, from now on (on the running loop)."""
-        self.store.watch(self.runner.lose)
+        self.store.watch(self.lose)
         self._tasks = [
             asyncio.create_task(self._renew_forever(), name="lease-renewals"),
             asyncio.create_task(self._take_over_forever(), name="takeovers"),
@@ -110,11 +118,27 @@ class Replicas:
         claimed = await asyncio.to_thread(self.store.claim, self.claim_limit)
         if not claimed:
             return 0
-        log.warning(
-            "taking over requests whose scheduler's lease expired",
-            extra={"count": len(claimed), "requests": [s.record.request_id for s in claimed][:10]},
-        )
+        released = sum(stored.released for stored in claimed)
+        self.observer.requests_taken_over(len(claimed) - released, released)
+        for stored in claimed:
+            log.log(
+                logging.INFO if stored.released else logging.WARNING,
+                "taking over a request its scheduler released at a clean stop"
+                if stored.released
+                else "taking over a request whose scheduler's lease expired",
+                extra={**key_fields(stored.record.key), "epoch": stored.record.epoch},
+            )
         return self.runner.resume(claimed)
+
+    def lose(self, key: str) -> None:
+        """The request kept under `key` was taken over by another replica (a fenced write
+        of it was refused): stop running it here; logged and counted once per loss."""
+        if self.runner.lose(key):
+            self.observer.request_fenced()
+            log.warning(
+                "request taken over by another scheduler: no longer run here",
+                extra={**key_fields(key), "replica": self.store.lease.replica},
+            )
 
     async def follow(self, key: str, deadline: float) -> RequestRecord | None:
         """The request kept under `key`, read from the database once it has finished,

@@ -394,6 +394,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                     duration=wire.duration(f.duration),
                     finished_at=wire.timestamp(f.wall_time),
                     error_code=f.error_code,
+                    tenant=f.tenant,
                 )
                 for f in core.stats.recent(request.recent_requests or DEFAULT_RECENT)
             ],

@@ -18,6 +18,8 @@ class Finished:
     #: Wall-clock time of the outcome, for people.
     wall_time: float
     error_code: str = ""
+    #: The tenant of its caller ("" for none): two tenants may each have one of the same id.
+    tenant: str = ""
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,9 @@ class StoredRequest:
     #: Digest of the parameters it was submitted with; empty for rows from
     #: before fingerprints were kept.
     fingerprint: str
+    #: Claimed from another replica (PostgreSQL): it had released the request at a clean
+    #: stop, rather than let its lease expire.
+    released: bool = False
 
 
 def request_row(record: RequestRecord, deadline: float, fingerprint: str) -> tuple[Any, ...]:

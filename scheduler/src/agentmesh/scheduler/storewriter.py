@@ -105,6 +105,8 @@ class GroupWriter:
         self._queue: queue.Queue[Any] = queue.Queue()
         #: Statements queued in this loop turn, not yet handed to the writer.
         self._turn: list[Statement] = []
+        #: The loop and the waiters of this turn's commit, not yet marked (`committed`).
+        self._waiting: tuple[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] | None = None
         self._flush_interval = flush_interval
         self._retry_initial = retry_initial
         self._retry_max = retry_max
@@ -129,23 +131,38 @@ class GroupWriter:
             self._queue.put(turn)
 
     async def committed(self, timeout: float) -> bool:
-        """Wait until everything queued so far is committed; False when `timeout` passes first."""
+        """Wait until everything queued so far is committed; False when `timeout` passes first.
+
+        The waiters of one loop turn share one marker, queued at the end of the turn after
+        its writes, and one wake-up of the loop when it is committed: with a store several
+        schedulers share, every attempt waits for a commit before its worker is called.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-
-        def done() -> None:
-            try:
-                loop.call_soon_threadsafe(_resolve, future)
-            except RuntimeError:  # the loop is closed: nobody waits any more
-                pass
-
-        self._hand_over()
-        self._queue.put(_Marker(done))
+        if self._waiting is None or self._waiting[0] is not loop:
+            self._waiting = (loop, [])
+            loop.call_soon(self._mark)
+        self._waiting[1].append(future)
         try:
             await asyncio.wait_for(future, max(timeout, 0.0))
         except TimeoutError:
             return False
         return True
+
+    def _mark(self) -> None:
+        """Queue the marker of this loop turn's waiters, after the turn's writes."""
+        if self._waiting is None:
+            return
+        (loop, waiters), self._waiting = self._waiting, None
+
+        def done() -> None:
+            try:
+                loop.call_soon_threadsafe(_resolve, waiters)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+        self._hand_over()
+        self._queue.put(_Marker(done))
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Block until everything queued so far is committed; False on timeout."""
@@ -254,6 +271,7 @@ class GroupWriter:
             self.observer.store_state(True)
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+def _resolve(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():  # a waiter that timed out has cancelled its own
+            future.set_result(None)

@@ -10,10 +10,15 @@ from datetime import UTC, datetime
 
 from opentelemetry import trace
 
-#: The request and subtask being worked on, set where the work starts; every
-#: log line written meanwhile carries them (asyncio tasks inherit them).
+#: The request (its id, and its tenant where it has one) and subtask being worked on,
+#: set where the work starts; every log line written meanwhile carries them (asyncio
+#: tasks inherit them).
 REQUEST_ID: ContextVar[str | None] = ContextVar("agentmesh_request_id", default=None)
+TENANT: ContextVar[str | None] = ContextVar("agentmesh_tenant", default=None)
 SUBTASK_ID: ContextVar[str | None] = ContextVar("agentmesh_subtask_id", default=None)
+
+#: The fields the context variables above fill in, in this order.
+_CONTEXT = (("request_id", REQUEST_ID), ("tenant", TENANT), ("subtask_id", SUBTASK_ID))
 
 # Attributes every LogRecord has; anything else came from `extra=` and is logged as a field.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -27,7 +32,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key, var in (("request_id", REQUEST_ID), ("subtask_id", SUBTASK_ID)):
+        for key, var in _CONTEXT:
             value = var.get()
             if value is not None:
                 line[key] = value
@@ -39,6 +44,20 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def request_fields(request_id: str, tenant: str = "") -> dict[str, str]:
+    """The fields that name a request in a log line: its id, and its tenant where it has
+    one (two tenants may each have a request of the same id). For `extra=` where the line
+    is written outside the request's own work; within it, `working_on` sets them."""
+    return {"request_id": request_id, "tenant": tenant} if tenant else {"request_id": request_id}
+
+
+def working_on(request_id: str, tenant: str = "") -> None:
+    """Every log line written from here on in this context (and the tasks it starts)
+    names this request, as `request_fields` does."""
+    REQUEST_ID.set(request_id)
+    TENANT.set(tenant or None)
 
 
 def configure(level: str = "INFO") -> None:

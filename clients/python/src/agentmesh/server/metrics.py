@@ -184,6 +184,23 @@ class SchedulerMetrics:
             registry=registry,
         )
         self.auth_denied = auth_denied_counter(registry)
+        # Exported at 0 from the start (each label of the first), so increase() sees the first.
+        self.taken_over = Counter(
+            "agentmesh_requests_taken_over",
+            "Running requests this replica took over from another, found by its periodic "
+            "look: lease=expired, the other died or stalled past its lease; lease=released, "
+            "it was stopped cleanly with the request still running.",
+            ["lease"],
+            registry=registry,
+        )
+        for lease in ("expired", "released"):
+            self.taken_over.labels(lease)
+        self.fenced = Counter(
+            "agentmesh_requests_fenced",
+            "Requests this replica stopped running because a write of theirs was refused: "
+            "another replica had taken them over and finishes them.",
+            registry=registry,
+        )
         self.store_write_errors = Counter(
             "agentmesh_store_write_errors",
             "Commits of the request store that failed (each retry counts).",
@@ -258,6 +275,13 @@ class SchedulerMetrics:
 
     def request_refused(self, workflow: str, code: str) -> None:
         self.requests.labels(workflow or "custom_plan", "refused", code).inc()
+
+    def requests_taken_over(self, expired: int, released: int) -> None:
+        self.taken_over.labels("expired").inc(expired)
+        self.taken_over.labels("released").inc(released)
+
+    def request_fenced(self) -> None:
+        self.fenced.inc()
 
 
 class MeshCollector(Collector):
