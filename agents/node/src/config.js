@@ -11,6 +11,10 @@ import { checkListen, ownWorkerId, tlsFromEnv } from './tls.js';
  * @property {string} scheduler   host:port of the scheduler. AGENTMESH_SCHEDULER, default 127.0.0.1:50051.
  * @property {string} listen      host:port to serve on; port 0 takes a free one. AGENTMESH_WORKER_LISTEN, default 127.0.0.1:0.
  * @property {string} advertise   host:port to register instead of the bound address. AGENTMESH_WORKER_ADVERTISE.
+ * @property {string} metricsListen host:port of /metrics; empty turns it off, port 0 takes a free one.
+ *                                AGENTMESH_WORKER_METRICS_LISTEN, default off.
+ * @property {string} portsFile   a file the worker writes, once serving, with the addresses it bound,
+ *                                as JSON (agentmesh.server.ports). AGENTMESH_PORTS_FILE, default none.
  * @property {string} workerId    AGENTMESH_WORKER_ID, default node-<8 hex digits>; with TLS on, the
  *                                id its certificate names (AGENTMESH_WORKER_ID must be that one).
  * @property {number} capacity    subtasks run at once. AGENTMESH_CAPACITY, default 4.
@@ -36,6 +40,8 @@ export function configFromEnv(env = process.env) {
     scheduler: env.AGENTMESH_SCHEDULER || '127.0.0.1:50051',
     listen,
     advertise: env.AGENTMESH_WORKER_ADVERTISE || '',
+    metricsListen: env.AGENTMESH_WORKER_METRICS_LISTEN || '',
+    portsFile: env.AGENTMESH_PORTS_FILE || '',
     // With TLS on, the scheduler accepts the worker only under the id its certificate names.
     workerId: tls.enabled ? ownWorkerId(tls, configured) : configured || `node-${randomBytes(4).toString('hex')}`,
     capacity: number(env, 'AGENTMESH_CAPACITY', 4, 1),

@@ -7,6 +7,7 @@
 import { configFromEnv } from './config.js';
 import { Worker } from './worker.js';
 import { log } from './log.js';
+import { writePorts } from './ports.js';
 
 let config;
 try {
@@ -22,10 +23,13 @@ try {
   log('error', 'cannot serve', { listen: config.listen, error: String(error) });
   process.exit(1);
 }
+const metrics = worker.metricsAddress ? `, metrics on ${worker.metricsAddress}` : '';
 process.stdout.write(
   `agentmesh node worker ${worker.workerId} serving detect_language on ${worker.address}, ` +
-    `scheduler ${config.scheduler}\n`,
+    `scheduler ${config.scheduler}${metrics}\n`,
 );
+log('info', 'worker serving', { grpc: worker.address, metrics: worker.metricsAddress });
+if (config.portsFile) writePorts(config.portsFile, worker.address, worker.metricsAddress);
 for (const signal of /** @type {const} */ (['SIGTERM', 'SIGINT'])) {
   process.on(signal, () => {
     log('info', `${signal}: draining`);

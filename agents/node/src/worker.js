@@ -20,6 +20,7 @@ import { WorkerError, toServiceError } from './status.js';
 import { canonicalJson, fromStruct, toDuration, toStruct } from './struct.js';
 import { certificateFiles, notScheduler, serverCredentials } from './tls.js';
 import { log } from './log.js';
+import { WorkerMetrics } from './metrics.js';
 
 const { status } = grpc;
 
@@ -63,6 +64,8 @@ export class Worker {
     this.membership = new Membership(config.scheduler, () => this.info(), () => this.healthReport(), config.tls, this.files);
     /** @type {Promise<void> | null} */
     this.stopped = null;
+    this.metrics = new WorkerMetrics({ workerId: this.workerId, backend: 'node', model: '', tier: 'builtin' }, () => this);
+    this.metricsAddress = ''; // host:port of /metrics once served; empty when off
   }
 
   /** What the worker declares when it registers (agentmesh.v1.WorkerInfo). */
@@ -101,6 +104,7 @@ export class Worker {
     );
     const host = this.config.listen.slice(0, this.config.listen.lastIndexOf(':'));
     this.address = this.config.advertise || `${host}:${port}`;
+    if (this.config.metricsListen) this.metricsAddress = await this.metrics.serve(this.config.metricsListen);
     this.health.setStatus('', 'SERVING');
     this.health.setStatus(WORKER_SERVICE, 'SERVING');
     this.membership.start();
@@ -116,6 +120,7 @@ export class Worker {
     const peer = notScheduler(call, this.config.tls.domain);
     if (peer !== null) {
       log('warning', 'call refused for its certificate', { reason: 'not_scheduler' });
+      this.metrics.authDenied.labels('not_scheduler').inc();
       const refusal = `this certificate (${peer}) may not call this method`;
       callback(toServiceError(new WorkerError(status.PERMISSION_DENIED, refusal, { reason: 'NOT_SCHEDULER' })));
       return;
@@ -177,11 +182,13 @@ export class Worker {
     const stored = this.results.get(key);
     if (stored) {
       sameWork(request, digest, stored, 'finished');
+      this.metrics.replays.inc();
       return { ...stored.response, replayed: true };
     }
     const running = this.running.get(key);
     if (running) {
       sameWork(request, digest, running, 'running');
+      this.metrics.replays.inc();
       return { ...(await this.follow(running, gone)), replayed: true };
     }
     if (this.draining) {
@@ -258,7 +265,7 @@ export class Worker {
   async run(input, signal) {
     await this.acquire(signal);
     const started = performance.now();
-    let failed = false;
+    let code = 'OK'; // the status code's name, as agentmesh_worker_subtasks_total counts it
     try {
       if (this.config.delay > 0) await abortableSleep(this.config.delay * 1000, signal);
       signal.throwIfAborted();
@@ -281,11 +288,14 @@ export class Worker {
         replayed: false,
       };
     } catch (error) {
-      failed = !signal.aborted; // a cancelled subtask says nothing about the worker
+      // The Python worker's codes: CANCELLED however the caller left, INTERNAL for the unforeseen.
+      code = signal.aborted ? 'CANCELLED' : error instanceof WorkerError ? status[error.code] : 'INTERNAL';
       throw error;
     } finally {
-      if (!signal.aborted) this.errorRate = 0.9 * this.errorRate + (failed ? 0.1 : 0);
+      // a cancelled subtask says nothing about the worker
+      if (!signal.aborted) this.errorRate = 0.9 * this.errorRate + (code === 'OK' ? 0 : 0.1);
       this.release();
+      this.metrics.ran(CAPABILITY, code, (performance.now() - started) / 1000);
     }
   }
 
@@ -354,6 +364,7 @@ export class Worker {
         resolve(undefined);
       });
     });
+    this.metrics.close();
     log('info', 'stopped', { worker_id: this.workerId });
   }
 }
