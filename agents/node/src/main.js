@@ -28,8 +28,8 @@ process.stdout.write(
   `agentmesh node worker ${worker.workerId} serving detect_language on ${worker.address}, ` +
     `scheduler ${config.scheduler}${metrics}\n`,
 );
-log('info', 'worker serving', { grpc: worker.address, metrics: worker.metricsAddress });
-if (config.portsFile) writePorts(config.portsFile, worker.address, worker.metricsAddress);
+log('info', 'worker serving', { grpc: worker.bound, metrics: worker.metricsAddress });
+if (config.portsFile) writePorts(config.portsFile, worker.bound, worker.metricsAddress);
 for (const signal of /** @type {const} */ (['SIGTERM', 'SIGINT'])) {
   process.on(signal, () => {
     log('info', `${signal}: draining`);

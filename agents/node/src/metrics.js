@@ -23,6 +23,8 @@ export class WorkerMetrics {
    *   waiting for one, read at each scrape (the worker keeps these counts anyway)
    */
   constructor(who, load) {
+    /** @type {import('node:http').Server | undefined} serving /metrics, once `serve` ran */
+    this.server = undefined;
     /** Its own registry: two workers in one process (the tests) keep apart. */
     this.registry = new client.Registry();
     const registers = [this.registry];

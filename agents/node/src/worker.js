@@ -37,6 +37,7 @@ export class Worker {
     this.workerId = config.workerId;
     this.capacity = config.capacity;
     this.address = '';
+    this.bound = '';
     this.draining = false;
     this.inFlight = 0;
     this.waiting = 0;
@@ -103,7 +104,8 @@ export class Worker {
       ),
     );
     const host = this.config.listen.slice(0, this.config.listen.lastIndexOf(':'));
-    this.address = this.config.advertise || `${host}:${port}`;
+    this.bound = `${host}:${port}`; // the listen address with the port bound, as announced
+    this.address = this.config.advertise || this.bound;
     if (this.config.metricsListen) this.metricsAddress = await this.metrics.serve(this.config.metricsListen);
     this.health.setStatus('', 'SERVING');
     this.health.setStatus(WORKER_SERVICE, 'SERVING');
