@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agentmesh.v1 import worker_pb2_grpc
 from tests.integration import test_node_worker
 from tests.integration.test_node_worker import FRENCH, NodeWorker, execute, status_of
+from tests.integration.test_prometheus import promtool
 from tests.support.mesh import ROOT, Mesh, port_of, refused, wait_for, wait_ports
 
 pytestmark = test_node_worker.pytestmark
@@ -177,6 +178,12 @@ def test_the_node_workers_metrics_follow_its_subtasks(
         and buckets[2.5] == 3
         and buckets[float("inf")] == 3
     )
+    # Well-formed, as promtool lints the Python workers' (test_prometheus.py); the worker
+    # metrics only: prom-client's own nodejs_active_*_total gauges break its naming rule.
+    ours = "".join(line + "\n" for line in text.splitlines() if "agentmesh_" in line)
+    result = promtool("check", "metrics", stdin=ours)
+    problems = (result.stdout + result.stderr).strip()
+    assert result.returncode == 0 and not problems, problems
 
 
 def test_the_node_and_python_workers_export_the_same_worker_metrics(
