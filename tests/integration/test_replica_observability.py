@@ -76,15 +76,11 @@ def test_takeovers_and_losses_are_counted_and_logged_with_their_tenants(
         for tenant in TICKETS:
             threading.Thread(target=submit, args=(tenant,), daemon=True).start()
 
-        def under_way() -> bool:
-            owners = mesh.owners()
-            if not all(owners.get(k, ("", 0, ""))[:1] == ("s1",) for k in keys):
-                return False
-            admin = mesh.clients["s2"]
-            states = [s.state for t in TICKETS for s in admin.get_request(ID, tenant=t).subtasks]
-            return scheduler_pb2.SUBTASK_STATE_SUCCEEDED in states
-
-        wait_for(under_way, 30, "both tenants' requests under way on s1")
+        wait_for(
+            lambda: mesh.under_way(ID, TICKETS, on="s1", reader="s2"),
+            30,
+            "both tenants' requests under way on s1",
+        )
         mesh.signal("s1", signal.SIGSTOP)
         wait_for(
             lambda: all(mesh.owners()[k][:2] == ("s2", 2) for k in keys), 30, "s2 to take over"

@@ -136,16 +136,11 @@ def test_a_takeover_resumes_two_tenants_requests_of_one_id_each_as_its_own(
         for caller in callers:
             caller.start()
         keys = {f"{t}/{ID}" for t in TICKETS}
-
-        def both_under_way() -> bool:
-            owners = mesh.owners()
-            if not all(owners.get(k, ("", 0, ""))[:1] == ("s1",) for k in keys):
-                return False
-            admin = mesh.clients["s2"]
-            states = [s.state for t in TICKETS for s in admin.get_request(ID, tenant=t).subtasks]
-            return scheduler_pb2.SUBTASK_STATE_SUCCEEDED in states
-
-        wait_for(both_under_way, 30, "both tenants' requests under way on s1")
+        wait_for(
+            lambda: mesh.under_way(ID, TICKETS, on="s1", reader="s2"),
+            30,
+            "both tenants' requests under way on s1",
+        )
         mesh.kill("s1")
         for caller in callers:
             caller.join(90)

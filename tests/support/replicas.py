@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import signal
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,20 @@ class ReplicaMesh(Mesh):
         with psycopg.connect(self.url) as db:
             rows = db.execute("SELECT request_id, owner, epoch, state FROM requests").fetchall()
         return {r: (o, e, s) for r, o, e, s in rows}
+
+    def under_way(self, request_id: str, tenants: Iterable[str], on: str, reader: str) -> bool:
+        """Whether each tenant's request `request_id` is owned by replica `on` and one of
+        their subtasks has succeeded (read on replica `reader`, whose client is an admin's
+        when the mesh checks tokens)."""
+        tenants = list(tenants)
+        owners = self.owners()
+        if not all(owners.get(f"{t}/{request_id}", ("",))[0] == on for t in tenants):
+            return False
+        admin = self.clients[reader]
+        states = [
+            s.state for t in tenants for s in admin.get_request(request_id, tenant=t).subtasks
+        ]
+        return scheduler_pb2.SUBTASK_STATE_SUCCEEDED in states
 
     def metric(self, name: str, sample: str) -> float:
         """A sample of replica `name`'s /metrics (`agentmesh_requests_active`,
