@@ -15,6 +15,7 @@
  * to its end.
  */
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import { v1 } from './protos.js';
 import { schedulerChannel } from './tls.js';
 import { fromDuration } from './struct.js';
@@ -69,7 +70,7 @@ export class Membership {
     this.stopping = true;
     this.interrupt?.();
     this.wake?.();
-    await Promise.race([this.loop, sleep(timeoutMs)]);
+    await Promise.race([this.loop, sleep(timeoutMs, undefined, { ref: false })]);
     this.channel.close();
   }
 
@@ -192,9 +193,4 @@ export class Membership {
       this.interrupt = done;
     });
   }
-}
-
-/** @param {number} ms */
-function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

@@ -10,6 +10,7 @@
  */
 
 import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { ReflectionService } from '@grpc/reflection';
@@ -269,7 +270,8 @@ export class Worker {
     const started = performance.now();
     let code = 'OK'; // the status code's name, as agentmesh_worker_subtasks_total counts it
     try {
-      if (this.config.delay > 0) await abortableSleep(this.config.delay * 1000, signal);
+      // Cut short when the call is: its reason (not the timer's AbortError) is thrown below.
+      if (this.config.delay > 0) await sleep(this.config.delay * 1000, undefined, { signal }).catch(() => {});
       signal.throwIfAborted();
       const output = detectLanguage(String(input.text));
       const problems = outputViolations(output);
@@ -388,28 +390,4 @@ function sameWork(request, digest, kept, state) {
       'send the same capability and input, and new work needs new ids',
     { reason: 'SUBTASK_MISMATCH', metadata: { capability: request.capability, differs: what } },
   );
-}
-
-/** @param {number} ms */
-function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/**
- * @param {number} ms
- * @param {AbortSignal} signal
- */
-function abortableSleep(ms, signal) {
-  return new Promise((resolve, reject) => {
-    signal.throwIfAborted();
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', stop);
-      resolve(undefined);
-    }, ms);
-    const stop = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', stop, { once: true });
-  });
 }
