@@ -15,7 +15,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agentmesh.v1 import worker_pb2_grpc
 from tests.integration import test_node_worker
-from tests.integration.test_node_worker import FRENCH, NodeWorker, execute, status_of
+from tests.integration.test_node_worker import (
+    FRENCH,
+    NodeWorker,
+    execute,
+    node_workers,
+    status_of,
+)
 from tests.integration.test_prometheus import promtool
 from tests.support.mesh import ROOT, Mesh, port_of, refused, wait_for, wait_ports
 
@@ -42,23 +48,13 @@ def mesh(tmp_path: Path) -> Iterator[Mesh]:
 @pytest.fixture
 def node(mesh: Mesh) -> Iterator[Callable[..., NodeWorker]]:
     """Starts Node workers serving /metrics on a free port, announced in a ports file."""
-    started: list[NodeWorker] = []
-
-    def start(name: str, **env: str) -> NodeWorker:
-        started.append(
-            NodeWorker(
-                mesh,
-                name,
-                AGENTMESH_WORKER_METRICS_LISTEN="127.0.0.1:0",
-                AGENTMESH_PORTS_FILE=str(mesh.ports_file(name)),
-                **env,
-            )
+    with node_workers(mesh) as start:
+        yield lambda name, **env: start(
+            name,
+            AGENTMESH_WORKER_METRICS_LISTEN="127.0.0.1:0",
+            AGENTMESH_PORTS_FILE=str(mesh.ports_file(name)),
+            **env,
         )
-        return started[-1]
-
-    yield start
-    for worker in started:
-        worker.stop()
 
 
 def http_get(url: str) -> str:

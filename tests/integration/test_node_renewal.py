@@ -19,7 +19,13 @@ from agentmesh.tls import client_name, worker_name
 from agentmesh.v1 import scheduler_pb2
 from tests.integration import test_node_worker
 from tests.integration.test_node_client import node_test
-from tests.integration.test_node_worker import FRENCH, NodeWorker, language_plan, status_of
+from tests.integration.test_node_worker import (
+    FRENCH,
+    NodeWorker,
+    language_plan,
+    node_workers,
+    status_of,
+)
 from tests.integration.test_tls_renewal import now, rewrite, serial
 from tests.support.mesh import Mesh, wait_for
 from tests.support.proxy import Proxy
@@ -52,15 +58,8 @@ def mesh(tmp_path: Path, certs: Certs) -> Iterator[Mesh]:
 
 @pytest.fixture
 def node(mesh: Mesh) -> Iterator[Callable[..., NodeWorker]]:
-    started: list[NodeWorker] = []
-
-    def start(**env: str) -> NodeWorker:
-        started.append(NodeWorker(mesh, WORKER, **env))
-        return started[-1]
-
-    yield start
-    for worker in started:
-        worker.stop()
+    with node_workers(mesh) as start:
+        yield lambda **env: start(WORKER, **env)
 
 
 def presented_serial(port: int, caller: Identity) -> int:

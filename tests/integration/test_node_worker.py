@@ -10,6 +10,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -85,15 +86,25 @@ def mesh(tmp_path: Path) -> Iterator[Mesh]:
 @pytest.fixture
 def node(mesh: Mesh) -> Iterator[Callable[..., NodeWorker]]:
     """Starts Node workers registering with the mesh; kills what is left on leaving."""
+    with node_workers(mesh) as start:
+        yield start
+
+
+@contextmanager
+def node_workers(mesh: Mesh) -> Iterator[Callable[..., NodeWorker]]:
+    """`start(name, **env)` starts a Node worker registering with `mesh`; those started
+    are stopped on leaving."""
     started: list[NodeWorker] = []
 
     def start(name: str, **env: str) -> NodeWorker:
         started.append(NodeWorker(mesh, name, **env))
         return started[-1]
 
-    yield start
-    for worker in started:
-        worker.stop()
+    try:
+        yield start
+    finally:
+        for worker in started:
+            worker.stop()
 
 
 def status_of(mesh: Mesh, worker_id: str) -> scheduler_pb2.WorkerStatus | None:

@@ -23,6 +23,7 @@ from tests.integration.test_node_worker import (
     NodeWorker,
     execute,
     language_plan,
+    node_workers,
     status_of,
 )
 from tests.support.mesh import ROOT, Mesh, wait_for
@@ -51,15 +52,8 @@ def mesh(tmp_path: Path, certs: Certs) -> Iterator[Mesh]:
 
 @pytest.fixture
 def node(mesh: Mesh) -> Iterator[Callable[..., NodeWorker]]:
-    started: list[NodeWorker] = []
-
-    def start(name: str, **env: str) -> NodeWorker:
-        started.append(NodeWorker(mesh, name, **env))
-        return started[-1]
-
-    yield start
-    for worker in started:
-        worker.stop()
+    with node_workers(mesh) as start:
+        yield start
 
 
 def refusal(call: Callable[..., object], request: object) -> tuple[grpc.StatusCode, str]:
