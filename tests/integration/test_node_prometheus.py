@@ -5,7 +5,6 @@ have from the Python workers (test_prometheus.py)."""
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -23,9 +22,8 @@ from tests.integration.test_prometheus import (
     WORKER_JOB,
     Prometheus,
     dashboard_queries,
-    promtool,
+    start_prometheus,
     substitute_variables,
-    tool,
 )
 from tests.support.mesh import Mesh, wait_for
 
@@ -94,25 +92,7 @@ def scraped(tmp_path: Path) -> Iterator[Prometheus]:
                 }
             )
         )
-        checked = promtool("check", "config", str(config))
-        assert checked.returncode == 0, checked.stdout + checked.stderr
-        log = tmp_path / "prometheus.log"
-        with open(log, "wb") as out:
-            process = subprocess.Popen(
-                [
-                    tool("prometheus"),
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={tmp_path / 'data'}",
-                    "--web.listen-address=127.0.0.1:0",
-                    "--log.level=info",  # for the address it listens on
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=tmp_path,
-            )
-        server = Prometheus(process, log)
-        wait_for(server.listening, 30, "prometheus to listen")
-        wait_for(server.ready, 30, "prometheus to be ready")
+        server = start_prometheus(config, tmp_path)
         wait_for(lambda: server is not None and server.targets_up(1), 30, "the worker to be up")
         yield server
     finally:

@@ -266,6 +266,17 @@ def prometheus(
     directory = tmp_path_factory.mktemp("prometheus")
     config = directory / "prometheus.yml"
     render_config(config, mesh)
+    server = start_prometheus(config, directory)
+    try:
+        wait_for(lambda: server.targets_up(1 + len(WORKERS)), 30, "every target to be up")
+        yield server
+    finally:
+        server.stop()
+
+
+def start_prometheus(config: Path, directory: Path) -> Prometheus:
+    """A real Prometheus on `config` (checked by promtool first), its data and log in
+    `directory`, once it listens and is ready; the caller stops it."""
     checked = promtool("check", "config", str(config))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     log = directory / "prometheus.log"
@@ -286,10 +297,10 @@ def prometheus(
     try:
         wait_for(server.listening, 30, "prometheus to listen")
         wait_for(server.ready, 30, "prometheus to be ready")
-        wait_for(lambda: server.targets_up(1 + len(WORKERS)), 30, "every target to be up")
-        yield server
-    finally:
+    except BaseException:
         server.stop()
+        raise
+    return server
 
 
 #: A summary, then the sentiment of the summary: a chain of two simple steps.
